@@ -1,0 +1,145 @@
+//! The catalog: every named relation (table, view, materialized view), its schema, definition
+//! and dependencies. Immutable per epoch; the coordinator publishes a new one on every change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::error::CatalogError;
+
+/// Identifies a relation for its whole life; names can be dropped and reused, ids cannot.
+/// Ids grow with creation order, and a view can only read relations that existed before it, so
+/// ascending id order is a valid order to maintain views in.
+pub type RelationId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+    MaterializedView,
+}
+
+impl RelationKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Relation {
+    pub id: RelationId,
+    pub name: String,
+    pub kind: RelationKind,
+    pub schema: SchemaRef,
+    /// The defining query of a view, as the user wrote it.
+    pub definition: Option<String>,
+    /// Relations this one reads (directly).
+    pub depends_on: Vec<RelationId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    by_name: BTreeMap<String, Arc<Relation>>,
+    next_id: RelationId,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<&Arc<Relation>> {
+        self.by_name.get(name)
+    }
+
+    pub fn by_id(&self, id: RelationId) -> Option<&Arc<Relation>> {
+        self.by_name.values().find(|relation| relation.id == id)
+    }
+
+    pub fn relations(&self) -> impl Iterator<Item = &Arc<Relation>> {
+        self.by_name.values()
+    }
+
+    pub fn add(
+        &mut self,
+        name: String,
+        kind: RelationKind,
+        schema: SchemaRef,
+        definition: Option<String>,
+        depends_on: Vec<RelationId>,
+    ) -> Result<Arc<Relation>, CatalogError> {
+        if self.by_name.contains_key(&name) {
+            return Err(CatalogError::DuplicateObject(name));
+        }
+        self.next_id += 1;
+        let relation = Arc::new(Relation {
+            id: self.next_id,
+            name: name.clone(),
+            kind,
+            schema,
+            definition,
+            depends_on,
+        });
+        self.by_name.insert(name, Arc::clone(&relation));
+        Ok(relation)
+    }
+
+    /// Relations that read `id` directly.
+    pub fn dependents(&self, id: RelationId) -> Vec<&Arc<Relation>> {
+        self.by_name
+            .values()
+            .filter(|relation| relation.depends_on.contains(&id))
+            .collect()
+    }
+
+    /// The relations a DROP of `name` removes: `name` itself and, with `cascade`, everything that
+    /// depends on it transitively. Without `cascade`, dependents are an error.
+    pub fn plan_drop(
+        &self,
+        name: &str,
+        kind: RelationKind,
+        cascade: bool,
+    ) -> Result<Vec<Arc<Relation>>, CatalogError> {
+        let relation = self
+            .get(name)
+            .ok_or_else(|| CatalogError::UndefinedObject {
+                kind: kind.describe(),
+                name: name.to_string(),
+            })?;
+        if relation.kind != kind {
+            return Err(CatalogError::WrongObjectType {
+                name: name.to_string(),
+                expected: kind.describe(),
+            });
+        }
+        let direct = self.dependents(relation.id);
+        if !cascade && !direct.is_empty() {
+            let dependents = direct
+                .iter()
+                .map(|dependent| format!("{} {}", dependent.kind.describe(), dependent.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(CatalogError::DependentObjects {
+                kind: kind.describe(),
+                name: name.to_string(),
+                dependents,
+            });
+        }
+        let mut doomed = vec![Arc::clone(relation)];
+        let mut index = 0;
+        while index < doomed.len() {
+            for dependent in self.dependents(doomed[index].id) {
+                if !doomed.iter().any(|known| known.id == dependent.id) {
+                    doomed.push(Arc::clone(dependent));
+                }
+            }
+            index += 1;
+        }
+        Ok(doomed)
+    }
+
+    pub fn remove(&mut self, id: RelationId) {
+        self.by_name.retain(|_, relation| relation.id != id);
+    }
+}

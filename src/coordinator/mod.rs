@@ -1,0 +1,540 @@
+//! The coordinator: the one owner of all mutable state. It applies catalog changes and table
+//! writes in epochs, runs every dataflow to the epoch's barrier, and publishes the snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::catalog::{Catalog, RelationId, RelationKind};
+use crate::dataflow::{ChangeBatch, Dataflow, Epoch};
+use crate::error::{CatalogError, Error, ExecutionError, PlanError, Result};
+use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
+
+/// A relation to add to the catalog. Materialized views bring the dataflow that maintains them.
+pub struct NewRelation {
+    pub name: String,
+    pub kind: RelationKind,
+    pub schema: SchemaRef,
+    pub definition: Option<String>,
+    pub depends_on: Vec<RelationId>,
+    pub dataflow: Option<Dataflow>,
+}
+
+/// A change to one table, computed by the coordinator against the table's current rows so that
+/// concurrent UPDATEs and DELETEs never see the same row twice.
+pub enum TableChange {
+    Insert(Vec<RecordBatch>),
+    Delete {
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+    },
+    Update {
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        assignments: Vec<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+enum Command {
+    Create {
+        relation: NewRelation,
+        if_not_exists: bool,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    Drop {
+        kind: RelationKind,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Write {
+        table: RelationId,
+        change: TableChange,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+}
+
+/// The sessions' handle on the coordinator. Cloned into every session.
+#[derive(Clone)]
+pub struct Coordinator {
+    /// To the coordinator thread, which holds the receiving end; bounded so that a flood of
+    /// writes waits for the coordinator instead of queueing without limit.
+    commands: mpsc::Sender<Command>,
+    /// The newest complete snapshot; the coordinator holds the sender and replaces the value once
+    /// per epoch, before it answers any write of that epoch (read-your-writes).
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Coordinator {
+    /// Starts the coordinator on its own thread. It stops when `shutdown` turns true or every
+    /// handle is dropped.
+    pub fn start(shutdown: watch::Receiver<bool>) -> std::io::Result<Self> {
+        let (commands, receiver) = mpsc::channel(1024);
+        let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let engine = Engine {
+            catalog: Catalog::default(),
+            tables: HashMap::new(),
+            views: BTreeMap::new(),
+            epoch: 0,
+            publisher,
+        };
+        std::thread::Builder::new()
+            .name("coordinator".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the coordinator runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(engine.run(receiver, shutdown));
+            })?;
+        Ok(Self {
+            commands,
+            snapshots,
+        })
+    }
+
+    /// The newest complete epoch's snapshot: one consistent state across all relations.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshots.borrow())
+    }
+
+    /// Adds a relation; returns false if it existed and `if_not_exists` was given.
+    pub async fn create(&self, relation: NewRelation, if_not_exists: bool) -> Result<bool> {
+        self.call(|reply| Command::Create {
+            relation,
+            if_not_exists,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn drop_relations(
+        &self,
+        kind: RelationKind,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<()> {
+        self.call(|reply| Command::Drop {
+            kind,
+            names,
+            if_exists,
+            cascade,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies a change to a table; returns the number of rows it touched once every view
+    /// reflects it.
+    pub async fn write(&self, table: RelationId, change: TableChange) -> Result<u64> {
+        self.call(|reply| Command::Write {
+            table,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| ExecutionError::Shutdown)?;
+        // The command arrived but its reply was dropped unanswered: handling it panicked.
+        answer.await.map_err(|_| {
+            ExecutionError::Internal("the statement failed inside the coordinator".into())
+        })?
+    }
+}
+
+struct MaintainedView {
+    name: String,
+    dataflow: Dataflow,
+    arrangement: Arrangement,
+    failed: Option<ExecutionError>,
+}
+
+struct Engine {
+    catalog: Catalog,
+    tables: HashMap<RelationId, TableData>,
+    /// Ordered by id, which is a topological order (a view only reads older relations).
+    views: BTreeMap<RelationId, MaintainedView>,
+    epoch: Epoch,
+    publisher: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut pending: Option<Command> = None;
+        loop {
+            let command = match pending.take() {
+                Some(command) => command,
+                None => tokio::select! {
+                    command = commands.recv() => match command {
+                        Some(command) => command,
+                        None => break,
+                    },
+                    _ = shutdown.changed() => break,
+                },
+            };
+            let mut batch = vec![command];
+            if matches!(batch[0], Command::Write { .. }) {
+                // Group commit: every write already waiting joins this epoch.
+                while let Ok(next) = commands.try_recv() {
+                    if matches!(next, Command::Write { .. }) {
+                        batch.push(next);
+                    } else {
+                        pending = Some(next);
+                        break;
+                    }
+                }
+            }
+            // A bug that panics while handling one command must not stop the server: the
+            // command's callers get an error (their reply channels drop) and the loop goes on.
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(batch)));
+            if handled.is_err() {
+                tracing::error!("the coordinator recovered from a panic; the statement failed");
+            }
+        }
+        tracing::info!("coordinator stopped");
+    }
+
+    fn handle(&mut self, batch: Vec<Command>) {
+        let mut writes = Vec::new();
+        for command in batch {
+            match command {
+                Command::Create {
+                    relation,
+                    if_not_exists,
+                    reply,
+                } => {
+                    let _ = reply.send(self.create(relation, if_not_exists));
+                }
+                Command::Drop {
+                    kind,
+                    names,
+                    if_exists,
+                    cascade,
+                    reply,
+                } => {
+                    let _ = reply.send(self.drop_relations(kind, &names, if_exists, cascade));
+                }
+                Command::Write {
+                    table,
+                    change,
+                    reply,
+                } => writes.push((table, change, reply)),
+            }
+        }
+        if !writes.is_empty() {
+            self.write_epoch(writes);
+        }
+    }
+
+    fn next_epoch(&mut self) -> Epoch {
+        self.epoch += 1;
+        self.epoch
+    }
+
+    fn write_epoch(
+        &mut self,
+        writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<u64>>)>,
+    ) {
+        let epoch = self.next_epoch();
+        let mut deltas: HashMap<RelationId, Vec<ChangeBatch>> = HashMap::new();
+        let mut replies = Vec::with_capacity(writes.len());
+        for (table, change, reply) in writes {
+            let outcome = self
+                .apply_table_change(table, change)
+                .map(|(count, delta)| {
+                    deltas.entry(table).or_default().extend(delta);
+                    count
+                });
+            replies.push((reply, outcome));
+        }
+        self.propagate(deltas, epoch);
+        self.publish();
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Applies one table change to a copy of the table (cheap: chunks are shared) and keeps it
+    /// only if the whole statement succeeded, so a failing statement changes nothing.
+    fn apply_table_change(
+        &mut self,
+        id: RelationId,
+        change: TableChange,
+    ) -> Result<(u64, Vec<ChangeBatch>)> {
+        let relation = self
+            .catalog
+            .by_id(id)
+            .cloned()
+            .ok_or_else(|| PlanError::UndefinedTable(format!("(relation {id} was dropped)")))?;
+        let mut table = self
+            .tables
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| PlanError::UndefinedTable(relation.name.clone()))?;
+        let (count, delta) = match change {
+            TableChange::Insert(batches) => {
+                let batches = batches
+                    .into_iter()
+                    .map(|batch| conform(batch.columns().to_vec(), table.schema(), &relation.name))
+                    .collect::<Result<Vec<_>>>()?;
+                let count = batches.iter().map(|b| b.num_rows() as u64).sum();
+                let delta = batches
+                    .iter()
+                    .cloned()
+                    .map(ChangeBatch::insertions)
+                    .collect();
+                table.append(batches)?;
+                (count, delta)
+            }
+            TableChange::Delete { predicate } => {
+                let removed = table.remove_where(|chunk| evaluate_predicate(&predicate, chunk))?;
+                let count = removed.iter().map(|b| b.num_rows() as u64).sum();
+                (
+                    count,
+                    removed.into_iter().map(ChangeBatch::deletions).collect(),
+                )
+            }
+            TableChange::Update {
+                predicate,
+                assignments,
+            } => {
+                let removed = table.remove_where(|chunk| evaluate_predicate(&predicate, chunk))?;
+                let mut delta = Vec::new();
+                let mut updated = Vec::new();
+                for old in removed {
+                    let columns = assignments
+                        .iter()
+                        .map(|assignment| assignment.evaluate(&old)?.into_array(old.num_rows()))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    let new = conform(columns, table.schema(), &relation.name)?;
+                    delta.push(ChangeBatch::deletions(old));
+                    delta.push(ChangeBatch::insertions(new.clone()));
+                    updated.push(new);
+                }
+                let count = updated.iter().map(|b| b.num_rows() as u64).sum();
+                table.append(updated)?;
+                (count, delta)
+            }
+        };
+        self.tables.insert(id, table);
+        Ok((count, delta))
+    }
+
+    /// Runs every materialized view, oldest first, over the epoch's changes of its input.
+    fn propagate(&mut self, mut deltas: HashMap<RelationId, Vec<ChangeBatch>>, epoch: Epoch) {
+        for (&id, view) in self.views.iter_mut() {
+            if view.failed.is_some() {
+                continue;
+            }
+            let Some(input) = deltas.get(&view.dataflow.input) else {
+                continue;
+            };
+            let input = input.clone();
+            match view.dataflow.step(input, epoch) {
+                Ok(output) => match view.arrangement.apply(&output) {
+                    Ok(()) => {
+                        deltas.insert(id, output);
+                    }
+                    Err(error) => view.failed = Some(error.into()),
+                },
+                Err(error) => {
+                    tracing::warn!(view = %view.name, %error, "materialized view failed");
+                    let crate::error::DataflowError::Evaluation(error) = error;
+                    view.failed = Some(error);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut data = HashMap::with_capacity(self.tables.len() + self.views.len());
+        for (&id, table) in &self.tables {
+            data.insert(id, RelationData::Table(table.snapshot()));
+        }
+        for (&id, view) in &self.views {
+            let state = match &view.failed {
+                Some(error) => RelationData::Failed(error.clone()),
+                None => RelationData::View(view.arrangement.snapshot()),
+            };
+            data.insert(id, state);
+        }
+        let snapshot = Snapshot {
+            epoch: self.epoch,
+            catalog: Arc::new(self.catalog.clone()),
+            data,
+        };
+        self.publisher.send_replace(Arc::new(snapshot));
+    }
+
+    fn create(&mut self, relation: NewRelation, if_not_exists: bool) -> Result<bool> {
+        if self.catalog.get(&relation.name).is_some() {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(CatalogError::DuplicateObject(relation.name).into());
+        }
+        for dependency in &relation.depends_on {
+            if self.catalog.by_id(*dependency).is_none() {
+                return Err(PlanError::UndefinedTable(format!(
+                    "(relation {dependency} was dropped)"
+                ))
+                .into());
+            }
+        }
+        let epoch = self.next_epoch();
+        let NewRelation {
+            name,
+            kind,
+            schema,
+            definition,
+            depends_on,
+            dataflow,
+        } = relation;
+        let maintained = match (kind, dataflow) {
+            (RelationKind::MaterializedView, Some(mut dataflow)) => {
+                // Backfill: the input's current rows enter the new dataflow as one big insertion;
+                // from then on it sees only changes.
+                let input = self.current_rows(dataflow.input)?;
+                let output = dataflow.step(input, epoch).map_err(Error::from)?;
+                let mut arrangement = Arrangement::new(Arc::clone(&schema))?;
+                arrangement.apply(&output)?;
+                Some(MaintainedView {
+                    name: name.clone(),
+                    dataflow,
+                    arrangement,
+                    failed: None,
+                })
+            }
+            (RelationKind::MaterializedView, None) => {
+                return Err(ExecutionError::Internal(
+                    "materialized view without a dataflow".into(),
+                )
+                .into());
+            }
+            _ => None,
+        };
+        let added = self
+            .catalog
+            .add(name, kind, Arc::clone(&schema), definition, depends_on)?;
+        match kind {
+            RelationKind::Table => {
+                self.tables.insert(added.id, TableData::new(schema));
+            }
+            RelationKind::MaterializedView => {
+                if let Some(view) = maintained {
+                    self.views.insert(added.id, view);
+                }
+            }
+            RelationKind::View => {}
+        }
+        self.publish();
+        Ok(true)
+    }
+
+    fn current_rows(&self, id: RelationId) -> Result<Vec<ChangeBatch>> {
+        if let Some(table) = self.tables.get(&id) {
+            return Ok(table
+                .to_batches()
+                .into_iter()
+                .map(ChangeBatch::insertions)
+                .collect());
+        }
+        if let Some(view) = self.views.get(&id) {
+            if let Some(error) = &view.failed {
+                return Err(ExecutionError::ViewFailed {
+                    view: view.name.clone(),
+                    reason: Box::new(error.clone()),
+                }
+                .into());
+            }
+            let batches = view.arrangement.snapshot().to_batches()?;
+            return Ok(batches.into_iter().map(ChangeBatch::insertions).collect());
+        }
+        Err(PlanError::UndefinedTable(format!("(relation {id})")).into())
+    }
+
+    fn drop_relations(
+        &mut self,
+        kind: RelationKind,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<()> {
+        // Check every name before dropping any, so a failing DROP changes nothing.
+        let mut doomed = Vec::new();
+        for name in names {
+            if self.catalog.get(name).is_none() && if_exists {
+                continue;
+            }
+            doomed.extend(self.catalog.plan_drop(name, kind, cascade)?);
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.next_epoch();
+        for relation in doomed {
+            self.catalog.remove(relation.id);
+            self.tables.remove(&relation.id);
+            self.views.remove(&relation.id);
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+fn evaluate_predicate(
+    predicate: &Option<Arc<dyn PhysicalExpr>>,
+    chunk: &RecordBatch,
+) -> Result<BooleanArray> {
+    match predicate {
+        None => Ok(BooleanArray::from(vec![true; chunk.num_rows()])),
+        Some(predicate) => {
+            let mask = predicate.evaluate(chunk)?.into_array(chunk.num_rows())?;
+            mask.as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| {
+                    PlanError::DatatypeMismatch("argument of WHERE must be type boolean".into())
+                        .into()
+                })
+        }
+    }
+}
+
+/// Builds a batch of the table's schema from columns of the table's types, enforcing NOT NULL.
+fn conform(columns: Vec<ArrayRef>, schema: &SchemaRef, relation: &str) -> Result<RecordBatch> {
+    for (column, field) in columns.iter().zip(schema.fields()) {
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(ExecutionError::NotNullViolation {
+                column: field.name().clone(),
+                relation: relation.to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

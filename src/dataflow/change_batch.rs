@@ -1,0 +1,170 @@
+//! Change batches: Arrow rows paired with Z-set weights, the currency every operator trades in.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::row::{RowConverter, SortField};
+
+/// A set of changes to a relation: row `i` of `rows` occurs `weights[i]` more times (negative:
+/// fewer). A batch of such rows is a Z-set; adding two Z-sets concatenates them.
+///
+/// The weight column travels beside the data columns rather than inside the `RecordBatch`, so
+/// that expressions compiled against a relation's schema evaluate directly on `rows`.
+#[derive(Debug, Clone)]
+pub struct ChangeBatch {
+    pub rows: RecordBatch,
+    pub weights: Int64Array,
+}
+
+impl ChangeBatch {
+    pub fn new(rows: RecordBatch, weights: Int64Array) -> Self {
+        debug_assert_eq!(rows.num_rows(), weights.len());
+        Self { rows, weights }
+    }
+
+    /// Every row of `rows` inserted once.
+    pub fn insertions(rows: RecordBatch) -> Self {
+        let weights = Int64Array::from(vec![1; rows.num_rows()]);
+        Self { rows, weights }
+    }
+
+    /// Every row of `rows` deleted once.
+    pub fn deletions(rows: RecordBatch) -> Self {
+        let weights = Int64Array::from(vec![-1; rows.num_rows()]);
+        Self { rows, weights }
+    }
+
+    pub fn empty(schema: SchemaRef) -> Self {
+        Self::new(
+            RecordBatch::new_empty(schema),
+            Int64Array::from(Vec::<i64>::new()),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.num_rows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.num_rows() == 0
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.rows.schema()
+    }
+
+    /// The same changes with every weight negated.
+    pub fn negate(&self) -> Self {
+        let weights: Int64Array = self.weights.iter().map(|w| w.map(|w| -w)).collect();
+        Self::new(self.rows.clone(), weights)
+    }
+
+    /// Keeps the rows where `mask` is true (nulls count as false, as in SQL WHERE).
+    pub fn filter(
+        &self,
+        mask: &datafusion::arrow::array::BooleanArray,
+    ) -> Result<Self, ArrowError> {
+        let mask = if mask.null_count() > 0 {
+            datafusion::arrow::compute::prep_null_mask_filter(mask)
+        } else {
+            mask.clone()
+        };
+        let rows = filter_record_batch(&self.rows, &mask)?;
+        let weights = datafusion::arrow::compute::filter(&self.weights, &mask)?;
+        let weights = weights
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .cloned()
+            .ok_or_else(|| ArrowError::CastError("weights are not Int64".into()))?;
+        Ok(Self::new(rows, weights))
+    }
+
+    /// Selects rows by index, in the order given.
+    pub fn take(&self, indices: &UInt32Array) -> Result<Self, ArrowError> {
+        let rows = take_record_batch(&self.rows, indices)?;
+        let weights = datafusion::arrow::compute::take(&self.weights, indices, None)?;
+        let weights = weights
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .cloned()
+            .ok_or_else(|| ArrowError::CastError("weights are not Int64".into()))?;
+        Ok(Self::new(rows, weights))
+    }
+
+    /// Concatenates batches that share `schema` into one.
+    pub fn concat(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Self, ArrowError> {
+        let rows = concat_batches(schema, batches.iter().map(|b| &b.rows))?;
+        let weights: Int64Array = batches
+            .iter()
+            .flat_map(|b| b.weights.iter())
+            .map(|w| w.unwrap_or(0))
+            .map(Some)
+            .collect();
+        Ok(Self::new(rows, weights))
+    }
+
+    /// Sums the weights of identical rows and drops rows whose weight becomes zero. The result is
+    /// sorted by the rows' `arrow-row` encoding, which is what arrangements store.
+    pub fn consolidate(&self, converter: &RowConverter) -> Result<Self, ArrowError> {
+        let keys = converter.convert_columns(self.rows.columns())?;
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+        let mut indices = Vec::with_capacity(order.len());
+        let mut weights = Vec::with_capacity(order.len());
+        let mut position = 0;
+        while position < order.len() {
+            let first = order[position];
+            let mut weight = 0i64;
+            while position < order.len()
+                && keys.row(order[position] as usize) == keys.row(first as usize)
+            {
+                weight += self.weights.value(order[position] as usize);
+                position += 1;
+            }
+            if weight != 0 {
+                indices.push(first);
+                weights.push(weight);
+            }
+        }
+        let rows = take_record_batch(&self.rows, &UInt32Array::from(indices))?;
+        Ok(Self::new(rows, Int64Array::from(weights)))
+    }
+
+    /// The rows as a plain relation: each row repeated `weight` times. Fails if a weight is
+    /// negative, which means more deletions than insertions reached a relation (a bug upstream).
+    pub fn expand(&self) -> Result<RecordBatch, ArrowError> {
+        if self.weights.values().iter().all(|&w| w == 1) {
+            return Ok(self.rows.clone());
+        }
+        let mut indices = Vec::with_capacity(self.len());
+        for (row, &weight) in self.weights.values().iter().enumerate() {
+            if weight < 0 {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "relation holds a row with negative multiplicity {weight}"
+                )));
+            }
+            indices.extend(std::iter::repeat_n(row as u32, weight as usize));
+        }
+        take_record_batch(&self.rows, &UInt32Array::from(indices))
+    }
+}
+
+/// A row converter over every column of `schema`, the key of consolidation and arrangements.
+pub fn row_converter_for(schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
+    RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|field| SortField::new(field.data_type().clone()))
+            .collect(),
+    )
+}
+
+/// Replaces the schema of `batch` (same types, other names or nullability).
+pub fn with_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns: Vec<ArrayRef> = batch.columns().to_vec();
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}

@@ -1,0 +1,382 @@
+//! Typed errors per stage (parse, plan, catalog, execution, dataflow), joined into [`Error`],
+//! each mapped to the SQLSTATE Postgres would send.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+
+/// Errors while turning text into statements.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Syntax(String),
+}
+
+/// Errors while planning a statement against the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    #[error("column reference \"{0}\" is ambiguous")]
+    AmbiguousColumn(String),
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+    #[error("{0}")]
+    UndefinedFunction(String),
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UndefinedParameter(String),
+    #[error("{0}")]
+    Syntax(String),
+    /// A valid query that Tributary cannot do (yet); the message names the part.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Errors from catalog changes (CREATE, DROP).
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("relation \"{0}\" already exists")]
+    DuplicateObject(String),
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedObject { kind: &'static str, name: String },
+    #[error("cannot drop {kind} {name} because other objects depend on it ({dependents})")]
+    DependentObjects {
+        kind: &'static str,
+        name: String,
+        dependents: String,
+    },
+    #[error("\"{name}\" is not a {expected}")]
+    WrongObjectType {
+        name: String,
+        expected: &'static str,
+    },
+}
+
+/// Errors while evaluating data: in a query, a DML statement or a view's dataflow.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    #[error("{0}")]
+    InvalidTextRepresentation(String),
+    #[error("{0}")]
+    InvalidDatetimeFormat(String),
+    #[error(
+        "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
+    )]
+    NotNullViolation { column: String, relation: String },
+    #[error("value too long for type character varying({0})")]
+    StringTooLong(usize),
+    #[error("materialized view \"{view}\" failed and must be recreated: {reason}")]
+    ViewFailed {
+        view: String,
+        reason: Box<ExecutionError>,
+    },
+    #[error("{0}")]
+    InvalidParameterValue(String),
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+    #[error("the server is shutting down")]
+    Shutdown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Errors raised inside an incremental operator.
+#[derive(Debug, thiserror::Error)]
+pub enum DataflowError {
+    #[error(transparent)]
+    Evaluation(#[from] ExecutionError),
+}
+
+/// Every error a statement can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Execution(#[from] ExecutionError),
+    #[error(transparent)]
+    Dataflow(#[from] DataflowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The SQLSTATE a Postgres server would send for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Parse(error) => match error {
+                ParseError::Syntax(_) => "42601",
+            },
+            Error::Plan(error) => match error {
+                PlanError::UndefinedTable(_) => "42P01",
+                PlanError::UndefinedColumn(_) => "42703",
+                PlanError::AmbiguousColumn(_) => "42702",
+                PlanError::DuplicateColumn(_) => "42701",
+                PlanError::UndefinedFunction(_) => "42883",
+                PlanError::DatatypeMismatch(_) => "42804",
+                PlanError::InvalidParameter(_) => "42P02",
+                PlanError::UndefinedParameter(_) => "42704",
+                PlanError::Syntax(_) => "42601",
+                PlanError::Unsupported(_) => "0A000",
+            },
+            Error::Catalog(error) => match error {
+                CatalogError::DuplicateObject(_) => "42P07",
+                CatalogError::UndefinedObject { .. } => "42P01",
+                CatalogError::DependentObjects { .. } => "2BP01",
+                CatalogError::WrongObjectType { .. } => "42809",
+            },
+            Error::Execution(error) => error.sqlstate(),
+            Error::Dataflow(error) => match error {
+                DataflowError::Evaluation(error) => error.sqlstate(),
+            },
+        }
+    }
+}
+
+impl ExecutionError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ExecutionError::DivisionByZero => "22012",
+            ExecutionError::NumericOutOfRange(_) => "22003",
+            ExecutionError::InvalidTextRepresentation(_) => "22P02",
+            ExecutionError::InvalidDatetimeFormat(_) => "22007",
+            ExecutionError::NotNullViolation { .. } => "23502",
+            ExecutionError::StringTooLong(_) => "22001",
+            ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
+            ExecutionError::InvalidParameterValue(_) => "22023",
+            ExecutionError::QueryCanceled => "57014",
+            ExecutionError::Shutdown => "57P01",
+            ExecutionError::Internal(_) => "XX000",
+        }
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(error: DataFusionError) -> Self {
+        classify_datafusion(&error)
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(error: ArrowError) -> Self {
+        Error::Execution(classify_arrow(&error))
+    }
+}
+
+impl From<ArrowError> for ExecutionError {
+    fn from(error: ArrowError) -> Self {
+        classify_arrow(&error)
+    }
+}
+
+impl From<ArrowError> for DataflowError {
+    fn from(error: ArrowError) -> Self {
+        DataflowError::Evaluation(classify_arrow(&error))
+    }
+}
+
+impl From<DataFusionError> for DataflowError {
+    fn from(error: DataFusionError) -> Self {
+        match classify_datafusion(&error) {
+            Error::Execution(error) => DataflowError::Evaluation(error),
+            Error::Dataflow(error) => error,
+            other => DataflowError::Evaluation(ExecutionError::Internal(other.to_string())),
+        }
+    }
+}
+
+/// DataFusion reports most errors as strings; this is the one place that reads them and decides
+/// what Postgres would have said.
+fn classify_datafusion(error: &DataFusionError) -> Error {
+    match error {
+        DataFusionError::ArrowError(arrow, _) => Error::Execution(classify_arrow(arrow)),
+        DataFusionError::SQL(parser, _) => {
+            ParseError::Syntax(strip_parser_prefix(&parser.to_string())).into()
+        }
+        DataFusionError::NotImplemented(message) => PlanError::Unsupported(message.clone()).into(),
+        DataFusionError::Plan(message) => classify_plan_message(message),
+        DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => {
+                PlanError::UndefinedColumn(field.name().to_string()).into()
+            }
+            SchemaError::AmbiguousReference { field } => {
+                PlanError::AmbiguousColumn(field.name().to_string()).into()
+            }
+            SchemaError::DuplicateQualifiedField { name, .. }
+            | SchemaError::DuplicateUnqualifiedField { name } => {
+                PlanError::DuplicateColumn(name.clone()).into()
+            }
+        },
+        DataFusionError::Execution(message) => {
+            Error::Execution(classify_execution_message(message))
+        }
+        DataFusionError::Configuration(message) => {
+            ExecutionError::InvalidParameterValue(message.clone()).into()
+        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify_datafusion(inner)
+        }
+        DataFusionError::Shared(inner) => classify_datafusion(inner),
+        DataFusionError::Collection(errors) => match errors.first() {
+            Some(first) => classify_datafusion(first),
+            None => ExecutionError::Internal("empty error collection".into()).into(),
+        },
+        DataFusionError::External(inner) => match inner.downcast_ref::<ArrowError>() {
+            Some(arrow) => Error::Execution(classify_arrow(arrow)),
+            None if inner.is::<ExecutionError>() => match inner.downcast_ref::<ExecutionError>() {
+                Some(execution) => Error::Execution(execution.clone()),
+                None => ExecutionError::Internal(inner.to_string()).into(),
+            },
+            None => match inner.downcast_ref::<DataFusionError>() {
+                Some(datafusion) => classify_datafusion(datafusion),
+                None => ExecutionError::Internal(inner.to_string()).into(),
+            },
+        },
+        DataFusionError::IoError(io) => ExecutionError::Internal(io.to_string()).into(),
+        DataFusionError::ObjectStore(store) => ExecutionError::Internal(store.to_string()).into(),
+        DataFusionError::ExecutionJoin(join) => ExecutionError::Internal(join.to_string()).into(),
+        DataFusionError::ResourcesExhausted(message)
+        | DataFusionError::Internal(message)
+        | DataFusionError::Substrait(message)
+        | DataFusionError::Ffi(message) => ExecutionError::Internal(message.clone()).into(),
+    }
+}
+
+fn strip_parser_prefix(message: &str) -> String {
+    message
+        .trim_start_matches("sql parser error: ")
+        .trim_start_matches("SQL error: ")
+        .to_string()
+}
+
+fn classify_plan_message(message: &str) -> Error {
+    let lower = message.to_lowercase();
+    if let Some(name) = quoted_table_not_found(message) {
+        return PlanError::UndefinedTable(name).into();
+    }
+    if lower.contains("invalid function")
+        || lower.contains("no function matches")
+        || lower.contains("failed to coerce arguments")
+        || lower.contains("function '") && lower.contains("does not exist")
+    {
+        return PlanError::UndefinedFunction(message.to_string()).into();
+    }
+    if lower.contains("cannot infer common")
+        || lower.contains("cannot be cast")
+        || lower.contains("cannot coerce")
+        || lower.contains("there isn't a common type")
+        || lower.contains("cannot automatically convert")
+        || lower.contains("unsupported cast")
+        || lower.contains("is not a boolean")
+        || lower.contains("unsupported arithmetic")
+        || lower.contains("cannot get result type")
+    {
+        return PlanError::DatatypeMismatch(message.to_string()).into();
+    }
+    if lower.contains("projections require unique expression names") {
+        return PlanError::DuplicateColumn(message.to_string()).into();
+    }
+    if lower.contains("not supported") || lower.contains("unsupported") {
+        return PlanError::Unsupported(message.to_string()).into();
+    }
+    PlanError::Syntax(message.to_string()).into()
+}
+
+/// DataFusion says `table 'datafusion.public.t' not found`; Postgres says `relation "t" does not
+/// exist`.
+fn quoted_table_not_found(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("table '")?;
+    let end = rest.find("' not found")?;
+    let qualified = &rest[..end];
+    Some(
+        qualified
+            .rsplit('.')
+            .next()
+            .unwrap_or(qualified)
+            .to_string(),
+    )
+}
+
+fn classify_execution_message(message: &str) -> ExecutionError {
+    let lower = message.to_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        ExecutionError::DivisionByZero
+    } else if lower.contains("overflow") || lower.contains("out of range") {
+        ExecutionError::NumericOutOfRange(message.to_string())
+    } else {
+        ExecutionError::Internal(message.to_string())
+    }
+}
+
+/// Arrow's errors name the failed kernel; map them onto Postgres's data exceptions.
+pub fn classify_arrow(error: &ArrowError) -> ExecutionError {
+    match error {
+        ArrowError::DivideByZero => ExecutionError::DivisionByZero,
+        ArrowError::ArithmeticOverflow(message) => {
+            ExecutionError::NumericOutOfRange(message.clone())
+        }
+        ArrowError::CastError(message) | ArrowError::ParseError(message) => {
+            let lower = message.to_lowercase();
+            if lower.contains("overflow")
+                || lower.contains("out of range")
+                || lower.contains("can't cast value")
+                || lower.contains("too large")
+                || lower.contains("precision")
+            {
+                ExecutionError::NumericOutOfRange(message.clone())
+            } else if lower.contains("timestamp")
+                || lower.contains("date")
+                || lower.contains("time")
+            {
+                ExecutionError::InvalidDatetimeFormat(message.clone())
+            } else {
+                ExecutionError::InvalidTextRepresentation(message.clone())
+            }
+        }
+        ArrowError::ComputeError(message) | ArrowError::InvalidArgumentError(message) => {
+            classify_execution_message(message)
+        }
+        ArrowError::ExternalError(inner) if inner.is::<ExecutionError>() => {
+            match inner.downcast_ref::<ExecutionError>() {
+                Some(execution) => execution.clone(),
+                None => ExecutionError::Internal(inner.to_string()),
+            }
+        }
+        ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
+            Some(datafusion) => match classify_datafusion(datafusion) {
+                Error::Execution(error) => error,
+                other => ExecutionError::Internal(other.to_string()),
+            },
+            None => ExecutionError::Internal(inner.to_string()),
+        },
+        ArrowError::NotYetImplemented(message)
+        | ArrowError::MemoryError(message)
+        | ArrowError::SchemaError(message)
+        | ArrowError::CsvError(message)
+        | ArrowError::JsonError(message)
+        | ArrowError::AvroError(message)
+        | ArrowError::IpcError(message)
+        | ArrowError::CDataInterface(message)
+        | ArrowError::ParquetError(message) => ExecutionError::Internal(message.clone()),
+        ArrowError::IoError(message, _) => ExecutionError::Internal(message.clone()),
+        ArrowError::DictionaryKeyOverflowError
+        | ArrowError::RunEndIndexOverflowError
+        | ArrowError::OffsetOverflowError(_) => {
+            ExecutionError::NumericOutOfRange(error.to_string())
+        }
+    }
+}

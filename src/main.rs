@@ -1,0 +1,86 @@
+//! The `tributary` command: `tributary serve` runs the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tributary",
+    version,
+    about = "A streaming SQL database server speaking the Postgres protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server until SIGINT or SIGTERM.
+    Serve {
+        /// Address the Postgres protocol listens on.
+        #[arg(long, env = "TRIBUTARY_LISTEN", default_value = "127.0.0.1:6570")]
+        listen: SocketAddr,
+        /// Directory for the catalog and checkpoints.
+        #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "./tributary-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, data_dir } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(serve(listen, data_dir))
+        }
+    }
+}
+
+async fn serve(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
+    // Durability across restarts is not built yet; the directory is created so that the layout
+    // users script against already exists.
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = shutdown_sender.send(true);
+    });
+    tributary::run(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

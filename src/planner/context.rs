@@ -1,0 +1,249 @@
+//! The DataFusion context of a session: tables and views resolve against the snapshot pinned by
+//! the running statement, so one statement sees one epoch across all relations.
+
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{MemoryCatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableType, ViewTable};
+use datafusion::error::{DataFusionError, Result as DataFusionResult};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::optimizer::Analyzer;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::catalog::{Relation, RelationId, RelationKind};
+use crate::storage::Snapshot;
+
+pub const CATALOG: &str = "tributary";
+pub const PUBLIC_SCHEMA: &str = "public";
+/// Server-side relations about the server itself (relations, later sources and progress).
+pub const SYSTEM_SCHEMA: &str = "tributary";
+
+/// The snapshot the current statement reads. A session runs one statement at a time and pins a
+/// snapshot before planning it; the lock is held only to clone or replace the `Arc`.
+#[derive(Debug, Default)]
+pub struct PinnedSnapshot(RwLock<Arc<Snapshot>>);
+
+impl PinnedSnapshot {
+    pub fn pin(&self, snapshot: Arc<Snapshot>) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+
+    pub fn get(&self) -> Arc<Snapshot> {
+        match self.0.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// Builds the DataFusion context for one session.
+pub fn session_context(pinned: Arc<PinnedSnapshot>) -> DataFusionResult<Arc<SessionContext>> {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, PUBLIC_SCHEMA)
+        .with_information_schema(true)
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+    // Postgres result types for sum/avg must be settled before type coercion runs, so the rule
+    // goes in front of DataFusion's analyzer rules.
+    let mut rules = Analyzer::new().rules;
+    rules.insert(0, Arc::new(super::postgres_types::PostgresAggregateTypes));
+    rules.push(Arc::new(super::postgres_casts::PostgresTextCasts));
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_analyzer_rules(rules)
+        .build();
+    let context = Arc::new(SessionContext::new_with_state(state));
+    let public = Arc::new(UserSchema {
+        pinned: Arc::clone(&pinned),
+        context: OnceLock::new(),
+    });
+    // The schema plans plain views with this same context; a weak reference avoids a cycle.
+    let _ = public.context.set(Arc::downgrade(&context));
+    let catalog = MemoryCatalogProvider::new();
+    datafusion::catalog::CatalogProvider::register_schema(&catalog, PUBLIC_SCHEMA, public)?;
+    datafusion::catalog::CatalogProvider::register_schema(
+        &catalog,
+        SYSTEM_SCHEMA,
+        Arc::new(SystemSchema { pinned }),
+    )?;
+    context.register_catalog(CATALOG, Arc::new(catalog));
+    Ok(context)
+}
+
+/// The `public` schema: user tables, views and materialized views.
+#[derive(Debug)]
+struct UserSchema {
+    pinned: Arc<PinnedSnapshot>,
+    context: OnceLock<Weak<SessionContext>>,
+}
+
+#[async_trait]
+impl SchemaProvider for UserSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.pinned
+            .get()
+            .catalog
+            .relations()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DataFusionResult<Option<Arc<dyn TableProvider>>> {
+        let snapshot = self.pinned.get();
+        let Some(relation) = snapshot.catalog.get(name).cloned() else {
+            return Ok(None);
+        };
+        match relation.kind {
+            RelationKind::Table | RelationKind::MaterializedView => {
+                Ok(Some(Arc::new(RelationProvider { relation, snapshot })))
+            }
+            RelationKind::View => {
+                let context =
+                    self.context.get().and_then(Weak::upgrade).ok_or_else(|| {
+                        DataFusionError::Internal("session context is gone".into())
+                    })?;
+                let definition = relation.definition.clone().unwrap_or_default();
+                let plan = context.state().create_logical_plan(&definition).await?;
+                let plan = rename_columns(plan, &relation.schema)?;
+                Ok(Some(Arc::new(ViewTable::new(plan, Some(definition)))))
+            }
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.pinned.get().catalog.get(name).is_some()
+    }
+}
+
+/// Gives a plan's output columns the names in `schema` (Postgres's names, or a view's column
+/// list), by position.
+pub fn rename_columns(plan: LogicalPlan, schema: &SchemaRef) -> DataFusionResult<LogicalPlan> {
+    let expressions: Vec<Expr> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(column, field)| Expr::Column(column).alias(field.name()))
+        .collect();
+    LogicalPlanBuilder::from(plan).project(expressions)?.build()
+}
+
+/// A table or materialized view as DataFusion sees it: its rows at the pinned snapshot.
+#[derive(Debug)]
+pub struct RelationProvider {
+    relation: Arc<Relation>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl RelationProvider {
+    pub fn relation(&self) -> &Arc<Relation> {
+        &self.relation
+    }
+
+    pub fn id(&self) -> RelationId {
+        self.relation.id
+    }
+}
+
+#[async_trait]
+impl TableProvider for RelationProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.relation.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        match self.relation.kind {
+            RelationKind::Table => TableType::Base,
+            RelationKind::View | RelationKind::MaterializedView => TableType::View,
+        }
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        let rows = self
+            .snapshot
+            .rows(self.relation.id, &self.relation.name)
+            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        let exec = MemorySourceConfig::try_new_exec(&[rows], self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// The `tributary` system schema.
+#[derive(Debug)]
+struct SystemSchema {
+    pinned: Arc<PinnedSnapshot>,
+}
+
+const SYSTEM_RELATIONS: &[&str] = &["relations"];
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYSTEM_RELATIONS
+            .iter()
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DataFusionResult<Option<Arc<dyn TableProvider>>> {
+        if name != "relations" {
+            return Ok(None);
+        }
+        let snapshot = self.pinned.get();
+        let relations: Vec<&Arc<Relation>> = snapshot.catalog.relations().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("definition", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                relations.iter().map(|r| r.id as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                relations.iter().map(|r| r.name.clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                relations.iter().map(|r| r.kind.describe()),
+            )),
+            Arc::new(StringArray::from_iter(
+                relations.iter().map(|r| r.definition.clone()),
+            )),
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYSTEM_RELATIONS.contains(&name)
+    }
+}
+
+/// The expression a column of `plan`'s output is referred to by (for assignments and renames).
+pub fn output_column(plan: &LogicalPlan, index: usize) -> Expr {
+    let (qualifier, field) = plan.schema().qualified_field(index);
+    match qualifier {
+        Some(qualifier) => Expr::Column(datafusion::common::Column::new(
+            Some(qualifier.clone()),
+            field.name(),
+        )),
+        None => col(field.name()),
+    }
+}

@@ -1,0 +1,208 @@
+//! Text to timestamp/date casts that accept what Postgres accepts ('2026-01-01 10:09', no
+//! seconds, is valid Postgres and rejected by Arrow's parser).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::{DataFusionError, Result as DataFusionResult};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::ExecutionError;
+
+/// Rewrites casts from text to a timestamp or date into [`TextToTime`]. Runs after type
+/// coercion, so the casts coercion adds (`at > '2026-01-01 10:00'`) are covered too.
+#[derive(Debug)]
+pub struct PostgresTextCasts;
+
+impl AnalyzerRule for PostgresTextCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DataFusionResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = node
+                .inputs()
+                .first()
+                .map(|input| Arc::clone(input.schema()));
+            let schema = schema.unwrap_or_else(|| Arc::new(datafusion::common::DFSchema::empty()));
+            // Parents refer to this node's columns by name; keep the names the casts had.
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expression| {
+                let saved = names.save(&expression);
+                Ok(expression
+                    .transform_up(|expression| rewrite_cast(expression, &schema))?
+                    .update_data(|expression| saved.restore(expression)))
+            })
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "postgres_text_casts"
+    }
+}
+
+fn rewrite_cast(
+    expression: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> DataFusionResult<Transformed<Expr>> {
+    let (inner, target) = match &expression {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            (expr, field.data_type().clone())
+        }
+        _ => return Ok(Transformed::no(expression)),
+    };
+    if !matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
+        return Ok(Transformed::no(expression));
+    }
+    let Ok(source) = inner.get_type(schema) else {
+        return Ok(Transformed::no(expression));
+    };
+    if !matches!(
+        source,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Ok(Transformed::no(expression));
+    }
+    let function = ScalarUDF::new_from_impl(TextToTime::new(target));
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]),
+    )))
+}
+
+/// Parses text as Postgres does into a timestamp (with or without time zone) or a date.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextToTime {
+    target: DataType,
+    signature: Signature,
+}
+
+impl TextToTime {
+    fn new(target: DataType) -> Self {
+        Self {
+            target,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextToTime {
+    fn name(&self) -> &str {
+        "text_to_time"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        let Some(argument) = args.args.first() else {
+            return Err(DataFusionError::Internal(
+                "text_to_time takes one argument".into(),
+            ));
+        };
+        let is_scalar = matches!(argument, ColumnarValue::Scalar(_));
+        let text = cast(&argument.to_array(args.number_rows)?, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let result: ArrayRef = match &self.target {
+            DataType::Date32 => {
+                let mut days = Vec::with_capacity(text.len());
+                for value in text.iter() {
+                    days.push(value.map(parse_date).transpose()?);
+                }
+                Arc::new(Date32Array::from(days))
+            }
+            _ => {
+                let mut micros = Vec::with_capacity(text.len());
+                for value in text.iter() {
+                    micros.push(value.map(parse_timestamp).transpose()?);
+                }
+                let timezone = match &self.target {
+                    DataType::Timestamp(_, timezone) => timezone.clone(),
+                    _ => None,
+                };
+                let array = TimestampMicrosecondArray::from(micros).with_timezone_opt(timezone);
+                cast(&array, &self.target)?
+            }
+        };
+        if is_scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(result))
+        }
+    }
+}
+
+const NAIVE_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+];
+
+const ZONED_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M%#z",
+    "%Y-%m-%dT%H:%M%#z",
+];
+
+fn invalid(kind: &str, text: &str) -> DataFusionError {
+    DataFusionError::External(Box::new(ExecutionError::InvalidDatetimeFormat(format!(
+        "invalid input syntax for type {kind}: \"{text}\""
+    ))))
+}
+
+/// Microseconds since the epoch. Text without an offset is read in UTC, the session time zone.
+fn parse_timestamp(text: &str) -> DataFusionResult<i64> {
+    let trimmed = text.trim();
+    let trimmed = trimmed
+        .strip_suffix(" UTC")
+        .or_else(|| trimmed.strip_suffix('Z'))
+        .unwrap_or(trimmed);
+    for format in NAIVE_FORMATS {
+        if let Ok(parsed) = NaiveDateTime::parse_from_str(trimmed, format) {
+            return Ok(parsed.and_utc().timestamp_micros());
+        }
+    }
+    for format in ZONED_FORMATS {
+        if let Ok(parsed) = DateTime::parse_from_str(trimmed, format) {
+            return Ok(parsed.timestamp_micros());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d") {
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_micros())
+            .unwrap_or(0));
+    }
+    Err(invalid("timestamp", text))
+}
+
+fn parse_date(text: &str) -> DataFusionResult<i32> {
+    let trimmed = text.trim();
+    let date = match NaiveDate::parse_from_str(trimmed, "%Y-%m-%d") {
+        Ok(date) => date,
+        Err(_) => {
+            let micros = parse_timestamp(text).map_err(|_| invalid("date", text))?;
+            DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| invalid("date", text))?
+                .date_naive()
+        }
+    };
+    Ok((date - NaiveDate::default()).num_days() as i32)
+}

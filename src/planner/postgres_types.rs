@@ -1,0 +1,103 @@
+//! Postgres result types for aggregates, applied to every plan (ad-hoc queries and views alike).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::error::Result as DataFusionResult;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
+
+/// Postgres returns NUMERIC for `sum(bigint)` and for `avg` of any integer; DataFusion returns
+/// Int64 and Float64. This rule casts such arguments to a decimal first, so DataFusion's own
+/// type rules then produce a decimal result: `sum(bigint)` becomes DECIMAL(38, 0), `avg(int)`
+/// becomes DECIMAL(38, 16) — Postgres shows 16 fractional digits for typical averages.
+/// The rewritten aggregate keeps its original name, so the rest of the plan still finds it.
+#[derive(Debug)]
+pub struct PostgresAggregateTypes;
+
+/// Scale of the decimal an integer `avg` argument is cast to; DataFusion adds 4 for the result.
+const AVG_ARGUMENT_SCALE: i8 = 12;
+
+impl AnalyzerRule for PostgresAggregateTypes {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DataFusionResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Aggregate(aggregate) = node else {
+                return Ok(Transformed::no(node));
+            };
+            let input_schema = Arc::clone(aggregate.input.schema());
+            let mut changed = false;
+            let aggregates = aggregate
+                .aggr_expr
+                .iter()
+                .map(|expression| {
+                    let rewritten = rewrite_aggregate(expression, &input_schema)?;
+                    changed |= rewritten.is_some();
+                    Ok(rewritten.unwrap_or_else(|| expression.clone()))
+                })
+                .collect::<DataFusionResult<Vec<_>>>()?;
+            if !changed {
+                return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate)));
+            }
+            let rebuilt = Aggregate::try_new(
+                Arc::clone(&aggregate.input),
+                aggregate.group_expr.clone(),
+                aggregates,
+            )?;
+            Ok(Transformed::yes(LogicalPlan::Aggregate(rebuilt)))
+        })
+        .and_then(|transformed| {
+            // Parents cached the aggregate's old output types; recompute them bottom-up.
+            transformed
+                .data
+                .transform_up_with_subqueries(|node| Ok(Transformed::yes(node.recompute_schema()?)))
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "postgres_aggregate_types"
+    }
+}
+
+fn rewrite_aggregate(
+    expression: &Expr,
+    input_schema: &datafusion::common::DFSchemaRef,
+) -> DataFusionResult<Option<Expr>> {
+    let (inner, alias) = match expression {
+        Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias.name.clone())),
+        other => (other, None),
+    };
+    let Expr::AggregateFunction(function) = inner else {
+        return Ok(None);
+    };
+    let [argument] = function.params.args.as_slice() else {
+        return Ok(None);
+    };
+    let argument_type = argument.get_type(input_schema.as_ref())?;
+    let target = match (function.func.name(), &argument_type) {
+        ("sum", DataType::Int64 | DataType::UInt64) => DataType::Decimal128(38, 0),
+        (
+            "avg",
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64,
+        ) => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
+        _ => return Ok(None),
+    };
+    let name = alias.unwrap_or_else(|| expression.schema_name().to_string());
+    let mut params = function.params.clone();
+    params.args = vec![argument.clone().cast_to(&target, input_schema.as_ref())?];
+    let rewritten = Expr::AggregateFunction(AggregateFunction {
+        func: Arc::clone(&function.func),
+        params,
+    });
+    Ok(Some(rewritten.alias(name)))
+}

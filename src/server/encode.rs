@@ -1,0 +1,141 @@
+//! Arrow results to Postgres rows (text or binary), via arrow-pg, with Postgres's float text.
+
+use std::sync::Arc;
+
+use arrow_pg::encoder::{Encoder, encode_value};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, SchemaRef};
+use futures::stream;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
+use pgwire::error::PgWireResult;
+use pgwire::messages::data::DataRow;
+
+pub fn fields(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+}
+
+/// A query response with every row encoded up front; results are materialized by DataFusion
+/// anyway, and encoding eagerly reports encoding errors before the first row is sent.
+pub fn query_response(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(fields(schema, format)?);
+    let mut rows: Vec<PgWireResult<DataRow>> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            for (column, (array, pg_field)) in batch.columns().iter().zip(fields.iter()).enumerate()
+            {
+                encode_cell(
+                    &mut encoder,
+                    array,
+                    row,
+                    batch.schema().field(column),
+                    pg_field,
+                )?;
+            }
+            rows.push(Ok(encoder.take_row()));
+        }
+    }
+    Ok(QueryResponse::new(fields, stream::iter(rows)))
+}
+
+fn encode_cell(
+    encoder: &mut DataRowEncoder,
+    array: &Arc<dyn Array>,
+    row: usize,
+    arrow_field: &datafusion::arrow::datatypes::Field,
+    pg_field: &FieldInfo,
+) -> PgWireResult<()> {
+    // Floats in text format follow Postgres's output rule (shortest exact digits, exponent
+    // outside 1e-4..1e15), which arrow-pg does not; everything else is arrow-pg's.
+    if pg_field.format() == FieldFormat::Text && array.is_valid(row) {
+        let text = match array.data_type() {
+            DataType::Float64 => Some(postgres_float(
+                array.as_primitive::<Float64Type>().value(row),
+            )),
+            DataType::Float32 => Some(postgres_float(
+                array.as_primitive::<Float32Type>().value(row),
+            )),
+            _ => None,
+        };
+        if let Some(text) = text {
+            return Encoder::encode_field(encoder, &text, pg_field);
+        }
+    }
+    encode_value(encoder, array, row, arrow_field, pg_field)
+}
+
+/// Postgres's float output with `extra_float_digits` ≥ 1 (the default since Postgres 12).
+pub fn postgres_float<F: std::fmt::LowerExp + Into<f64> + Copy>(value: F) -> String {
+    let as_f64: f64 = value.into();
+    if as_f64.is_nan() {
+        return "NaN".into();
+    }
+    if as_f64.is_infinite() {
+        return if as_f64 > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    if as_f64 == 0.0 {
+        return if as_f64.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    // `{:e}` prints the shortest digits that read back exactly: "-1.2345e3".
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let sign = if negative { "-" } else { "" };
+    if !(-4..15).contains(&exponent) {
+        let (first, rest) = digits.split_at(1);
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        return format!(
+            "{sign}{first}{fraction}e{exponent_sign}{:02}",
+            exponent.abs()
+        );
+    }
+    if exponent < 0 {
+        let zeros = "0".repeat((-exponent - 1) as usize);
+        return format!("{sign}0.{zeros}{digits}");
+    }
+    let point = exponent as usize + 1;
+    if digits.len() <= point {
+        format!("{sign}{digits}{}", "0".repeat(point - digits.len()))
+    } else {
+        format!("{sign}{}.{}", &digits[..point], &digits[point..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_float;
+
+    #[test]
+    fn floats_print_as_postgres_prints_them() {
+        assert_eq!(postgres_float(750750.0f64), "750750");
+        assert_eq!(postgres_float(1.5f64), "1.5");
+        assert_eq!(postgres_float(0.1f64 + 0.2), "0.30000000000000004");
+        assert_eq!(postgres_float(1e15f64), "1e+15");
+        assert_eq!(postgres_float(123456789012345.0f64), "123456789012345");
+        assert_eq!(postgres_float(0.0001f64), "0.0001");
+        assert_eq!(postgres_float(0.00001f64), "1e-05");
+        assert_eq!(postgres_float(-2.5f32), "-2.5");
+        assert_eq!(postgres_float(100f64), "100");
+    }
+}

@@ -1,0 +1,210 @@
+//! The Postgres wire protocol server: connections, simple and extended query protocols, result
+//! encoding and error responses.
+
+mod encode;
+mod parameters;
+mod statement;
+mod types;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::coordinator::Coordinator;
+use crate::error::Error;
+use crate::session::{QueryResult, Session, TransactionChange};
+use statement::{PreparedStatement, StatementParser};
+
+/// Serves Postgres clients on `listener` until `shutdown` turns true. Starts the coordinator;
+/// every accepted connection gets its own task and session, so a failing connection never
+/// affects another.
+pub async fn run(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let coordinator = Coordinator::start(shutdown.clone())?;
+    tracing::info!(address = %listener.local_addr()?, "listening for Postgres clients");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let coordinator = coordinator.clone();
+                tokio::spawn(async move {
+                    let handlers = match Connection::new(coordinator) {
+                        Ok(handlers) => Arc::new(handlers),
+                        Err(error) => {
+                            tracing::error!(%error, "cannot create a session");
+                            return;
+                        }
+                    };
+                    if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One client connection: its session and the protocol handlers around it.
+struct Connection {
+    handler: Arc<QueryHandler>,
+}
+
+impl Connection {
+    fn new(coordinator: Coordinator) -> crate::error::Result<Self> {
+        let session = Arc::new(Session::new(coordinator)?);
+        let parser = Arc::new(StatementParser {
+            session: Arc::clone(&session),
+        });
+        Ok(Self {
+            handler: Arc::new(QueryHandler { session, parser }),
+        })
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.handler)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.handler)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.handler)
+    }
+}
+
+struct QueryHandler {
+    session: Arc<Session>,
+    parser: Arc<StatementParser>,
+}
+
+/// Any user name and database are accepted: authentication is off for the embedded default.
+impl NoopStartupHandler for QueryHandler {}
+
+/// The ErrorResponse for an error: its SQLSTATE and message.
+pub(crate) fn to_pgwire_error(error: &Error) -> PgWireError {
+    if let Error::Execution(crate::error::ExecutionError::Internal(message)) = error {
+        tracing::error!(%message, "internal error");
+    }
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        error.sqlstate().to_owned(),
+        error.to_string(),
+    )))
+}
+
+fn error_response(error: &Error) -> Response {
+    Response::Error(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        error.sqlstate().to_owned(),
+        error.to_string(),
+    )))
+}
+
+fn to_response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
+    Ok(match result {
+        QueryResult::Rows { schema, batches } => {
+            Response::Query(encode::query_response(&schema, batches, format)?)
+        }
+        QueryResult::Command(tag) => {
+            let mut pg_tag = Tag::new(&tag.command);
+            if let Some(rows) = tag.rows {
+                pg_tag = pg_tag.with_rows(rows as usize);
+            }
+            match tag.transaction {
+                Some(TransactionChange::Begin) => Response::TransactionStart(pg_tag),
+                Some(TransactionChange::End) => Response::TransactionEnd(pg_tag),
+                None => Response::Execution(pg_tag),
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match crate::sql::parse(query) {
+            Ok(statements) => statements,
+            Err(error) => return Ok(vec![error_response(&error.into())]),
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        // Postgres runs a multi-statement query until the first error and reports that error last.
+        for statement in statements {
+            match self.session.execute_statement(&statement, None).await {
+                Ok(result) => responses.push(to_response(result, &Format::UnifiedText)?),
+                Err(error) => {
+                    responses.push(error_response(&error));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parameters = parameters::decode(portal).map_err(|error| to_pgwire_error(&error))?;
+        let parameters = if portal.parameter_len() == 0 {
+            None
+        } else {
+            Some(parameters)
+        };
+        let statement = &portal.statement.statement.statement;
+        match self.session.execute_statement(statement, parameters).await {
+            Ok(result) => to_response(result, &portal.result_column_format),
+            Err(error) => Err(to_pgwire_error(&error)),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! One client connection's state, and `Session::execute`: parse → plan → run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::coordinator::Coordinator;
+use crate::error::{ExecutionError, Result};
+use crate::planner::context::{PinnedSnapshot, session_context};
+use crate::statements;
+
+/// What a statement returns to the client.
+#[derive(Debug)]
+pub enum QueryResult {
+    /// Rows, with Postgres's column names.
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A command's completion tag (`INSERT 0 3`, `CREATE TABLE`, ...).
+    Command(CommandTag),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandTag {
+    pub command: String,
+    pub rows: Option<u64>,
+    /// Transaction control statements change the connection's transaction status.
+    pub transaction: Option<TransactionChange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TransactionChange {
+    Begin,
+    End,
+}
+
+impl CommandTag {
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            rows: None,
+            transaction: None,
+        }
+    }
+
+    pub fn with_rows(command: impl Into<String>, rows: u64) -> Self {
+        Self {
+            command: command.into(),
+            rows: Some(rows),
+            transaction: None,
+        }
+    }
+}
+
+/// What the extended protocol learns of a statement before running it.
+#[derive(Debug, Clone, Default)]
+pub struct Description {
+    pub parameter_types: Vec<Option<DataType>>,
+    /// `None` for statements that return no rows.
+    pub result_schema: Option<SchemaRef>,
+}
+
+/// A client's session. Statements run one at a time; each pins the newest complete snapshot
+/// first, so everything it reads comes from one epoch.
+pub struct Session {
+    pub(crate) coordinator: Coordinator,
+    pub(crate) pinned: Arc<PinnedSnapshot>,
+    pub(crate) context: Arc<SessionContext>,
+    /// Run-time parameters set with SET; read by SHOW. Only this session's statements touch it.
+    pub(crate) settings: Mutex<HashMap<String, String>>,
+}
+
+impl Session {
+    pub fn new(coordinator: Coordinator) -> Result<Self> {
+        let pinned = Arc::new(PinnedSnapshot::default());
+        let context = session_context(Arc::clone(&pinned))?;
+        Ok(Self {
+            coordinator,
+            pinned,
+            context,
+            settings: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs every statement in `sql`, stopping at the first error.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<QueryResult>> {
+        let mut results = Vec::new();
+        for statement in crate::sql::parse(sql)? {
+            results.push(self.execute_statement(&statement, None).await?);
+        }
+        Ok(results)
+    }
+
+    /// Runs one parsed statement, with the parameter values of a bound portal if any.
+    pub async fn execute_statement(
+        &self,
+        statement: &Statement,
+        parameters: Option<ParamValues>,
+    ) -> Result<QueryResult> {
+        self.pinned.pin(self.coordinator.snapshot());
+        // A panic while planning or running one statement must not take the connection (or the
+        // server) down: it becomes an internal error and the session stays usable.
+        let run = statements::execute(self, statement, parameters);
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic_message(&panic);
+                tracing::error!(%message, %statement, "statement panicked");
+                Err(ExecutionError::Internal(message).into())
+            }
+        }
+    }
+
+    /// Parameter types and result columns of a statement, without running it.
+    pub async fn describe(&self, statement: &Statement) -> Result<Description> {
+        self.pinned.pin(self.coordinator.snapshot());
+        let run = statements::describe(self, statement);
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+            Ok(result) => result,
+            Err(panic) => Err(ExecutionError::Internal(panic_message(&panic)).into()),
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "statement panicked".to_string())
+}

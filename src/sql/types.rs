@@ -1,0 +1,103 @@
+//! SQL column types (as Postgres spells them) to the Arrow types Tributary stores.
+
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
+
+use crate::error::PlanError;
+
+/// Postgres stores timestamps with microsecond precision; so does Tributary.
+pub const TIMESTAMP_UNIT: TimeUnit = TimeUnit::Microsecond;
+
+/// Unconstrained NUMERIC has no fixed scale in Postgres; Arrow decimals need one.
+const DEFAULT_NUMERIC: DataType = DataType::Decimal128(38, 10);
+
+pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
+    Ok(match sql_type {
+        SqlType::Boolean | SqlType::Bool => DataType::Boolean,
+        SqlType::SmallInt(_) | SqlType::Int2(_) => DataType::Int16,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => DataType::Int32,
+        SqlType::BigInt(_) | SqlType::Int8(_) => DataType::Int64,
+        SqlType::Real | SqlType::Float4 => DataType::Float32,
+        SqlType::DoublePrecision | SqlType::Float8 | SqlType::Double(_) => DataType::Float64,
+        SqlType::Float(info) => match info {
+            ExactNumberInfo::Precision(precision)
+            | ExactNumberInfo::PrecisionAndScale(precision, _)
+                if *precision <= 24 =>
+            {
+                DataType::Float32
+            }
+            _ => DataType::Float64,
+        },
+        SqlType::Numeric(info) | SqlType::Decimal(info) | SqlType::Dec(info) => match info {
+            ExactNumberInfo::None => DEFAULT_NUMERIC,
+            ExactNumberInfo::Precision(precision) => decimal(*precision, 0)?,
+            ExactNumberInfo::PrecisionAndScale(precision, scale) => decimal(*precision, *scale)?,
+        },
+        SqlType::Text
+        | SqlType::String(_)
+        | SqlType::Varchar(_)
+        | SqlType::CharacterVarying(_)
+        | SqlType::CharVarying(_)
+        | SqlType::Char(_)
+        | SqlType::Character(_) => DataType::Utf8,
+        SqlType::Date => DataType::Date32,
+        SqlType::Timestamp(_, timezone) => match timezone {
+            TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => {
+                DataType::Timestamp(TIMESTAMP_UNIT, Some("+00:00".into()))
+            }
+            TimezoneInfo::None | TimezoneInfo::WithoutTimeZone => {
+                DataType::Timestamp(TIMESTAMP_UNIT, None)
+            }
+        },
+        SqlType::Interval { .. } => DataType::Interval(IntervalUnit::MonthDayNano),
+        SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
+            match name.to_string().to_lowercase().as_str() {
+                "timestamptz" => DataType::Timestamp(TIMESTAMP_UNIT, Some("+00:00".into())),
+                "int2" => DataType::Int16,
+                "int4" => DataType::Int32,
+                "int8" => DataType::Int64,
+                "float4" => DataType::Float32,
+                "float8" => DataType::Float64,
+                other => {
+                    return Err(PlanError::UndefinedFunction(format!(
+                        "type \"{other}\" does not exist"
+                    )));
+                }
+            }
+        }
+        other => {
+            return Err(PlanError::Unsupported(format!(
+                "type {other} is not supported"
+            )));
+        }
+    })
+}
+
+fn decimal(precision: u64, scale: i64) -> Result<DataType, PlanError> {
+    if precision == 0 || precision > 38 {
+        return Err(PlanError::Unsupported(format!(
+            "NUMERIC precision {precision} must be between 1 and 38"
+        )));
+    }
+    if scale < 0 || scale as u64 > precision {
+        return Err(PlanError::Syntax(format!(
+            "NUMERIC scale {scale} must be between 0 and precision {precision}"
+        )));
+    }
+    Ok(DataType::Decimal128(precision as u8, scale as i8))
+}
+
+/// The maximum length of a VARCHAR(n) / CHAR(n) column, enforced on writes.
+pub fn max_length(sql_type: &SqlType) -> Option<u64> {
+    use datafusion::sql::sqlparser::ast::CharacterLength;
+    let length = match sql_type {
+        SqlType::Varchar(length)
+        | SqlType::CharacterVarying(length)
+        | SqlType::CharVarying(length) => length,
+        _ => return None,
+    };
+    match length {
+        Some(CharacterLength::IntegerLength { length, .. }) => Some(*length),
+        _ => None,
+    }
+}

@@ -1,0 +1,74 @@
+//! CREATE TABLE: columns with Postgres types and NOT NULL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::sql::sqlparser::ast::{ColumnOption, CreateTable};
+
+use crate::catalog::RelationKind;
+use crate::coordinator::NewRelation;
+use crate::error::{PlanError, Result};
+use crate::session::{CommandTag, QueryResult, Session};
+use crate::sql::{identifier, relation_name, types};
+
+/// Field metadata key holding the declared length of a VARCHAR(n) column, checked on writes.
+pub const MAX_LENGTH_KEY: &str = "tributary.max_length";
+
+pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<QueryResult> {
+    if create.query.is_some() {
+        return Err(
+            PlanError::Unsupported("CREATE TABLE ... AS is not supported yet".into()).into(),
+        );
+    }
+    if !create.constraints.is_empty() {
+        return Err(
+            PlanError::Unsupported("table constraints are not supported yet".into()).into(),
+        );
+    }
+    let name = relation_name(&create.name)?;
+    let mut fields = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let column_name = identifier(&column.name);
+        if fields
+            .iter()
+            .any(|field: &Field| field.name() == &column_name)
+        {
+            return Err(PlanError::DuplicateColumn(column_name).into());
+        }
+        let mut nullable = true;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => nullable = false,
+                ColumnOption::Null => nullable = true,
+                other => {
+                    return Err(PlanError::Unsupported(format!(
+                        "column option {other} is not supported yet"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let mut field = Field::new(column_name, types::arrow_type(&column.data_type)?, nullable);
+        if let Some(length) = types::max_length(&column.data_type) {
+            field = field.with_metadata(HashMap::from([(
+                MAX_LENGTH_KEY.to_string(),
+                length.to_string(),
+            )]));
+        }
+        fields.push(field);
+    }
+    let relation = NewRelation {
+        name,
+        kind: RelationKind::Table,
+        schema: Arc::new(Schema::new(fields)),
+        definition: None,
+        depends_on: Vec::new(),
+        dataflow: None,
+    };
+    session
+        .coordinator
+        .create(relation, create.if_not_exists)
+        .await?;
+    Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
+}

@@ -1,0 +1,130 @@
+//! CREATE VIEW and CREATE MATERIALIZED VIEW. A plain view stores its query and is inlined where
+//! it is used; a materialized view is lowered to a dataflow and backfilled by the coordinator.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::{CreateView, Statement};
+
+use super::plan;
+use crate::catalog::{RelationId, RelationKind};
+use crate::coordinator::NewRelation;
+use crate::error::{PlanError, Result};
+use crate::planner::lower::lower;
+use crate::session::{CommandTag, QueryResult, Session};
+use crate::sql::{identifier, names, relation_name};
+
+pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<QueryResult> {
+    if create.or_replace || create.or_alter {
+        return Err(
+            PlanError::Unsupported("CREATE OR REPLACE VIEW is not supported yet".into()).into(),
+        );
+    }
+    if create.temporary {
+        return Err(PlanError::Unsupported("temporary views are not supported".into()).into());
+    }
+    let name = relation_name(&create.name)?;
+    let (kind, tag) = if create.materialized {
+        (RelationKind::MaterializedView, "CREATE MATERIALIZED VIEW")
+    } else {
+        (RelationKind::View, "CREATE VIEW")
+    };
+    if create.if_not_exists && session.pinned.get().catalog.get(&name).is_some() {
+        return Ok(QueryResult::Command(CommandTag::new(tag)));
+    }
+    let query_statement = Statement::Query(create.query.clone());
+    let logical = plan(session, &query_statement).await?;
+    if !logical.get_parameter_types()?.is_empty() {
+        return Err(PlanError::InvalidParameter(
+            "there is no parameter $1 in a view definition".into(),
+        )
+        .into());
+    }
+    let depends_on = dependencies(session, &logical);
+    let optimized = session.context.state().optimize(&logical)?;
+    let schema = view_schema(create, &optimized)?;
+    let dataflow = match kind {
+        RelationKind::MaterializedView => Some(lower(&optimized)?),
+        _ => None,
+    };
+    let relation = NewRelation {
+        name,
+        kind,
+        schema,
+        definition: Some(create.query.to_string()),
+        depends_on,
+        dataflow,
+    };
+    session
+        .coordinator
+        .create(relation, create.if_not_exists)
+        .await?;
+    Ok(QueryResult::Command(CommandTag::new(tag)))
+}
+
+/// Column names: the explicit list if given, else Postgres's names for the SELECT list.
+fn view_schema(create: &CreateView, plan: &LogicalPlan) -> Result<SchemaRef> {
+    let actual: Vec<String> = plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let names: Vec<String> = if create.columns.is_empty() {
+        match names::output_names(&create.query) {
+            Some(names) => names::apply(&names, &actual),
+            None => actual,
+        }
+    } else {
+        if create.columns.len() > actual.len() {
+            return Err(PlanError::Syntax(
+                "CREATE VIEW specifies more column names than columns".into(),
+            )
+            .into());
+        }
+        let mut names: Vec<String> = create
+            .columns
+            .iter()
+            .map(|column| identifier(&column.name))
+            .collect();
+        names.extend(actual[create.columns.len()..].iter().cloned());
+        names
+    };
+    let mut seen = HashSet::new();
+    for name in &names {
+        if !seen.insert(name) {
+            return Err(PlanError::DuplicateColumn(name.clone()).into());
+        }
+    }
+    Ok(Arc::new(Schema::new(
+        plan.schema()
+            .fields()
+            .iter()
+            .zip(names)
+            .map(|(field, name)| Field::new(name, field.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    )))
+}
+
+/// The catalog relations `plan` reads directly (plain views count, not what they read).
+fn dependencies(session: &Session, plan: &LogicalPlan) -> Vec<RelationId> {
+    let snapshot = session.pinned.get();
+    let mut ids = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan
+                .table_name
+                .schema()
+                .is_none_or(|schema| schema == "public")
+            && let Some(relation) = snapshot.catalog.get(scan.table_name.table())
+            && !ids.contains(&relation.id)
+        {
+            ids.push(relation.id);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    ids
+}

@@ -1,0 +1,51 @@
+//! Storage: table chunks, view arrangements, and the consistent snapshot readers see.
+
+pub mod arrangement;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::catalog::{Catalog, RelationId};
+use crate::dataflow::Epoch;
+use crate::error::ExecutionError;
+pub use arrangement::{Arrangement, ArrangementSnapshot};
+pub use table::TableData;
+
+/// What a reader sees of one relation in a snapshot.
+#[derive(Debug, Clone)]
+pub enum RelationData {
+    Table(TableData),
+    View(ArrangementSnapshot),
+    /// A materialized view whose maintenance hit an error (say, division by zero in its
+    /// expressions); reads report the error instead of returning stale or partial rows.
+    Failed(ExecutionError),
+}
+
+/// The state of every relation at the end of one complete epoch. Cheap to clone and to publish:
+/// it holds `Arc`s to immutable chunks and runs, never copies of data.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub epoch: Epoch,
+    pub catalog: Arc<Catalog>,
+    pub data: HashMap<RelationId, RelationData>,
+}
+
+impl Snapshot {
+    /// The rows of a table or materialized view at this snapshot's epoch.
+    pub fn rows(&self, id: RelationId, name: &str) -> Result<Vec<RecordBatch>, ExecutionError> {
+        match self.data.get(&id) {
+            Some(RelationData::Table(table)) => Ok(table.to_batches()),
+            Some(RelationData::View(view)) => Ok(view.to_batches()?),
+            Some(RelationData::Failed(error)) => Err(ExecutionError::ViewFailed {
+                view: name.to_string(),
+                reason: Box::new(error.clone()),
+            }),
+            None => Err(ExecutionError::Internal(format!(
+                "relation {name} has no data"
+            ))),
+        }
+    }
+}
