@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::error::CatalogError;
 
@@ -142,4 +142,17 @@ impl Catalog {
     pub fn remove(&mut self, id: RelationId) {
         self.by_name.retain(|_, relation| relation.id != id);
     }
+}
+
+/// `schema` without NOT NULL: the shape of stored rows and of what DataFusion is told. NOT NULL
+/// is Tributary's to enforce (with Postgres's error), not DataFusion's to trip over while it
+/// plans an INSERT.
+pub fn without_constraints(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|field| Field::new(field.name(), field.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
 }

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::catalog::{Catalog, RelationId, RelationKind};
+use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
 use crate::dataflow::{ChangeBatch, Dataflow, Epoch};
 use crate::error::{CatalogError, Error, ExecutionError, PlanError, Result};
 use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
@@ -299,7 +299,7 @@ impl Engine {
             TableChange::Insert(batches) => {
                 let batches = batches
                     .into_iter()
-                    .map(|batch| conform(batch.columns().to_vec(), table.schema(), &relation.name))
+                    .map(|batch| conform(batch.columns().to_vec(), &relation, table.schema()))
                     .collect::<Result<Vec<_>>>()?;
                 let count = batches.iter().map(|b| b.num_rows() as u64).sum();
                 let delta = batches
@@ -330,7 +330,7 @@ impl Engine {
                         .iter()
                         .map(|assignment| assignment.evaluate(&old)?.into_array(old.num_rows()))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
-                    let new = conform(columns, table.schema(), &relation.name)?;
+                    let new = conform(columns, &relation, table.schema())?;
                     delta.push(ChangeBatch::deletions(old));
                     delta.push(ChangeBatch::insertions(new.clone()));
                     updated.push(new);
@@ -442,7 +442,10 @@ impl Engine {
             .add(name, kind, Arc::clone(&schema), definition, depends_on)?;
         match kind {
             RelationKind::Table => {
-                self.tables.insert(added.id, TableData::new(schema));
+                self.tables.insert(
+                    added.id,
+                    TableData::new(crate::catalog::without_constraints(&schema)),
+                );
             }
             RelationKind::MaterializedView => {
                 if let Some(view) = maintained {
@@ -525,16 +528,30 @@ fn evaluate_predicate(
     }
 }
 
-/// Builds a batch of the table's schema from columns of the table's types, enforcing NOT NULL.
-fn conform(columns: Vec<ArrayRef>, schema: &SchemaRef, relation: &str) -> Result<RecordBatch> {
-    for (column, field) in columns.iter().zip(schema.fields()) {
+/// Builds a stored batch (schema `stored`) from columns of the table's types, enforcing the
+/// relation's NOT NULL and VARCHAR(n) constraints.
+fn conform(columns: Vec<ArrayRef>, relation: &Relation, stored: &SchemaRef) -> Result<RecordBatch> {
+    for (column, field) in columns.iter().zip(relation.schema.fields()) {
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(ExecutionError::NotNullViolation {
                 column: field.name().clone(),
-                relation: relation.to_string(),
+                relation: relation.name.clone(),
             }
             .into());
         }
+        let max_length = field
+            .metadata()
+            .get(crate::statements::MAX_LENGTH_KEY)
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(max_length) = max_length
+            && let Some(strings) = column.as_string_opt::<i32>()
+            && strings
+                .iter()
+                .flatten()
+                .any(|value| value.chars().count() > max_length)
+        {
+            return Err(ExecutionError::StringTooLong(max_length).into());
+        }
     }
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    Ok(RecordBatch::try_new(Arc::clone(stored), columns)?)
 }

@@ -157,7 +157,7 @@ impl RelationProvider {
 #[async_trait]
 impl TableProvider for RelationProvider {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.relation.schema)
+        crate::catalog::without_constraints(&self.relation.schema)
     }
 
     fn table_type(&self) -> TableType {

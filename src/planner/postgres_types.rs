@@ -13,7 +13,8 @@ use datafusion::optimizer::AnalyzerRule;
 /// Postgres returns NUMERIC for `sum(bigint)` and for `avg` of any integer; DataFusion returns
 /// Int64 and Float64. This rule casts such arguments to a decimal first, so DataFusion's own
 /// type rules then produce a decimal result: `sum(bigint)` becomes DECIMAL(38, 0), `avg(int)`
-/// becomes DECIMAL(38, 16) — Postgres shows 16 fractional digits for typical averages.
+/// and `avg(numeric(p, s))` become DECIMAL(38, 16) — Postgres shows 16 fractional digits for
+/// typical averages.
 /// The rewritten aggregate keeps its original name, so the rest of the plan still finds it.
 #[derive(Debug)]
 pub struct PostgresAggregateTypes;
@@ -90,6 +91,9 @@ fn rewrite_aggregate(
             | DataType::UInt32
             | DataType::UInt64,
         ) => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
+        ("avg", DataType::Decimal128(_, scale)) if *scale < AVG_ARGUMENT_SCALE => {
+            DataType::Decimal128(38, AVG_ARGUMENT_SCALE)
+        }
         _ => return Ok(None),
     };
     let name = alias.unwrap_or_else(|| expression.schema_name().to_string());

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use arrow_pg::encoder::{Encoder, encode_value};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, SchemaRef};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use futures::stream;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
@@ -53,7 +56,10 @@ fn encode_cell(
 ) -> PgWireResult<()> {
     // Floats in text format follow Postgres's output rule (shortest exact digits, exponent
     // outside 1e-4..1e15), which arrow-pg does not; everything else is arrow-pg's.
-    if pg_field.format() == FieldFormat::Text && array.is_valid(row) {
+    if array.is_null(row) {
+        return Encoder::encode_field(encoder, &None::<i8>, pg_field);
+    }
+    if pg_field.format() == FieldFormat::Text {
         let text = match array.data_type() {
             DataType::Float64 => Some(postgres_float(
                 array.as_primitive::<Float64Type>().value(row),
@@ -61,6 +67,15 @@ fn encode_cell(
             DataType::Float32 => Some(postgres_float(
                 array.as_primitive::<Float32Type>().value(row),
             )),
+            DataType::Timestamp(_, timezone) => {
+                let micros = cast(
+                    &array.slice(row, 1),
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )
+                .map_err(|error| pgwire::error::PgWireError::ApiError(Box::new(error)))?;
+                let micros = micros.as_primitive::<TimestampMicrosecondType>().value(0);
+                Some(postgres_timestamp(micros, timezone.is_some()))
+            }
             _ => None,
         };
         if let Some(text) = text {
@@ -68,6 +83,25 @@ fn encode_cell(
         }
     }
     encode_value(encoder, array, row, arrow_field, pg_field)
+}
+
+/// Postgres's timestamp output: fractional seconds only when non-zero, without trailing zeros;
+/// `+00` for timestamptz (the session time zone is UTC).
+pub fn postgres_timestamp(micros: i64, with_timezone: bool) -> String {
+    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    let mut text = time.format("%Y-%m-%d %H:%M:%S").to_string();
+    let fraction = micros.rem_euclid(1_000_000);
+    if fraction != 0 {
+        let digits = format!("{fraction:06}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    if with_timezone {
+        text.push_str("+00");
+    }
+    text
 }
 
 /// Postgres's float output with `extra_float_digits` ≥ 1 (the default since Postgres 12).
@@ -137,5 +171,14 @@ mod tests {
         assert_eq!(postgres_float(0.00001f64), "1e-05");
         assert_eq!(postgres_float(-2.5f32), "-2.5");
         assert_eq!(postgres_float(100f64), "100");
+    }
+
+    #[test]
+    fn timestamps_print_as_postgres_prints_them() {
+        assert_eq!(super::postgres_timestamp(0, false), "1970-01-01 00:00:00");
+        assert_eq!(
+            super::postgres_timestamp(1_500_000, true),
+            "1970-01-01 00:00:01.5+00"
+        );
     }
 }

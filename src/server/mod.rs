@@ -107,6 +107,13 @@ struct QueryHandler {
 /// Any user name and database are accepted: authentication is off for the embedded default.
 impl NoopStartupHandler for QueryHandler {}
 
+/// The Postgres name of the type an Arrow type is sent as (`int4`, `bool`, ...).
+pub fn arrow_type_name(data_type: &datafusion::arrow::datatypes::DataType) -> String {
+    types::arrow_to_pg_type(data_type)
+        .map(|pg_type| pg_type.name().to_string())
+        .unwrap_or_else(|| data_type.to_string())
+}
+
 /// The ErrorResponse for an error: its SQLSTATE and message.
 pub(crate) fn to_pgwire_error(error: &Error) -> PgWireError {
     if let Error::Execution(crate::error::ExecutionError::Internal(message)) = error {

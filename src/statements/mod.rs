@@ -12,6 +12,8 @@ mod update;
 
 use std::sync::Arc;
 
+pub use create_table::MAX_LENGTH_KEY;
+
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan};
 use datafusion::sql::parser::Statement as DataFusionStatement;
