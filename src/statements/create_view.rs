@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 
 use super::plan;
 use crate::catalog::{RelationId, RelationKind};
 use crate::coordinator::NewRelation;
-use crate::error::{PlanError, Result};
+use crate::error::{CatalogError, PlanError, Result};
 use crate::planner::lower::lower;
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::{identifier, names, relation_name};
@@ -32,8 +32,11 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
     } else {
         (RelationKind::View, "CREATE VIEW")
     };
-    if create.if_not_exists && session.pinned.get().catalog.get(&name).is_some() {
-        return Ok(QueryResult::Command(CommandTag::new(tag)));
+    if session.pinned.get().catalog.get(&name).is_some() {
+        if create.if_not_exists {
+            return Ok(QueryResult::Command(CommandTag::new(tag)));
+        }
+        return Err(CatalogError::DuplicateObject(name).into());
     }
     let query_statement = Statement::Query(create.query.clone());
     let logical = plan(session, &query_statement).await?;
@@ -43,7 +46,7 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         )
         .into());
     }
-    let depends_on = dependencies(session, &logical);
+    let depends_on = dependencies(session, &query_statement)?;
     let optimized = session.context.state().optimize(&logical)?;
     let schema = view_schema(create, &optimized)?;
     let dataflow = match kind {
@@ -109,22 +112,22 @@ fn view_schema(create: &CreateView, plan: &LogicalPlan) -> Result<SchemaRef> {
     )))
 }
 
-/// The catalog relations `plan` reads directly (plain views count, not what they read).
-fn dependencies(session: &Session, plan: &LogicalPlan) -> Vec<RelationId> {
+/// The catalog relations the query names directly (a plain view counts as itself, not as what it
+/// reads), taken from the SQL: DataFusion inlines plain views while planning.
+fn dependencies(session: &Session, query: &Statement) -> Result<Vec<RelationId>> {
     let snapshot = session.pinned.get();
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(query.clone()));
+    let (references, _common_table_expressions) = resolve_table_references(&statement, true)?;
     let mut ids = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && scan
-                .table_name
-                .schema()
-                .is_none_or(|schema| schema == "public")
-            && let Some(relation) = snapshot.catalog.get(scan.table_name.table())
+    for reference in references {
+        if reference.schema().is_some_and(|schema| schema != "public") {
+            continue;
+        }
+        if let Some(relation) = snapshot.catalog.get(reference.table())
             && !ids.contains(&relation.id)
         {
             ids.push(relation.id);
         }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    ids
+    }
+    Ok(ids)
 }
