@@ -1,0 +1,214 @@
+//! The extended query protocol through a real driver (tokio-postgres): prepared statements,
+//! typed and untyped parameters, binary results for every type, command tags, errors, and
+//! read-your-writes across sessions.
+
+mod common;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::types::Type;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_and_binary_values() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (b BOOLEAN, s SMALLINT, i INT, l BIGINT, r REAL, d DOUBLE PRECISION,
+               n NUMERIC(10,2), tx TEXT, v VARCHAR(10), dt DATE, ts TIMESTAMP, tz TIMESTAMPTZ);
+             CREATE MATERIALIZED VIEW per_b AS SELECT b, count(*) AS n, sum(l) AS total, avg(i) AS mean FROM t GROUP BY b;",
+        )
+        .await
+        .expect("create");
+
+    // Untyped parameters: the server infers their types from the table.
+    let insert = client
+        .prepare("INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+        .await
+        .expect("prepare insert");
+    assert_eq!(insert.params()[0], Type::BOOL);
+    assert_eq!(insert.params()[3], Type::INT8);
+    let timestamp = NaiveDate::from_ymd_opt(2026, 1, 1)
+        .and_then(|d| d.and_hms_micro_opt(10, 9, 8, 500))
+        .expect("time");
+    let zoned: DateTime<Utc> = timestamp.and_utc();
+    for value in 1..=3i64 {
+        let inserted = client
+            .execute(
+                &insert,
+                &[
+                    &(value % 2 == 0),
+                    &(value as i16),
+                    &(value as i32),
+                    &(value * 1_000_000_000_000),
+                    &(value as f32 / 2.0),
+                    &(value as f64 / 4.0),
+                    &Decimal::new(value * 1234, 2),
+                    &format!("text {value}"),
+                    &"short",
+                    &NaiveDate::from_ymd_opt(2026, 1, value as u32).expect("date"),
+                    &timestamp,
+                    &zoned,
+                ],
+            )
+            .await
+            .expect("insert");
+        assert_eq!(inserted, 1);
+    }
+
+    // Binary results of every type, read back as Rust values.
+    let rows = client
+        .query(
+            "SELECT b, s, i, l, r, d, n, tx, v, dt, ts, tz FROM t WHERE i = $1",
+            &[&2i32],
+        )
+        .await
+        .expect("select");
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i16>(1), 2);
+    assert_eq!(row.get::<_, i32>(2), 2);
+    assert_eq!(row.get::<_, i64>(3), 2_000_000_000_000);
+    assert_eq!(row.get::<_, f32>(4), 1.0);
+    assert_eq!(row.get::<_, f64>(5), 0.5);
+    assert_eq!(row.get::<_, Decimal>(6), Decimal::new(2468, 2));
+    assert_eq!(row.get::<_, String>(7), "text 2");
+    assert_eq!(row.get::<_, String>(8), "short");
+    assert_eq!(
+        row.get::<_, NaiveDate>(9),
+        NaiveDate::from_ymd_opt(2026, 1, 2).expect("date")
+    );
+    assert_eq!(row.get::<_, NaiveDateTime>(10), timestamp);
+    assert_eq!(row.get::<_, DateTime<Utc>>(11), zoned);
+
+    // Result column types carry the real Postgres OIDs, Postgres types for aggregates included.
+    let statement = client
+        .prepare("SELECT * FROM per_b ORDER BY b")
+        .await
+        .expect("prepare");
+    let types: Vec<Type> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![Type::BOOL, Type::INT8, Type::NUMERIC, Type::NUMERIC]
+    );
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["b", "n", "total", "mean"]);
+    let rows = client.query(&statement, &[]).await.expect("query view");
+    let summary: Vec<(bool, i64, Decimal)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (false, 2, Decimal::new(4_000_000_000_000, 0)),
+            (true, 1, Decimal::new(2_000_000_000_000, 0))
+        ]
+    );
+
+    // Typed parameters, a named statement reused many times, and command tags.
+    let update = client
+        .prepare_typed(
+            "UPDATE t SET l = l + $1 WHERE s = $2",
+            &[Type::INT8, Type::INT2],
+        )
+        .await
+        .expect("prepare update");
+    for _ in 0..5 {
+        assert_eq!(
+            client
+                .execute(&update, &[&1i64, &1i16])
+                .await
+                .expect("update"),
+            1
+        );
+    }
+    let deleted = client
+        .execute("DELETE FROM t WHERE b = $1", &[&true])
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    let rows = client
+        .query("SELECT total FROM per_b", &[])
+        .await
+        .expect("view after changes");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].get::<_, Decimal>(0),
+        Decimal::new(4_000_000_000_005, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstate_and_the_session_survives() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE e (a INT NOT NULL)")
+        .await
+        .expect("create");
+    let cases: &[(&str, &str)] = &[
+        ("SELECT * FROM nowhere", "42P01"),
+        ("SELECT nope FROM e", "42703"),
+        ("SELECT 1/0", "22012"),
+        ("INSERT INTO e VALUES (NULL)", "23502"),
+        ("SELEC 1", "42601"),
+    ];
+    for (sql, expected) in cases {
+        let error = client
+            .prepare(sql)
+            .await
+            .and(Ok(()))
+            .err()
+            .or(client.query(*sql, &[]).await.err());
+        let code = error.and_then(|error| error.code().map(|code| code.code().to_string()));
+        assert_eq!(code.as_deref(), Some(*expected), "{sql}");
+    }
+    let error = client
+        .query("INSERT INTO e VALUES ($1)", &[&None::<i32>])
+        .await
+        .expect_err("null");
+    assert_eq!(error.code().map(|c| c.code()), Some("23502"));
+    let rows = client
+        .query("SELECT count(*) FROM e", &[])
+        .await
+        .expect("still usable");
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_visible_to_other_sessions_when_they_return() {
+    let server = common::TestServer::start().await;
+    let writer = server.connect().await;
+    let reader = server.connect().await;
+    writer
+        .batch_execute(
+            "CREATE TABLE w (k INT, v INT);
+             CREATE MATERIALIZED VIEW a AS SELECT k, sum(v) AS s FROM w GROUP BY k;
+             CREATE MATERIALIZED VIEW b AS SELECT count(*) AS n FROM w;",
+        )
+        .await
+        .expect("create");
+    for round in 1..=50i64 {
+        writer
+            .execute("INSERT INTO w VALUES ($1, 1)", &[&((round % 3) as i32)])
+            .await
+            .expect("insert");
+        // One snapshot across both views, and it includes the write that just returned.
+        let rows = reader
+            .query(
+                "SELECT CAST((SELECT sum(s) FROM a) AS BIGINT), (SELECT n FROM b)",
+                &[],
+            )
+            .await
+            .expect("read");
+        let sum: i64 = rows[0].get(0);
+        let count: i64 = rows[0].get(1);
+        assert_eq!((sum, count), (round, round));
+    }
+}
