@@ -23,6 +23,9 @@ pub enum PlanError {
     AmbiguousColumn(String),
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
+    /// DataFusion's own wording of a duplicate output name.
+    #[error("{0}")]
+    DuplicateAlias(String),
     #[error("{0}")]
     UndefinedFunction(String),
     #[error("{0}")]
@@ -125,7 +128,7 @@ impl Error {
                 PlanError::UndefinedTable(_) => "42P01",
                 PlanError::UndefinedColumn(_) => "42703",
                 PlanError::AmbiguousColumn(_) => "42702",
-                PlanError::DuplicateColumn(_) => "42701",
+                PlanError::DuplicateColumn(_) | PlanError::DuplicateAlias(_) => "42701",
                 PlanError::UndefinedFunction(_) => "42883",
                 PlanError::DatatypeMismatch(_) => "42804",
                 PlanError::InvalidParameter(_) => "42P02",
@@ -288,7 +291,7 @@ fn classify_plan_message(message: &str) -> Error {
         return PlanError::DatatypeMismatch(message.to_string()).into();
     }
     if lower.contains("projections require unique expression names") {
-        return PlanError::DuplicateColumn(message.to_string()).into();
+        return PlanError::DuplicateAlias(message.to_string()).into();
     }
     if lower.contains("not supported") || lower.contains("unsupported") {
         return PlanError::Unsupported(message.to_string()).into();

@@ -29,7 +29,7 @@ pub fn decode(portal: &Portal<PreparedStatement>) -> Result<ParamValues, Error> 
             .or_else(|| {
                 inferred
                     .as_ref()
-                    .and_then(|t| crate::server::types::arrow_to_pg_type(t))
+                    .and_then(crate::server::types::arrow_to_pg_type)
             })
             .unwrap_or(Type::UNKNOWN);
         let target = inferred

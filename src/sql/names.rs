@@ -1,6 +1,6 @@
 //! Output column names as Postgres gives them (`count`, not DataFusion's `count(*)`).
 
-use datafusion::sql::sqlparser::ast::{Expr, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
 
 use super::identifier;
 
@@ -46,6 +46,44 @@ pub fn output_names(query: &Query) -> Option<Vec<OutputName>> {
             })
             .collect(),
     )
+}
+
+/// Postgres lets two output columns share a name (`SELECT count(*), count(*)`); DataFusion does
+/// not. Items of a plain SELECT whose Postgres names collide get unique aliases for planning; the
+/// result columns are renamed back to the Postgres names afterwards.
+pub fn alias_duplicates(query: &Query) -> Option<Query> {
+    let names = output_names(query)?;
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let duplicated = |name: &OutputName| {
+        matches!(name, OutputName::Named(_))
+            && names.iter().filter(|other| *other == name).count() > 1
+    };
+    if !names.iter().any(duplicated) {
+        return None;
+    }
+    let mut select = select.as_ref().clone();
+    for (index, (item, name)) in select.projection.iter_mut().zip(&names).enumerate() {
+        let OutputName::Named(text) = name else {
+            continue;
+        };
+        if !duplicated(name) {
+            continue;
+        }
+        let expression = match item {
+            SelectItem::UnnamedExpr(expression) => expression.clone(),
+            SelectItem::ExprWithAlias { expr, .. } => expr.clone(),
+            _ => continue,
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr: expression,
+            alias: Ident::with_quote('"', format!("{text}#{index}")),
+        };
+    }
+    let mut rewritten = query.clone();
+    rewritten.body = Box::new(SetExpr::Select(Box::new(select)));
+    Some(rewritten)
 }
 
 /// Applies `names` to `actual` (the planned columns' names): named items by position; a single

@@ -91,8 +91,15 @@ fn first_words(sql: &str) -> String {
 /// Plans a statement with DataFusion against the session's pinned snapshot.
 pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
     let state = session.context.state();
+    let statement = match statement {
+        Statement::Query(query) => match crate::sql::names::alias_duplicates(query) {
+            Some(rewritten) => Statement::Query(Box::new(rewritten)),
+            None => statement.clone(),
+        },
+        _ => statement.clone(),
+    };
     let plan = state
-        .statement_to_plan(DataFusionStatement::Statement(Box::new(statement.clone())))
+        .statement_to_plan(DataFusionStatement::Statement(Box::new(statement)))
         .await?;
     Ok(plan)
 }

@@ -1,0 +1,161 @@
+//! End-to-end benchmark of incremental maintenance, through the real server and a real driver.
+//!
+//! `cargo bench --bench incremental` prints:
+//! - the latency of a one-row INSERT until the view shows it, for a GROUP BY view (1,000 groups,
+//!   sum and count) over a table of 100,000 rows and of 10,000,000 rows;
+//! - the time to recompute the same query over the whole table, for comparison;
+//! - rows/s of a bulk INSERT ... SELECT into a table with three views on it.
+//!
+//! `TRIBUTARY_BENCH_LARGE` overrides the large table size (default 10,000,000).
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_postgres::{Client, NoTls};
+
+async fn start() -> (Client, tokio::sync::watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (shutdown, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(tributary::run(listener, receiver));
+    let (client, connection) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=bench"), NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    (client, shutdown)
+}
+
+fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * fraction).round() as usize]
+}
+
+async fn load(client: &Client, table: &str, rows: u64) {
+    // In chunks, so that one statement never holds the whole table in flight.
+    let chunk = 1_000_000;
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + chunk - 1).min(rows);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {table} SELECT i % 1000, i FROM generate_series({start}, {end}) AS s(i)"
+            ))
+            .await
+            .expect("load");
+        start = end + 1;
+    }
+}
+
+async fn single_row_latency(client: &Client, rows: u64) -> (Duration, Duration, Duration) {
+    let table = format!("t{rows}");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (g INT, v BIGINT);
+             CREATE MATERIALIZED VIEW {table}_agg AS SELECT g, sum(v) AS s, count(*) AS n FROM {table} GROUP BY g;"
+        ))
+        .await
+        .expect("create");
+    load(client, &table, rows).await;
+    let insert = client
+        .prepare(&format!("INSERT INTO {table} VALUES ($1, 1)"))
+        .await
+        .expect("prepare");
+    let read = client
+        .prepare(&format!("SELECT n FROM {table}_agg WHERE g = $1"))
+        .await
+        .expect("prepare");
+    let mut samples = Vec::new();
+    for round in 0..300i32 {
+        let group = round % 1000;
+        let before: i64 = client
+            .query_one(&read, &[&group])
+            .await
+            .expect("read")
+            .get(0);
+        let started = Instant::now();
+        client.execute(&insert, &[&group]).await.expect("insert");
+        let after: i64 = client
+            .query_one(&read, &[&group])
+            .await
+            .expect("read")
+            .get(0);
+        samples.push(started.elapsed());
+        assert_eq!(
+            after,
+            before + 1,
+            "the view must show the insert once it returned"
+        );
+    }
+    let median = percentile(&mut samples, 0.5);
+    let p99 = percentile(&mut samples, 0.99);
+    let mut recompute = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        client
+            .query(
+                &format!("SELECT g, sum(v), count(*) FROM {table} GROUP BY g"),
+                &[],
+            )
+            .await
+            .expect("recompute");
+        recompute.push(started.elapsed());
+    }
+    (median, p99, percentile(&mut recompute, 0.5))
+}
+
+async fn bulk_insert(client: &Client) -> f64 {
+    client
+        .batch_execute(
+            "CREATE TABLE bulk (g INT, v BIGINT, f DOUBLE PRECISION);
+             CREATE MATERIALIZED VIEW bulk_a AS SELECT g, sum(v) AS s, count(*) AS n FROM bulk GROUP BY g;
+             CREATE MATERIALIZED VIEW bulk_b AS SELECT g % 10 AS bucket, max(f) AS top, avg(v) AS mean FROM bulk GROUP BY g % 10;
+             CREATE MATERIALIZED VIEW bulk_c AS SELECT count(*) AS n, min(v) AS low FROM bulk WHERE v % 2 = 0;",
+        )
+        .await
+        .expect("create");
+    let rows = 1_000_000u64;
+    let started = Instant::now();
+    for chunk in 0..10u64 {
+        let start = chunk * rows / 10 + 1;
+        let end = (chunk + 1) * rows / 10;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO bulk SELECT i % 1000, i, i * 0.5 FROM generate_series({start}, {end}) AS s(i)"
+            ))
+            .await
+            .expect("bulk insert");
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|argument| argument == "--list") {
+        return;
+    }
+    let large: u64 = std::env::var("TRIBUTARY_BENCH_LARGE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000_000);
+    let (client, _shutdown) = start().await;
+    println!("one-row INSERT until the view shows it (GROUP BY view, 1,000 groups, sum + count):");
+    let mut medians = Vec::new();
+    for rows in [100_000u64, large] {
+        let (median, p99, recompute) = single_row_latency(&client, rows).await;
+        println!(
+            "  table of {rows:>10} rows: median {:>8.3} ms, p99 {:>8.3} ms; recomputing the query takes {:>9.3} ms ({:.0}x the incremental update)",
+            median.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            recompute.as_secs_f64() * 1e3,
+            recompute.as_secs_f64() / median.as_secs_f64()
+        );
+        medians.push(median);
+    }
+    println!(
+        "  large/small median ratio: {:.2}",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+    let rate = bulk_insert(&client).await;
+    println!("bulk INSERT ... SELECT into a table with three views: {rate:.0} rows/s");
+}
