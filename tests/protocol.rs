@@ -1,0 +1,114 @@
+//! Wire-level checks no driver exposes: after an error in the extended protocol the server
+//! discards messages until Sync, then answers normally; malformed input never takes the server
+//! down.
+
+mod common;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![tag];
+    bytes.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn cstring(text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    bytes
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = cstring(name);
+    body.extend(cstring(sql));
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'P', &body)
+}
+
+fn bind(statement: &str) -> Vec<u8> {
+    let mut body = cstring("");
+    body.extend(cstring(statement));
+    body.extend_from_slice(&0i16.to_be_bytes()); // parameter formats
+    body.extend_from_slice(&0i16.to_be_bytes()); // parameters
+    body.extend_from_slice(&0i16.to_be_bytes()); // result formats
+    message(b'B', &body)
+}
+
+fn execute() -> Vec<u8> {
+    let mut body = cstring("");
+    body.extend_from_slice(&0i32.to_be_bytes());
+    message(b'E', &body)
+}
+
+fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
+async fn connect(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    body.extend(cstring("user"));
+    body.extend(cstring("tester"));
+    body.push(0);
+    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    startup.extend(body);
+    stream.write_all(&startup).await.expect("startup");
+    let tags = read_until_ready(&mut stream).await;
+    assert_eq!(tags.first(), Some(&b'R'), "authentication ok first");
+    stream
+}
+
+/// Reads backend messages up to and including ReadyForQuery; returns their tags.
+async fn read_until_ready(stream: &mut TcpStream) -> Vec<u8> {
+    let mut tags = Vec::new();
+    loop {
+        let tag = stream.read_u8().await.expect("message tag");
+        let length = stream.read_i32().await.expect("message length");
+        let mut body = vec![0; (length - 4) as usize];
+        stream.read_exact(&mut body).await.expect("message body");
+        tags.push(tag);
+        if tag == b'Z' {
+            return tags;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_discards_the_rest_until_sync() {
+    let server = common::TestServer::start().await;
+    let mut stream = connect(server.port).await;
+    let mut batch = Vec::new();
+    batch.extend(parse("", "SELECT * FROM missing"));
+    batch.extend(bind(""));
+    batch.extend(execute());
+    // These follow the failed Parse before Sync: the server must skip them.
+    batch.extend(parse("", "SELECT 1"));
+    batch.extend(bind(""));
+    batch.extend(execute());
+    batch.extend(sync());
+    stream.write_all(&batch).await.expect("send");
+    assert_eq!(read_until_ready(&mut stream).await, vec![b'E', b'Z']);
+
+    // After Sync the connection works: ParseComplete, BindComplete, DataRow, CommandComplete.
+    let mut batch = Vec::new();
+    batch.extend(parse("named", "SELECT 1"));
+    batch.extend(bind("named"));
+    batch.extend(execute());
+    batch.extend(sync());
+    stream.write_all(&batch).await.expect("send");
+    assert_eq!(read_until_ready(&mut stream).await, vec![b'1', b'2', b'D', b'C', b'Z']);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_closes_one_connection_and_spares_the_server() {
+    let server = common::TestServer::start().await;
+    let mut bad = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+    bad.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).await.expect("send garbage");
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bad.read_to_end(&mut sink)).await;
+    let client = server.connect().await;
+    let row = client.query_one("SELECT 41 + 1", &[]).await.expect("server still serves");
+    assert_eq!(row.get::<_, i64>(0), 42);
+}
