@@ -32,6 +32,8 @@ pub enum PlanError {
     DatatypeMismatch(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("type \"{0}\" does not exist")]
+    UndefinedType(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UndefinedParameter(String),
     #[error("{0}")]
@@ -132,7 +134,7 @@ impl Error {
                 PlanError::UndefinedFunction(_) => "42883",
                 PlanError::DatatypeMismatch(_) => "42804",
                 PlanError::InvalidParameter(_) => "42P02",
-                PlanError::UndefinedParameter(_) => "42704",
+                PlanError::UndefinedParameter(_) | PlanError::UndefinedType(_) => "42704",
                 PlanError::Syntax(_) => "42601",
                 PlanError::Unsupported(_) => "0A000",
             },

@@ -47,7 +47,9 @@ fn sync() -> Vec<u8> {
 }
 
 async fn connect(port: u16) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let mut body = 196608i32.to_be_bytes().to_vec();
     body.extend(cstring("user"));
     body.extend(cstring("tester"));
@@ -98,17 +100,31 @@ async fn an_error_discards_the_rest_until_sync() {
     batch.extend(execute());
     batch.extend(sync());
     stream.write_all(&batch).await.expect("send");
-    assert_eq!(read_until_ready(&mut stream).await, vec![b'1', b'2', b'D', b'C', b'Z']);
+    assert_eq!(
+        read_until_ready(&mut stream).await,
+        vec![b'1', b'2', b'D', b'C', b'Z']
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_closes_one_connection_and_spares_the_server() {
     let server = common::TestServer::start().await;
-    let mut bad = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
-    bad.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).await.expect("send garbage");
+    let mut bad = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    bad.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
+        .await
+        .expect("send garbage");
     let mut sink = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bad.read_to_end(&mut sink)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        bad.read_to_end(&mut sink),
+    )
+    .await;
     let client = server.connect().await;
-    let row = client.query_one("SELECT 41 + 1", &[]).await.expect("server still serves");
+    let row = client
+        .query_one("SELECT 41 + 1", &[])
+        .await
+        .expect("server still serves");
     assert_eq!(row.get::<_, i64>(0), 42);
 }

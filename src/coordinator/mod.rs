@@ -420,6 +420,7 @@ impl Engine {
                 // from then on it sees only changes.
                 let input = self.current_rows(dataflow.input)?;
                 let output = dataflow.step(input, epoch).map_err(Error::from)?;
+                tracing::info!(view = %name, dataflow = ?dataflow.describe(), "maintaining materialized view");
                 let mut arrangement = Arrangement::new(Arc::clone(&schema))?;
                 arrangement.apply(&output)?;
                 Some(MaintainedView {

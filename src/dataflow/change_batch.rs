@@ -37,13 +37,6 @@ impl ChangeBatch {
         Self { rows, weights }
     }
 
-    pub fn empty(schema: SchemaRef) -> Self {
-        Self::new(
-            RecordBatch::new_empty(schema),
-            Int64Array::from(Vec::<i64>::new()),
-        )
-    }
-
     pub fn len(&self) -> usize {
         self.rows.num_rows()
     }
@@ -54,12 +47,6 @@ impl ChangeBatch {
 
     pub fn schema(&self) -> SchemaRef {
         self.rows.schema()
-    }
-
-    /// The same changes with every weight negated.
-    pub fn negate(&self) -> Self {
-        let weights: Int64Array = self.weights.iter().map(|w| w.map(|w| -w)).collect();
-        Self::new(self.rows.clone(), weights)
     }
 
     /// Keeps the rows where `mask` is true (nulls count as false, as in SQL WHERE).
@@ -74,18 +61,6 @@ impl ChangeBatch {
         };
         let rows = filter_record_batch(&self.rows, &mask)?;
         let weights = datafusion::arrow::compute::filter(&self.weights, &mask)?;
-        let weights = weights
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .cloned()
-            .ok_or_else(|| ArrowError::CastError("weights are not Int64".into()))?;
-        Ok(Self::new(rows, weights))
-    }
-
-    /// Selects rows by index, in the order given.
-    pub fn take(&self, indices: &UInt32Array) -> Result<Self, ArrowError> {
-        let rows = take_record_batch(&self.rows, indices)?;
-        let weights = datafusion::arrow::compute::take(&self.weights, indices, None)?;
         let weights = weights
             .as_any()
             .downcast_ref::<Int64Array>()

@@ -11,7 +11,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableType, ViewTable};
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::optimizer::Analyzer;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -233,17 +233,5 @@ impl SchemaProvider for SystemSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         SYSTEM_RELATIONS.contains(&name)
-    }
-}
-
-/// The expression a column of `plan`'s output is referred to by (for assignments and renames).
-pub fn output_column(plan: &LogicalPlan, index: usize) -> Expr {
-    let (qualifier, field) = plan.schema().qualified_field(index);
-    match qualifier {
-        Some(qualifier) => Expr::Column(datafusion::common::Column::new(
-            Some(qualifier.clone()),
-            field.name(),
-        )),
-        None => col(field.name()),
     }
 }

@@ -131,13 +131,6 @@ pub struct ArrangementSnapshot {
 }
 
 impl ArrangementSnapshot {
-    pub fn empty(schema: SchemaRef) -> Self {
-        Self {
-            schema,
-            runs: Arc::new(Vec::new()),
-        }
-    }
-
     /// The view's rows, consolidated across runs and expanded by multiplicity.
     pub fn to_batches(&self) -> Result<Vec<RecordBatch>, ArrowError> {
         match self.runs.len() {

@@ -33,10 +33,6 @@ impl TableData {
         &self.schema
     }
 
-    pub fn num_rows(&self) -> usize {
-        self.chunks().map(|chunk| chunk.num_rows()).sum()
-    }
-
     pub fn chunks(&self) -> impl Iterator<Item = &RecordBatch> {
         self.levels.iter().flat_map(|level| level.iter())
     }
