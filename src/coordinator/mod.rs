@@ -37,6 +37,9 @@ pub enum TableChange {
     },
 }
 
+/// A request to the coordinator. Each carries the sending half of a oneshot channel; the session
+/// that sent the command awaits the receiving half and gets exactly one answer, sent once the
+/// command's epoch is published (or an error, if the command fails or panics).
 enum Command {
     Create {
         relation: NewRelation,

@@ -332,18 +332,9 @@ impl CallState {
                 RowConverter::new(vec![SortField::new(call.input_type.clone())])?,
             ),
             AggregateFunction::Sum | AggregateFunction::Avg => match call.input_type {
-                DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-                    Sums::Float(Vec::new())
-                }
-                DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::UInt64
-                | DataType::Decimal128(_, _) => Sums::Integer(Vec::new()),
+                ref float if float.is_floating() => Sums::Float(Vec::new()),
+                ref integer if integer.is_integer() => Sums::Integer(Vec::new()),
+                DataType::Decimal128(_, _) => Sums::Integer(Vec::new()),
                 ref other => {
                     return Err(ExecutionError::Internal(format!(
                         "{:?} over {other} is not maintained incrementally",

@@ -25,8 +25,11 @@ pub trait Operator: Send {
         Ok(Vec::new())
     }
 
-    /// A one-line description for EXPLAIN and logs.
-    fn describe(&self) -> String;
+    /// A one-line description for EXPLAIN and logs; by default the operator's type name.
+    fn describe(&self) -> String {
+        let name = std::any::type_name::<Self>();
+        name.rsplit("::").next().unwrap_or(name).to_string()
+    }
 }
 
 /// The dataflow maintaining one materialized view: a chain of operators fed by one input

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
@@ -216,11 +216,5 @@ fn physical(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr
 /// The Arrow schema of a plan node with every column nullable: views carry no NOT NULL
 /// constraints, and DataFusion's nullability inference must not reject a legitimate NULL.
 pub fn nullable_schema(schema: &DFSchema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|field| Field::new(field.name(), field.data_type().clone(), true))
-            .collect::<Vec<_>>(),
-    ))
+    crate::catalog::without_constraints(schema.as_arrow())
 }

@@ -80,17 +80,7 @@ fn rewrite_aggregate(
     let argument_type = argument.get_type(input_schema.as_ref())?;
     let target = match (function.func.name(), &argument_type) {
         ("sum", DataType::Int64 | DataType::UInt64) => DataType::Decimal128(38, 0),
-        (
-            "avg",
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64,
-        ) => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
+        ("avg", integer) if integer.is_integer() => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
         ("avg", DataType::Decimal128(_, scale)) if *scale < AVG_ARGUMENT_SCALE => {
             DataType::Decimal128(38, AVG_ARGUMENT_SCALE)
         }
