@@ -74,6 +74,15 @@ pub struct Session {
     pub(crate) context: Arc<SessionContext>,
     /// Run-time parameters set with SET; read by SHOW. Only this session's statements touch it.
     pub(crate) settings: Mutex<HashMap<String, String>>,
+    /// Plans by statement text, with the catalog version they were made at. Only this session's
+    /// statements touch it; the lock is never held across an await.
+    pub(crate) plans: Mutex<HashMap<String, CachedPlan>>,
+}
+
+/// A plan kept for a statement the session runs again (prepared statements, repeated queries).
+pub(crate) struct CachedPlan {
+    pub catalog_version: u64,
+    pub plan: datafusion::logical_expr::LogicalPlan,
 }
 
 impl Session {
@@ -85,6 +94,7 @@ impl Session {
             pinned,
             context,
             settings: Mutex::new(HashMap::new()),
+            plans: Mutex::new(HashMap::new()),
         })
     }
 

@@ -212,3 +212,47 @@ async fn writes_are_visible_to_other_sessions_when_they_return() {
         assert_eq!((sum, count), (round, round));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_statements_see_new_data_and_new_time() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE r (x INT)")
+        .await
+        .expect("create");
+    let count = client
+        .prepare("SELECT count(*) FROM r")
+        .await
+        .expect("prepare");
+    let clock = client.prepare("SELECT now()").await.expect("prepare");
+    let mut last_time: Option<DateTime<Utc>> = None;
+    for expected in 0..5i64 {
+        let counted: i64 = client.query_one(&count, &[]).await.expect("count").get(0);
+        assert_eq!(
+            counted, expected,
+            "a reused plan reads the current snapshot"
+        );
+        client
+            .execute("INSERT INTO r VALUES (1)", &[])
+            .await
+            .expect("insert");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let now: DateTime<Utc> = client.query_one(&clock, &[]).await.expect("now").get(0);
+        assert!(
+            last_time.is_none_or(|last| now > last),
+            "now() is evaluated per statement"
+        );
+        last_time = Some(now);
+    }
+    // A dropped and recreated table is planned again, not read through a stale plan.
+    client
+        .batch_execute("DROP TABLE r; CREATE TABLE r (x INT, y INT); INSERT INTO r VALUES (1, 2)")
+        .await
+        .expect("recreate");
+    let rows = client
+        .query("SELECT count(*) FROM r", &[])
+        .await
+        .expect("count");
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+}

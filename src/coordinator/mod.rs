@@ -82,6 +82,7 @@ impl Coordinator {
             tables: HashMap::new(),
             views: BTreeMap::new(),
             epoch: 0,
+            catalog_version: 0,
             publisher,
         };
         std::thread::Builder::new()
@@ -177,6 +178,7 @@ struct Engine {
     /// Ordered by id, which is a topological order (a view only reads older relations).
     views: BTreeMap<RelationId, MaintainedView>,
     epoch: Epoch,
+    catalog_version: u64,
     publisher: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -387,6 +389,7 @@ impl Engine {
         }
         let snapshot = Snapshot {
             epoch: self.epoch,
+            catalog_version: self.catalog_version,
             catalog: Arc::new(self.catalog.clone()),
             data,
         };
@@ -503,6 +506,7 @@ impl Engine {
             return Ok(());
         }
         self.next_epoch();
+        self.catalog_version += 1;
         for relation in doomed {
             self.catalog.remove(relation.id);
             self.tables.remove(&relation.id);

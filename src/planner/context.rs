@@ -50,7 +50,9 @@ pub fn session_context(pinned: Arc<PinnedSnapshot>) -> DataFusionResult<Arc<Sess
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC_SCHEMA)
         .with_information_schema(true)
-        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        // The session time zone: now() is a timestamptz, as in Postgres.
+        .set_str("datafusion.execution.time_zone", "+00:00");
     // Postgres result types for sum/avg must be settled before type coercion runs, so the rule
     // goes in front of DataFusion's analyzer rules.
     let mut rules = Analyzer::new().rules;
@@ -104,7 +106,10 @@ impl SchemaProvider for UserSchema {
         };
         match relation.kind {
             RelationKind::Table | RelationKind::MaterializedView => {
-                Ok(Some(Arc::new(RelationProvider { relation, snapshot })))
+                Ok(Some(Arc::new(RelationProvider {
+                    relation,
+                    pinned: Arc::clone(&self.pinned),
+                })))
             }
             RelationKind::View => {
                 let context =
@@ -137,11 +142,12 @@ pub fn rename_columns(plan: LogicalPlan, schema: &SchemaRef) -> DataFusionResult
     LogicalPlanBuilder::from(plan).project(expressions)?.build()
 }
 
-/// A table or materialized view as DataFusion sees it: its rows at the pinned snapshot.
+/// A table or materialized view as DataFusion sees it: its rows in the snapshot pinned when the
+/// scan runs, so a plan cached across statements always reads the current statement's epoch.
 #[derive(Debug)]
 pub struct RelationProvider {
     relation: Arc<Relation>,
-    snapshot: Arc<Snapshot>,
+    pinned: Arc<PinnedSnapshot>,
 }
 
 impl RelationProvider {
@@ -175,7 +181,8 @@ impl TableProvider for RelationProvider {
         _limit: Option<usize>,
     ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
         let rows = self
-            .snapshot
+            .pinned
+            .get()
             .rows(self.relation.id, &self.relation.name)
             .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let exec = MemorySourceConfig::try_new_exec(&[rows], self.schema(), projection.cloned())?;

@@ -21,7 +21,18 @@ pub(super) async fn execute(
     let (table, dml) = plan_dml(session, statement, parameters).await?;
     check_assignable(&dml, &table)?;
     let state = session.context.state();
-    let physical = state.create_physical_plan(&dml.input).await?;
+    // VALUES has nothing to optimize; an INSERT ... SELECT does.
+    let physical = match dml.input.as_ref() {
+        LogicalPlan::Projection(projection)
+            if matches!(projection.input.as_ref(), LogicalPlan::Values(_)) =>
+        {
+            state
+                .query_planner()
+                .create_physical_plan(&dml.input, &state)
+                .await?
+        }
+        _ => state.create_physical_plan(&dml.input).await?,
+    };
     let batches = collect(physical, session.context.task_ctx()).await?;
     let rows = session
         .coordinator

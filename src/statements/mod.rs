@@ -66,7 +66,7 @@ pub(crate) async fn describe(session: &Session, statement: &Statement) -> Result
             query::describe(session, statement).await
         }
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-            let plan = plan(session, statement).await?;
+            let plan = cached_plan(session, statement, PlanStage::Analyzed).await?;
             Ok(Description {
                 parameter_types: parameter_types(&plan)?,
                 result_schema: None,
@@ -104,6 +104,85 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
     Ok(plan)
 }
 
+/// How far [`cached_plan`] takes a statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PlanStage {
+    /// Type-coerced by DataFusion's analyzer and Tributary's Postgres rules.
+    Analyzed,
+    /// Analyzed, then optimized: ready for physical planning.
+    Optimized,
+}
+
+/// Most statements a client repeats are the same text (prepared statements above all). Planning
+/// is most of a small statement's cost, so plans are kept per session by text and reused until
+/// the catalog changes. Plans read rows from the snapshot pinned when they run, never from the
+/// one they were made against.
+const PLAN_CACHE_ENTRIES: usize = 256;
+
+pub(crate) async fn cached_plan(
+    session: &Session,
+    statement: &Statement,
+    stage: PlanStage,
+) -> Result<LogicalPlan> {
+    let catalog_version = session.pinned.get().catalog_version;
+    let key = format!("{stage:?} {statement}");
+    if let Ok(plans) = session.plans.lock()
+        && let Some(cached) = plans.get(&key)
+        && cached.catalog_version == catalog_version
+    {
+        return Ok(cached.plan.clone());
+    }
+    let raw = plan(session, statement).await?;
+    // now() is folded into a constant when a plan is optimized; such plans cannot be reused.
+    let reusable = !depends_on_time_or_chance(&raw);
+    let state = session.context.state();
+    let plan = match stage {
+        PlanStage::Analyzed => {
+            state
+                .analyzer()
+                .execute_and_check(raw, state.config_options(), |_, _| {})?
+        }
+        PlanStage::Optimized => state.optimize(&raw)?,
+    };
+    if !reusable {
+        return Ok(plan);
+    }
+    if let Ok(mut plans) = session.plans.lock() {
+        if plans.len() >= PLAN_CACHE_ENTRIES {
+            plans.clear();
+        }
+        plans.insert(
+            key,
+            crate::session::CachedPlan {
+                catalog_version,
+                plan: plan.clone(),
+            },
+        );
+    }
+    Ok(plan)
+}
+
+/// Whether `plan` calls a function that is not immutable (now(), random(), ...).
+fn depends_on_time_or_chance(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expression| {
+            expression.apply(|inner| {
+                if let Expr::ScalarFunction(function) = inner
+                    && function.func.signature().volatility != Volatility::Immutable
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
 /// The types DataFusion inferred for `$1`, `$2`, ... in order.
 pub(crate) fn parameter_types(
     plan: &LogicalPlan,
@@ -129,21 +208,17 @@ pub(crate) fn parameter_types(
     Ok(result)
 }
 
-/// Binds parameter values (if any), then runs DataFusion's analyzer (type coercion and
-/// Tributary's Postgres rules) over a DML plan and returns its parts.
+/// The analyzed plan of a DML statement (type coercion and Tributary's Postgres rules applied),
+/// with parameter values bound, split into the target table and the DML parts.
 pub(crate) async fn plan_dml(
     session: &Session,
     statement: &Statement,
     parameters: Option<ParamValues>,
 ) -> Result<(Arc<Relation>, DmlStatement)> {
-    let mut plan = plan(session, statement).await?;
+    let mut plan = cached_plan(session, statement, PlanStage::Analyzed).await?;
     if let Some(parameters) = parameters {
         plan = plan.with_param_values(parameters)?;
     }
-    let state = session.context.state();
-    let plan = state
-        .analyzer()
-        .execute_and_check(plan, state.config_options(), |_, _| {})?;
     let LogicalPlan::Dml(dml) = plan else {
         return Err(PlanError::Unsupported(
             "unexpected plan for a data-modifying statement".into(),

@@ -7,7 +7,7 @@ use datafusion::common::ParamValues;
 use datafusion::physical_plan::collect;
 use datafusion::sql::sqlparser::ast::Statement;
 
-use super::{parameter_types, plan};
+use super::{PlanStage, cached_plan, parameter_types};
 use crate::dataflow::change_batch::with_schema;
 use crate::error::Result;
 use crate::session::{Description, QueryResult, Session};
@@ -18,12 +18,16 @@ pub(super) async fn execute(
     statement: &Statement,
     parameters: Option<ParamValues>,
 ) -> Result<QueryResult> {
-    let mut logical = plan(session, statement).await?;
+    let mut logical = cached_plan(session, statement, PlanStage::Optimized).await?;
     if let Some(parameters) = parameters {
         logical = logical.with_param_values(parameters)?;
     }
     let state = session.context.state();
-    let physical = state.create_physical_plan(&logical).await?;
+    // Already optimized (and cached so): straight to physical planning.
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&logical, &state)
+        .await?;
     let schema = postgres_schema(statement, &physical.schema());
     let batches = collect(physical, session.context.task_ctx()).await?;
     let batches = batches
@@ -34,9 +38,8 @@ pub(super) async fn execute(
 }
 
 pub(super) async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
-    let logical = plan(session, statement).await?;
-    let parameter_types = parameter_types(&logical)?;
-    let optimized = session.context.state().optimize(&logical)?;
+    let optimized = cached_plan(session, statement, PlanStage::Optimized).await?;
+    let parameter_types = parameter_types(&optimized)?;
     let schema = Arc::new(optimized.schema().as_arrow().clone());
     Ok(Description {
         parameter_types,

@@ -29,6 +29,9 @@ pub enum RelationData {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub epoch: Epoch,
+    /// Changes whenever a relation is created or dropped; plans made at one catalog version stay
+    /// valid until the next (they read rows from whatever snapshot is pinned when they run).
+    pub catalog_version: u64,
     pub catalog: Arc<Catalog>,
     pub data: HashMap<RelationId, RelationData>,
 }
