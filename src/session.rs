@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 
@@ -71,7 +72,13 @@ pub struct Description {
 pub struct Session {
     pub(crate) coordinator: Coordinator,
     pub(crate) pinned: Arc<PinnedSnapshot>,
+    /// The DataFusion context; its `public` schema plans plain views through a weak reference to
+    /// it. Statements use `state`, except those that read the clock (see `cached_plan`).
     pub(crate) context: Arc<SessionContext>,
+    /// The context's state, taken once: Tributary never changes DataFusion's configuration after
+    /// the session starts, and cloning the state per statement costs about as much as planning a
+    /// small statement.
+    pub(crate) state: SessionState,
     /// Run-time parameters set with SET; read by SHOW. Only this session's statements touch it.
     pub(crate) settings: Mutex<HashMap<String, String>>,
     /// Plans by statement text, with the catalog version they were made at. Only this session's
@@ -89,10 +96,12 @@ impl Session {
     pub fn new(coordinator: Coordinator) -> Result<Self> {
         let pinned = Arc::new(PinnedSnapshot::default());
         let context = session_context(Arc::clone(&pinned))?;
+        let state = context.state();
         Ok(Self {
             coordinator,
             pinned,
             context,
+            state,
             settings: Mutex::new(HashMap::new()),
             plans: Mutex::new(HashMap::new()),
         })

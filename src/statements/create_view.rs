@@ -47,7 +47,7 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         .into());
     }
     let depends_on = dependencies(session, &query_statement)?;
-    let optimized = session.context.state().optimize(&logical)?;
+    let optimized = session.state.optimize(&logical)?;
     let schema = view_schema(create, &optimized)?;
     let dataflow = match kind {
         RelationKind::MaterializedView => Some(lower(&optimized)?),

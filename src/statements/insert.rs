@@ -20,20 +20,28 @@ pub(super) async fn execute(
 ) -> Result<QueryResult> {
     let (table, dml) = plan_dml(session, statement, parameters).await?;
     check_assignable(&dml, &table)?;
-    let state = session.context.state();
-    // VALUES has nothing to optimize; an INSERT ... SELECT does.
+    let state = &session.state;
+    // VALUES has nothing to optimize (and is planned with the session's state); an
+    // INSERT ... SELECT does.
     let physical = match dml.input.as_ref() {
         LogicalPlan::Projection(projection)
             if matches!(projection.input.as_ref(), LogicalPlan::Values(_)) =>
         {
             state
                 .query_planner()
-                .create_physical_plan(&dml.input, &state)
+                .create_physical_plan(&dml.input, state)
                 .await?
         }
-        _ => state.create_physical_plan(&dml.input).await?,
+        // A fresh state: optimizing folds now() with the time the state was taken.
+        _ => {
+            session
+                .context
+                .state()
+                .create_physical_plan(&dml.input)
+                .await?
+        }
     };
-    let batches = collect(physical, session.context.task_ctx()).await?;
+    let batches = collect(physical, session.state.task_ctx()).await?;
     let rows = session
         .coordinator
         .write(table.id, TableChange::Insert(batches))

@@ -90,7 +90,7 @@ fn first_words(sql: &str) -> String {
 
 /// Plans a statement with DataFusion against the session's pinned snapshot.
 pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
-    let state = session.context.state();
+    let state = &session.state;
     let statement = match statement {
         Statement::Query(query) => match crate::sql::names::alias_duplicates(query) {
             Some(rewritten) => Statement::Query(Box::new(rewritten)),
@@ -133,9 +133,16 @@ pub(crate) async fn cached_plan(
         return Ok(cached.plan.clone());
     }
     let raw = plan(session, statement).await?;
-    // now() is folded into a constant when a plan is optimized; such plans cannot be reused.
+    // now() is folded into a constant when a plan is optimized, from the time a fresh state
+    // records; such plans are made with a fresh state and never reused.
     let reusable = !depends_on_time_or_chance(&raw);
-    let state = session.context.state();
+    let fresh;
+    let state = if reusable {
+        &session.state
+    } else {
+        fresh = session.context.state();
+        &fresh
+    };
     let plan = match stage {
         PlanStage::Analyzed => {
             state

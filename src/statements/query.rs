@@ -22,14 +22,14 @@ pub(super) async fn execute(
     if let Some(parameters) = parameters {
         logical = logical.with_param_values(parameters)?;
     }
-    let state = session.context.state();
+    let state = &session.state;
     // Already optimized (and cached so): straight to physical planning.
     let physical = state
         .query_planner()
-        .create_physical_plan(&logical, &state)
+        .create_physical_plan(&logical, state)
         .await?;
     let schema = postgres_schema(statement, &physical.schema());
-    let batches = collect(physical, session.context.task_ctx()).await?;
+    let batches = collect(physical, session.state.task_ctx()).await?;
     let batches = batches
         .iter()
         .map(|batch| with_schema(batch, &schema))

@@ -11,6 +11,9 @@ use datafusion::arrow::row::{RowConverter, Rows};
 
 use crate::dataflow::change_batch::{ChangeBatch, row_converter_for};
 
+/// Runs whose merge holds at most this many rows are merged at once (see [`Arrangement`]).
+const EAGER_MERGE_ROWS: usize = 4096;
+
 /// One consolidated run: unique rows sorted by their `arrow-row` encoding, each with a non-zero
 /// weight. Runs never change once built; merging two makes a third.
 #[derive(Debug)]
@@ -31,7 +34,7 @@ impl Run {
 
 /// A view's contents as a spine of runs (differential dataflow's arrangement, simplified): each
 /// epoch's consolidated output becomes a new run, and a run is merged into its older neighbour
-/// once it is at least half that neighbour's size. Run sizes therefore grow geometrically, there
+/// once it is at least half that neighbour's size (or both are small, see `EAGER_MERGE_ROWS`). Run sizes therefore grow geometrically, there
 /// are O(log n) runs, and each row is merged O(log n) times: applying a change costs
 /// O(change × log view), never O(view).
 ///
@@ -98,7 +101,9 @@ impl Arrangement {
         while self.runs.len() >= 2 {
             let newest = self.runs[self.runs.len() - 1].len();
             let older = self.runs[self.runs.len() - 2].len();
-            if newest * 2 < older {
+            // Small runs are merged right away, whatever their ratio: a bounded cost per epoch
+            // that keeps small views in one run, which readers use without merging.
+            if newest * 2 < older && newest + older > EAGER_MERGE_ROWS {
                 break;
             }
             let Some(newer_run) = self.runs.pop() else {
@@ -107,9 +112,13 @@ impl Arrangement {
             let Some(older_run) = self.runs.pop() else {
                 break;
             };
-            let merged = merge_runs(&self.converter, &self.schema, &[older_run, newer_run])?;
+            let merged = merge_runs(&self.schema, &[older_run, newer_run])?;
             if !merged.is_empty() {
-                self.runs.push(Arc::new(merged));
+                let keys = self.converter.convert_columns(merged.rows.columns())?;
+                self.runs.push(Arc::new(Run {
+                    changes: merged,
+                    keys,
+                }));
             }
         }
         Ok(())
@@ -136,21 +145,14 @@ impl ArrangementSnapshot {
         match self.runs.len() {
             0 => Ok(Vec::new()),
             1 => Ok(vec![self.runs[0].changes.expand()?]),
-            _ => {
-                let converter = row_converter_for(&self.schema)?;
-                let merged = merge_runs(&converter, &self.schema, &self.runs)?;
-                Ok(vec![merged.changes.expand()?])
-            }
+            _ => Ok(vec![merge_runs(&self.schema, &self.runs)?.expand()?]),
         }
     }
 }
 
-/// Merges sorted runs into one, summing the weights of equal rows and dropping zeros.
-fn merge_runs(
-    converter: &RowConverter,
-    schema: &SchemaRef,
-    runs: &[Arc<Run>],
-) -> Result<Run, ArrowError> {
+/// Merges sorted runs into one, summing the weights of equal rows and dropping zeros. The result
+/// is sorted like its inputs.
+fn merge_runs(schema: &SchemaRef, runs: &[Arc<Run>]) -> Result<ChangeBatch, ArrowError> {
     let total: usize = runs.iter().map(|run| run.len()).sum();
     let mut positions = vec![0usize; runs.len()];
     let mut picks: Vec<(usize, usize)> = Vec::with_capacity(total);
@@ -201,11 +203,7 @@ fn merge_runs(
     } else {
         interleave_record_batch(&sources, &picks)?
     };
-    let keys = converter.convert_columns(rows.columns())?;
-    Ok(Run {
-        changes: ChangeBatch::new(rows, Int64Array::from(weights)),
-        keys,
-    })
+    Ok(ChangeBatch::new(rows, Int64Array::from(weights)))
 }
 
 #[cfg(test)]
