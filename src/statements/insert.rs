@@ -1,16 +1,23 @@
 //! INSERT: DataFusion plans the source (VALUES or a SELECT) cast to the table's columns; the rows
 //! go to the coordinator and the statement returns once every view reflects them.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ParamValues;
-use datafusion::logical_expr::{DmlStatement, Expr, ExprSchemable, LogicalPlan};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::{DFSchema, ParamValues, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, DmlStatement, Expr, ExprSchemable, LogicalPlan, Projection, Values,
+};
 use datafusion::physical_plan::collect;
 use datafusion::sql::sqlparser::ast::Statement;
 
 use super::plan_dml;
-use crate::catalog::Relation;
+use crate::catalog::{Relation, without_constraints};
 use crate::coordinator::TableChange;
-use crate::error::{PlanError, Result};
+use crate::error::{Error, PlanError, Result};
+use crate::planner::physical_expr;
 use crate::session::{CommandTag, QueryResult, Session};
 
 pub(super) async fn execute(
@@ -20,28 +27,18 @@ pub(super) async fn execute(
 ) -> Result<QueryResult> {
     let (table, dml) = plan_dml(session, statement, parameters).await?;
     check_assignable(&dml, &table)?;
-    let state = &session.state;
-    // VALUES has nothing to optimize (and is planned with the session's state); an
-    // INSERT ... SELECT does.
-    let physical = match dml.input.as_ref() {
-        LogicalPlan::Projection(projection)
-            if matches!(projection.input.as_ref(), LogicalPlan::Values(_)) =>
-        {
-            state
-                .query_planner()
-                .create_physical_plan(&dml.input, state)
-                .await?
-        }
-        // A fresh state: optimizing folds now() with the time the state was taken.
-        _ => {
-            session
-                .context
-                .state()
-                .create_physical_plan(&dml.input)
-                .await?
-        }
+    let batches = match dml.input.as_ref() {
+        LogicalPlan::Projection(projection) => match projection.input.as_ref() {
+            LogicalPlan::Values(values) => match evaluate_values(projection, values) {
+                Ok(batch) => vec![batch],
+                // Subqueries inside VALUES are left to DataFusion.
+                Err(Error::Plan(PlanError::Unsupported(_))) => run(session, &dml.input).await?,
+                Err(error) => return Err(error),
+            },
+            _ => run(session, &dml.input).await?,
+        },
+        _ => run(session, &dml.input).await?,
     };
-    let batches = collect(physical, session.state.task_ctx()).await?;
     let rows = session
         .coordinator
         .write(table.id, TableChange::Insert(batches))
@@ -49,6 +46,63 @@ pub(super) async fn execute(
     Ok(QueryResult::Command(CommandTag::with_rows(
         "INSERT 0", rows,
     )))
+}
+
+/// Runs an INSERT's source query. A fresh state: optimizing folds now() with the time the state
+/// was taken.
+async fn run(session: &Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+    let state = session.context.state();
+    let physical = state.create_physical_plan(plan).await?;
+    Ok(collect(physical, state.task_ctx()).await?)
+}
+
+/// `INSERT ... VALUES` computed directly: the rows are a handful of constant expressions, and
+/// DataFusion's physical planning would cost more than the rest of the statement together.
+fn evaluate_values(projection: &Projection, values: &Values) -> Result<RecordBatch> {
+    let no_columns = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let empty = DFSchema::empty();
+    let mut columns: Vec<Vec<ScalarValue>> =
+        vec![Vec::with_capacity(values.values.len()); values.schema.fields().len()];
+    for row in &values.values {
+        for (cells, expression) in columns.iter_mut().zip(row) {
+            let value = physical_expr(expression, &empty)?.evaluate(&no_columns)?;
+            cells.push(match value {
+                ColumnarValue::Scalar(scalar) => scalar,
+                ColumnarValue::Array(array) => ScalarValue::try_from_array(&array, 0)?,
+            });
+        }
+    }
+    let arrays = columns
+        .into_iter()
+        .zip(values.schema.fields())
+        .map(|(cells, field)| {
+            let array = ScalarValue::iter_to_array(cells)?;
+            Ok(if array.data_type() == field.data_type() {
+                array
+            } else {
+                cast(&array, field.data_type())?
+            })
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let source = RecordBatch::try_new(without_constraints(values.schema.as_arrow()), arrays)?;
+    let output = projection
+        .expr
+        .iter()
+        .map(|expression| {
+            physical_expr(expression, &values.schema)?
+                .evaluate(&source)?
+                .into_array(source.num_rows())
+                .map_err(Into::into)
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(RecordBatch::try_new(
+        without_constraints(projection.schema.as_arrow()),
+        output,
+    )?)
 }
 
 /// Postgres's assignment rule: DataFusion would cast a boolean into an integer column (or a
