@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::collect;
 use datafusion::sql::sqlparser::ast::Statement;
 
-use super::plan_dml;
+use super::{depends_on_time_or_chance, plan_dml};
 use crate::catalog::{Relation, without_constraints};
 use crate::coordinator::TableChange;
 use crate::error::{Error, PlanError, Result};
@@ -29,12 +29,15 @@ pub(super) async fn execute(
     check_assignable(&dml, &table)?;
     let batches = match dml.input.as_ref() {
         LogicalPlan::Projection(projection) => match projection.input.as_ref() {
-            LogicalPlan::Values(values) => match evaluate_values(projection, values) {
-                Ok(batch) => vec![batch],
-                // Subqueries inside VALUES are left to DataFusion.
-                Err(Error::Plan(PlanError::Unsupported(_))) => run(session, &dml.input).await?,
-                Err(error) => return Err(error),
-            },
+            // now() and friends need DataFusion's simplifier, which fixes the statement's time.
+            LogicalPlan::Values(values) if !depends_on_time_or_chance(&dml.input) => {
+                match evaluate_values(projection, values) {
+                    Ok(batch) => vec![batch],
+                    // Subqueries inside VALUES are left to DataFusion.
+                    Err(Error::Plan(PlanError::Unsupported(_))) => run(session, &dml.input).await?,
+                    Err(error) => return Err(error),
+                }
+            }
             _ => run(session, &dml.input).await?,
         },
         _ => run(session, &dml.input).await?,

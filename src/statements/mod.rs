@@ -170,7 +170,7 @@ pub(crate) async fn cached_plan(
 }
 
 /// Whether `plan` calls a function that is not immutable (now(), random(), ...).
-fn depends_on_time_or_chance(plan: &LogicalPlan) -> bool {
+pub(crate) fn depends_on_time_or_chance(plan: &LogicalPlan) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Expr, Volatility};
     let mut found = false;
