@@ -78,7 +78,7 @@ impl Coordinator {
         let (commands, receiver) = mpsc::channel(1024);
         let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let engine = Engine {
-            catalog: Catalog::default(),
+            catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
             views: BTreeMap::new(),
             epoch: 0,
@@ -173,7 +173,8 @@ struct MaintainedView {
 }
 
 struct Engine {
-    catalog: Catalog,
+    /// Shared with published snapshots; copied on write, so only catalog changes copy it.
+    catalog: Arc<Catalog>,
     tables: HashMap<RelationId, TableData>,
     /// Ordered by id, which is a topological order (a view only reads older relations).
     views: BTreeMap<RelationId, MaintainedView>,
@@ -390,7 +391,7 @@ impl Engine {
         let snapshot = Snapshot {
             epoch: self.epoch,
             catalog_version: self.catalog_version,
-            catalog: Arc::new(self.catalog.clone()),
+            catalog: Arc::clone(&self.catalog),
             data,
         };
         self.publisher.send_replace(Arc::new(snapshot));
@@ -444,9 +445,13 @@ impl Engine {
             }
             _ => None,
         };
-        let added = self
-            .catalog
-            .add(name, kind, Arc::clone(&schema), definition, depends_on)?;
+        let added = Arc::make_mut(&mut self.catalog).add(
+            name,
+            kind,
+            Arc::clone(&schema),
+            definition,
+            depends_on,
+        )?;
         match kind {
             RelationKind::Table => {
                 self.tables.insert(
@@ -508,7 +513,7 @@ impl Engine {
         self.next_epoch();
         self.catalog_version += 1;
         for relation in doomed {
-            self.catalog.remove(relation.id);
+            Arc::make_mut(&mut self.catalog).remove(relation.id);
             self.tables.remove(&relation.id);
             self.views.remove(&relation.id);
         }

@@ -6,7 +6,7 @@ use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32A
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 /// A set of changes to a relation: row `i` of `rows` occurs `weights[i]` more times (negative:
 /// fewer). A batch of such rows is a Z-set; adding two Z-sets concatenates them.
@@ -82,13 +82,15 @@ impl ChangeBatch {
     }
 
     /// Sums the weights of identical rows and drops rows whose weight becomes zero. The result is
-    /// sorted by the rows' `arrow-row` encoding, which is what arrangements store.
-    pub fn consolidate(&self, converter: &RowConverter) -> Result<Self, ArrowError> {
+    /// sorted by the rows' `arrow-row` encoding, which is returned alongside: arrangements store
+    /// both.
+    pub fn consolidate(&self, converter: &RowConverter) -> Result<(Self, Rows), ArrowError> {
         let keys = converter.convert_columns(self.rows.columns())?;
         let mut order: Vec<u32> = (0..self.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
         let mut indices = Vec::with_capacity(order.len());
         let mut weights = Vec::with_capacity(order.len());
+        let mut kept_keys = converter.empty_rows(order.len(), keys.size());
         let mut position = 0;
         while position < order.len() {
             let first = order[position];
@@ -102,10 +104,11 @@ impl ChangeBatch {
             if weight != 0 {
                 indices.push(first);
                 weights.push(weight);
+                kept_keys.push(keys.row(first as usize));
             }
         }
         let rows = take_record_batch(&self.rows, &UInt32Array::from(indices))?;
-        Ok(Self::new(rows, Int64Array::from(weights)))
+        Ok((Self::new(rows, Int64Array::from(weights)), kept_keys))
     }
 
     /// The rows as a plain relation: each row repeated `weight` times. Fails if a weight is

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use arrow_pg::encoder::{Encoder, encode_value};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
 use futures::stream;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
-use pgwire::error::PgWireResult;
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
 pub fn fields(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
@@ -30,16 +30,31 @@ pub fn query_response(
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
     for batch in &batches {
+        let schema = batch.schema();
+        // Text timestamps are printed from microseconds; convert each such column once per
+        // batch rather than once per cell.
+        let text_columns = batch
+            .columns()
+            .iter()
+            .zip(fields.iter())
+            .map(|(array, pg_field)| match array.data_type() {
+                DataType::Timestamp(unit, _)
+                    if pg_field.format() == FieldFormat::Text && *unit != TimeUnit::Microsecond =>
+                {
+                    cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                        .map_err(|error| PgWireError::ApiError(Box::new(error)))
+                }
+                _ => Ok(Arc::clone(array)),
+            })
+            .collect::<PgWireResult<Vec<ArrayRef>>>()?;
         for row in 0..batch.num_rows() {
-            for (column, (array, pg_field)) in batch.columns().iter().zip(fields.iter()).enumerate()
-            {
-                encode_cell(
-                    &mut encoder,
-                    array,
+            for (column, pg_field) in fields.iter().enumerate() {
+                let cell = Cell {
+                    array: batch.column(column),
+                    text_array: &text_columns[column],
                     row,
-                    batch.schema().field(column),
-                    pg_field,
-                )?;
+                };
+                encode_cell(&mut encoder, &cell, schema.field(column), pg_field)?;
             }
             rows.push(Ok(encoder.take_row()));
         }
@@ -47,18 +62,29 @@ pub fn query_response(
     Ok(QueryResponse::new(fields, stream::iter(rows)))
 }
 
+/// One value to encode: its column as computed, and the same column as text formatting wants it.
+struct Cell<'a> {
+    array: &'a ArrayRef,
+    text_array: &'a ArrayRef,
+    row: usize,
+}
+
 fn encode_cell(
     encoder: &mut DataRowEncoder,
-    array: &Arc<dyn Array>,
-    row: usize,
-    arrow_field: &datafusion::arrow::datatypes::Field,
+    cell: &Cell<'_>,
+    arrow_field: &Field,
     pg_field: &FieldInfo,
 ) -> PgWireResult<()> {
-    // Floats in text format follow Postgres's output rule (shortest exact digits, exponent
-    // outside 1e-4..1e15), which arrow-pg does not; everything else is arrow-pg's.
+    let Cell {
+        array,
+        text_array,
+        row,
+    } = *cell;
     if array.is_null(row) {
         return Encoder::encode_field(encoder, &None::<i8>, pg_field);
     }
+    // Floats and timestamps in text format follow Postgres's output rules (shortest exact
+    // digits; no zero fraction), which arrow-pg does not; everything else is arrow-pg's.
     if pg_field.format() == FieldFormat::Text {
         let text = match array.data_type() {
             DataType::Float64 => Some(postgres_float(
@@ -68,12 +94,9 @@ fn encode_cell(
                 array.as_primitive::<Float32Type>().value(row),
             )),
             DataType::Timestamp(_, timezone) => {
-                let micros = cast(
-                    &array.slice(row, 1),
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )
-                .map_err(|error| pgwire::error::PgWireError::ApiError(Box::new(error)))?;
-                let micros = micros.as_primitive::<TimestampMicrosecondType>().value(0);
+                let micros = text_array
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(row);
                 Some(postgres_timestamp(micros, timezone.is_some()))
             }
             _ => None,

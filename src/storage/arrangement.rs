@@ -34,9 +34,10 @@ impl Run {
 
 /// A view's contents as a spine of runs (differential dataflow's arrangement, simplified): each
 /// epoch's consolidated output becomes a new run, and a run is merged into its older neighbour
-/// once it is at least half that neighbour's size (or both are small, see `EAGER_MERGE_ROWS`). Run sizes therefore grow geometrically, there
-/// are O(log n) runs, and each row is merged O(log n) times: applying a change costs
-/// O(change × log view), never O(view).
+/// once it is at least half that neighbour's size, or when both are small (`EAGER_MERGE_ROWS`).
+/// Run sizes therefore grow geometrically, there are O(log n) runs, and each row is merged
+/// O(log n) times: applying a change costs O(change × log view) plus a bounded eager merge,
+/// never O(view).
 ///
 /// Readers take a [`ArrangementSnapshot`] (an `Arc` per run, no copying) and consolidate on read,
 /// so publishing an epoch never copies a view and old runs drop with their last reader.
@@ -87,13 +88,10 @@ impl Arrangement {
             })
             .collect::<Result<_, _>>()?;
         let combined = ChangeBatch::concat(&self.schema, &batches)?;
-        let consolidated = combined.consolidate(&self.converter)?;
+        let (consolidated, keys) = combined.consolidate(&self.converter)?;
         if consolidated.is_empty() {
             return Ok(());
         }
-        let keys = self
-            .converter
-            .convert_columns(consolidated.rows.columns())?;
         self.runs.push(Arc::new(Run {
             changes: consolidated,
             keys,
@@ -112,9 +110,14 @@ impl Arrangement {
             let Some(older_run) = self.runs.pop() else {
                 break;
             };
-            let merged = merge_runs(&self.schema, &[older_run, newer_run])?;
+            let pair = [older_run, newer_run];
+            let (merged, picks) = merge_runs(&self.schema, &pair)?;
             if !merged.is_empty() {
-                let keys = self.converter.convert_columns(merged.rows.columns())?;
+                // The merged rows' keys are the picked rows' keys: copied, not encoded again.
+                let mut keys = self.converter.empty_rows(picks.len(), 0);
+                for &(run, row) in &picks {
+                    keys.push(pair[run].keys.row(row));
+                }
                 self.runs.push(Arc::new(Run {
                     changes: merged,
                     keys,
@@ -145,14 +148,18 @@ impl ArrangementSnapshot {
         match self.runs.len() {
             0 => Ok(Vec::new()),
             1 => Ok(vec![self.runs[0].changes.expand()?]),
-            _ => Ok(vec![merge_runs(&self.schema, &self.runs)?.expand()?]),
+            _ => Ok(vec![merge_runs(&self.schema, &self.runs)?.0.expand()?]),
         }
     }
 }
 
 /// Merges sorted runs into one, summing the weights of equal rows and dropping zeros. The result
-/// is sorted like its inputs.
-fn merge_runs(schema: &SchemaRef, runs: &[Arc<Run>]) -> Result<ChangeBatch, ArrowError> {
+/// is sorted like its inputs; each of its rows comes from the (run, row) at the same position in
+/// the returned picks.
+fn merge_runs(
+    schema: &SchemaRef,
+    runs: &[Arc<Run>],
+) -> Result<(ChangeBatch, Vec<(usize, usize)>), ArrowError> {
     let total: usize = runs.iter().map(|run| run.len()).sum();
     let mut positions = vec![0usize; runs.len()];
     let mut picks: Vec<(usize, usize)> = Vec::with_capacity(total);
@@ -203,7 +210,7 @@ fn merge_runs(schema: &SchemaRef, runs: &[Arc<Run>]) -> Result<ChangeBatch, Arro
     } else {
         interleave_record_batch(&sources, &picks)?
     };
-    Ok(ChangeBatch::new(rows, Int64Array::from(weights)))
+    Ok((ChangeBatch::new(rows, Int64Array::from(weights)), picks))
 }
 
 #[cfg(test)]
