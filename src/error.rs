@@ -95,6 +95,21 @@ pub enum ExecutionError {
     Internal(String),
 }
 
+/// Errors from Kafka connectors: reaching the broker, finding the topic, their options.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("cannot reach Kafka broker {broker}: {reason}")]
+    BrokerUnreachable { broker: String, reason: String },
+    #[error("Kafka topic \"{0}\" does not exist")]
+    UndefinedTopic(String),
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("FLUSH gave up after {seconds} s: {waiting}")]
+    FlushTimeout { seconds: u64, waiting: String },
+}
+
 /// Errors raised inside an incremental operator.
 #[derive(Debug, thiserror::Error)]
 pub enum DataflowError {
@@ -115,6 +130,8 @@ pub enum Error {
     Execution(#[from] ExecutionError),
     #[error(transparent)]
     Dataflow(#[from] DataflowError),
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -147,6 +164,13 @@ impl Error {
             Error::Execution(error) => error.sqlstate(),
             Error::Dataflow(error) => match error {
                 DataflowError::Evaluation(error) => error.sqlstate(),
+            },
+            Error::Connector(error) => match error {
+                // An external system failed: Postgres's class 58.
+                ConnectorError::BrokerUnreachable { .. } | ConnectorError::Kafka(_) => "58000",
+                ConnectorError::UndefinedTopic(_) => "42704",
+                ConnectorError::InvalidOption(_) => "22023",
+                ConnectorError::FlushTimeout { .. } => "57014",
             },
         }
     }

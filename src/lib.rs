@@ -22,6 +22,7 @@
 //!    Postgres would send.
 
 pub mod catalog;
+pub mod connectors;
 pub mod coordinator;
 pub mod dataflow;
 pub mod error;

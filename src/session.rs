@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::sql::Statement;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::coordinator::Coordinator;
 use crate::error::{ExecutionError, Result};

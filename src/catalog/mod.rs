@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 
+use crate::connectors::ConnectorDefinition;
 use crate::error::CatalogError;
 
 /// Identifies a relation for its whole life; names can be dropped and reused, ids cannot.
@@ -18,6 +19,12 @@ pub enum RelationKind {
     Table,
     View,
     MaterializedView,
+    /// Rows from a Kafka topic; read like a table, written only by its connector.
+    Source,
+    /// Writes a relation's changes to a Kafka topic; has no rows of its own.
+    Sink,
+    /// Reusable Kafka settings; has no rows.
+    Connection,
 }
 
 impl RelationKind {
@@ -26,6 +33,20 @@ impl RelationKind {
             RelationKind::Table => "table",
             RelationKind::View => "view",
             RelationKind::MaterializedView => "materialized view",
+            RelationKind::Source => "source",
+            RelationKind::Sink => "sink",
+            RelationKind::Connection => "connection",
+        }
+    }
+
+    /// Whether the kind has rows a query can read.
+    pub fn is_queryable(self) -> bool {
+        match self {
+            RelationKind::Table
+            | RelationKind::View
+            | RelationKind::MaterializedView
+            | RelationKind::Source => true,
+            RelationKind::Sink | RelationKind::Connection => false,
         }
     }
 }
@@ -40,6 +61,8 @@ pub struct Relation {
     pub definition: Option<String>,
     /// Relations this one reads (directly).
     pub depends_on: Vec<RelationId>,
+    /// How a source, sink or connection reaches Kafka.
+    pub connector: Option<ConnectorDefinition>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +84,11 @@ impl Catalog {
         self.by_name.values()
     }
 
+    /// The id the next [`Catalog::add`] will give.
+    pub fn next_id(&self) -> RelationId {
+        self.next_id + 1
+    }
+
     pub fn add(
         &mut self,
         name: String,
@@ -68,6 +96,7 @@ impl Catalog {
         schema: SchemaRef,
         definition: Option<String>,
         depends_on: Vec<RelationId>,
+        connector: Option<ConnectorDefinition>,
     ) -> Result<Arc<Relation>, CatalogError> {
         if self.by_name.contains_key(&name) {
             return Err(CatalogError::DuplicateObject(name));
@@ -80,6 +109,7 @@ impl Catalog {
             schema,
             definition,
             depends_on,
+            connector,
         });
         self.by_name.insert(name, Arc::clone(&relation));
         Ok(relation)

@@ -10,9 +10,16 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
+use crate::connectors::sink::{SinkBatch, SinkHandle};
+use crate::connectors::source::SourceHandle;
+use crate::connectors::status::{ConnectorStatuses, SourceControl};
+use crate::connectors::{ConnectorDefinition, SinkStatus, SourceStatus};
 use crate::dataflow::{ChangeBatch, Dataflow, Epoch};
-use crate::error::{CatalogError, Error, ExecutionError, PlanError, Result};
+use crate::error::{CatalogError, ConnectorError, Error, ExecutionError, PlanError, Result};
 use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
+
+/// How long FLUSH waits for the sources to catch up before it gives up.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A relation to add to the catalog. Materialized views bring the dataflow that maintains them.
 pub struct NewRelation {
@@ -22,6 +29,8 @@ pub struct NewRelation {
     pub definition: Option<String>,
     pub depends_on: Vec<RelationId>,
     pub dataflow: Option<Dataflow>,
+    /// For sources, sinks and connections: how they reach Kafka.
+    pub connector: Option<ConnectorDefinition>,
 }
 
 /// A change to one table, computed by the coordinator against the table's current rows so that
@@ -58,6 +67,53 @@ enum Command {
         change: TableChange,
         reply: oneshot::Sender<Result<u64>>,
     },
+    /// Rows a source decoded; applied in the next epoch. Sources do not wait for an answer.
+    Ingest {
+        source: RelationId,
+        rows: RecordBatch,
+    },
+    /// Answered once everything sent before it is published.
+    Sync { reply: oneshot::Sender<Result<()>> },
+}
+
+impl Command {
+    /// Writes, ingestion and syncs share an epoch with whatever else of their kind is waiting
+    /// (group commit).
+    fn joins_epoch(&self) -> bool {
+        match self {
+            Command::Write { .. } | Command::Ingest { .. } | Command::Sync { .. } => true,
+            Command::Create { .. } | Command::Drop { .. } => false,
+        }
+    }
+}
+
+/// A source's way into the coordinator. Used from the source's own (non-async) thread.
+pub struct Ingest {
+    /// To the coordinator, which holds the receiving end; sends wait while it is full, which is
+    /// how a source is slowed to the pace the dataflows keep.
+    commands: mpsc::Sender<Command>,
+    source: RelationId,
+}
+
+impl Ingest {
+    /// Hands rows to the next epoch; false when the coordinator has stopped.
+    pub fn send(&self, rows: RecordBatch) -> bool {
+        self.commands
+            .blocking_send(Command::Ingest {
+                source: self.source,
+                rows,
+            })
+            .is_ok()
+    }
+
+    /// Answers `reply` once every row sent before is published.
+    pub fn sync(&self, reply: oneshot::Sender<Result<()>>) {
+        if let Err(mpsc::error::SendError(Command::Sync { reply })) =
+            self.commands.blocking_send(Command::Sync { reply })
+        {
+            let _ = reply.send(Err(ExecutionError::Shutdown.into()));
+        }
+    }
 }
 
 /// The sessions' handle on the coordinator. Cloned into every session.
@@ -81,6 +137,10 @@ impl Coordinator {
             catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
             views: BTreeMap::new(),
+            sources: HashMap::new(),
+            sinks: BTreeMap::new(),
+            connectors: Arc::new(ConnectorStatuses::default()),
+            commands: commands.downgrade(),
             epoch: 0,
             catalog_version: 0,
             publisher,
@@ -149,6 +209,36 @@ impl Coordinator {
         .await
     }
 
+    /// Returns once every source has ingested what its topic held when FLUSH began, and every
+    /// view reflects it.
+    pub async fn flush(&self) -> Result<()> {
+        let snapshot = self.snapshot();
+        let mut waiting = Vec::new();
+        for status in snapshot.connectors.sources.values() {
+            let (reply, answer) = oneshot::channel();
+            if status.send(SourceControl::Flush(reply)) {
+                waiting.push((status.name.clone(), answer));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        for (source, answer) in waiting {
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(result)) => result?,
+                // The source stopped (dropped meanwhile): nothing left to wait for.
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    return Err(ConnectorError::FlushTimeout {
+                        seconds: FLUSH_TIMEOUT.as_secs(),
+                        waiting: format!("source {source} has not caught up"),
+                    }
+                    .into());
+                }
+            }
+        }
+        // Table writes sent before FLUSH are published too.
+        self.call(|reply| Command::Sync { reply }).await
+    }
+
     async fn call<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
@@ -175,9 +265,19 @@ struct MaintainedView {
 struct Engine {
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
     catalog: Arc<Catalog>,
+    /// Rows of tables and sources.
     tables: HashMap<RelationId, TableData>,
     /// Ordered by id, which is a topological order (a view only reads older relations).
     views: BTreeMap<RelationId, MaintainedView>,
+    /// Running sources; dropping a handle stops its thread.
+    sources: HashMap<RelationId, SourceHandle>,
+    /// Running sinks, by the sink's id; each is sent its relation's changes every epoch.
+    sinks: BTreeMap<RelationId, SinkHandle>,
+    /// What snapshots show of the running connectors; replaced when one starts or stops.
+    connectors: Arc<ConnectorStatuses>,
+    /// For sources to send their rows back; weak, so the engine alone never keeps its own
+    /// channel open.
+    commands: mpsc::WeakSender<Command>,
     epoch: Epoch,
     catalog_version: u64,
     publisher: watch::Sender<Arc<Snapshot>>,
@@ -202,10 +302,10 @@ impl Engine {
                 },
             };
             let mut batch = vec![command];
-            if matches!(batch[0], Command::Write { .. }) {
+            if batch[0].joins_epoch() {
                 // Group commit: every write already waiting joins this epoch.
                 while let Ok(next) = commands.try_recv() {
-                    if matches!(next, Command::Write { .. }) {
+                    if next.joins_epoch() {
                         batch.push(next);
                     } else {
                         pending = Some(next);
@@ -226,6 +326,8 @@ impl Engine {
 
     fn handle(&mut self, batch: Vec<Command>) {
         let mut writes = Vec::new();
+        let mut ingested = Vec::new();
+        let mut syncs = Vec::new();
         for command in batch {
             match command {
                 Command::Create {
@@ -249,10 +351,15 @@ impl Engine {
                     change,
                     reply,
                 } => writes.push((table, change, reply)),
+                Command::Ingest { source, rows } => ingested.push((source, rows)),
+                Command::Sync { reply } => syncs.push(reply),
             }
         }
-        if !writes.is_empty() {
-            self.write_epoch(writes);
+        if !writes.is_empty() || !ingested.is_empty() {
+            self.write_epoch(writes, ingested);
+        }
+        for reply in syncs {
+            let _ = reply.send(Ok(()));
         }
     }
 
@@ -264,9 +371,24 @@ impl Engine {
     fn write_epoch(
         &mut self,
         writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<u64>>)>,
+        ingested: Vec<(RelationId, RecordBatch)>,
     ) {
         let epoch = self.next_epoch();
         let mut deltas: HashMap<RelationId, Vec<ChangeBatch>> = HashMap::new();
+        for (source, rows) in ingested {
+            // A source dropped while its last rows were on the way has no table any more.
+            let Some(table) = self.tables.get_mut(&source) else {
+                continue;
+            };
+            if let Err(error) = table.append(vec![rows.clone()]) {
+                tracing::error!(source, %error, "cannot store a source's rows");
+                continue;
+            }
+            deltas
+                .entry(source)
+                .or_default()
+                .push(ChangeBatch::insertions(rows));
+        }
         let mut replies = Vec::with_capacity(writes.len());
         for (table, change, reply) in writes {
             let outcome = self
@@ -374,6 +496,14 @@ impl Engine {
                 }
             }
         }
+        for sink in self.sinks.values() {
+            if let Some(changes) = deltas.get(&sink.from) {
+                sink.send(SinkBatch {
+                    epoch,
+                    changes: changes.clone(),
+                });
+            }
+        }
     }
 
     fn publish(&mut self) {
@@ -393,6 +523,7 @@ impl Engine {
             catalog_version: self.catalog_version,
             catalog: Arc::clone(&self.catalog),
             data,
+            connectors: Arc::clone(&self.connectors),
         };
         self.publisher.send_replace(Arc::new(snapshot));
     }
@@ -420,6 +551,7 @@ impl Engine {
             definition,
             depends_on,
             dataflow,
+            connector,
         } = relation;
         let maintained = match (kind, dataflow) {
             (RelationKind::MaterializedView, Some(mut dataflow)) => {
@@ -445,26 +577,77 @@ impl Engine {
             }
             _ => None,
         };
+        // Connectors start before the catalog knows them, so a failure leaves nothing behind.
+        let id = self.catalog.next_id();
+        let stored_schema = crate::catalog::without_constraints(&schema);
+        match (&kind, &connector) {
+            (RelationKind::Source, Some(ConnectorDefinition::Source(source))) => {
+                let status = Arc::new(SourceStatus::new(
+                    name.clone(),
+                    source.topic.clone(),
+                    &source
+                        .start_offsets
+                        .iter()
+                        .map(|(partition, _)| *partition)
+                        .collect::<Vec<_>>(),
+                ));
+                let commands = self.commands.upgrade().ok_or(ExecutionError::Shutdown)?;
+                let handle = crate::connectors::source::start(
+                    Arc::clone(source),
+                    Arc::clone(&stored_schema),
+                    Arc::clone(&status),
+                    Ingest {
+                        commands,
+                        source: id,
+                    },
+                )?;
+                Arc::make_mut(&mut self.connectors)
+                    .sources
+                    .insert(id, status);
+                self.sources.insert(id, handle);
+                self.tables
+                    .insert(id, TableData::new(Arc::clone(&stored_schema)));
+            }
+            (RelationKind::Sink, Some(ConnectorDefinition::Sink(sink))) => {
+                let from = *depends_on
+                    .first()
+                    .ok_or_else(|| ExecutionError::Internal("a sink without a relation".into()))?;
+                // The sink's first epoch is the relation's whole contents.
+                let contents = self.current_rows(from)?;
+                let status = Arc::new(SinkStatus::new(name.clone(), sink.topic.clone()));
+                let handle =
+                    crate::connectors::sink::start(from, Arc::clone(sink), Arc::clone(&status))?;
+                handle.send(SinkBatch {
+                    epoch,
+                    changes: contents,
+                });
+                Arc::make_mut(&mut self.connectors).sinks.insert(id, status);
+                self.sinks.insert(id, handle);
+            }
+            _ => {}
+        }
         let added = Arc::make_mut(&mut self.catalog).add(
             name,
             kind,
             Arc::clone(&schema),
             definition,
             depends_on,
+            connector,
         )?;
+        debug_assert_eq!(added.id, id);
         match kind {
             RelationKind::Table => {
-                self.tables.insert(
-                    added.id,
-                    TableData::new(crate::catalog::without_constraints(&schema)),
-                );
+                self.tables.insert(added.id, TableData::new(stored_schema));
             }
             RelationKind::MaterializedView => {
                 if let Some(view) = maintained {
                     self.views.insert(added.id, view);
                 }
             }
-            RelationKind::View => {}
+            RelationKind::View
+            | RelationKind::Source
+            | RelationKind::Sink
+            | RelationKind::Connection => {}
         }
         self.publish();
         Ok(true)
@@ -516,6 +699,14 @@ impl Engine {
             Arc::make_mut(&mut self.catalog).remove(relation.id);
             self.tables.remove(&relation.id);
             self.views.remove(&relation.id);
+            // Dropping the handles stops the connectors' threads.
+            if self.sources.remove(&relation.id).is_some()
+                || self.sinks.remove(&relation.id).is_some()
+            {
+                let connectors = Arc::make_mut(&mut self.connectors);
+                connectors.sources.remove(&relation.id);
+                connectors.sinks.remove(&relation.id);
+            }
         }
         self.publish();
         Ok(())

@@ -4,8 +4,7 @@
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemoryCatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableType, ViewTable};
@@ -75,7 +74,7 @@ pub fn session_context(pinned: Arc<PinnedSnapshot>) -> DataFusionResult<Arc<Sess
     datafusion::catalog::CatalogProvider::register_schema(
         &catalog,
         SYSTEM_SCHEMA,
-        Arc::new(SystemSchema { pinned }),
+        Arc::new(super::system::SystemSchema::new(pinned)),
     )?;
     context.register_catalog(CATALOG, Arc::new(catalog));
     Ok(context)
@@ -95,6 +94,7 @@ impl SchemaProvider for UserSchema {
             .get()
             .catalog
             .relations()
+            .filter(|r| r.kind.is_queryable())
             .map(|r| r.name.clone())
             .collect()
     }
@@ -105,7 +105,9 @@ impl SchemaProvider for UserSchema {
             return Ok(None);
         };
         match relation.kind {
-            RelationKind::Table | RelationKind::MaterializedView => {
+            // Sinks and connections share the namespace but have no rows.
+            RelationKind::Sink | RelationKind::Connection => Ok(None),
+            RelationKind::Table | RelationKind::MaterializedView | RelationKind::Source => {
                 Ok(Some(Arc::new(RelationProvider {
                     relation,
                     pinned: Arc::clone(&self.pinned),
@@ -125,7 +127,11 @@ impl SchemaProvider for UserSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.pinned.get().catalog.get(name).is_some()
+        self.pinned
+            .get()
+            .catalog
+            .get(name)
+            .is_some_and(|relation| relation.kind.is_queryable())
     }
 }
 
@@ -168,8 +174,11 @@ impl TableProvider for RelationProvider {
 
     fn table_type(&self) -> TableType {
         match self.relation.kind {
-            RelationKind::Table => TableType::Base,
-            RelationKind::View | RelationKind::MaterializedView => TableType::View,
+            RelationKind::Table | RelationKind::Source => TableType::Base,
+            RelationKind::View
+            | RelationKind::MaterializedView
+            | RelationKind::Sink
+            | RelationKind::Connection => TableType::View,
         }
     }
 
@@ -187,58 +196,5 @@ impl TableProvider for RelationProvider {
             .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let exec = MemorySourceConfig::try_new_exec(&[rows], self.schema(), projection.cloned())?;
         Ok(exec)
-    }
-}
-
-/// The `tributary` system schema.
-#[derive(Debug)]
-struct SystemSchema {
-    pinned: Arc<PinnedSnapshot>,
-}
-
-const SYSTEM_RELATIONS: &[&str] = &["relations"];
-
-#[async_trait]
-impl SchemaProvider for SystemSchema {
-    fn table_names(&self) -> Vec<String> {
-        SYSTEM_RELATIONS
-            .iter()
-            .map(|name| name.to_string())
-            .collect()
-    }
-
-    async fn table(&self, name: &str) -> DataFusionResult<Option<Arc<dyn TableProvider>>> {
-        if name != "relations" {
-            return Ok(None);
-        }
-        let snapshot = self.pinned.get();
-        let relations: Vec<&Arc<Relation>> = snapshot.catalog.relations().collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("definition", DataType::Utf8, true),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(
-                relations.iter().map(|r| r.id as i64),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                relations.iter().map(|r| r.name.clone()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                relations.iter().map(|r| r.kind.describe()),
-            )),
-            Arc::new(StringArray::from_iter(
-                relations.iter().map(|r| r.definition.clone()),
-            )),
-        ];
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-        let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
-        Ok(Some(Arc::new(table)))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        SYSTEM_RELATIONS.contains(&name)
     }
 }

@@ -5,6 +5,7 @@ pub mod context;
 pub mod lower;
 pub mod postgres_casts;
 pub mod postgres_types;
+pub mod system;
 
 use std::sync::Arc;
 

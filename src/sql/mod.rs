@@ -1,20 +1,70 @@
 //! The Postgres dialect over DataFusion: parsing, Postgres column names and SQL types.
 
 pub mod names;
+pub mod streaming;
 pub mod types;
 
-use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::ObjectName;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{ParseError, PlanError};
+pub use streaming::StreamingStatement;
+
+/// One parsed statement: standard SQL as sqlparser knows it, or one of Tributary's own.
+// Boxing would cost an allocation per statement to save stack in a value that is moved rarely;
+// sqlparser's own statements are this large anyway.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    Standard(datafusion::sql::sqlparser::ast::Statement),
+    Streaming(StreamingStatement),
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::Standard(statement) => statement.fmt(formatter),
+            Statement::Streaming(statement) => statement.fmt(formatter),
+        }
+    }
+}
 
 /// Splits and parses a query string into statements, in the Postgres dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|error| {
+    parse_statements(sql).map_err(|error| {
         let message = error.to_string();
         ParseError::Syntax(message.trim_start_matches("sql parser error: ").to_string())
     })
+}
+
+fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            return parser.expected("end of statement", parser.peek_token());
+        }
+        let statement = if streaming::starts_streaming_statement(&parser) {
+            Statement::Streaming(streaming::parse_streaming_statement(&mut parser)?)
+        } else {
+            Statement::Standard(parser.parse_statement()?)
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+    Ok(statements)
 }
 
 /// The name a relation is stored under: Postgres folds unquoted identifiers to lower case, and

@@ -183,7 +183,10 @@ mod tests {
 
     fn names(sql: &str) -> Vec<OutputName> {
         let statements = crate::sql::parse(sql).expect("parses");
-        let datafusion::sql::sqlparser::ast::Statement::Query(query) = &statements[0] else {
+        let crate::sql::Statement::Standard(datafusion::sql::sqlparser::ast::Statement::Query(
+            query,
+        )) = &statements[0]
+        else {
             panic!("not a query")
         };
         output_names(query).expect("select")

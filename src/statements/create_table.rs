@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::sql::sqlparser::ast::{ColumnOption, CreateTable};
+use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable};
 
 use crate::catalog::RelationKind;
 use crate::coordinator::NewRelation;
@@ -27,8 +27,27 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
         );
     }
     let name = relation_name(&create.name)?;
-    let mut fields = Vec::with_capacity(create.columns.len());
-    for column in &create.columns {
+    let fields = fields(&create.columns)?;
+    let relation = NewRelation {
+        name,
+        kind: RelationKind::Table,
+        schema: Arc::new(Schema::new(fields)),
+        definition: None,
+        depends_on: Vec::new(),
+        dataflow: None,
+        connector: None,
+    };
+    session
+        .coordinator
+        .create(relation, create.if_not_exists)
+        .await?;
+    Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
+}
+
+/// Arrow fields for column definitions: Postgres types, NOT NULL, VARCHAR(n) lengths.
+pub(super) fn fields(columns: &[ColumnDef]) -> Result<Vec<Field>> {
+    let mut fields = Vec::with_capacity(columns.len());
+    for column in columns {
         let column_name = identifier(&column.name);
         if fields
             .iter()
@@ -58,17 +77,5 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
         }
         fields.push(field);
     }
-    let relation = NewRelation {
-        name,
-        kind: RelationKind::Table,
-        schema: Arc::new(Schema::new(fields)),
-        definition: None,
-        depends_on: Vec::new(),
-        dataflow: None,
-    };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
-    Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
+    Ok(fields)
 }

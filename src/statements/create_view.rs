@@ -60,6 +60,7 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         definition: Some(create.query.to_string()),
         depends_on,
         dataflow,
+        connector: None,
     };
     session
         .coordinator

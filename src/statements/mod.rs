@@ -1,13 +1,19 @@
 //! Statement execution: one file per statement kind; this module dispatches.
 
+mod create_connection;
+mod create_sink;
+mod create_source;
 mod create_table;
 mod create_view;
 mod delete;
 mod drop;
+mod drop_connector;
+mod flush;
 mod insert;
 mod query;
 mod set;
 mod show;
+mod show_connectors;
 mod update;
 
 use std::sync::Arc;
@@ -22,8 +28,43 @@ use datafusion::sql::sqlparser::ast::Statement;
 use crate::catalog::{Relation, RelationKind};
 use crate::error::{CatalogError, PlanError, Result};
 use crate::session::{Description, QueryResult, Session};
+use crate::sql::StreamingStatement;
 
 pub(crate) async fn execute(
+    session: &Session,
+    statement: &crate::sql::Statement,
+    parameters: Option<ParamValues>,
+) -> Result<QueryResult> {
+    match statement {
+        crate::sql::Statement::Standard(statement) => {
+            execute_standard(session, statement, parameters).await
+        }
+        crate::sql::Statement::Streaming(statement) => execute_streaming(session, statement).await,
+    }
+}
+
+async fn execute_streaming(
+    session: &Session,
+    statement: &StreamingStatement,
+) -> Result<QueryResult> {
+    match statement {
+        StreamingStatement::CreateConnection(create) => {
+            create_connection::execute(session, create).await
+        }
+        StreamingStatement::CreateSource(create) => create_source::execute(session, create).await,
+        StreamingStatement::CreateSink(create) => create_sink::execute(session, create).await,
+        StreamingStatement::Drop {
+            kind,
+            names,
+            if_exists,
+            cascade,
+        } => drop_connector::execute(session, *kind, names, *if_exists, *cascade).await,
+        StreamingStatement::Show(kind) => show_connectors::execute(session, *kind),
+        StreamingStatement::Flush => flush::execute(session).await,
+    }
+}
+
+async fn execute_standard(
     session: &Session,
     statement: &Statement,
     parameters: Option<ParamValues>,
@@ -60,7 +101,20 @@ pub(crate) async fn execute(
     }
 }
 
-pub(crate) async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
+pub(crate) async fn describe(
+    session: &Session,
+    statement: &crate::sql::Statement,
+) -> Result<Description> {
+    let statement = match statement {
+        crate::sql::Statement::Standard(statement) => statement,
+        crate::sql::Statement::Streaming(StreamingStatement::Show(_)) => {
+            return Ok(Description {
+                parameter_types: Vec::new(),
+                result_schema: Some(show_connectors::schema()),
+            });
+        }
+        crate::sql::Statement::Streaming(_) => return Ok(Description::default()),
+    };
     match statement {
         Statement::Query(_) | Statement::Explain { .. } => {
             query::describe(session, statement).await

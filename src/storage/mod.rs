@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub catalog_version: u64,
     pub catalog: Arc<Catalog>,
     pub data: HashMap<RelationId, RelationData>,
+    /// The connectors running at this epoch, with their live progress.
+    pub connectors: Arc<crate::connectors::status::ConnectorStatuses>,
 }
 
 impl Snapshot {

@@ -1,0 +1,365 @@
+//! Decoding Kafka messages into Arrow batches: JSON and CSV through arrow-json and arrow-csv's
+//! batch decoders, TEXT and BYTES directly. A malformed message is refused on its own and the
+//! rest of its batch is kept.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+
+use super::status::{KEPT_PAYLOAD_BYTES, SourceErrorRecord};
+use crate::sql::streaming::{Format, Include, IncludeKind};
+
+/// Messages polled since the last batch, their payloads copied into one buffer so the batch
+/// decoders run over contiguous bytes.
+#[derive(Debug, Default)]
+pub struct PendingMessages {
+    payloads: Vec<u8>,
+    payload_ranges: Vec<Option<Range<usize>>>,
+    keys: Vec<u8>,
+    key_ranges: Vec<Option<Range<usize>>>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    /// Milliseconds since the Unix epoch, as Kafka stamps messages.
+    timestamps: Vec<Option<i64>>,
+    /// Only filled when the source includes headers: the headers as a JSON object.
+    headers: Vec<Option<String>>,
+}
+
+/// One polled message, borrowed from the consumer until it is copied in.
+pub struct Message<'a> {
+    pub payload: Option<&'a [u8]>,
+    pub key: Option<&'a [u8]>,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub headers: Option<String>,
+}
+
+impl PendingMessages {
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    pub fn payload_bytes(&self) -> usize {
+        self.payloads.len()
+    }
+
+    pub fn push(&mut self, message: Message<'_>) {
+        self.payload_ranges
+            .push(append(&mut self.payloads, message.payload));
+        self.key_ranges.push(append(&mut self.keys, message.key));
+        self.partitions.push(message.partition);
+        self.offsets.push(message.offset);
+        self.timestamps.push(message.timestamp);
+        self.headers.push(message.headers);
+    }
+
+    fn payload(&self, index: usize) -> Option<&[u8]> {
+        self.payload_ranges[index]
+            .clone()
+            .map(|range| &self.payloads[range])
+    }
+
+    fn key(&self, index: usize) -> Option<&[u8]> {
+        self.key_ranges[index]
+            .clone()
+            .map(|range| &self.keys[range])
+    }
+
+    pub fn partition_and_offset(&self, index: usize) -> (i32, i64) {
+        (self.partitions[index], self.offsets[index])
+    }
+
+    fn refuse(&self, index: usize, reason: impl Into<String>) -> SourceErrorRecord {
+        let payload = self.payload(index).unwrap_or_default();
+        let kept = &payload[..payload.len().min(KEPT_PAYLOAD_BYTES)];
+        SourceErrorRecord {
+            partition: self.partitions[index],
+            offset: self.offsets[index],
+            reason: reason.into(),
+            payload: String::from_utf8_lossy(kept).into_owned(),
+        }
+    }
+}
+
+fn append(buffer: &mut Vec<u8>, bytes: Option<&[u8]>) -> Option<Range<usize>> {
+    let bytes = bytes?;
+    let start = buffer.len();
+    buffer.extend_from_slice(bytes);
+    Some(start..buffer.len())
+}
+
+/// Decodes pending messages into rows of a source's schema (payload columns, then the INCLUDE
+/// columns).
+#[derive(Debug)]
+pub struct SourceDecoder {
+    format: Format,
+    payload_schema: SchemaRef,
+    include: Vec<Include>,
+    schema: SchemaRef,
+}
+
+/// The decoded rows of a batch and the messages refused, each with its reason.
+pub struct Decoded {
+    pub rows: RecordBatch,
+    pub refused: Vec<SourceErrorRecord>,
+}
+
+impl SourceDecoder {
+    pub fn new(
+        format: Format,
+        payload_schema: SchemaRef,
+        include: Vec<Include>,
+        schema: SchemaRef,
+    ) -> Self {
+        Self {
+            format,
+            payload_schema,
+            include,
+            schema,
+        }
+    }
+
+    pub fn decode(&self, messages: &PendingMessages) -> Result<Decoded, ArrowError> {
+        let mut refused = Vec::new();
+        // Messages that can be refused without decoding: no payload, or (for CSV) the header.
+        let mut candidates = Vec::with_capacity(messages.len());
+        for index in 0..messages.len() {
+            match messages.payload(index) {
+                None => refused.push(messages.refuse(index, "message has no value")),
+                Some(payload) if self.is_header(payload) => {}
+                Some(payload)
+                    if matches!(self.format, Format::Json | Format::Csv { .. })
+                        && payload.iter().all(u8::is_ascii_whitespace) =>
+                {
+                    refused.push(messages.refuse(index, "message value is empty"))
+                }
+                Some(_) => candidates.push(index),
+            }
+        }
+        let (payload_rows, kept) = match self.decode_all(messages, &candidates) {
+            Ok(rows) => (rows, candidates),
+            // Something in the batch is malformed: find it by decoding message by message.
+            Err(_) => self.decode_one_by_one(messages, &candidates, &mut refused)?,
+        };
+        let mut columns = payload_rows.columns().to_vec();
+        for include in &self.include {
+            columns.push(self.include_column(include.kind, messages, &kept));
+        }
+        let rows = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        Ok(Decoded { rows, refused })
+    }
+
+    fn is_header(&self, payload: &[u8]) -> bool {
+        let Format::Csv {
+            header: true,
+            delimiter,
+        } = self.format
+        else {
+            return false;
+        };
+        let names = self
+            .payload_schema
+            .fields()
+            .iter()
+            .map(|field| field.name().as_str())
+            .collect::<Vec<_>>()
+            .join(&char::from(delimiter).to_string());
+        String::from_utf8_lossy(payload)
+            .trim()
+            .eq_ignore_ascii_case(&names)
+    }
+
+    /// The fast path: every candidate through one decoder. Fails if any message is malformed or
+    /// does not hold exactly one row.
+    fn decode_all(
+        &self,
+        messages: &PendingMessages,
+        indexes: &[usize],
+    ) -> Result<RecordBatch, ArrowError> {
+        match &self.format {
+            Format::Json => {
+                let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&self.payload_schema))
+                    .with_batch_size(indexes.len().max(1))
+                    .build_decoder()?;
+                for &index in indexes {
+                    let payload = messages.payload(index).unwrap_or_default();
+                    let before = decoder.len();
+                    let consumed = decoder.decode(payload)?;
+                    if consumed != payload.len()
+                        || decoder.has_partial_record()
+                        || decoder.len() != before + 1
+                    {
+                        return Err(ArrowError::JsonError(
+                            "a message must hold exactly one JSON object".into(),
+                        ));
+                    }
+                }
+                Ok(decoder
+                    .flush()?
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.payload_schema))))
+            }
+            Format::Csv { delimiter, .. } => {
+                let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(&self.payload_schema))
+                    .with_header(false)
+                    .with_delimiter(*delimiter)
+                    .with_batch_size(indexes.len().max(1))
+                    .build_decoder();
+                for &index in indexes {
+                    let payload = messages.payload(index).unwrap_or_default();
+                    let payload = payload.strip_suffix(b"\n").unwrap_or(payload);
+                    let before = decoder.capacity();
+                    let consumed = decoder.decode(payload)? + decoder.decode(b"\n")?;
+                    if consumed != payload.len() + 1 || decoder.capacity() + 1 != before {
+                        return Err(ArrowError::CsvError(
+                            "a message must hold exactly one CSV record".into(),
+                        ));
+                    }
+                }
+                Ok(decoder
+                    .flush()?
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.payload_schema))))
+            }
+            Format::Text => {
+                let mut builder = StringBuilder::new();
+                for &index in indexes {
+                    let payload = messages.payload(index).unwrap_or_default();
+                    let text = std::str::from_utf8(payload).map_err(|error| {
+                        ArrowError::ParseError(format!("message is not valid UTF-8: {error}"))
+                    })?;
+                    builder.append_value(text);
+                }
+                self.single_column(Arc::new(builder.finish()))
+            }
+            Format::Bytes => {
+                let mut builder = BinaryBuilder::new();
+                for &index in indexes {
+                    builder.append_value(messages.payload(index).unwrap_or_default());
+                }
+                self.single_column(Arc::new(builder.finish()))
+            }
+        }
+    }
+
+    fn single_column(&self, column: ArrayRef) -> Result<RecordBatch, ArrowError> {
+        RecordBatch::try_new(Arc::clone(&self.payload_schema), vec![column])
+    }
+
+    /// The slow path, taken only for a batch with a malformed message: each message alone, so
+    /// each failure is attributed to its message.
+    fn decode_one_by_one(
+        &self,
+        messages: &PendingMessages,
+        candidates: &[usize],
+        refused: &mut Vec<SourceErrorRecord>,
+    ) -> Result<(RecordBatch, Vec<usize>), ArrowError> {
+        let mut batches = Vec::new();
+        let mut kept = Vec::new();
+        for &index in candidates {
+            match self.decode_all(messages, &[index]) {
+                Ok(batch) if batch.num_rows() == 1 => {
+                    batches.push(batch);
+                    kept.push(index);
+                }
+                Ok(_) => refused.push(messages.refuse(index, "message holds no row")),
+                Err(error) => refused.push(messages.refuse(index, describe(&error))),
+            }
+        }
+        let rows = concat_batches(&self.payload_schema, &batches)?;
+        Ok((rows, kept))
+    }
+
+    fn include_column(
+        &self,
+        kind: IncludeKind,
+        messages: &PendingMessages,
+        kept: &[usize],
+    ) -> ArrayRef {
+        match kind {
+            IncludeKind::Partition => Arc::new(Int32Array::from_iter_values(
+                kept.iter().map(|&index| messages.partitions[index]),
+            )),
+            IncludeKind::Offset => Arc::new(Int64Array::from_iter_values(
+                kept.iter().map(|&index| messages.offsets[index]),
+            )),
+            IncludeKind::Timestamp => Arc::new(TimestampMicrosecondArray::from_iter(
+                kept.iter()
+                    .map(|&index| messages.timestamps[index].map(|ms| ms * 1000)),
+            )),
+            IncludeKind::Headers => {
+                let mut builder = StringBuilder::new();
+                for &index in kept {
+                    builder.append_option(messages.headers[index].as_deref());
+                }
+                Arc::new(builder.finish())
+            }
+            IncludeKind::Key => {
+                if key_type(&self.format) == DataType::Binary {
+                    let mut builder = BinaryBuilder::new();
+                    for &index in kept {
+                        builder.append_option(messages.key(index));
+                    }
+                    Arc::new(builder.finish())
+                } else {
+                    let mut builder = StringBuilder::new();
+                    for &index in kept {
+                        builder.append_option(
+                            messages.key(index).map(|key| String::from_utf8_lossy(key)),
+                        );
+                    }
+                    Arc::new(builder.finish())
+                }
+            }
+        }
+    }
+}
+
+/// The type of an INCLUDE KEY column: bytes for a BYTES source, text otherwise.
+pub fn key_type(format: &Format) -> DataType {
+    match format {
+        Format::Bytes => DataType::Binary,
+        _ => DataType::Utf8,
+    }
+}
+
+/// The type of each INCLUDE column.
+pub fn include_type(kind: IncludeKind, format: &Format) -> DataType {
+    match kind {
+        IncludeKind::Key => key_type(format),
+        IncludeKind::Partition => DataType::Int32,
+        IncludeKind::Offset => DataType::Int64,
+        IncludeKind::Timestamp => {
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None)
+        }
+        IncludeKind::Headers => DataType::Utf8,
+    }
+}
+
+/// Arrow's messages, shortened to what a user can act on.
+fn describe(error: &ArrowError) -> String {
+    match error {
+        ArrowError::JsonError(message)
+        | ArrowError::CsvError(message)
+        | ArrowError::ParseError(message)
+        | ArrowError::CastError(message)
+        | ArrowError::InvalidArgumentError(message)
+        | ArrowError::SchemaError(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Keeps the rows at `indexes` of a batch.
+pub fn take_rows(batch: &RecordBatch, indexes: &[u32]) -> Result<RecordBatch, ArrowError> {
+    take_record_batch(batch, &UInt32Array::from(indexes.to_vec()))
+}

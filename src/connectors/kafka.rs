@@ -1,0 +1,188 @@
+//! Talking to Kafka before a connector starts: client settings, checking that the broker answers
+//! and the topic exists, and resolving START OFFSET to an offset per partition.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::KafkaEndpoint;
+use crate::error::ConnectorError;
+use crate::sql::streaming::StartOffset;
+
+/// How long CREATE SOURCE / SINK waits for the broker to answer.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings every Tributary client gets; the user's PROPERTIES come last and win.
+pub fn client_config(endpoint: &KafkaEndpoint) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &endpoint.broker);
+    config.set("client.id", "tributary");
+    for (key, value) in &endpoint.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer that reads partitions it is assigned; offsets are Tributary's own, never committed.
+pub fn consumer(endpoint: &KafkaEndpoint, group: &str) -> Result<BaseConsumer, ConnectorError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &endpoint.broker)
+        .set("client.id", "tributary")
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // A source never creates the topic it reads.
+        .set("allow.auto.create.topics", "false")
+        // Deliver what arrived within 10 ms instead of waiting for a fuller fetch: freshness.
+        .set("fetch.wait.max.ms", "10");
+    for (key, value) in &endpoint.properties {
+        config.set(key, value);
+    }
+    config
+        .create()
+        .map_err(|error| ConnectorError::Kafka(error.to_string()))
+}
+
+/// The topic's partitions, in order; fails clearly if the broker does not answer or the topic
+/// does not exist.
+pub fn topic_partitions(endpoint: &KafkaEndpoint, topic: &str) -> Result<Vec<i32>, ConnectorError> {
+    let consumer = consumer(endpoint, "tributary-check")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|error| ConnectorError::BrokerUnreachable {
+            broker: endpoint.broker.clone(),
+            reason: error.to_string(),
+        })?;
+    let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
+        return Err(ConnectorError::UndefinedTopic(topic.to_string()));
+    };
+    if found.error().is_some() || found.partitions().is_empty() {
+        return Err(ConnectorError::UndefinedTopic(topic.to_string()));
+    }
+    let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    partitions.sort_unstable();
+    Ok(partitions)
+}
+
+/// The offset each partition starts at.
+pub fn start_offsets(
+    endpoint: &KafkaEndpoint,
+    topic: &str,
+    partitions: &[i32],
+    start: &StartOffset,
+) -> Result<Vec<(i32, Offset)>, ConnectorError> {
+    match start {
+        StartOffset::Earliest => Ok(partitions.iter().map(|&p| (p, Offset::Beginning)).collect()),
+        StartOffset::Latest => Ok(partitions.iter().map(|&p| (p, Offset::End)).collect()),
+        StartOffset::Offsets(offsets) => {
+            if offsets.len() > partitions.len() {
+                return Err(ConnectorError::InvalidOption(format!(
+                    "START OFFSET lists {} offsets but topic \"{topic}\" has {} partitions",
+                    offsets.len(),
+                    partitions.len()
+                )));
+            }
+            if let Some(negative) = offsets.iter().find(|offset| **offset < 0) {
+                return Err(ConnectorError::InvalidOption(format!(
+                    "START OFFSET {negative} is negative"
+                )));
+            }
+            // Partitions beyond the list start at their beginning.
+            Ok(partitions
+                .iter()
+                .enumerate()
+                .map(|(index, &partition)| {
+                    let offset = offsets
+                        .get(index)
+                        .map(|&offset| Offset::Offset(offset))
+                        .unwrap_or(Offset::Beginning);
+                    (partition, offset)
+                })
+                .collect())
+        }
+        StartOffset::Timestamp(text) => {
+            let millis = timestamp_millis(text)?;
+            let consumer = consumer(endpoint, "tributary-check")?;
+            let mut wanted = TopicPartitionList::new();
+            for &partition in partitions {
+                wanted
+                    .add_partition_offset(topic, partition, Offset::Offset(millis))
+                    .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+            }
+            let found = consumer
+                .offsets_for_times(wanted, METADATA_TIMEOUT)
+                .map_err(|error| ConnectorError::BrokerUnreachable {
+                    broker: endpoint.broker.clone(),
+                    reason: error.to_string(),
+                })?;
+            Ok(partitions
+                .iter()
+                .map(|&partition| {
+                    let offset = found
+                        .find_partition(topic, partition)
+                        .map(|element| element.offset())
+                        .unwrap_or(Offset::End);
+                    // No message at or after the time: start at the end.
+                    let offset = match offset {
+                        Offset::Offset(offset) if offset >= 0 => Offset::Offset(offset),
+                        _ => Offset::End,
+                    };
+                    (partition, offset)
+                })
+                .collect())
+        }
+    }
+}
+
+/// START OFFSET's timestamp: milliseconds since the epoch, or a timestamp text (UTC).
+fn timestamp_millis(text: &str) -> Result<i64, ConnectorError> {
+    if let Ok(millis) = text.trim().parse::<i64>() {
+        return Ok(millis);
+    }
+    if let Ok(parsed) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(parsed.timestamp_millis());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ] {
+        if let Ok(parsed) = chrono::NaiveDateTime::parse_from_str(text.trim(), format) {
+            return Ok(parsed.and_utc().timestamp_millis());
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp_millis());
+    }
+    Err(ConnectorError::InvalidOption(format!(
+        "START OFFSET '{text}' is neither 'earliest', 'latest' nor a timestamp"
+    )))
+}
+
+/// Checks that the broker answers.
+pub fn check_broker(endpoint: &KafkaEndpoint) -> Result<(), ConnectorError> {
+    let consumer = consumer(endpoint, "tributary-check")?;
+    consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map(|_| ())
+        .map_err(|error| ConnectorError::BrokerUnreachable {
+            broker: endpoint.broker.clone(),
+            reason: error.to_string(),
+        })
+}
+
+/// Runs a blocking Kafka call off the sessions' runtime threads.
+pub async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|error| ConnectorError::Kafka(format!("the Kafka call failed: {error}")))?
+}

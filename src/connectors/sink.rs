@@ -1,0 +1,278 @@
+//! A Kafka sink: a thread that receives a relation's changes once per epoch (its contents first)
+//! and writes them to a topic as JSON, in the UPSERT or DEBEZIUM envelope.
+//!
+//! Within an epoch the changes are paired by key: a key that lost a row and gained one is an
+//! update, one that only lost a row a delete, one that only gained a row an insert. UPSERT writes
+//! the new row, or a tombstone (null value) for a delete; DEBEZIUM writes
+//! `{"before": ..., "after": ..., "op": "c" | "u" | "d"}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::error::ArrowError;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+
+use super::status::SinkStatus;
+use super::{SinkDefinition, kafka};
+use crate::catalog::RelationId;
+use crate::dataflow::{ChangeBatch, Epoch};
+use crate::error::ConnectorError;
+use crate::sql::streaming::Envelope;
+
+/// One epoch's changes of the sink's relation.
+pub struct SinkBatch {
+    pub epoch: Epoch,
+    pub changes: Vec<ChangeBatch>,
+}
+
+/// The coordinator's hold on a running sink. Dropping it closes the channel; the sink thread
+/// then delivers what it was given and ends.
+pub struct SinkHandle {
+    /// The relation whose changes the sink writes.
+    pub from: RelationId,
+    /// To the sink thread, which owns the receiving end. Unbounded so that a slow or absent
+    /// broker never blocks the coordinator; the backlog is the sink's to work off.
+    sender: mpsc::Sender<SinkBatch>,
+    pub status: Arc<SinkStatus>,
+}
+
+impl SinkHandle {
+    pub fn send(&self, batch: SinkBatch) {
+        if self.sender.send(batch).is_err() {
+            self.status.set_state("stopped");
+        }
+    }
+}
+
+/// Counts deliveries into the sink's status.
+struct SinkContext {
+    status: Arc<SinkStatus>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.status.messages.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.status.errors.fetch_add(1, Ordering::Relaxed);
+                self.status.set_state(format!("delivery failed: {error}"));
+            }
+        }
+    }
+}
+
+pub fn start(
+    from: RelationId,
+    definition: Arc<SinkDefinition>,
+    status: Arc<SinkStatus>,
+) -> Result<SinkHandle, ConnectorError> {
+    let mut config = kafka::client_config(&definition.endpoint);
+    config
+        .set("linger.ms", "5")
+        // Retries must not reorder a key's updates.
+        .set("enable.idempotence", "true");
+    let producer: ThreadedProducer<SinkContext> = config
+        .create_with_context(SinkContext {
+            status: Arc::clone(&status),
+        })
+        .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+    let (sender, batches) = mpsc::channel();
+    let thread_status = Arc::clone(&status);
+    std::thread::Builder::new()
+        .name(format!("sink-{}", status.name))
+        .spawn(move || run(producer, definition, thread_status, batches))
+        .map_err(|error| ConnectorError::Kafka(format!("cannot start the sink thread: {error}")))?;
+    Ok(SinkHandle {
+        from,
+        sender,
+        status,
+    })
+}
+
+/// The sink's loop: one epoch at a time until the coordinator drops its handle. The producer
+/// polls on its own thread (ThreadedProducer), so there is nothing else to wait for.
+fn run(
+    producer: ThreadedProducer<SinkContext>,
+    definition: Arc<SinkDefinition>,
+    status: Arc<SinkStatus>,
+    batches: mpsc::Receiver<SinkBatch>,
+) {
+    status.set_state("running");
+    for batch in batches.iter() {
+        match encode(&definition, &batch.changes) {
+            Ok(records) => {
+                for record in records {
+                    produce(&producer, &definition.topic, &record, &status);
+                }
+            }
+            Err(error) => {
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                status.set_state(format!("cannot encode epoch {}: {error}", batch.epoch));
+                tracing::error!(sink = %status.name, %error, "cannot encode a sink batch");
+            }
+        }
+        status.epoch.store(batch.epoch, Ordering::Release);
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    tracing::info!(sink = %status.name, "sink stopped");
+}
+
+/// Hands one record to the producer, waiting while its queue is full.
+fn produce(
+    producer: &ThreadedProducer<SinkContext>,
+    topic: &str,
+    record: &EncodedRecord,
+    status: &SinkStatus,
+) {
+    loop {
+        let mut message = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            message = message.payload(value.as_slice());
+        }
+        match producer.send(message) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((error, _)) => {
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                status.set_state(format!("cannot produce: {error}"));
+                return;
+            }
+        }
+    }
+}
+
+/// A Kafka record: key and value bytes, `None` for null (a tombstone's value).
+#[derive(Debug, PartialEq)]
+pub struct EncodedRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A key's row before and after an epoch, JSON-encoded; `None` where it had none.
+type BeforeAfter = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// One epoch's changes as records, paired by key (see the module doc).
+pub fn encode(
+    definition: &SinkDefinition,
+    changes: &[ChangeBatch],
+) -> Result<Vec<EncodedRecord>, ArrowError> {
+    // Per key: the row it lost and the row it gained this epoch.
+    let mut by_key: BTreeMap<Vec<u8>, BeforeAfter> = BTreeMap::new();
+    let mut unkeyed = Vec::new();
+    for change in changes {
+        if change.is_empty() {
+            continue;
+        }
+        let values = json_lines(&change.rows)?;
+        let keys = if definition.key.is_empty() {
+            None
+        } else {
+            Some(json_lines(&change.rows.project(&definition.key)?)?)
+        };
+        for (row, value) in values.into_iter().enumerate() {
+            let weight = change.weights.value(row);
+            match &keys {
+                Some(keys) => {
+                    let entry = by_key.entry(keys[row].clone()).or_default();
+                    if weight < 0 {
+                        entry.0 = Some(value);
+                    } else if weight > 0 {
+                        entry.1 = Some(value);
+                    }
+                }
+                None => {
+                    for _ in 0..weight.unsigned_abs() {
+                        if weight < 0 {
+                            unkeyed.push((Some(value.clone()), None));
+                        } else {
+                            unkeyed.push((None, Some(value.clone())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut records = Vec::with_capacity(by_key.len() + unkeyed.len());
+    for (key, (before, after)) in by_key {
+        if let Some(record) = envelope(definition.envelope, Some(key), before, after) {
+            records.push(record);
+        }
+    }
+    for (before, after) in unkeyed {
+        if let Some(record) = envelope(definition.envelope, None, before, after) {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+fn envelope(
+    envelope: Envelope,
+    key: Option<Vec<u8>>,
+    before: Option<Vec<u8>>,
+    after: Option<Vec<u8>>,
+) -> Option<EncodedRecord> {
+    match envelope {
+        Envelope::Upsert | Envelope::None => match (before, after) {
+            (_, Some(after)) => Some(EncodedRecord {
+                key,
+                value: Some(after),
+            }),
+            (Some(_), None) => Some(EncodedRecord { key, value: None }),
+            (None, None) => None,
+        },
+        Envelope::Debezium => {
+            let op = match (&before, &after) {
+                (None, Some(_)) => "c",
+                (Some(_), Some(_)) => "u",
+                (Some(_), None) => "d",
+                (None, None) => return None,
+            };
+            let mut value = Vec::new();
+            value.extend_from_slice(b"{\"before\":");
+            value.extend_from_slice(before.as_deref().unwrap_or(b"null"));
+            value.extend_from_slice(b",\"after\":");
+            value.extend_from_slice(after.as_deref().unwrap_or(b"null"));
+            value.extend_from_slice(format!(",\"op\":\"{op}\"}}").as_bytes());
+            Some(EncodedRecord {
+                key,
+                value: Some(value),
+            })
+        }
+    }
+}
+
+/// Each row of a batch as a JSON object (nulls written out), encoded by arrow-json for the whole
+/// batch at once.
+fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
+    let mut buffer = Vec::new();
+    let mut writer = arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow_json::writer::LineDelimited>(&mut buffer);
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    // JSON escapes newlines inside strings, so each line is one row.
+    Ok(buffer
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}

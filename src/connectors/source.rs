@@ -1,0 +1,349 @@
+//! A Kafka source: a thread that reads every partition of its topic from Tributary's own offsets,
+//! decodes what arrived into one Arrow batch per tick and hands it to the coordinator, which
+//! applies it in the next epoch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use rdkafka::Message as _;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use tokio::sync::oneshot;
+
+use super::decode::{Message, PendingMessages, SourceDecoder};
+use super::status::{SourceControl, SourceStatus, lock};
+use super::{SourceDefinition, kafka};
+use crate::coordinator::Ingest;
+use crate::error::{ConnectorError, Result};
+
+/// How long messages wait to be decoded and ingested: the bound on what a source adds to
+/// freshness.
+const TICK: Duration = Duration::from_millis(10);
+/// A batch is cut early when this many messages are waiting.
+const MAX_BATCH_MESSAGES: usize = 65_536;
+/// How often the high watermarks shown in `tributary.source_progress` are refreshed.
+const WATERMARK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The coordinator's hold on a running source: dropping it stops the source's thread.
+pub struct SourceHandle {
+    pub status: Arc<SourceStatus>,
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        self.status.stop();
+    }
+}
+
+/// Starts a source's thread. `schema` is the relation's stored schema (payload columns, then
+/// the INCLUDE columns).
+pub fn start(
+    definition: Arc<SourceDefinition>,
+    schema: SchemaRef,
+    status: Arc<SourceStatus>,
+    ingest: Ingest,
+) -> Result<SourceHandle, ConnectorError> {
+    let consumer = kafka::consumer(
+        &definition.endpoint,
+        &format!("tributary-source-{}", status.name),
+    )?;
+    let mut assignment = TopicPartitionList::new();
+    for &(partition, offset) in &definition.start_offsets {
+        assignment
+            .add_partition_offset(&definition.topic, partition, offset)
+            .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+    let (control, requests) = mpsc::channel();
+    status.set_control(control);
+    let decoder = SourceDecoder::new(
+        definition.format.clone(),
+        Arc::clone(&definition.payload_schema),
+        definition.include.clone(),
+        schema,
+    );
+    let wants_headers = definition
+        .include
+        .iter()
+        .any(|include| include.kind == crate::sql::streaming::IncludeKind::Headers);
+    let reader = SourceReader {
+        consumer,
+        topic: definition.topic.clone(),
+        decoder,
+        wants_headers,
+        status: Arc::clone(&status),
+        ingest,
+        pending: PendingMessages::default(),
+        next_offsets: HashMap::new(),
+        flushes: Vec::new(),
+        healthy: false,
+    };
+    std::thread::Builder::new()
+        .name(format!("source-{}", status.name))
+        .spawn(move || reader.run(requests))
+        .map_err(|error| {
+            ConnectorError::Kafka(format!("cannot start the source thread: {error}"))
+        })?;
+    Ok(SourceHandle { status })
+}
+
+/// A FLUSH waiting for the source to reach the high watermarks its topic had when it arrived.
+struct PendingFlush {
+    targets: HashMap<i32, i64>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+struct SourceReader {
+    consumer: BaseConsumer,
+    topic: String,
+    decoder: SourceDecoder,
+    wants_headers: bool,
+    status: Arc<SourceStatus>,
+    ingest: Ingest,
+    pending: PendingMessages,
+    /// The offset after the last message ingested, per partition.
+    next_offsets: HashMap<i32, i64>,
+    flushes: Vec<PendingFlush>,
+    /// Whether the last poll succeeded; the state text is only rewritten when this changes.
+    healthy: bool,
+}
+
+impl SourceReader {
+    /// One loop over data (the consumer), a ticker (`deadline`) and control (`requests`, and the
+    /// stop flag the coordinator sets). librdkafka's poll blocks, so this is a thread waiting in
+    /// `poll` until the next tick rather than a `select!`.
+    fn run(mut self, requests: mpsc::Receiver<SourceControl>) {
+        let mut deadline = Instant::now() + TICK;
+        let mut watermarks_due = Instant::now();
+        loop {
+            if self.status.stopped() {
+                break;
+            }
+            loop {
+                match requests.try_recv() {
+                    Ok(SourceControl::Flush(reply)) => self.begin_flush(reply),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(wait) {
+                Some(Ok(message)) => {
+                    let headers = if self.wants_headers {
+                        Some(headers_json(message.headers()))
+                    } else {
+                        None
+                    };
+                    self.pending.push(Message {
+                        payload: message.payload(),
+                        key: message.key(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp: message.timestamp().to_millis(),
+                        headers,
+                    });
+                    if !self.healthy {
+                        self.healthy = true;
+                        self.status.set_state("running");
+                    }
+                }
+                Some(Err(error)) => {
+                    // librdkafka reconnects by itself and keeps its fetch positions; the error
+                    // is shown until messages flow again.
+                    self.healthy = false;
+                    self.status.set_state(format!("retrying: {error}"));
+                }
+                None => {}
+            }
+            let now = Instant::now();
+            if now >= deadline || self.pending.len() >= MAX_BATCH_MESSAGES {
+                if !self.deliver() {
+                    return;
+                }
+                deadline = now + TICK;
+                if now >= watermarks_due {
+                    self.refresh_watermarks();
+                    watermarks_due = now + WATERMARK_INTERVAL;
+                }
+                self.answer_flushes();
+            }
+        }
+        tracing::info!(source = %self.status.name, "source stopped");
+    }
+
+    /// Decodes the pending messages and hands the rows to the coordinator. False when the
+    /// coordinator is gone.
+    fn deliver(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let messages = std::mem::take(&mut self.pending);
+        let mut per_partition: HashMap<i32, (i64, u64)> = HashMap::new();
+        for index in 0..messages.len() {
+            let (partition, offset) = messages.partition_and_offset(index);
+            let entry = per_partition.entry(partition).or_insert((offset, 0));
+            entry.0 = entry.0.max(offset);
+            entry.1 += 1;
+        }
+        let decoded = match self.decoder.decode(&messages) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // Not a bad message (those are refused one by one) but a bug: say so loudly and
+                // keep the messages' offsets, so nothing is skipped silently.
+                tracing::error!(source = %self.status.name, %error, "cannot decode a batch");
+                self.status.set_state(format!("failed: {error}"));
+                return true;
+            }
+        };
+        let mut errors_per_partition: HashMap<i32, u64> = HashMap::new();
+        for refused in decoded.refused {
+            *errors_per_partition.entry(refused.partition).or_default() += 1;
+            self.status.record_error(refused);
+        }
+        if decoded.rows.num_rows() > 0 && !self.ingest.send(decoded.rows) {
+            return false;
+        }
+        let bytes_per_message = messages.payload_bytes() as u64 / messages.len().max(1) as u64;
+        let mut partitions = lock(&self.status.partitions);
+        for progress in partitions.iter_mut() {
+            if let Some(&(last_offset, count)) = per_partition.get(&progress.partition) {
+                progress.offset = last_offset + 1;
+                progress.messages += count;
+                progress.bytes += count * bytes_per_message;
+                progress.errors += errors_per_partition
+                    .get(&progress.partition)
+                    .copied()
+                    .unwrap_or(0);
+                self.next_offsets
+                    .insert(progress.partition, last_offset + 1);
+            }
+        }
+        true
+    }
+
+    fn refresh_watermarks(&mut self) {
+        let partitions: Vec<i32> = lock(&self.status.partitions)
+            .iter()
+            .map(|progress| progress.partition)
+            .collect();
+        let mut highs = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, partition, Duration::from_millis(500))
+            {
+                highs.push((partition, high));
+            }
+        }
+        let mut progress = lock(&self.status.partitions);
+        for (partition, high) in highs {
+            if let Some(entry) = progress.iter_mut().find(|p| p.partition == partition) {
+                entry.high_watermark = high;
+            }
+        }
+    }
+
+    fn begin_flush(&mut self, reply: oneshot::Sender<Result<()>>) {
+        let partitions: Vec<i32> = lock(&self.status.partitions)
+            .iter()
+            .map(|progress| progress.partition)
+            .collect();
+        let mut targets = HashMap::new();
+        for partition in partitions {
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, kafka::METADATA_TIMEOUT)
+            {
+                Ok((_, high)) => {
+                    targets.insert(partition, high);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(ConnectorError::BrokerUnreachable {
+                        broker: format!("of source {}", self.status.name),
+                        reason: error.to_string(),
+                    }
+                    .into()));
+                    return;
+                }
+            }
+        }
+        self.flushes.push(PendingFlush { targets, reply });
+    }
+
+    /// Answers the FLUSHes whose targets are reached, through the coordinator so that the
+    /// answer comes after the epoch holding those messages is published.
+    fn answer_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        // Transaction markers and compaction leave gaps, so the consumer's position (past
+        // them) counts as well as the last message seen.
+        let positions: HashMap<i32, i64> = self
+            .consumer
+            .position()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .filter_map(|element| Some((element.partition(), element.offset().to_raw()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next_offsets = &self.next_offsets;
+        let reached = |partition: &i32, target: &i64| {
+            let seen = next_offsets.get(partition).copied().unwrap_or(0);
+            let position = positions.get(partition).copied().unwrap_or(-1);
+            // A position is only trusted once nothing is waiting to be delivered.
+            *target <= 0 || seen >= *target || position >= *target
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|flush| flush.targets.iter().all(|(p, t)| reached(p, t)));
+        self.flushes = waiting;
+        for flush in done {
+            self.ingest.sync(flush.reply);
+        }
+    }
+}
+
+/// Message headers as a JSON object of text values (invalid UTF-8 replaced).
+fn headers_json(headers: Option<&rdkafka::message::BorrowedHeaders>) -> String {
+    let mut json = String::from("{");
+    if let Some(headers) = headers {
+        for (index, header) in headers.iter().enumerate() {
+            if index > 0 {
+                json.push(',');
+            }
+            push_json_string(&mut json, header.key);
+            json.push(':');
+            match header.value {
+                Some(value) => push_json_string(&mut json, &String::from_utf8_lossy(value)),
+                None => json.push_str("null"),
+            }
+        }
+    }
+    json.push('}');
+    json
+}
+
+fn push_json_string(json: &mut String, text: &str) {
+    json.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            '\n' => json.push_str("\\n"),
+            '\r' => json.push_str("\\r"),
+            '\t' => json.push_str("\\t"),
+            control if (control as u32) < 0x20 => {
+                json.push_str(&format!("\\u{:04x}", control as u32))
+            }
+            other => json.push(other),
+        }
+    }
+    json.push('"');
+}

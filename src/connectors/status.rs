@@ -1,0 +1,167 @@
+//! What a running connector reports about itself: progress per partition, recent errors, and
+//! its control channel. Shared between the connector's thread (the only writer), the coordinator
+//! (which stops it) and sessions (which read `tributary.source_progress` and send FLUSH).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+
+use tokio::sync::oneshot;
+
+use crate::error::Result;
+
+/// How many malformed messages a source keeps for `tributary.source_errors`; older ones are
+/// dropped (and still counted).
+pub const KEPT_ERRORS: usize = 10_000;
+/// The longest payload prefix kept with a malformed message.
+pub const KEPT_PAYLOAD_BYTES: usize = 1024;
+
+/// A request to a running source.
+pub enum SourceControl {
+    /// Answer once everything the topic held when this arrived is ingested and every view
+    /// reflects it.
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PartitionProgress {
+    pub partition: i32,
+    /// The next offset the source will ingest.
+    pub offset: i64,
+    /// The partition's high watermark when last asked (-1 before the first answer).
+    pub high_watermark: i64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+/// A malformed message, kept with where it came from and why it was refused.
+#[derive(Debug, Clone)]
+pub struct SourceErrorRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+    /// The payload's first [`KEPT_PAYLOAD_BYTES`] bytes, lossily as text.
+    pub payload: String,
+}
+
+/// A source's shared state. Each lock is held only to copy or update a few fields; the source
+/// thread never holds one across a Kafka call.
+#[derive(Debug)]
+pub struct SourceStatus {
+    pub name: String,
+    pub topic: String,
+    /// "running", or the last connection problem while the broker is away.
+    pub state: Mutex<String>,
+    pub partitions: Mutex<Vec<PartitionProgress>>,
+    pub errors: Mutex<VecDeque<SourceErrorRecord>>,
+    pub error_count: AtomicU64,
+    /// Set by the coordinator when the source is dropped or the server stops; the thread checks
+    /// it on every tick and ends.
+    stop: AtomicBool,
+    /// To the source thread, which holds the receiving end for its whole life.
+    control: Mutex<Option<mpsc::Sender<SourceControl>>>,
+}
+
+impl SourceStatus {
+    pub fn new(name: String, topic: String, partitions: &[i32]) -> Self {
+        Self {
+            name,
+            topic,
+            state: Mutex::new("starting".into()),
+            partitions: Mutex::new(
+                partitions
+                    .iter()
+                    .map(|&partition| PartitionProgress {
+                        partition,
+                        high_watermark: -1,
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            errors: Mutex::new(VecDeque::new()),
+            error_count: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            control: Mutex::new(None),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub fn set_control(&self, sender: mpsc::Sender<SourceControl>) {
+        *lock(&self.control) = Some(sender);
+    }
+
+    /// Sends a request to the source thread; false if the thread has ended.
+    pub fn send(&self, request: SourceControl) -> bool {
+        match lock(&self.control).as_ref() {
+            Some(sender) => sender.send(request).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn set_state(&self, state: impl Into<String>) {
+        *lock(&self.state) = state.into();
+    }
+
+    pub fn record_error(&self, record: SourceErrorRecord) {
+        self.error_count.fetch_add(1, Ordering::Relaxed);
+        let mut errors = lock(&self.errors);
+        if errors.len() >= KEPT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(record);
+    }
+}
+
+/// A sink's shared state, written by its thread.
+#[derive(Debug)]
+pub struct SinkStatus {
+    pub name: String,
+    pub topic: String,
+    pub messages: AtomicU64,
+    pub errors: AtomicU64,
+    /// The last epoch whose changes were handed to the producer.
+    pub epoch: AtomicU64,
+    pub state: Mutex<String>,
+}
+
+impl SinkStatus {
+    pub fn new(name: String, topic: String) -> Self {
+        Self {
+            name,
+            topic,
+            messages: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            state: Mutex::new("starting".into()),
+        }
+    }
+
+    pub fn set_state(&self, state: impl Into<String>) {
+        *lock(&self.state) = state.into();
+    }
+}
+
+/// The running connectors, published with every snapshot so that system relations and FLUSH
+/// find them. Replaced (not changed) when a connector is created or dropped.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorStatuses {
+    pub sources:
+        std::collections::BTreeMap<crate::catalog::RelationId, std::sync::Arc<SourceStatus>>,
+    pub sinks: std::collections::BTreeMap<crate::catalog::RelationId, std::sync::Arc<SinkStatus>>,
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked (plain counters and text).
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

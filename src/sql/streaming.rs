@@ -1,0 +1,489 @@
+//! Tributary's own statements (CREATE SOURCE / SINK / CONNECTION, their DROP and SHOW, FLUSH),
+//! parsed with sqlparser's parser so they mix freely with standard statements in one string.
+
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::ColumnDef;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::identifier;
+
+/// A statement sqlparser does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamingStatement {
+    CreateConnection(CreateConnection),
+    CreateSource(CreateSource),
+    CreateSink(CreateSink),
+    Drop {
+        kind: ConnectorKind,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    Show(ConnectorKind),
+    /// Waits until every source has ingested what its topics held when FLUSH began.
+    Flush,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    Source,
+    Sink,
+    Connection,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateConnection {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub kafka: KafkaOptions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSource {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub kafka: KafkaOptions,
+    pub format: Format,
+    pub envelope: Envelope,
+    pub include: Vec<Include>,
+    /// `ERRORS TO KAFKA TOPIC 'name'`: malformed messages are also forwarded there.
+    pub errors_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSink {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub from: String,
+    pub kafka: KafkaOptions,
+    pub key: Vec<String>,
+    pub format: Format,
+    pub envelope: Envelope,
+}
+
+/// The `(...)` after `KAFKA` or `TO KAFKA`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KafkaOptions {
+    pub broker: Option<String>,
+    pub connection: Option<String>,
+    pub topic: Option<String>,
+    pub start: Option<StartOffset>,
+    /// librdkafka settings passed through (security, SASL, ...).
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartOffset {
+    Earliest,
+    Latest,
+    /// Milliseconds since the epoch: each partition starts at the first message at or after it.
+    Timestamp(String),
+    /// One offset per partition, in partition order.
+    Offsets(Vec<i64>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Format {
+    Json,
+    Csv { header: bool, delimiter: u8 },
+    Text,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    None,
+    Upsert,
+    Debezium,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeKind {
+    Key,
+    Partition,
+    Offset,
+    Timestamp,
+    Headers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub kind: IncludeKind,
+    pub alias: Option<String>,
+}
+
+impl Include {
+    /// The column's name: its alias, or Materialize's default.
+    pub fn column_name(&self) -> String {
+        if let Some(alias) = &self.alias {
+            return alias.clone();
+        }
+        match self.kind {
+            IncludeKind::Key => "key",
+            IncludeKind::Partition => "partition",
+            IncludeKind::Offset => "offset",
+            IncludeKind::Timestamp => "timestamp",
+            IncludeKind::Headers => "headers",
+        }
+        .to_string()
+    }
+}
+
+impl fmt::Display for StreamingStatement {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Used in logs and as part of cache keys; the debug form names every part.
+        write!(formatter, "{self:?}")
+    }
+}
+
+/// Whether the parser stands at the start of one of Tributary's statements.
+pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
+    let word = |n: usize| match parser.peek_nth_token(n).token {
+        Token::Word(word) if word.quote_style.is_none() => word.value.to_uppercase(),
+        _ => String::new(),
+    };
+    match word(0).as_str() {
+        "FLUSH" => true,
+        "CREATE" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
+        "DROP" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
+        "SHOW" => matches!(word(1).as_str(), "SOURCES" | "SINKS" | "CONNECTIONS"),
+        _ => false,
+    }
+}
+
+/// Parses one of Tributary's statements; the caller checked [`starts_streaming_statement`].
+pub(super) fn parse_streaming_statement(
+    parser: &mut Parser,
+) -> Result<StreamingStatement, ParserError> {
+    if word(parser, "FLUSH") {
+        return Ok(StreamingStatement::Flush);
+    }
+    if word(parser, "SHOW") {
+        let kind = if word(parser, "SOURCES") {
+            ConnectorKind::Source
+        } else if word(parser, "SINKS") {
+            ConnectorKind::Sink
+        } else {
+            expect_word(parser, "CONNECTIONS")?;
+            ConnectorKind::Connection
+        };
+        return Ok(StreamingStatement::Show(kind));
+    }
+    if word(parser, "DROP") {
+        let kind = connector_kind(parser)?;
+        let if_exists = words(parser, &["IF", "EXISTS"]);
+        let names = parser.parse_comma_separated(name)?;
+        let cascade = word(parser, "CASCADE");
+        if !cascade {
+            word(parser, "RESTRICT");
+        }
+        return Ok(StreamingStatement::Drop {
+            kind,
+            names,
+            if_exists,
+            cascade,
+        });
+    }
+    expect_word(parser, "CREATE")?;
+    match connector_kind(parser)? {
+        ConnectorKind::Connection => {
+            let if_not_exists = words(parser, &["IF", "NOT", "EXISTS"]);
+            let name = name(parser)?;
+            expect_word(parser, "TO")?;
+            expect_word(parser, "KAFKA")?;
+            let kafka = kafka_options(parser)?;
+            Ok(StreamingStatement::CreateConnection(CreateConnection {
+                name,
+                if_not_exists,
+                kafka,
+            }))
+        }
+        ConnectorKind::Source => create_source(parser).map(StreamingStatement::CreateSource),
+        ConnectorKind::Sink => create_sink(parser).map(StreamingStatement::CreateSink),
+    }
+}
+
+fn create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
+    let if_not_exists = words(parser, &["IF", "NOT", "EXISTS"]);
+    let name = name(parser)?;
+    let (columns, constraints) = parser.parse_columns()?;
+    if !constraints.is_empty() {
+        return parser.expected("column definitions", parser.peek_token());
+    }
+    expect_word(parser, "FROM")?;
+    expect_word(parser, "KAFKA")?;
+    let kafka = kafka_options(parser)?;
+    let mut source = CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        kafka,
+        format: Format::Json,
+        envelope: Envelope::None,
+        include: Vec::new(),
+        errors_topic: None,
+    };
+    // The clauses after FROM KAFKA may come in any order, each at most once.
+    let mut seen = Vec::new();
+    loop {
+        let clause = if word(parser, "FORMAT") {
+            source.format = format(parser)?;
+            "FORMAT"
+        } else if word(parser, "ENVELOPE") {
+            source.envelope = envelope(parser)?;
+            "ENVELOPE"
+        } else if word(parser, "INCLUDE") {
+            source.include = parser.parse_comma_separated(include)?;
+            "INCLUDE"
+        } else if word(parser, "ERRORS") {
+            expect_word(parser, "TO")?;
+            expect_word(parser, "KAFKA")?;
+            expect_word(parser, "TOPIC")?;
+            source.errors_topic = Some(parser.parse_literal_string()?);
+            "ERRORS"
+        } else {
+            break;
+        };
+        if seen.contains(&clause) {
+            return Err(ParserError::ParserError(format!(
+                "{clause} given more than once"
+            )));
+        }
+        seen.push(clause);
+    }
+    Ok(source)
+}
+
+fn create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
+    let if_not_exists = words(parser, &["IF", "NOT", "EXISTS"]);
+    let sink_name = name(parser)?;
+    expect_word(parser, "FROM")?;
+    let from = name_from(parser)?;
+    expect_word(parser, "INTO")?;
+    expect_word(parser, "KAFKA")?;
+    let kafka = kafka_options(parser)?;
+    let mut sink = CreateSink {
+        name: sink_name,
+        if_not_exists,
+        from,
+        kafka,
+        key: Vec::new(),
+        format: Format::Json,
+        envelope: Envelope::Upsert,
+    };
+    loop {
+        if word(parser, "KEY") {
+            parser.expect_token(&Token::LParen)?;
+            sink.key = parser.parse_comma_separated(name)?;
+            parser.expect_token(&Token::RParen)?;
+        } else if word(parser, "FORMAT") {
+            sink.format = format(parser)?;
+        } else if word(parser, "ENVELOPE") {
+            sink.envelope = envelope(parser)?;
+        } else {
+            break;
+        }
+    }
+    Ok(sink)
+}
+
+fn kafka_options(parser: &mut Parser) -> Result<KafkaOptions, ParserError> {
+    let mut options = KafkaOptions::default();
+    parser.expect_token(&Token::LParen)?;
+    loop {
+        if word(parser, "BROKER") || word(parser, "BROKERS") {
+            options.broker = Some(parser.parse_literal_string()?);
+        } else if word(parser, "TOPIC") {
+            options.topic = Some(parser.parse_literal_string()?);
+        } else if word(parser, "CONNECTION") {
+            options.connection = Some(name(parser)?);
+        } else if words(parser, &["START", "OFFSET"]) {
+            options.start = Some(start_offset(parser)?);
+        } else if words(parser, &["START", "TIMESTAMP"]) {
+            options.start = Some(StartOffset::Timestamp(literal(parser)?));
+        } else if word(parser, "PROPERTIES") {
+            parser.expect_token(&Token::LParen)?;
+            options.properties = parser.parse_comma_separated(|parser| {
+                let key = literal(parser)?;
+                let _ = parser.consume_token(&Token::Eq);
+                let value = literal(parser)?;
+                Ok((key, value))
+            })?;
+            parser.expect_token(&Token::RParen)?;
+        } else {
+            return parser.expected(
+                "BROKER, TOPIC, CONNECTION, START OFFSET or PROPERTIES",
+                parser.peek_token(),
+            );
+        }
+        if !parser.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    parser.expect_token(&Token::RParen)?;
+    Ok(options)
+}
+
+fn start_offset(parser: &mut Parser) -> Result<StartOffset, ParserError> {
+    if parser.consume_token(&Token::LParen) {
+        let offsets = parser.parse_comma_separated(|parser| {
+            let negative = parser.consume_token(&Token::Minus);
+            let value = parser.parse_literal_uint()? as i64;
+            Ok(if negative { -value } else { value })
+        })?;
+        parser.expect_token(&Token::RParen)?;
+        return Ok(StartOffset::Offsets(offsets));
+    }
+    let text = literal(parser)?;
+    Ok(match text.to_lowercase().as_str() {
+        "earliest" | "beginning" => StartOffset::Earliest,
+        "latest" | "end" => StartOffset::Latest,
+        _ => StartOffset::Timestamp(text),
+    })
+}
+
+fn format(parser: &mut Parser) -> Result<Format, ParserError> {
+    if word(parser, "JSON") {
+        Ok(Format::Json)
+    } else if word(parser, "CSV") {
+        let mut header = false;
+        let mut delimiter = b',';
+        if parser.consume_token(&Token::LParen) {
+            loop {
+                if word(parser, "HEADER") {
+                    header = !word(parser, "FALSE");
+                    word(parser, "TRUE");
+                } else if word(parser, "DELIMITER") {
+                    let text = parser.parse_literal_string()?;
+                    match text.as_bytes() {
+                        [byte] => delimiter = *byte,
+                        _ => {
+                            return Err(ParserError::ParserError(format!(
+                                "CSV DELIMITER must be one byte, not '{text}'"
+                            )));
+                        }
+                    }
+                } else {
+                    return parser.expected("HEADER or DELIMITER", parser.peek_token());
+                }
+                if !parser.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            parser.expect_token(&Token::RParen)?;
+        }
+        Ok(Format::Csv { header, delimiter })
+    } else if word(parser, "TEXT") {
+        Ok(Format::Text)
+    } else if word(parser, "BYTES") {
+        Ok(Format::Bytes)
+    } else {
+        parser.expected("JSON, CSV, TEXT or BYTES", parser.peek_token())
+    }
+}
+
+fn envelope(parser: &mut Parser) -> Result<Envelope, ParserError> {
+    if word(parser, "NONE") {
+        Ok(Envelope::None)
+    } else if word(parser, "UPSERT") {
+        Ok(Envelope::Upsert)
+    } else if word(parser, "DEBEZIUM") {
+        Ok(Envelope::Debezium)
+    } else {
+        parser.expected("NONE, UPSERT or DEBEZIUM", parser.peek_token())
+    }
+}
+
+fn include(parser: &mut Parser) -> Result<Include, ParserError> {
+    let kind = if word(parser, "KEY") {
+        IncludeKind::Key
+    } else if word(parser, "PARTITION") {
+        IncludeKind::Partition
+    } else if word(parser, "OFFSET") {
+        IncludeKind::Offset
+    } else if word(parser, "TIMESTAMP") {
+        IncludeKind::Timestamp
+    } else if word(parser, "HEADERS") {
+        IncludeKind::Headers
+    } else {
+        return parser.expected(
+            "KEY, PARTITION, OFFSET, TIMESTAMP or HEADERS",
+            parser.peek_token(),
+        );
+    };
+    let alias = if word(parser, "AS") {
+        Some(name(parser)?)
+    } else {
+        None
+    };
+    Ok(Include { kind, alias })
+}
+
+fn connector_kind(parser: &mut Parser) -> Result<ConnectorKind, ParserError> {
+    if word(parser, "SOURCE") {
+        Ok(ConnectorKind::Source)
+    } else if word(parser, "SINK") {
+        Ok(ConnectorKind::Sink)
+    } else if word(parser, "CONNECTION") {
+        Ok(ConnectorKind::Connection)
+    } else {
+        parser.expected("SOURCE, SINK or CONNECTION", parser.peek_token())
+    }
+}
+
+/// A relation or connection name, folded as Postgres folds identifiers.
+fn name(parser: &mut Parser) -> Result<String, ParserError> {
+    Ok(identifier(&parser.parse_identifier()?))
+}
+
+/// The view after `CREATE SINK ... FROM`, which may be spelled `public.name`.
+fn name_from(parser: &mut Parser) -> Result<String, ParserError> {
+    let object = parser.parse_object_name(false)?;
+    super::relation_name(&object).map_err(|error| ParserError::ParserError(error.to_string()))
+}
+
+/// A string, number or bare word, as text.
+fn literal(parser: &mut Parser) -> Result<String, ParserError> {
+    let token = parser.next_token();
+    match token.token {
+        Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => Ok(text),
+        Token::Number(number, _) => Ok(number),
+        Token::Word(word) => Ok(word.value),
+        _ => parser.expected("a string", token),
+    }
+}
+
+/// Consumes the word `expected` (case-insensitive, unquoted) if it comes next.
+fn word(parser: &mut Parser, expected: &str) -> bool {
+    let found = matches!(&parser.peek_token_ref().token,
+        Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(expected));
+    if found {
+        parser.next_token();
+    }
+    found
+}
+
+/// Consumes the words `expected` if all of them come next, and nothing otherwise.
+fn words(parser: &mut Parser, expected: &[&str]) -> bool {
+    let all = expected.iter().enumerate().all(|(n, expected)| {
+        matches!(&parser.peek_nth_token(n).token,
+            Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(expected))
+    });
+    if all {
+        for _ in expected {
+            parser.next_token();
+        }
+    }
+    all
+}
+
+fn expect_word(parser: &mut Parser, expected: &str) -> Result<(), ParserError> {
+    if word(parser, expected) {
+        Ok(())
+    } else {
+        parser.expected(expected, parser.peek_token())
+    }
+}

@@ -1,0 +1,121 @@
+//! CREATE SOURCE name (columns) FROM KAFKA (...) FORMAT ... [INCLUDE ...]: a relation whose rows
+//! come from a Kafka topic. Checked against the broker before it exists.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use super::create_connection::endpoint;
+use super::create_table::fields;
+use crate::catalog::RelationKind;
+use crate::connectors::decode::include_type;
+use crate::connectors::{ConnectorDefinition, SourceDefinition, kafka};
+use crate::coordinator::NewRelation;
+use crate::error::{ConnectorError, PlanError, Result};
+use crate::session::{CommandTag, QueryResult, Session};
+use crate::sql::streaming::{CreateSource, Envelope, Format, StartOffset};
+
+pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<QueryResult> {
+    if create.envelope != Envelope::None {
+        return Err(PlanError::Unsupported(format!(
+            "ENVELOPE {:?} for sources is not supported yet",
+            create.envelope
+        ))
+        .into());
+    }
+    if create.errors_topic.is_some() {
+        return Err(PlanError::Unsupported(
+            "ERRORS TO KAFKA TOPIC is not supported yet; malformed messages are kept in tributary.source_errors"
+                .into(),
+        )
+        .into());
+    }
+    let payload_fields = payload_fields(create)?;
+    let mut all_fields = payload_fields.clone();
+    for include in &create.include {
+        let name = include.column_name();
+        if all_fields.iter().any(|field| field.name() == &name) {
+            return Err(PlanError::DuplicateColumn(name).into());
+        }
+        all_fields.push(Field::new(
+            name,
+            include_type(include.kind, &create.format),
+            true,
+        ));
+    }
+    let topic = create
+        .kafka
+        .topic
+        .clone()
+        .ok_or_else(|| ConnectorError::InvalidOption("a source needs TOPIC '<name>'".into()))?;
+    let (endpoint, connection) = endpoint(session, &create.kafka)?;
+    let start = create.kafka.start.clone().unwrap_or(StartOffset::Earliest);
+    let (checked_endpoint, checked_topic) = (endpoint.clone(), topic.clone());
+    let start_offsets = kafka::blocking(move || {
+        let partitions = kafka::topic_partitions(&checked_endpoint, &checked_topic)?;
+        kafka::start_offsets(&checked_endpoint, &checked_topic, &partitions, &start)
+    })
+    .await?;
+    let definition = SourceDefinition {
+        endpoint,
+        topic,
+        start_offsets,
+        format: create.format.clone(),
+        envelope: create.envelope,
+        payload_schema: Arc::new(Schema::new(payload_fields)),
+        include: create.include.clone(),
+        errors_topic: create.errors_topic.clone(),
+    };
+    let relation = NewRelation {
+        name: create.name.clone(),
+        kind: RelationKind::Source,
+        schema: Arc::new(Schema::new(all_fields)),
+        definition: None,
+        depends_on: connection.into_iter().collect(),
+        dataflow: None,
+        connector: Some(ConnectorDefinition::Source(Arc::new(definition))),
+    };
+    session
+        .coordinator
+        .create(relation, create.if_not_exists)
+        .await?;
+    Ok(QueryResult::Command(CommandTag::new("CREATE SOURCE")))
+}
+
+/// The columns a payload decodes into. TEXT and BYTES payloads are one column (`text` or
+/// `data` unless named).
+fn payload_fields(create: &CreateSource) -> Result<Vec<Field>> {
+    let declared = fields(&create.columns)?;
+    let (default_name, data_type) = match create.format {
+        Format::Json | Format::Csv { .. } => {
+            if declared.is_empty() {
+                return Err(PlanError::Syntax(
+                    "a JSON or CSV source needs its columns: CREATE SOURCE name (column type, ...)"
+                        .into(),
+                )
+                .into());
+            }
+            return Ok(declared);
+        }
+        Format::Text => ("text", DataType::Utf8),
+        Format::Bytes => ("data", DataType::Binary),
+    };
+    match declared.as_slice() {
+        [] => Ok(vec![Field::new(default_name, data_type, true)]),
+        [field] if field.data_type() == &data_type => Ok(declared),
+        _ => Err(PlanError::DatatypeMismatch(format!(
+            "a {} source has one column of type {}",
+            if data_type == DataType::Utf8 {
+                "TEXT"
+            } else {
+                "BYTES"
+            },
+            if data_type == DataType::Utf8 {
+                "text"
+            } else {
+                "bytea"
+            },
+        ))
+        .into()),
+    }
+}
