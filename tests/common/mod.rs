@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -1,0 +1,209 @@
+//! Kafka for tests: the broker (KAFKA_BOOTSTRAP_SERVERS if set, else the one `scripts/kafka`
+//! runs), the seed's Python producer, and a consumer that reads a topic as a table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The broker's address, starting the project's own broker the first time if none is given.
+pub fn bootstrap() -> String {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            if let Ok(servers) = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+                && !servers.is_empty()
+            {
+                return servers;
+            }
+            let status = Command::new(root().join("scripts/kafka"))
+                .arg("start")
+                .status()
+                .expect("run scripts/kafka start");
+            assert!(status.success(), "scripts/kafka start failed");
+            "127.0.0.1:9092".to_string()
+        })
+        .clone()
+}
+
+/// A Python with kafka-python (scripts/python-env makes it once).
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = Command::new(root().join("scripts/python-env"))
+                .output()
+                .expect("run scripts/python-env");
+            assert!(
+                output.status.success(),
+                "scripts/python-env failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        })
+        .clone()
+}
+
+/// A topic name no other test (or earlier run) uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs tests/kafka/produce.py (the seed's kafka-python producer) with `arguments`.
+pub fn produce_with_python(topic: &str, arguments: &[&str]) {
+    let output = Command::new(python())
+        .arg(root().join("tests/kafka/produce.py"))
+        .args(["--bootstrap", &bootstrap(), "--topic", topic])
+        .args(arguments)
+        .output()
+        .expect("run produce.py");
+    assert!(
+        output.status.success(),
+        "produce.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Creates a topic with `partitions` partitions (through the Python admin client, so no
+/// message is written).
+pub fn create_topic(topic: &str, partitions: u32) {
+    produce_with_python(
+        topic,
+        &["--count", "0", "--partitions", &partitions.to_string()],
+    );
+}
+
+/// A message for [`produce`].
+#[derive(Default, Clone)]
+pub struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub partition: Option<i32>,
+    pub headers: Vec<(&'a str, &'a [u8])>,
+}
+
+/// Produces records with rdkafka, waiting until all are acknowledged.
+pub fn produce(topic: &str, records: &[Record<'_>]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("create a producer");
+    for record in records {
+        let mut message = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = record.key {
+            message = message.key(key);
+        }
+        if let Some(value) = record.value {
+            message = message.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            message = message.partition(partition);
+        }
+        if !record.headers.is_empty() {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (name, value) in &record.headers {
+                headers = headers.insert(rdkafka::message::Header {
+                    key: name,
+                    value: Some(*value),
+                });
+            }
+            message = message.headers(headers);
+        }
+        producer.send(message).map_err(|(e, _)| e).expect("produce");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("every record acknowledged");
+}
+
+/// Every message of a topic, in order per partition: (key, value) as text.
+pub fn read_all(
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> Vec<(Option<String>, Option<String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", "tributary-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create a consumer");
+    let deadline = Instant::now() + timeout;
+    // The sink may create the topic a moment after it starts.
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("metadata");
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|found| found.name() == topic && found.error().is_none())
+            .map(|found| found.partitions().len());
+        match found {
+            Some(count) if count > 0 => break count,
+            _ if Instant::now() > deadline => return Vec::new(),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition as i32, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut messages = Vec::new();
+    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => messages.push((text(message.key()), text(message.payload()))),
+            Some(Err(error)) => panic!("consume {topic}: {error}"),
+            None if messages.len() >= at_least => break,
+            None => {}
+        }
+    }
+    messages
+}
+
+/// Reads an upsert topic as a table: the last value per key, keys whose last value is a
+/// tombstone left out. Polls until `done` holds for the table or `timeout` passes.
+pub fn read_table(
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut table = HashMap::new();
+        for (key, value) in read_all(topic, 1, Duration::from_secs(5)) {
+            let key = key.unwrap_or_default();
+            match value {
+                Some(value) => table.insert(key, value),
+                None => table.remove(&key),
+            };
+        }
+        if done(&table) || Instant::now() > deadline {
+            return table;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,559 @@
+//! Kafka sources and sinks against a real broker (KAFKA_BOOTSTRAP_SERVERS, or the one
+//! `scripts/kafka` starts) and the real server over pgwire.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::TestServer;
+use common::kafka::{self, Record};
+use rust_decimal::Decimal;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// Runs blocking work (Python, rdkafka) off the runtime's workers, which serve the server.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking test work")
+}
+
+/// Rows of a query as text (NULL as "NULL").
+async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .into_iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|index| row.get(index).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn execute(client: &Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+async fn error_code(client: &Client, sql: &str) -> String {
+    let error = client
+        .batch_execute(sql)
+        .await
+        .expect_err("the statement must fail");
+    error
+        .code()
+        .map(|code| code.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}
+
+/// What the seed's producer wrote for messages 0..count: per key, (count, sum of values).
+fn expected_per_key(count: u64, keys: u64) -> HashMap<i64, (i64, i64)> {
+    let mut expected: HashMap<i64, (i64, i64)> = HashMap::new();
+    for i in 0..count {
+        let entry = expected.entry((i % keys) as i64).or_default();
+        entry.0 += 1;
+        entry.1 += ((i * 7) % 1000) as i64;
+    }
+    expected
+}
+
+/// Checks `SELECT key, sum, avg FROM per_key` against the expected counts and sums.
+async fn check_view(client: &Client, view: &str, expected: &HashMap<i64, (i64, i64)>) {
+    let rows = rows(client, &format!("SELECT key, sum, avg FROM {view}")).await;
+    assert_eq!(rows.len(), expected.len(), "one row per key");
+    for row in rows {
+        let key: i64 = row[0].parse().expect("key");
+        let (count, sum) = expected[&key];
+        assert_eq!(row[1], sum.to_string(), "sum of key {key}");
+        let avg: Decimal = row[2].parse().expect("avg is a decimal");
+        let exact = Decimal::from(sum) / Decimal::from(count);
+        assert!(
+            (avg - exact).abs() < Decimal::new(1, 12),
+            "avg of key {key}: {avg} vs {exact}"
+        );
+    }
+}
+
+/// Checks the upsert sink's topic, read as a table, against the expected counts and sums.
+async fn check_sink(topic: &str, expected: &HashMap<i64, (i64, i64)>) {
+    let expected_table: HashMap<String, (i64, i64)> = expected
+        .iter()
+        .map(|(key, value)| (format!("{{\"key\":{key}}}"), *value))
+        .collect();
+    let topic = topic.to_string();
+    let wanted = expected_table.clone();
+    let table = blocking(move || {
+        kafka::read_table(&topic, Duration::from_secs(60), |table| {
+            table.len() == wanted.len()
+                && wanted.iter().all(|(key, (_, sum))| {
+                    table
+                        .get(key)
+                        .is_some_and(|value| value.contains(&format!("\"sum\":{sum},")))
+                })
+        })
+    })
+    .await;
+    assert_eq!(table.len(), expected_table.len(), "one sink row per key");
+    for (key, (count, sum)) in &expected_table {
+        let value = table.get(key).unwrap_or_else(|| panic!("no row for {key}"));
+        assert!(
+            value.contains(&format!("\"sum\":{sum},")),
+            "sink row {key} = {value}, expected sum {sum}"
+        );
+        let avg = value
+            .split("\"avg\":")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix('}'))
+            .and_then(|avg| avg.parse::<Decimal>().ok())
+            .unwrap_or_else(|| panic!("sink row {key} has no avg: {value}"));
+        let exact = Decimal::from(*sum) / Decimal::from(*count);
+        assert!((avg - exact).abs() < Decimal::new(1, 12), "avg in {value}");
+    }
+}
+
+/// The seed job (Python producer → groupBy(key).agg(sum, avg) → result topic), as SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_pipeline_view_and_upsert_sink_hold_exact_aggregates() {
+    let input = kafka::unique_topic("test_topic");
+    let output = kafka::unique_topic("result_topic");
+    let topic = input.clone();
+    blocking(move || {
+        kafka::produce_with_python(&topic, &["--count", "100000", "--partitions", "3"])
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let broker = kafka::bootstrap();
+    execute(
+        &client,
+        &format!(
+            "CREATE CONNECTION local_kafka TO KAFKA (BROKER '{broker}');
+             CREATE SOURCE visits (key INT, value INT)
+               FROM KAFKA (CONNECTION local_kafka, TOPIC '{input}', START OFFSET 'earliest')
+               FORMAT JSON;
+             CREATE MATERIALIZED VIEW per_key AS
+               SELECT key, sum(value) AS sum, avg(value) AS avg FROM visits GROUP BY key;
+             CREATE SINK per_key_out FROM per_key
+               INTO KAFKA (BROKER '{broker}', TOPIC '{output}') KEY (key) FORMAT JSON ENVELOPE UPSERT;
+             FLUSH;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM visits").await,
+        vec![vec!["100000".to_string()]]
+    );
+    let expected = expected_per_key(100_000, 100);
+    check_view(&client, "per_key", &expected).await;
+    check_sink(&output, &expected).await;
+
+    // Every partition was read to its end.
+    let progress = rows(
+        &client,
+        "SELECT partition, lag, messages, errors FROM tributary.source_progress ORDER BY partition",
+    )
+    .await;
+    assert_eq!(progress.len(), 3, "three partitions: {progress:?}");
+    let total: i64 = progress
+        .iter()
+        .map(|row| row[2].parse::<i64>().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 100_000);
+    assert!(
+        progress.iter().all(|row| row[1] == "0" && row[3] == "0"),
+        "{progress:?}"
+    );
+
+    // More input: the view and the sink move on.
+    let topic = input.clone();
+    blocking(move || {
+        kafka::produce_with_python(&topic, &["--count", "20000", "--start", "100000"])
+    })
+    .await;
+    execute(&client, "FLUSH").await;
+    let expected = expected_per_key(120_000, 100);
+    check_view(&client, "per_key", &expected).await;
+    check_sink(&output, &expected).await;
+
+    assert_eq!(
+        rows(&client, "SHOW SOURCES").await,
+        vec![vec![
+            "visits".to_string(),
+            format!("{broker} topic {input}")
+        ]]
+    );
+    assert_eq!(rows(&client, "SHOW SINKS").await.len(), 1);
+    assert_eq!(rows(&client, "SHOW CONNECTIONS").await.len(), 1);
+    assert_eq!(error_code(&client, "DROP SOURCE visits").await, "2BP01");
+    assert_eq!(
+        error_code(&client, "DROP CONNECTION local_kafka").await,
+        "2BP01"
+    );
+    execute(
+        &client,
+        "DROP SOURCE visits CASCADE; DROP CONNECTION local_kafka",
+    )
+    .await;
+    assert!(rows(&client, "SHOW SINKS").await.is_empty());
+    assert!(
+        rows(&client, "SELECT * FROM tributary.source_progress")
+            .await
+            .is_empty()
+    );
+}
+
+/// Malformed messages mixed into a valid stream: each refused one is counted and kept with its
+/// place and reason; every valid one arrives; the source keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_recorded_and_skipped() {
+    let topic = kafka::unique_topic("malformed");
+    let payloads: Vec<Option<&[u8]>> = vec![
+        Some(br#"{"id": 1, "name": "a"}"#),
+        Some(br#"{"id": 2, "name": "b""#),            // truncated
+        Some(br#"{"id": "three", "name": "c"}"#),     // wrong type
+        Some(br#"{"name": "d"}"#),                    // NOT NULL id missing
+        Some(b""),                                    // empty
+        None,                                         // no value at all
+        Some(br#"{"id": 7, "name": "g"} {"id": 8}"#), // two rows in one message
+        Some(b"not json"),
+        Some(br#"{"id": 9, "name": "i", "extra": true}"#),
+        Some(br#"{"id": 10}"#),
+    ];
+    let records: Vec<Record> = payloads
+        .iter()
+        .map(|value| Record {
+            value: *value,
+            partition: Some(0),
+            ..Default::default()
+        })
+        .collect();
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 1);
+        let records: Vec<Record> = records;
+        kafka::produce(&produced, &records);
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE people (id INT NOT NULL, name TEXT)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW named AS SELECT count(*) AS n, count(name) AS names FROM people;
+             FLUSH;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT id, name FROM people ORDER BY id").await,
+        vec![
+            vec!["1".to_string(), "a".to_string()],
+            vec!["9".to_string(), "i".to_string()],
+            vec!["10".to_string(), "NULL".to_string()],
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, names FROM named").await,
+        vec![vec!["3".to_string(), "2".to_string()]]
+    );
+    let errors = rows(
+        &client,
+        "SELECT source, partition, \"offset\", reason, payload FROM tributary.source_errors ORDER BY \"offset\"",
+    )
+    .await;
+    let offsets: Vec<&str> = errors.iter().map(|row| row[2].as_str()).collect();
+    assert_eq!(
+        offsets,
+        vec!["1", "2", "3", "4", "5", "6", "7"],
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|row| row[0] == "people" && row[1] == "0"));
+    assert!(
+        errors.iter().all(|row| !row[3].is_empty()),
+        "every error has a reason"
+    );
+    assert_eq!(
+        errors[0][4], r#"{"id": 2, "name": "b""#,
+        "the payload is kept"
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT messages, errors, lag FROM tributary.source_progress"
+        )
+        .await,
+        vec![vec!["10".to_string(), "7".to_string(), "0".to_string()]]
+    );
+
+    // The source goes on after its errors.
+    let more = topic.clone();
+    blocking(move || {
+        kafka::produce(
+            &more,
+            &[Record {
+                value: Some(br#"{"id": 11, "name": "k"}"#),
+                ..Default::default()
+            }],
+        )
+    })
+    .await;
+    execute(&client, "FLUSH").await;
+    assert_eq!(
+        rows(&client, "SELECT n FROM named").await,
+        vec![vec!["4".to_string()]]
+    );
+}
+
+/// CSV (with a header message and another delimiter), TEXT and BYTES payloads, and every
+/// INCLUDE column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_text_bytes_and_include_columns() {
+    let csv = kafka::unique_topic("csv");
+    let text = kafka::unique_topic("text");
+    let (csv_topic, text_topic) = (csv.clone(), text.clone());
+    blocking(move || {
+        kafka::create_topic(&csv_topic, 1);
+        kafka::create_topic(&text_topic, 2);
+        kafka::produce(
+            &csv_topic,
+            &[
+                Record {
+                    value: Some(b"host;cpu;at"),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(b"a;0.5;2026-01-01 10:00:00"),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(b"b;x;2026-01-01 10:00:00"),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(b"a;1.5;2026-01-01 10:01:00"),
+                    ..Default::default()
+                },
+            ],
+        );
+        kafka::produce(
+            &text_topic,
+            &[
+                Record {
+                    key: Some(b"k1"),
+                    value: Some("héllo".as_bytes()),
+                    partition: Some(0),
+                    headers: vec![("trace", b"t-1")],
+                },
+                Record {
+                    key: None,
+                    value: Some(b"world"),
+                    partition: Some(1),
+                    headers: Vec::new(),
+                },
+                Record {
+                    key: Some(b"k3"),
+                    value: Some(b"\xff\xfe"),
+                    partition: Some(1),
+                    headers: Vec::new(),
+                },
+            ],
+        );
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let broker = kafka::bootstrap();
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE cpu (host TEXT, cpu DOUBLE PRECISION, at TIMESTAMP)
+               FROM KAFKA (BROKER '{broker}', TOPIC '{csv}') FORMAT CSV (HEADER, DELIMITER ';');
+             CREATE SOURCE lines FROM KAFKA (BROKER '{broker}', TOPIC '{text}') FORMAT TEXT
+               INCLUDE KEY, PARTITION, OFFSET AS position, TIMESTAMP AS ts, HEADERS;
+             CREATE SOURCE raw FROM KAFKA (BROKER '{broker}', TOPIC '{text}') FORMAT BYTES
+               INCLUDE KEY AS k;
+             CREATE MATERIALIZED VIEW per_host AS SELECT host, max(cpu) AS peak FROM cpu GROUP BY host;
+             FLUSH;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT host, peak FROM per_host ORDER BY host").await,
+        vec![vec!["a".to_string(), "1.5".to_string()]]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*) FROM tributary.source_errors WHERE source = 'cpu'"
+        )
+        .await,
+        vec![vec!["1".to_string()]],
+        "the header is skipped, the row with cpu 'x' refused"
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT text, key, partition, position, ts IS NOT NULL, headers FROM lines ORDER BY partition, position"
+        )
+        .await,
+        vec![
+            vec!["héllo", "k1", "0", "0", "t", r#"{"trace":"t-1"}"#]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            vec!["world", "NULL", "1", "0", "t", "{}"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ],
+        "invalid UTF-8 is refused by a TEXT source"
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT encode(data, 'hex'), k FROM raw ORDER BY encode(data, 'hex')"
+        )
+        .await,
+        vec![
+            vec!["68c3a96c6c6f".to_string(), "\\x6b31".to_string()],
+            vec!["776f726c64".to_string(), "NULL".to_string()],
+            vec!["fffe".to_string(), "\\x6b33".to_string()],
+        ]
+    );
+}
+
+/// A DEBEZIUM sink writes before/after/op per key and epoch: inserts, updates, deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_sink_writes_inserts_updates_and_deletes() {
+    let output = kafka::unique_topic("debezium");
+    let topic = output.clone();
+    blocking(move || kafka::create_topic(&topic, 1)).await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE TABLE sales (product TEXT, amount INT);
+             CREATE MATERIALIZED VIEW totals AS SELECT product, sum(amount) AS total FROM sales GROUP BY product;
+             INSERT INTO sales VALUES ('apple', 3), ('pear', 5);
+             CREATE SINK totals_out FROM totals
+               INTO KAFKA (BROKER '{}', TOPIC '{output}') KEY (product) FORMAT JSON ENVELOPE DEBEZIUM;
+             INSERT INTO sales VALUES ('apple', 4);
+             DELETE FROM sales WHERE product = 'pear';
+             INSERT INTO sales VALUES ('fig', 1);",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    let messages = blocking(move || kafka::read_all(&output, 5, Duration::from_secs(30))).await;
+    let as_text: Vec<(String, String)> = messages
+        .into_iter()
+        .map(|(key, value)| (key.unwrap_or_default(), value.unwrap_or_default()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        (r#"{"product":"apple"}"#, r#"{"before":null,"after":{"product":"apple","total":3},"op":"c"}"#),
+        (r#"{"product":"pear"}"#, r#"{"before":null,"after":{"product":"pear","total":5},"op":"c"}"#),
+        (r#"{"product":"apple"}"#, r#"{"before":{"product":"apple","total":3},"after":{"product":"apple","total":7},"op":"u"}"#),
+        (r#"{"product":"pear"}"#, r#"{"before":{"product":"pear","total":5},"after":null,"op":"d"}"#),
+        (r#"{"product":"fig"}"#, r#"{"before":null,"after":{"product":"fig","total":1},"op":"c"}"#),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect();
+    assert_eq!(as_text, expected);
+}
+
+/// Clear errors at CREATE time, with SQLSTATEs, and nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sources_and_sinks_are_refused_at_create() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let broker = kafka::bootstrap();
+    let missing = kafka::unique_topic("missing");
+    assert_eq!(
+        error_code(
+            &client,
+            &format!("CREATE SOURCE s (a INT) FROM KAFKA (BROKER '{broker}', TOPIC '{missing}') FORMAT JSON")
+        )
+        .await,
+        "42704"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE SOURCE s (a INT) FROM KAFKA (BROKER '127.0.0.1:1', TOPIC 't') FORMAT JSON"
+        )
+        .await,
+        "58000"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE SOURCE s (a INT) FROM KAFKA (TOPIC 't') FORMAT JSON"
+        )
+        .await,
+        "22023"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE SOURCE s (a INT) FROM KAFKA (CONNECTION nope, TOPIC 't') FORMAT JSON"
+        )
+        .await,
+        "42P01"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE SOURCE s (a INT) FROM KAFKA (BROKER 'x' TOPIC 't')"
+        )
+        .await,
+        "42601"
+    );
+    execute(
+        &client,
+        "CREATE TABLE t (a INT); CREATE VIEW v AS SELECT a FROM t",
+    )
+    .await;
+    assert_eq!(
+        error_code(
+            &client,
+            &format!("CREATE SINK k FROM t INTO KAFKA (BROKER '{broker}', TOPIC 'x') FORMAT JSON ENVELOPE UPSERT")
+        )
+        .await,
+        "22023",
+        "UPSERT needs a KEY"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            &format!("CREATE SINK k FROM t INTO KAFKA (BROKER '{broker}', TOPIC 'x') KEY (b) FORMAT JSON ENVELOPE UPSERT")
+        )
+        .await,
+        "42703"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            &format!("CREATE SINK k FROM v INTO KAFKA (BROKER '{broker}', TOPIC 'x') KEY (a) FORMAT JSON ENVELOPE UPSERT")
+        )
+        .await,
+        "0A000"
+    );
+    assert_eq!(error_code(&client, "DROP SOURCE t").await, "42809");
+    assert!(rows(&client, "SHOW SOURCES").await.is_empty());
+    assert!(rows(&client, "SHOW SINKS").await.is_empty());
+    // FLUSH with no source returns at once.
+    execute(&client, "FLUSH").await;
+}
