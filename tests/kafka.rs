@@ -557,3 +557,166 @@ async fn bad_sources_and_sinks_are_refused_at_create() {
     // FLUSH with no source returns at once.
     execute(&client, "FLUSH").await;
 }
+
+/// ENVELOPE UPSERT: the key identifies the row, a value replaces it, a tombstone deletes it;
+/// views over the source follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_source_replaces_and_deletes_by_key() {
+    let topic = kafka::unique_topic("upsert");
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 2);
+        let keyed = |key: &'static [u8], value: Option<&'static [u8]>| Record {
+            key: Some(key),
+            value,
+            ..Default::default()
+        };
+        kafka::produce(
+            &produced,
+            &[
+                keyed(b"k1", Some(br#"{"id": 1, "v": "a"}"#)),
+                keyed(b"k2", Some(br#"{"id": 2, "v": "b"}"#)),
+                keyed(b"k1", Some(br#"{"id": 1, "v": "a2"}"#)),
+                keyed(b"k2", None),
+                keyed(b"k3", Some(br#"{"id": 3, "v": "c"}"#)),
+                keyed(b"k4", Some(br#"{"id": "four"}"#)),
+                Record {
+                    value: Some(br#"{"id": 5, "v": "no key"}"#),
+                    ..Default::default()
+                },
+            ],
+        );
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE current (id INT, v TEXT)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON ENVELOPE UPSERT INCLUDE KEY AS k;
+             CREATE MATERIALIZED VIEW counted AS SELECT count(*) AS n, max(id) AS top FROM current;
+             FLUSH;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    let table = |rows: Vec<Vec<String>>| rows;
+    assert_eq!(
+        table(rows(&client, "SELECT id, v, k FROM current ORDER BY id").await),
+        vec![
+            vec!["1".to_string(), "a2".to_string(), "k1".to_string()],
+            vec!["3".to_string(), "c".to_string(), "k3".to_string()],
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, top FROM counted").await,
+        vec![vec!["2".to_string(), "3".to_string()]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM tributary.source_errors").await,
+        vec![vec!["2".to_string()]],
+        "the malformed value and the message without a key"
+    );
+
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::produce(
+            &produced,
+            &[
+                Record {
+                    key: Some(b"k3"),
+                    value: None,
+                    ..Default::default()
+                },
+                Record {
+                    key: Some(b"k1"),
+                    value: Some(br#"{"id": 10, "v": "z"}"#),
+                    ..Default::default()
+                },
+            ],
+        )
+    })
+    .await;
+    execute(&client, "FLUSH").await;
+    assert_eq!(
+        rows(&client, "SELECT id, v FROM current").await,
+        vec![vec!["10".to_string(), "z".to_string()]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, top FROM counted").await,
+        vec![vec!["1".to_string(), "10".to_string()]]
+    );
+}
+
+/// ENVELOPE DEBEZIUM: before/after/op drive inserts, updates and deletes, keyed by the
+/// message key when there is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_source_applies_inserts_updates_and_deletes() {
+    let topic = kafka::unique_topic("debezium_in");
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 1);
+        let message = |key: Option<&'static [u8]>, value: Option<&'static [u8]>| Record {
+            key,
+            value,
+            ..Default::default()
+        };
+        kafka::produce(
+            &produced,
+            &[
+                message(
+                    Some(br#"{"id":1}"#),
+                    Some(br#"{"before":null,"after":{"id":1,"name":"ann"},"op":"c"}"#),
+                ),
+                message(
+                    Some(br#"{"id":2}"#),
+                    Some(br#"{"before":null,"after":{"id":2,"name":"bob"},"op":"r"}"#),
+                ),
+                message(
+                    Some(br#"{"id":1}"#),
+                    Some(br#"{"before":{"id":1,"name":"ann"},"after":{"id":1,"name":"anna"},"op":"u"}"#),
+                ),
+                message(
+                    Some(br#"{"id":2}"#),
+                    Some(br#"{"before":{"id":2,"name":"bob"},"after":null,"op":"d"}"#),
+                ),
+                // Debezium's tombstone after a delete.
+                message(Some(br#"{"id":2}"#), None),
+                // Without keys: before is retracted, after added.
+                message(None, Some(br#"{"before":null,"after":{"id":3,"name":"cy"},"op":"c"}"#)),
+                message(None, Some(br#"{"before":{"id":3,"name":"cy"},"after":{"id":3,"name":"cyd"},"op":"u"}"#)),
+                message(None, Some(br#"{"after":{"id":"x"}}"#)),
+            ],
+        );
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE customers (id INT NOT NULL, name TEXT)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON ENVELOPE DEBEZIUM;
+             CREATE MATERIALIZED VIEW names AS SELECT count(*) AS n FROM customers;
+             FLUSH;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT id, name FROM customers ORDER BY id").await,
+        vec![
+            vec!["1".to_string(), "anna".to_string()],
+            vec!["3".to_string(), "cyd".to_string()],
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n FROM names").await,
+        vec![vec!["2".to_string()]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT \"offset\" FROM tributary.source_errors").await,
+        vec![vec!["7".to_string()]]
+    );
+}

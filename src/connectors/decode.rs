@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder,
-    TimestampMicrosecondArray, UInt32Array,
+    TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
@@ -71,7 +71,7 @@ impl PendingMessages {
             .map(|range| &self.payloads[range])
     }
 
-    fn key(&self, index: usize) -> Option<&[u8]> {
+    pub fn key(&self, index: usize) -> Option<&[u8]> {
         self.key_ranges[index]
             .clone()
             .map(|range| &self.keys[range])
@@ -81,7 +81,7 @@ impl PendingMessages {
         (self.partitions[index], self.offsets[index])
     }
 
-    fn refuse(&self, index: usize, reason: impl Into<String>) -> SourceErrorRecord {
+    pub fn refuse(&self, index: usize, reason: impl Into<String>) -> SourceErrorRecord {
         let payload = self.payload(index).unwrap_or_default();
         let kept = &payload[..payload.len().min(KEPT_PAYLOAD_BYTES)];
         SourceErrorRecord {
@@ -100,19 +100,26 @@ fn append(buffer: &mut Vec<u8>, bytes: Option<&[u8]>) -> Option<Range<usize>> {
     Some(start..buffer.len())
 }
 
-/// Decodes pending messages into rows of a source's schema (payload columns, then the INCLUDE
-/// columns).
+/// Decodes pending messages' payloads into Arrow columns, and adds the INCLUDE columns.
 #[derive(Debug)]
 pub struct SourceDecoder {
     format: Format,
     payload_schema: SchemaRef,
     include: Vec<Include>,
+    /// The relation's stored schema: the row columns, then the INCLUDE columns.
     schema: SchemaRef,
+    /// Whether a message without a value is a deletion (UPSERT, DEBEZIUM) rather than an error.
+    tombstones: bool,
 }
 
-/// The decoded rows of a batch and the messages refused, each with its reason.
+/// A batch's payloads decoded, and what became of each message.
 pub struct Decoded {
-    pub rows: RecordBatch,
+    /// One row per kept message, in the payload schema.
+    pub payload: RecordBatch,
+    /// The messages (indexes into the batch) the payload rows came from, in order.
+    pub kept: Vec<usize>,
+    /// Messages without a value, where that means a deletion.
+    pub tombstones: Vec<usize>,
     pub refused: Vec<SourceErrorRecord>,
 }
 
@@ -122,21 +129,25 @@ impl SourceDecoder {
         payload_schema: SchemaRef,
         include: Vec<Include>,
         schema: SchemaRef,
+        tombstones: bool,
     ) -> Self {
         Self {
             format,
             payload_schema,
             include,
             schema,
+            tombstones,
         }
     }
 
     pub fn decode(&self, messages: &PendingMessages) -> Result<Decoded, ArrowError> {
         let mut refused = Vec::new();
+        let mut tombstones = Vec::new();
         // Messages that can be refused without decoding: no payload, or (for CSV) the header.
         let mut candidates = Vec::with_capacity(messages.len());
         for index in 0..messages.len() {
             match messages.payload(index) {
+                None if self.tombstones => tombstones.push(index),
                 None => refused.push(messages.refuse(index, "message has no value")),
                 Some(payload) if self.is_header(payload) => {}
                 Some(payload)
@@ -148,17 +159,31 @@ impl SourceDecoder {
                 Some(_) => candidates.push(index),
             }
         }
-        let (payload_rows, kept) = match self.decode_all(messages, &candidates) {
+        let (payload, kept) = match self.decode_all(messages, &candidates) {
             Ok(rows) => (rows, candidates),
             // Something in the batch is malformed: find it by decoding message by message.
             Err(_) => self.decode_one_by_one(messages, &candidates, &mut refused)?,
         };
-        let mut columns = payload_rows.columns().to_vec();
+        Ok(Decoded {
+            payload,
+            kept,
+            tombstones,
+            refused,
+        })
+    }
+
+    /// Rows of the relation: `columns` (one row per message in `indexes`) and the INCLUDE
+    /// columns of those messages.
+    pub fn with_includes(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        messages: &PendingMessages,
+        indexes: &[usize],
+    ) -> Result<RecordBatch, ArrowError> {
         for include in &self.include {
-            columns.push(self.include_column(include.kind, messages, &kept));
+            columns.push(self.include_column(include.kind, messages, indexes));
         }
-        let rows = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok(Decoded { rows, refused })
+        RecordBatch::try_new(Arc::clone(&self.schema), columns)
     }
 
     fn is_header(&self, payload: &[u8]) -> bool {
@@ -357,9 +382,4 @@ fn describe(error: &ArrowError) -> String {
         | ArrowError::SchemaError(message) => message.clone(),
         other => other.to_string(),
     }
-}
-
-/// Keeps the rows at `indexes` of a batch.
-pub fn take_rows(batch: &RecordBatch, indexes: &[u32]) -> Result<RecordBatch, ArrowError> {
-    take_record_batch(batch, &UInt32Array::from(indexes.to_vec()))
 }

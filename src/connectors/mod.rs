@@ -7,6 +7,7 @@
 //! librdkafka's calls block, and a busy source must not slow the sessions' runtime.
 
 pub mod decode;
+pub mod envelope;
 pub mod kafka;
 pub mod sink;
 pub mod source;

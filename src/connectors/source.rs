@@ -14,10 +14,12 @@ use rdkafka::message::Headers;
 use tokio::sync::oneshot;
 
 use super::decode::{Message, PendingMessages, SourceDecoder};
+use super::envelope::EnvelopeState;
 use super::status::{SourceControl, SourceStatus, lock};
 use super::{SourceDefinition, kafka};
 use crate::coordinator::Ingest;
 use crate::error::{ConnectorError, Result};
+use crate::sql::streaming::Envelope;
 
 /// How long messages wait to be decoded and ingested: the bound on what a source adds to
 /// freshness.
@@ -61,11 +63,14 @@ pub fn start(
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
     let (control, requests) = mpsc::channel();
     status.set_control(control);
+    let envelope = EnvelopeState::new(definition.envelope, Arc::clone(&schema))
+        .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
     let decoder = SourceDecoder::new(
         definition.format.clone(),
         Arc::clone(&definition.payload_schema),
         definition.include.clone(),
         schema,
+        definition.envelope != Envelope::None,
     );
     let wants_headers = definition
         .include
@@ -75,6 +80,7 @@ pub fn start(
         consumer,
         topic: definition.topic.clone(),
         decoder,
+        envelope,
         wants_headers,
         status: Arc::clone(&status),
         ingest,
@@ -102,6 +108,7 @@ struct SourceReader {
     consumer: BaseConsumer,
     topic: String,
     decoder: SourceDecoder,
+    envelope: EnvelopeState,
     wants_headers: bool,
     status: Arc<SourceStatus>,
     ingest: Ingest,
@@ -190,7 +197,14 @@ impl SourceReader {
             entry.0 = entry.0.max(offset);
             entry.1 += 1;
         }
-        let decoded = match self.decoder.decode(&messages) {
+        let decoded = self.decoder.decode(&messages).and_then(|mut decoded| {
+            let mut refused = std::mem::take(&mut decoded.refused);
+            let changes = self
+                .envelope
+                .changes(&self.decoder, &messages, decoded, &mut refused)?;
+            Ok((changes, refused))
+        });
+        let (changes, refused) = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
                 // Not a bad message (those are refused one by one) but a bug: say so loudly and
@@ -201,11 +215,12 @@ impl SourceReader {
             }
         };
         let mut errors_per_partition: HashMap<i32, u64> = HashMap::new();
-        for refused in decoded.refused {
+        for refused in refused {
             *errors_per_partition.entry(refused.partition).or_default() += 1;
             self.status.record_error(refused);
         }
-        if decoded.rows.num_rows() > 0 && !self.ingest.send(decoded.rows) {
+        let changes: Vec<_> = changes.into_iter().filter(|c| !c.is_empty()).collect();
+        if !changes.is_empty() && !self.ingest.send(changes) {
             return false;
         }
         let bytes_per_message = messages.payload_bytes() as u64 / messages.len().max(1) as u64;

@@ -67,10 +67,10 @@ enum Command {
         change: TableChange,
         reply: oneshot::Sender<Result<u64>>,
     },
-    /// Rows a source decoded; applied in the next epoch. Sources do not wait for an answer.
+    /// Changes a source decoded; applied in the next epoch. Sources do not wait for an answer.
     Ingest {
         source: RelationId,
-        rows: RecordBatch,
+        changes: Vec<ChangeBatch>,
     },
     /// Answered once everything sent before it is published.
     Sync { reply: oneshot::Sender<Result<()>> },
@@ -96,12 +96,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Hands rows to the next epoch; false when the coordinator has stopped.
-    pub fn send(&self, rows: RecordBatch) -> bool {
+    /// Hands changes to the next epoch; false when the coordinator has stopped.
+    pub fn send(&self, changes: Vec<ChangeBatch>) -> bool {
         self.commands
             .blocking_send(Command::Ingest {
                 source: self.source,
-                rows,
+                changes,
             })
             .is_ok()
     }
@@ -136,6 +136,7 @@ impl Coordinator {
         let engine = Engine {
             catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
+            keyed_sources: HashMap::new(),
             views: BTreeMap::new(),
             sources: HashMap::new(),
             sinks: BTreeMap::new(),
@@ -265,8 +266,10 @@ struct MaintainedView {
 struct Engine {
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
     catalog: Arc<Catalog>,
-    /// Rows of tables and sources.
+    /// Rows of tables and append-only sources.
     tables: HashMap<RelationId, TableData>,
+    /// Rows of sources whose envelope updates and deletes (UPSERT, DEBEZIUM).
+    keyed_sources: HashMap<RelationId, Arrangement>,
     /// Ordered by id, which is a topological order (a view only reads older relations).
     views: BTreeMap<RelationId, MaintainedView>,
     /// Running sources; dropping a handle stops its thread.
@@ -351,7 +354,7 @@ impl Engine {
                     change,
                     reply,
                 } => writes.push((table, change, reply)),
-                Command::Ingest { source, rows } => ingested.push((source, rows)),
+                Command::Ingest { source, changes } => ingested.push((source, changes)),
                 Command::Sync { reply } => syncs.push(reply),
             }
         }
@@ -371,23 +374,26 @@ impl Engine {
     fn write_epoch(
         &mut self,
         writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<u64>>)>,
-        ingested: Vec<(RelationId, RecordBatch)>,
+        ingested: Vec<(RelationId, Vec<ChangeBatch>)>,
     ) {
         let epoch = self.next_epoch();
         let mut deltas: HashMap<RelationId, Vec<ChangeBatch>> = HashMap::new();
-        for (source, rows) in ingested {
-            // A source dropped while its last rows were on the way has no table any more.
-            let Some(table) = self.tables.get_mut(&source) else {
+        for (source, changes) in ingested {
+            // Append-only sources keep their rows like a table; keyed ones (UPSERT, DEBEZIUM)
+            // in an arrangement, which takes deletions. A source dropped while its last changes
+            // were on the way has neither any more.
+            let stored = if let Some(table) = self.tables.get_mut(&source) {
+                table.append(changes.iter().map(|change| change.rows.clone()).collect())
+            } else if let Some(arrangement) = self.keyed_sources.get_mut(&source) {
+                arrangement.apply(&changes)
+            } else {
                 continue;
             };
-            if let Err(error) = table.append(vec![rows.clone()]) {
-                tracing::error!(source, %error, "cannot store a source's rows");
+            if let Err(error) = stored {
+                tracing::error!(source, %error, "cannot store a source's changes");
                 continue;
             }
-            deltas
-                .entry(source)
-                .or_default()
-                .push(ChangeBatch::insertions(rows));
+            deltas.entry(source).or_default().extend(changes);
         }
         let mut replies = Vec::with_capacity(writes.len());
         for (table, change, reply) in writes {
@@ -511,6 +517,9 @@ impl Engine {
         for (&id, table) in &self.tables {
             data.insert(id, RelationData::Table(table.snapshot()));
         }
+        for (&id, source) in &self.keyed_sources {
+            data.insert(id, RelationData::View(source.snapshot()));
+        }
         for (&id, view) in &self.views {
             let state = match &view.failed {
                 Some(error) => RelationData::Failed(error.clone()),
@@ -605,8 +614,13 @@ impl Engine {
                     .sources
                     .insert(id, status);
                 self.sources.insert(id, handle);
-                self.tables
-                    .insert(id, TableData::new(Arc::clone(&stored_schema)));
+                if source.envelope == crate::sql::streaming::Envelope::None {
+                    self.tables
+                        .insert(id, TableData::new(Arc::clone(&stored_schema)));
+                } else {
+                    self.keyed_sources
+                        .insert(id, Arrangement::new(Arc::clone(&stored_schema))?);
+                }
             }
             (RelationKind::Sink, Some(ConnectorDefinition::Sink(sink))) => {
                 let from = *depends_on
@@ -661,6 +675,10 @@ impl Engine {
                 .map(ChangeBatch::insertions)
                 .collect());
         }
+        if let Some(source) = self.keyed_sources.get(&id) {
+            let batches = source.snapshot().to_batches()?;
+            return Ok(batches.into_iter().map(ChangeBatch::insertions).collect());
+        }
         if let Some(view) = self.views.get(&id) {
             if let Some(error) = &view.failed {
                 return Err(ExecutionError::ViewFailed {
@@ -698,6 +716,7 @@ impl Engine {
         for relation in doomed {
             Arc::make_mut(&mut self.catalog).remove(relation.id);
             self.tables.remove(&relation.id);
+            self.keyed_sources.remove(&relation.id);
             self.views.remove(&relation.id);
             // Dropping the handles stops the connectors' threads.
             if self.sources.remove(&relation.id).is_some()

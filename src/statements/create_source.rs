@@ -9,6 +9,7 @@ use super::create_connection::endpoint;
 use super::create_table::fields;
 use crate::catalog::RelationKind;
 use crate::connectors::decode::include_type;
+use crate::connectors::envelope::payload_schema;
 use crate::connectors::{ConnectorDefinition, SourceDefinition, kafka};
 use crate::coordinator::NewRelation;
 use crate::error::{ConnectorError, PlanError, Result};
@@ -16,11 +17,10 @@ use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::streaming::{CreateSource, Envelope, Format, StartOffset};
 
 pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<QueryResult> {
-    if create.envelope != Envelope::None {
-        return Err(PlanError::Unsupported(format!(
-            "ENVELOPE {:?} for sources is not supported yet",
-            create.envelope
-        ))
+    if create.envelope != Envelope::None && !matches!(create.format, Format::Json) {
+        return Err(PlanError::Unsupported(
+            "ENVELOPE UPSERT and DEBEZIUM take FORMAT JSON values".into(),
+        )
         .into());
     }
     if create.errors_topic.is_some() {
@@ -62,7 +62,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         start_offsets,
         format: create.format.clone(),
         envelope: create.envelope,
-        payload_schema: Arc::new(Schema::new(payload_fields)),
+        payload_schema: payload_schema(create.envelope, &Schema::new(payload_fields)),
         include: create.include.clone(),
         errors_topic: create.errors_topic.clone(),
     };

@@ -1,0 +1,219 @@
+//! Envelopes: how a source's decoded messages become changes to its relation.
+//!
+//! - NONE: every message is a new row (+1).
+//! - UPSERT: the message key identifies the row. A value replaces the key's row (−old, +new); a
+//!   message without a value deletes it (−old). Within a batch only each key's last message
+//!   counts, so a batch costs O(messages), whatever the relation's size.
+//! - DEBEZIUM: the value is `{"before": ..., "after": ..., "op": ...}`. Keyed messages are
+//!   upserts of `after` (a null `after`, or no value, deletes the key's row), as Debezium's keys
+//!   are the row's primary key; messages without a key retract `before` and add `after`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{take, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::row::{OwnedRow, RowConverter};
+
+use super::decode::{Decoded, PendingMessages, SourceDecoder};
+use super::status::SourceErrorRecord;
+use crate::dataflow::ChangeBatch;
+use crate::dataflow::change_batch::row_converter_for;
+use crate::sql::streaming::Envelope;
+
+/// The schema a payload decodes into under `envelope`: the row's columns, or Debezium's
+/// before/after/op around them.
+pub fn payload_schema(envelope: Envelope, columns: &Schema) -> SchemaRef {
+    match envelope {
+        Envelope::None | Envelope::Upsert => Arc::new(columns.clone()),
+        Envelope::Debezium => {
+            // A row image may lack NOT NULL columns only when the whole image is null.
+            let row = DataType::Struct(Fields::from(columns.fields().to_vec()));
+            Arc::new(Schema::new(vec![
+                Field::new("before", row.clone(), true),
+                Field::new("after", row, true),
+                Field::new("op", DataType::Utf8, true),
+            ]))
+        }
+    }
+}
+
+/// What a source remembers to apply its envelope: for keyed envelopes, each key's current row.
+pub struct EnvelopeState {
+    envelope: Envelope,
+    converter: RowConverter,
+    schema: SchemaRef,
+    rows_by_key: HashMap<Box<[u8]>, OwnedRow>,
+}
+
+/// One message's effect on its key: the row that replaces the key's row, or none (a delete).
+type KeyedEvent = (usize, Option<usize>);
+
+impl EnvelopeState {
+    /// `schema` is the relation's stored schema.
+    pub fn new(envelope: Envelope, schema: SchemaRef) -> Result<Self, ArrowError> {
+        Ok(Self {
+            envelope,
+            converter: row_converter_for(&schema)?,
+            schema,
+            rows_by_key: HashMap::new(),
+        })
+    }
+
+    /// The changes a decoded batch makes; messages refused here are added to `refused`.
+    pub fn changes(
+        &mut self,
+        decoder: &SourceDecoder,
+        messages: &PendingMessages,
+        decoded: Decoded,
+        refused: &mut Vec<SourceErrorRecord>,
+    ) -> Result<Vec<ChangeBatch>, ArrowError> {
+        match self.envelope {
+            Envelope::None => {
+                let rows = decoder.with_includes(
+                    decoded.payload.columns().to_vec(),
+                    messages,
+                    &decoded.kept,
+                )?;
+                Ok(vec![ChangeBatch::insertions(rows)])
+            }
+            Envelope::Upsert => {
+                let rows = decoder.with_includes(
+                    decoded.payload.columns().to_vec(),
+                    messages,
+                    &decoded.kept,
+                )?;
+                let events = in_message_order(
+                    decoded
+                        .kept
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &index)| (index, Some(row))),
+                    &decoded.tombstones,
+                );
+                self.upsert(messages, &rows, events, refused)
+            }
+            Envelope::Debezium => self.debezium(decoder, messages, decoded, refused),
+        }
+    }
+
+    fn debezium(
+        &mut self,
+        decoder: &SourceDecoder,
+        messages: &PendingMessages,
+        decoded: Decoded,
+        refused: &mut Vec<SourceErrorRecord>,
+    ) -> Result<Vec<ChangeBatch>, ArrowError> {
+        let before = decoded.payload.column(0).as_struct();
+        let after = decoded.payload.column(1).as_struct();
+        let after_rows =
+            decoder.with_includes(after.columns().to_vec(), messages, &decoded.kept)?;
+        let before_rows =
+            decoder.with_includes(before.columns().to_vec(), messages, &decoded.kept)?;
+        let mut keyed = Vec::new();
+        let mut retract = Vec::new();
+        let mut insert = Vec::new();
+        for (row, &index) in decoded.kept.iter().enumerate() {
+            let has_after = after.is_valid(row);
+            if messages.key(index).is_some() {
+                keyed.push((index, has_after.then_some(row)));
+            } else {
+                if before.is_valid(row) {
+                    retract.push(row as u32);
+                }
+                if has_after {
+                    insert.push(row as u32);
+                }
+            }
+        }
+        let events = in_message_order(keyed.into_iter(), &decoded.tombstones);
+        let mut changes = self.upsert(messages, &after_rows, events, refused)?;
+        if !retract.is_empty() {
+            changes.push(ChangeBatch::deletions(take_record_batch(
+                &before_rows,
+                &UInt32Array::from(retract),
+            )?));
+        }
+        if !insert.is_empty() {
+            changes.push(ChangeBatch::insertions(take_record_batch(
+                &after_rows,
+                &UInt32Array::from(insert),
+            )?));
+        }
+        Ok(changes)
+    }
+
+    /// Applies keyed events (message index, replacing row of `rows` or none) in order: only
+    /// each key's last event counts.
+    fn upsert(
+        &mut self,
+        messages: &PendingMessages,
+        rows: &RecordBatch,
+        events: Vec<KeyedEvent>,
+        refused: &mut Vec<SourceErrorRecord>,
+    ) -> Result<Vec<ChangeBatch>, ArrowError> {
+        let mut last: HashMap<&[u8], Option<usize>> = HashMap::with_capacity(events.len());
+        for (index, row) in events {
+            match messages.key(index) {
+                Some(key) => {
+                    last.insert(key, row);
+                }
+                None => refused
+                    .push(messages.refuse(index, "a message without a key cannot be an upsert")),
+            }
+        }
+        let encoded = self.converter.convert_columns(rows.columns())?;
+        let mut removed: Vec<OwnedRow> = Vec::new();
+        let mut added: Vec<u32> = Vec::new();
+        for (key, row) in last {
+            let old = match row {
+                Some(row) => {
+                    added.push(row as u32);
+                    self.rows_by_key
+                        .insert(Box::from(key), encoded.row(row).owned())
+                }
+                None => self.rows_by_key.remove(key),
+            };
+            removed.extend(old);
+        }
+        let mut changes = Vec::with_capacity(2);
+        if !removed.is_empty() {
+            let columns = self
+                .converter
+                .convert_rows(removed.iter().map(|row| row.row()))?;
+            changes.push(ChangeBatch::deletions(RecordBatch::try_new(
+                Arc::clone(&self.schema),
+                columns,
+            )?));
+        }
+        if !added.is_empty() {
+            added.sort_unstable();
+            let indexes = UInt32Array::from(added);
+            let columns = rows
+                .columns()
+                .iter()
+                .map(|column| take(column, &indexes, None))
+                .collect::<Result<Vec<ArrayRef>, _>>()?;
+            changes.push(ChangeBatch::insertions(RecordBatch::try_new(
+                Arc::clone(&self.schema),
+                columns,
+            )?));
+        }
+        Ok(changes)
+    }
+}
+
+/// Merges decoded messages and tombstones (both ascending by message index) into one list of
+/// keyed events in message order.
+fn in_message_order(
+    decoded: impl Iterator<Item = KeyedEvent>,
+    tombstones: &[usize],
+) -> Vec<KeyedEvent> {
+    let mut events: Vec<KeyedEvent> = decoded
+        .chain(tombstones.iter().map(|&index| (index, None)))
+        .collect();
+    events.sort_unstable_by_key(|(index, _)| *index);
+    events
+}
