@@ -29,13 +29,13 @@ def main():
         key = message.key.decode() if message.key is not None else None
         value = message.value.decode() if message.value is not None else None
         if arguments.all:
-            print(f"{key}\t{value}")
+            print(key, value)
         else:
             last[key] = value
     consumer.close()
     for key, value in sorted(last.items(), key=lambda item: str(item[0])):
         if value is not None:
-            print(f"{key}\t{value}")
+            print(key, value)
 
 
 if __name__ == "__main__":
