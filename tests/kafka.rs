@@ -720,3 +720,108 @@ async fn debezium_source_applies_inserts_updates_and_deletes() {
         vec![vec!["7".to_string()]]
     );
 }
+
+/// The scripts in sql/ run as written (with this test's broker and topics), and each view they
+/// create holds what the same query computes from scratch over its source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_scripts_run_and_their_views_are_right() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let broker = kafka::bootstrap();
+    let seed_topic = kafka::unique_topic("test_topic");
+    let result_topic = kafka::unique_topic("result_topic");
+    let topic = seed_topic.clone();
+    blocking(move || kafka::produce_with_python(&topic, &["--count", "5000"])).await;
+    let checks: [(&str, &str, &[&str], &[(&str, &str)]); 4] = [
+        (
+            "seed_pipeline",
+            "",
+            &["test_topic", "result_topic"],
+            &[(
+                "per_key",
+                "SELECT key, sum(value) AS sum, avg(value) AS avg FROM visits GROUP BY key",
+            )],
+        ),
+        (
+            "visits",
+            "visits",
+            &["page_visits", "visits_per_page"],
+            &[
+                (
+                    "visits_per_page",
+                    "SELECT page, count(*), avg(ms), max(ms) FROM page_visits GROUP BY page",
+                ),
+                (
+                    "visitors_per_page",
+                    "SELECT page, count(DISTINCT user_id) FROM page_visits GROUP BY page",
+                ),
+            ],
+        ),
+        (
+            "sales",
+            "sales",
+            &["sales", "sales_per_product"],
+            &[(
+                "sales_per_product",
+                "SELECT product, count(*), sum(quantity), sum(quantity * price) FROM sales GROUP BY product",
+            )],
+        ),
+        (
+            "monitoring",
+            "monitoring",
+            &["metrics", "host_load"],
+            &[(
+                "overloaded",
+                "SELECT host, count(*) FROM metrics WHERE cpu > 99 GROUP BY host",
+            )],
+        ),
+    ];
+    for (script, kind, topics, views) in checks {
+        let server = TestServer::start().await;
+        let client = server.connect().await;
+        let mut sql = std::fs::read_to_string(root.join(format!("sql/{script}.sql")))
+            .expect("read the script")
+            .replace("127.0.0.1:9092", &broker);
+        for topic in topics {
+            let unique = match *topic {
+                "test_topic" => seed_topic.clone(),
+                "result_topic" => result_topic.clone(),
+                _ => format!("{topic}_{}", kafka::unique_topic(script)),
+            };
+            sql = sql.replace(&format!("'{topic}'"), &format!("'{unique}'"));
+            if topic == &topics[0] && !kind.is_empty() {
+                let (kind, produced) = (kind.to_string(), unique.clone());
+                let script_path = root.join("sql/produce_examples.py");
+                blocking(move || {
+                    let status = std::process::Command::new(kafka::python())
+                        .arg(script_path)
+                        .args([
+                            &kind,
+                            "--bootstrap",
+                            &kafka::bootstrap(),
+                            "--topic",
+                            &produced,
+                        ])
+                        .args(["--count", "3000"])
+                        .status()
+                        .expect("run produce_examples.py");
+                    assert!(status.success());
+                })
+                .await;
+            }
+        }
+        execute(&client, &sql).await;
+        for (view, query) in views {
+            let maintained = rows(&client, &format!("SELECT * FROM {view}")).await;
+            assert!(!maintained.is_empty(), "{script}: {view} is empty");
+            let differences = rows(
+                &client,
+                &format!("(SELECT * FROM {view} EXCEPT {query}) UNION ALL ({query} EXCEPT SELECT * FROM {view})"),
+            )
+            .await;
+            assert!(
+                differences.is_empty(),
+                "{script}: {view} differs: {differences:?}"
+            );
+        }
+    }
+}
