@@ -26,6 +26,25 @@ pub fn client_config(endpoint: &KafkaEndpoint) -> ClientConfig {
 
 /// A consumer that reads partitions it is assigned; offsets are Tributary's own, never committed.
 pub fn consumer(endpoint: &KafkaEndpoint, group: &str) -> Result<BaseConsumer, ConnectorError> {
+    consumer_config(endpoint, group)
+        .create()
+        .map_err(config_error)
+}
+
+/// A bad PROPERTIES entry is the user's to fix; anything else is Kafka's.
+pub fn config_error(error: rdkafka::error::KafkaError) -> ConnectorError {
+    match error {
+        rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+            ConnectorError::InvalidOption(format!(
+                "Kafka property '{key}' = '{value}': {description}"
+            ))
+        }
+        other => ConnectorError::Kafka(other.to_string()),
+    }
+}
+
+/// The settings of a source's consumer.
+pub fn consumer_config(endpoint: &KafkaEndpoint, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &endpoint.broker)
@@ -42,8 +61,6 @@ pub fn consumer(endpoint: &KafkaEndpoint, group: &str) -> Result<BaseConsumer, C
         config.set(key, value);
     }
     config
-        .create()
-        .map_err(|error| ConnectorError::Kafka(error.to_string()))
 }
 
 /// The topic's partitions, in order; fails clearly if the broker does not answer or the topic

@@ -87,7 +87,7 @@ pub fn start(
         .create_with_context(SinkContext {
             status: Arc::clone(&status),
         })
-        .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+        .map_err(kafka::config_error)?;
     let (sender, batches) = mpsc::channel();
     let thread_status = Arc::clone(&status);
     std::thread::Builder::new()

@@ -48,10 +48,14 @@ pub fn start(
     status: Arc<SourceStatus>,
     ingest: Ingest,
 ) -> Result<SourceHandle, ConnectorError> {
-    let consumer = kafka::consumer(
+    let consumer: BaseConsumer<SourceContext> = kafka::consumer_config(
         &definition.endpoint,
         &format!("tributary-source-{}", status.name),
-    )?;
+    )
+    .create_with_context(SourceContext {
+        status: Arc::clone(&status),
+    })
+    .map_err(kafka::config_error)?;
     let mut assignment = TopicPartitionList::new();
     for &(partition, offset) in &definition.start_offsets {
         assignment
@@ -87,7 +91,6 @@ pub fn start(
         pending: PendingMessages::default(),
         next_offsets: HashMap::new(),
         flushes: Vec::new(),
-        healthy: false,
     };
     std::thread::Builder::new()
         .name(format!("source-{}", status.name))
@@ -104,8 +107,23 @@ struct PendingFlush {
     reply: oneshot::Sender<Result<()>>,
 }
 
+/// Shows librdkafka's connection errors (a broker gone away, say) in the source's state while
+/// librdkafka retries; the reader clears them when messages flow again.
+struct SourceContext {
+    status: Arc<SourceStatus>,
+}
+
+impl rdkafka::ClientContext for SourceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(source = %self.status.name, %error, reason, "Kafka connection problem");
+        self.status.set_degraded(format!("retrying: {reason}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for SourceContext {}
+
 struct SourceReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     topic: String,
     decoder: SourceDecoder,
     envelope: EnvelopeState,
@@ -116,8 +134,6 @@ struct SourceReader {
     /// The offset after the last message ingested, per partition.
     next_offsets: HashMap<i32, i64>,
     flushes: Vec<PendingFlush>,
-    /// Whether the last poll succeeded; the state text is only rewritten when this changes.
-    healthy: bool,
 }
 
 impl SourceReader {
@@ -127,6 +143,7 @@ impl SourceReader {
     fn run(mut self, requests: mpsc::Receiver<SourceControl>) {
         let mut deadline = Instant::now() + TICK;
         let mut watermarks_due = Instant::now();
+        self.status.set_running();
         loop {
             if self.status.stopped() {
                 break;
@@ -154,16 +171,12 @@ impl SourceReader {
                         timestamp: message.timestamp().to_millis(),
                         headers,
                     });
-                    if !self.healthy {
-                        self.healthy = true;
-                        self.status.set_state("running");
-                    }
+                    self.status.set_running();
                 }
                 Some(Err(error)) => {
                     // librdkafka reconnects by itself and keeps its fetch positions; the error
                     // is shown until messages flow again.
-                    self.healthy = false;
-                    self.status.set_state(format!("retrying: {error}"));
+                    self.status.set_degraded(format!("retrying: {error}"));
                 }
                 None => {}
             }

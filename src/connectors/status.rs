@@ -56,6 +56,8 @@ pub struct SourceStatus {
     pub partitions: Mutex<Vec<PartitionProgress>>,
     pub errors: Mutex<VecDeque<SourceErrorRecord>>,
     pub error_count: AtomicU64,
+    /// Whether `state` shows a connection problem; cleared (cheaply) by the next message.
+    degraded: AtomicBool,
     /// Set by the coordinator when the source is dropped or the server stops; the thread checks
     /// it on every tick and ends.
     stop: AtomicBool,
@@ -81,6 +83,7 @@ impl SourceStatus {
             ),
             errors: Mutex::new(VecDeque::new()),
             error_count: AtomicU64::new(0),
+            degraded: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             control: Mutex::new(None),
         }
@@ -108,6 +111,19 @@ impl SourceStatus {
 
     pub fn set_state(&self, state: impl Into<String>) {
         *lock(&self.state) = state.into();
+    }
+
+    /// Shows a connection problem until [`SourceStatus::set_running`].
+    pub fn set_degraded(&self, state: impl Into<String>) {
+        self.degraded.store(true, Ordering::Release);
+        self.set_state(state);
+    }
+
+    /// Messages flow: called for every message, so it only takes the lock after a problem.
+    pub fn set_running(&self) {
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            self.set_state("running");
+        }
     }
 
     pub fn record_error(&self, record: SourceErrorRecord) {
