@@ -248,7 +248,8 @@ async fn malformed_messages_are_recorded_and_skipped() {
         &client,
         &format!(
             "CREATE SOURCE people (id INT NOT NULL, name TEXT)
-               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON
+               ERRORS TO KAFKA TOPIC '{topic}_dead';
              CREATE MATERIALIZED VIEW named AS SELECT count(*) AS n, count(name) AS names FROM people;
              FLUSH;",
             kafka::bootstrap()
@@ -294,6 +295,23 @@ async fn malformed_messages_are_recorded_and_skipped() {
         )
         .await,
         vec![vec!["10".to_string(), "7".to_string(), "0".to_string()]]
+    );
+
+    // The refused messages were forwarded, as they were, to the dead-letter topic.
+    let dead = format!("{topic}_dead");
+    let forwarded = blocking(move || kafka::read_all(&dead, 6, Duration::from_secs(30))).await;
+    let forwarded: Vec<Option<String>> = forwarded.into_iter().map(|(_, value)| value).collect();
+    assert_eq!(
+        forwarded,
+        vec![
+            Some(r#"{"id": 2, "name": "b""#.to_string()),
+            Some(r#"{"id": "three", "name": "c"}"#.to_string()),
+            Some(r#"{"name": "d"}"#.to_string()),
+            Some(String::new()),
+            None,
+            Some(r#"{"id": 7, "name": "g"} {"id": 8}"#.to_string()),
+            Some("not json".to_string()),
+        ]
     );
 
     // The source goes on after its errors.
@@ -824,4 +842,109 @@ async fn example_scripts_run_and_their_views_are_right() {
             );
         }
     }
+}
+
+/// START OFFSET 'latest', per-partition offsets and a timestamp; PROPERTIES passed to librdkafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_offsets_and_properties() {
+    let topic = kafka::unique_topic("offsets");
+    let produced = topic.clone();
+    let middle = blocking(move || {
+        kafka::create_topic(&produced, 2);
+        let batch = |from: i32| -> Vec<(i32, String)> {
+            (from..from + 10)
+                .map(|i| (i % 2, format!("{{\"n\": {i}}}")))
+                .collect()
+        };
+        let send = |messages: Vec<(i32, String)>| {
+            let records: Vec<Record> = messages
+                .iter()
+                .map(|(partition, value)| Record {
+                    value: Some(value.as_bytes()),
+                    partition: Some(*partition),
+                    ..Default::default()
+                })
+                .collect();
+            kafka::produce(&produced, &records);
+        };
+        send(batch(0));
+        std::thread::sleep(Duration::from_millis(100));
+        let middle = chrono::Utc::now().timestamp_millis();
+        std::thread::sleep(Duration::from_millis(100));
+        send(batch(10));
+        middle
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let broker = kafka::bootstrap();
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE from_latest (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}', START OFFSET 'latest') FORMAT JSON;
+             CREATE SOURCE from_offsets (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}', START OFFSET (7, 9)) FORMAT JSON;
+             CREATE SOURCE from_time (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}', START OFFSET '{middle}') FORMAT JSON;
+             CREATE SOURCE tuned (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}',
+               PROPERTIES ('fetch.max.bytes' = '1048576', 'client.id' = 'tuned')) FORMAT JSON;
+             FLUSH;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM from_latest").await,
+        vec![vec!["0".to_string()]]
+    );
+    // Partition 0 holds 0, 2, ..., 18 (offsets 0-9), partition 1 holds 1, 3, ..., 19.
+    assert_eq!(
+        rows(&client, "SELECT n FROM from_offsets ORDER BY n").await,
+        vec![
+            vec!["14".to_string()],
+            vec!["16".to_string()],
+            vec!["18".to_string()],
+            vec!["19".to_string()]
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT min(n), count(*) FROM from_time").await,
+        vec![vec!["10".to_string(), "10".to_string()]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM tuned").await,
+        vec![vec!["20".to_string()]]
+    );
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::produce(
+            &produced,
+            &[Record {
+                value: Some(br#"{"n": 100}"#),
+                ..Default::default()
+            }],
+        )
+    })
+    .await;
+    execute(&client, "FLUSH").await;
+    assert_eq!(
+        rows(&client, "SELECT n FROM from_latest").await,
+        vec![vec!["100".to_string()]]
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            &format!(
+                "CREATE SOURCE bad (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}',
+                   PROPERTIES ('no.such.property' = 'x')) FORMAT JSON"
+            )
+        )
+        .await,
+        "22023"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            &format!("CREATE SOURCE bad (n INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}', START OFFSET (1, 2, 3)) FORMAT JSON")
+        )
+        .await,
+        "22023"
+    );
 }

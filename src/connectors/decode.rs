@@ -2,6 +2,7 @@
 //! batch decoders, TEXT and BYTES directly. A malformed message is refused on its own and the
 //! rest of its batch is kept.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ impl PendingMessages {
         self.headers.push(message.headers);
     }
 
-    fn payload(&self, index: usize) -> Option<&[u8]> {
+    pub fn payload(&self, index: usize) -> Option<&[u8]> {
         self.payload_ranges[index]
             .clone()
             .map(|range| &self.payloads[range])
@@ -75,6 +76,13 @@ impl PendingMessages {
         self.key_ranges[index]
             .clone()
             .map(|range| &self.keys[range])
+    }
+
+    /// Where each message came from, to find a refused one by its partition and offset.
+    pub fn positions(&self) -> HashMap<(i32, i64), usize> {
+        (0..self.len())
+            .map(|index| ((self.partitions[index], self.offsets[index]), index))
+            .collect()
     }
 
     pub fn partition_and_offset(&self, index: usize) -> (i32, i64) {

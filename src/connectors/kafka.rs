@@ -93,7 +93,20 @@ pub fn start_offsets(
 ) -> Result<Vec<(i32, Offset)>, ConnectorError> {
     match start {
         StartOffset::Earliest => Ok(partitions.iter().map(|&p| (p, Offset::Beginning)).collect()),
-        StartOffset::Latest => Ok(partitions.iter().map(|&p| (p, Offset::End)).collect()),
+        // 'latest' means the end as of CREATE: resolved now, so FLUSH knows where the source
+        // stands before its first message.
+        StartOffset::Latest => {
+            let consumer = consumer(endpoint, "tributary-check")?;
+            partitions
+                .iter()
+                .map(|&partition| {
+                    Ok((
+                        partition,
+                        high_watermark(&consumer, endpoint, topic, partition)?,
+                    ))
+                })
+                .collect()
+        }
         StartOffset::Offsets(offsets) => {
             if offsets.len() > partitions.len() {
                 return Err(ConnectorError::InvalidOption(format!(
@@ -135,23 +148,41 @@ pub fn start_offsets(
                     broker: endpoint.broker.clone(),
                     reason: error.to_string(),
                 })?;
-            Ok(partitions
+            partitions
                 .iter()
                 .map(|&partition| {
                     let offset = found
                         .find_partition(topic, partition)
-                        .map(|element| element.offset())
-                        .unwrap_or(Offset::End);
-                    // No message at or after the time: start at the end.
-                    let offset = match offset {
-                        Offset::Offset(offset) if offset >= 0 => Offset::Offset(offset),
-                        _ => Offset::End,
-                    };
-                    (partition, offset)
+                        .map(|element| element.offset());
+                    match offset {
+                        Some(Offset::Offset(offset)) if offset >= 0 => {
+                            Ok((partition, Offset::Offset(offset)))
+                        }
+                        // No message at or after the time: start at the end.
+                        _ => Ok((
+                            partition,
+                            high_watermark(&consumer, endpoint, topic, partition)?,
+                        )),
+                    }
                 })
-                .collect())
+                .collect()
         }
     }
+}
+
+fn high_watermark(
+    consumer: &BaseConsumer,
+    endpoint: &KafkaEndpoint,
+    topic: &str,
+    partition: i32,
+) -> Result<Offset, ConnectorError> {
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+        .map_err(|error| ConnectorError::BrokerUnreachable {
+            broker: endpoint.broker.clone(),
+            reason: error.to_string(),
+        })?;
+    Ok(Offset::Offset(high))
 }
 
 /// START OFFSET's timestamp: milliseconds since the epoch, or a timestamp text (UTC).

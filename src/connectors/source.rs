@@ -10,12 +10,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use tokio::sync::oneshot;
 
 use super::decode::{Message, PendingMessages, SourceDecoder};
 use super::envelope::EnvelopeState;
-use super::status::{SourceControl, SourceStatus, lock};
+use super::status::{SourceControl, SourceErrorRecord, SourceStatus, lock};
 use super::{SourceDefinition, kafka};
 use crate::coordinator::Ingest;
 use crate::error::{ConnectorError, Result};
@@ -80,8 +81,18 @@ pub fn start(
         .include
         .iter()
         .any(|include| include.kind == crate::sql::streaming::IncludeKind::Headers);
+    let dead_letters = match &definition.errors_topic {
+        Some(topic) => Some(DeadLetters {
+            producer: kafka::client_config(&definition.endpoint)
+                .create()
+                .map_err(kafka::config_error)?,
+            topic: topic.clone(),
+        }),
+        None => None,
+    };
     let reader = SourceReader {
         consumer,
+        dead_letters,
         topic: definition.topic.clone(),
         decoder,
         envelope,
@@ -89,7 +100,16 @@ pub fn start(
         status: Arc::clone(&status),
         ingest,
         pending: PendingMessages::default(),
-        next_offsets: HashMap::new(),
+        // Where each partition starts, when known, so FLUSH can tell a partition with nothing
+        // new from one not yet read.
+        next_offsets: definition
+            .start_offsets
+            .iter()
+            .filter_map(|(partition, offset)| match offset {
+                rdkafka::Offset::Offset(offset) => Some((*partition, *offset)),
+                _ => None,
+            })
+            .collect(),
         flushes: Vec::new(),
     };
     std::thread::Builder::new()
@@ -122,8 +142,63 @@ impl rdkafka::ClientContext for SourceContext {
 
 impl rdkafka::consumer::ConsumerContext for SourceContext {}
 
+/// `ERRORS TO KAFKA TOPIC`: where refused messages are forwarded, as they were, with headers
+/// saying where they came from and why they were refused.
+struct DeadLetters {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
+}
+
+impl DeadLetters {
+    fn forward(
+        &self,
+        source: &SourceStatus,
+        messages: &PendingMessages,
+        refused: &[SourceErrorRecord],
+    ) {
+        let positions = messages.positions();
+        for record in refused {
+            let Some(&index) = positions.get(&(record.partition, record.offset)) else {
+                continue;
+            };
+            let headers = OwnedHeaders::new()
+                .insert(header("tributary.source", source.name.as_bytes()))
+                .insert(header("tributary.topic", source.topic.as_bytes()))
+                .insert(header(
+                    "tributary.partition",
+                    record.partition.to_string().as_bytes(),
+                ))
+                .insert(header(
+                    "tributary.offset",
+                    record.offset.to_string().as_bytes(),
+                ))
+                .insert(header("tributary.reason", record.reason.as_bytes()));
+            let mut message = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+            if let Some(key) = messages.key(index) {
+                message = message.key(key);
+            }
+            if let Some(payload) = messages.payload(index) {
+                message = message.payload(payload);
+            }
+            // The producer queues; a full queue drops the forward (the error is still kept in
+            // tributary.source_errors) rather than stall ingestion.
+            if let Err((error, _)) = self.producer.send(message) {
+                tracing::warn!(source = %source.name, %error, "cannot forward a refused message");
+            }
+        }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a, &'a [u8]> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
 struct SourceReader {
     consumer: BaseConsumer<SourceContext>,
+    dead_letters: Option<DeadLetters>,
     topic: String,
     decoder: SourceDecoder,
     envelope: EnvelopeState,
@@ -215,6 +290,8 @@ impl SourceReader {
             let changes = self
                 .envelope
                 .changes(&self.decoder, &messages, decoded, &mut refused)?;
+            // Refused in the order they arrived, whatever stage refused them.
+            refused.sort_by_key(|record| (record.partition, record.offset));
             Ok((changes, refused))
         });
         let (changes, refused) = match decoded {
@@ -227,6 +304,11 @@ impl SourceReader {
                 return true;
             }
         };
+        if let Some(dead_letters) = &self.dead_letters
+            && !refused.is_empty()
+        {
+            dead_letters.forward(&self.status, &messages, &refused);
+        }
         let mut errors_per_partition: HashMap<i32, u64> = HashMap::new();
         for refused in refused {
             *errors_per_partition.entry(refused.partition).or_default() += 1;
@@ -287,6 +369,8 @@ impl SourceReader {
                 .consumer
                 .fetch_watermarks(&self.topic, partition, kafka::METADATA_TIMEOUT)
             {
+                // An empty partition (or one whose messages all expired) has nothing to wait for.
+                Ok((low, high)) if low >= high => {}
                 Ok((_, high)) => {
                     targets.insert(partition, high);
                 }

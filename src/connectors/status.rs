@@ -66,7 +66,8 @@ pub struct SourceStatus {
 }
 
 impl SourceStatus {
-    pub fn new(name: String, topic: String, partitions: &[i32]) -> Self {
+    /// `partitions`: each partition and the offset it starts at (0 where not yet known).
+    pub fn new(name: String, topic: String, partitions: &[(i32, i64)]) -> Self {
         Self {
             name,
             topic,
@@ -74,8 +75,9 @@ impl SourceStatus {
             partitions: Mutex::new(
                 partitions
                     .iter()
-                    .map(|&partition| PartitionProgress {
+                    .map(|&(partition, offset)| PartitionProgress {
                         partition,
+                        offset,
                         high_watermark: -1,
                         ..Default::default()
                     })

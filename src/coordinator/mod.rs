@@ -597,7 +597,10 @@ impl Engine {
                     &source
                         .start_offsets
                         .iter()
-                        .map(|(partition, _)| *partition)
+                        .map(|(partition, offset)| match offset {
+                            rdkafka::Offset::Offset(offset) => (*partition, *offset),
+                            _ => (*partition, 0),
+                        })
                         .collect::<Vec<_>>(),
                 ));
                 let commands = self.commands.upgrade().ok_or(ExecutionError::Shutdown)?;

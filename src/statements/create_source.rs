@@ -23,13 +23,6 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         )
         .into());
     }
-    if create.errors_topic.is_some() {
-        return Err(PlanError::Unsupported(
-            "ERRORS TO KAFKA TOPIC is not supported yet; malformed messages are kept in tributary.source_errors"
-                .into(),
-        )
-        .into());
-    }
     let payload_fields = payload_fields(create)?;
     let mut all_fields = payload_fields.clone();
     for include in &create.include {
