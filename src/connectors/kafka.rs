@@ -56,7 +56,10 @@ pub fn consumer_config(endpoint: &KafkaEndpoint, group: &str) -> ClientConfig {
         // A source never creates the topic it reads.
         .set("allow.auto.create.topics", "false")
         // Deliver what arrived within 10 ms instead of waiting for a fuller fetch: freshness.
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "10")
+        // A broker that comes back is found within a second, not librdkafka's default ten.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000");
     for (key, value) in &endpoint.properties {
         config.set(key, value);
     }

@@ -27,6 +27,8 @@ use crate::sql::streaming::Envelope;
 const TICK: Duration = Duration::from_millis(10);
 /// A batch is cut early when this many messages are waiting.
 const MAX_BATCH_MESSAGES: usize = 65_536;
+/// How long one attempt to learn a FLUSH's targets may hold up reading.
+const FLUSH_WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the high watermarks shown in `tributary.source_progress` are refreshed.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -123,8 +125,10 @@ pub fn start(
 
 /// A FLUSH waiting for the source to reach the high watermarks its topic had when it arrived.
 struct PendingFlush {
-    targets: HashMap<i32, i64>,
+    /// Per partition, the offset to reach; `None` until the broker tells.
+    targets: Option<HashMap<i32, i64>>,
     reply: oneshot::Sender<Result<()>>,
+    asked: Instant,
 }
 
 /// Shows librdkafka's connection errors (a broker gone away, say) in the source's state while
@@ -359,6 +363,16 @@ impl SourceReader {
     }
 
     fn begin_flush(&mut self, reply: oneshot::Sender<Result<()>>) {
+        self.flushes.push(PendingFlush {
+            targets: None,
+            reply,
+            asked: Instant::now(),
+        });
+    }
+
+    /// The high watermark of every partition that has something to read: what a FLUSH asked
+    /// now waits for. `None` while the broker does not answer.
+    fn flush_targets(&self) -> Option<HashMap<i32, i64>> {
         let partitions: Vec<i32> = lock(&self.status.partitions)
             .iter()
             .map(|progress| progress.partition)
@@ -367,24 +381,17 @@ impl SourceReader {
         for partition in partitions {
             match self
                 .consumer
-                .fetch_watermarks(&self.topic, partition, kafka::METADATA_TIMEOUT)
+                .fetch_watermarks(&self.topic, partition, FLUSH_WATERMARK_TIMEOUT)
             {
                 // An empty partition (or one whose messages all expired) has nothing to wait for.
                 Ok((low, high)) if low >= high => {}
                 Ok((_, high)) => {
                     targets.insert(partition, high);
                 }
-                Err(error) => {
-                    let _ = reply.send(Err(ConnectorError::BrokerUnreachable {
-                        broker: format!("of source {}", self.status.name),
-                        reason: error.to_string(),
-                    }
-                    .into()));
-                    return;
-                }
+                Err(_) => return None,
             }
         }
-        self.flushes.push(PendingFlush { targets, reply });
+        Some(targets)
     }
 
     /// Answers the FLUSHes whose targets are reached, through the coordinator so that the
@@ -392,6 +399,21 @@ impl SourceReader {
     fn answer_flushes(&mut self) {
         if self.flushes.is_empty() {
             return;
+        }
+        // A FLUSH whose targets are not known yet (the broker did not answer) asks again; the
+        // session gives up on its own after its timeout.
+        if self.flushes.iter().any(|flush| flush.targets.is_none()) {
+            let targets = self.flush_targets();
+            for flush in &mut self.flushes {
+                if flush.targets.is_none() {
+                    flush.targets = targets.clone();
+                }
+            }
+            if targets.is_none() {
+                let waited = self.flushes.iter().map(|f| f.asked.elapsed()).max();
+                tracing::debug!(source = %self.status.name, ?waited, "FLUSH waits for the broker");
+                return;
+            }
         }
         // Transaction markers and compaction leave gaps, so the consumer's position (past
         // them) counts as well as the last message seen.
@@ -414,7 +436,12 @@ impl SourceReader {
         };
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
             .into_iter()
-            .partition(|flush| flush.targets.iter().all(|(p, t)| reached(p, t)));
+            .partition(|flush| {
+                flush
+                    .targets
+                    .as_ref()
+                    .is_some_and(|targets| targets.iter().all(|(p, t)| reached(p, t)))
+            });
         self.flushes = waiting;
         for flush in done {
             self.ingest.sync(flush.reply);
