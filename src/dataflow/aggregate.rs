@@ -446,13 +446,14 @@ impl CallState {
                         DataType::Decimal128(_, input_scale),
                         DataType::Decimal128(_, output_scale),
                     ) => {
-                        // DataFusion's rule (so a view equals the same query run ad hoc): rescale the
-                        // sum to the output scale, then divide, truncating.
-                        let factor =
-                            10i128.checked_pow((*output_scale - *input_scale).max(0) as u32);
-                        let scaled = factor.and_then(|factor| sums[slot].checked_mul(factor));
-                        match scaled {
-                            Some(scaled) => AggregateValue::Integer(scaled / non_null as i128),
+                        // Postgres's rule, which ad hoc queries follow too (planner::postgres_avg).
+                        match rounded_average(
+                            sums[slot],
+                            non_null as i64,
+                            *input_scale,
+                            *output_scale,
+                        ) {
+                            Some(average) => AggregateValue::Integer(average),
                             None => {
                                 return Err(ExecutionError::NumericOutOfRange(
                                     "numeric field overflow in avg".into(),
@@ -566,4 +567,39 @@ fn integer_values(array: &ArrayRef) -> Result<Vec<Option<i128>>, DataflowError> 
                 .collect()
         }
     })
+}
+
+/// `sum / count` for a decimal sum at `input_scale`, as a decimal at `output_scale`, rounded half
+/// away from zero as Postgres rounds NUMERIC division. `None` on overflow.
+pub fn rounded_average(sum: i128, count: i64, input_scale: i8, output_scale: i8) -> Option<i128> {
+    if count <= 0 {
+        return None;
+    }
+    let factor = 10i128.checked_pow((output_scale - input_scale).max(0) as u32)?;
+    let scaled = sum.checked_mul(factor)?;
+    let count = count as i128;
+    let quotient = scaled / count;
+    let remainder = scaled % count;
+    if remainder.unsigned_abs() * 2 >= count.unsigned_abs() {
+        Some(quotient + scaled.signum())
+    } else {
+        Some(quotient)
+    }
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    use super::rounded_average;
+
+    #[test]
+    fn averages_round_half_away_from_zero() {
+        // 2/3 at scale 2: 0.67; -2/3: -0.67; 1/8 at scale 2: 0.13 (0.125 rounds up); 1/3: 0.33.
+        assert_eq!(rounded_average(2, 3, 0, 2), Some(67));
+        assert_eq!(rounded_average(-2, 3, 0, 2), Some(-67));
+        assert_eq!(rounded_average(1, 8, 0, 2), Some(13));
+        assert_eq!(rounded_average(-1, 8, 0, 2), Some(-13));
+        assert_eq!(rounded_average(1, 3, 0, 2), Some(33));
+        assert_eq!(rounded_average(6, 3, 0, 2), Some(200));
+        assert_eq!(rounded_average(i128::MAX, 1, 0, 2), None);
+    }
 }

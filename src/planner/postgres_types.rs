@@ -7,7 +7,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::error::Result as DataFusionResult;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, AggregateUDF, Expr, ExprSchemable, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
 /// Postgres returns NUMERIC for `sum(bigint)` and for `avg` of any integer; DataFusion returns
@@ -89,9 +89,12 @@ fn rewrite_aggregate(
     let name = alias.unwrap_or_else(|| expression.schema_name().to_string());
     let mut params = function.params.clone();
     params.args = vec![argument.clone().cast_to(&target, input_schema.as_ref())?];
-    let rewritten = Expr::AggregateFunction(AggregateFunction {
-        func: Arc::clone(&function.func),
-        params,
-    });
+    // Postgres rounds an average's last digit; DataFusion's decimal average truncates it.
+    let func = if function.func.name() == "avg" {
+        Arc::new(AggregateUDF::from(super::postgres_avg::PostgresAvg::default()))
+    } else {
+        Arc::clone(&function.func)
+    };
+    let rewritten = Expr::AggregateFunction(AggregateFunction { func, params });
     Ok(Some(rewritten.alias(name)))
 }
