@@ -749,7 +749,9 @@ async fn example_scripts_run_and_their_views_are_right() {
     let result_topic = kafka::unique_topic("result_topic");
     let topic = seed_topic.clone();
     blocking(move || kafka::produce_with_python(&topic, &["--count", "5000"])).await;
-    let checks: [(&str, &str, &[&str], &[(&str, &str)]); 4] = [
+    // (script, example kind to produce, topics it names, (view, query computing it) pairs)
+    type Check<'a> = (&'a str, &'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let checks: [Check; 4] = [
         (
             "seed_pipeline",
             "",

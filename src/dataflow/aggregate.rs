@@ -447,12 +447,7 @@ impl CallState {
                         DataType::Decimal128(_, output_scale),
                     ) => {
                         // Postgres's rule, which ad hoc queries follow too (planner::postgres_avg).
-                        match rounded_average(
-                            sums[slot],
-                            non_null as i64,
-                            *input_scale,
-                            *output_scale,
-                        ) {
+                        match rounded_average(sums[slot], non_null, *input_scale, *output_scale) {
                             Some(average) => AggregateValue::Integer(average),
                             None => {
                                 return Err(ExecutionError::NumericOutOfRange(

@@ -137,7 +137,9 @@ impl Accumulator for AverageAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let [sums, counts] = states else {
-            return Err(DataFusionError::Internal("avg state has two columns".into()));
+            return Err(DataFusionError::Internal(
+                "avg state has two columns".into(),
+            ));
         };
         let sums = sums.as_primitive::<Decimal128Type>();
         let counts = counts.as_primitive::<Int64Type>();

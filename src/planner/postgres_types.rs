@@ -91,7 +91,9 @@ fn rewrite_aggregate(
     params.args = vec![argument.clone().cast_to(&target, input_schema.as_ref())?];
     // Postgres rounds an average's last digit; DataFusion's decimal average truncates it.
     let func = if function.func.name() == "avg" {
-        Arc::new(AggregateUDF::from(super::postgres_avg::PostgresAvg::default()))
+        Arc::new(AggregateUDF::from(
+            super::postgres_avg::PostgresAvg::default(),
+        ))
     } else {
         Arc::clone(&function.func)
     };
