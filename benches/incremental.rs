@@ -8,28 +8,13 @@
 //!
 //! `TRIBUTARY_BENCH_LARGE` overrides the large table size (default 10,000,000).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-async fn start() -> (Client, tokio::sync::watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let (shutdown, receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(tributary::run(listener, receiver));
-    let (client, connection) =
-        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=bench"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
-    (client, shutdown)
-}
-
-fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * fraction).round() as usize]
-}
+use common::{percentile, start_server};
 
 async fn load(client: &Client, table: &str, rows: u64) {
     // In chunks, so that one statement never holds the whole table in flight.
@@ -155,7 +140,7 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000_000);
-    let (client, _shutdown) = start().await;
+    let (client, _shutdown) = start_server().await;
     println!("one-row INSERT into a table with a GROUP BY view (1,000 groups, sum + count):");
     let mut medians = Vec::new();
     for rows in [100_000u64, large] {

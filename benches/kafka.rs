@@ -12,14 +12,17 @@
 //! `TRIBUTARY_BENCH_EVENTS` (default 2,000,000), `TRIBUTARY_BENCH_RATE` (default 50,000),
 //! `TRIBUTARY_BENCH_MARKERS` (default 300).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use tokio::net::TcpListener;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use common::{percentile, start_server};
 
 fn bootstrap() -> String {
     if let Ok(servers) = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
@@ -81,19 +84,6 @@ fn create_topic(broker: &str, topic: &str) {
     assert!(status.success());
 }
 
-async fn start_server() -> (Client, tokio::sync::watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let (shutdown, receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(tributary::run(listener, receiver));
-    let (client, connection) =
-        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=bench"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
-    (client, shutdown)
-}
-
 /// A topic suffix no earlier run used.
 fn unique() -> String {
     let nanos = std::time::SystemTime::now()
@@ -101,11 +91,6 @@ fn unique() -> String {
         .map(|elapsed| elapsed.as_nanos())
         .unwrap_or_default();
     format!("{}_{nanos}", std::process::id())
-}
-
-fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * fraction).round() as usize]
 }
 
 async fn throughput(client: &Client, broker: &str, events: u64) {
