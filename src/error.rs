@@ -409,3 +409,12 @@ pub fn classify_arrow(error: &ArrowError) -> ExecutionError {
         }
     }
 }
+
+/// The text of a caught panic, for the error or state that reports it.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".to_string())
+}

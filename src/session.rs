@@ -129,7 +129,7 @@ impl Session {
         match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
             Ok(result) => result,
             Err(panic) => {
-                let message = panic_message(&panic);
+                let message = crate::error::panic_message(&panic);
                 tracing::error!(%message, %statement, "statement panicked");
                 Err(ExecutionError::Internal(message).into())
             }
@@ -142,15 +142,7 @@ impl Session {
         let run = statements::describe(self, statement);
         match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
             Ok(result) => result,
-            Err(panic) => Err(ExecutionError::Internal(panic_message(&panic)).into()),
+            Err(panic) => Err(ExecutionError::Internal(crate::error::panic_message(&panic)).into()),
         }
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "statement panicked".to_string())
 }

@@ -92,7 +92,15 @@ pub fn start(
     let thread_status = Arc::clone(&status);
     std::thread::Builder::new()
         .name(format!("sink-{}", status.name))
-        .spawn(move || run(producer, definition, thread_status, batches))
+        .spawn(move || {
+            let status = Arc::clone(&thread_status);
+            let run = || run(producer, definition, thread_status, batches);
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                let message = crate::error::panic_message(&panic);
+                tracing::error!(sink = %status.name, %message, "sink thread panicked");
+                status.set_state(format!("failed: {message}"));
+            }
+        })
         .map_err(|error| ConnectorError::Kafka(format!("cannot start the sink thread: {error}")))?;
     Ok(SinkHandle {
         from,

@@ -116,7 +116,17 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name(format!("source-{}", status.name))
-        .spawn(move || reader.run(requests))
+        .spawn(move || {
+            let status = Arc::clone(&reader.status);
+            // A bug must not end the source silently: the state says it stopped, and why.
+            if let Err(panic) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.run(requests)))
+            {
+                let message = crate::error::panic_message(&panic);
+                tracing::error!(source = %status.name, %message, "source thread panicked");
+                status.set_degraded(format!("failed: {message}"));
+            }
+        })
         .map_err(|error| {
             ConnectorError::Kafka(format!("cannot start the source thread: {error}"))
         })?;
