@@ -57,6 +57,11 @@ pub fn consumer_config(endpoint: &KafkaEndpoint, group: &str) -> ClientConfig {
         .set("allow.auto.create.topics", "false")
         // Deliver what arrived within 10 ms instead of waiting for a fuller fetch: freshness.
         .set("fetch.wait.max.ms", "10")
+        // librdkafka stops fetching a partition whose local queue holds `queued.min.messages`
+        // and, by default, waits a whole second before it looks again; a source that drains
+        // its queue in milliseconds would idle most of that second.
+        .set("queued.min.messages", "1000000")
+        .set("fetch.queue.backoff.ms", "5")
         // A broker that comes back is found within a second, not librdkafka's default ten.
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "1000");

@@ -22,9 +22,11 @@ use crate::coordinator::Ingest;
 use crate::error::{ConnectorError, Result};
 use crate::sql::streaming::Envelope;
 
-/// How long messages wait to be decoded and ingested: the bound on what a source adds to
-/// freshness.
+/// How often a source answers FLUSH and checks for control requests and stop; also the longest
+/// messages wait to be delivered while more keep arriving.
 const TICK: Duration = Duration::from_millis(10);
+/// While messages stream in, the clock is read once per this many.
+const CLOCK_EVERY_MESSAGES: usize = 1024;
 /// A batch is cut early when this many messages are waiting.
 const MAX_BATCH_MESSAGES: usize = 65_536;
 /// How long one attempt to learn a FLUSH's targets may hold up reading.
@@ -244,8 +246,13 @@ impl SourceReader {
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.consumer.poll(wait) {
+            // While messages wait to be delivered, only look at what librdkafka already holds.
+            let wait = if self.pending.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let drained = match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
                     let headers = if self.wants_headers {
                         Some(headers_json(message.headers()))
@@ -261,16 +268,28 @@ impl SourceReader {
                         headers,
                     });
                     self.status.set_running();
+                    false
                 }
                 Some(Err(error)) => {
                     // librdkafka reconnects by itself and keeps its fetch positions; the error
                     // is shown until messages flow again.
                     self.status.set_degraded(format!("retrying: {error}"));
+                    false
                 }
-                None => {}
+                None => true,
+            };
+            // Deliver as soon as nothing more has arrived: at a low rate every message goes
+            // through at once, at a high rate batches grow (up to a full one) by themselves.
+            if (drained && !self.pending.is_empty()) || self.pending.len() >= MAX_BATCH_MESSAGES {
+                if !self.deliver() {
+                    return;
+                }
+            } else if !drained && self.pending.len() % CLOCK_EVERY_MESSAGES != 0 {
+                // Reading the clock costs as much as taking a message; skip it while busy.
+                continue;
             }
             let now = Instant::now();
-            if now >= deadline || self.pending.len() >= MAX_BATCH_MESSAGES {
+            if now >= deadline {
                 if !self.deliver() {
                     return;
                 }
