@@ -100,6 +100,8 @@ pub enum ExecutionError {
 pub enum ConnectorError {
     #[error("cannot reach Kafka broker {broker}: {reason}")]
     BrokerUnreachable { broker: String, reason: String },
+    #[error("Kafka broker {broker} refused the credentials: {reason}")]
+    Authentication { broker: String, reason: String },
     #[error("Kafka topic \"{0}\" does not exist")]
     UndefinedTopic(String),
     #[error("{0}")]
@@ -168,6 +170,7 @@ impl Error {
             Error::Connector(error) => match error {
                 // An external system failed: Postgres's class 58.
                 ConnectorError::BrokerUnreachable { .. } | ConnectorError::Kafka(_) => "58000",
+                ConnectorError::Authentication { .. } => "28000",
                 ConnectorError::UndefinedTopic(_) => "42704",
                 ConnectorError::InvalidOption(_) => "22023",
                 ConnectorError::FlushTimeout { .. } => "57014",

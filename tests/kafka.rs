@@ -950,3 +950,67 @@ async fn start_offsets_and_properties() {
         "22023"
     );
 }
+
+/// PROPERTIES reach librdkafka: a SASL/PLAIN listener is read with the right credentials and
+/// refused, at CREATE, with wrong ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_properties_authenticate_the_source() {
+    let Some(sasl) = blocking(kafka::sasl_bootstrap).await else {
+        eprintln!(
+            "KAFKA_BOOTSTRAP_SERVERS names an outside broker and KAFKA_SASL_BOOTSTRAP_SERVERS is not set: nothing to authenticate against"
+        );
+        return;
+    };
+    let topic = kafka::unique_topic("sasl");
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 1);
+        kafka::produce(
+            &produced,
+            &[
+                Record {
+                    value: Some(br#"{"n": 1}"#),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(br#"{"n": 2}"#),
+                    ..Default::default()
+                },
+            ],
+        );
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let properties = |password: &str| {
+        format!(
+            "PROPERTIES ('security.protocol' = 'SASL_PLAINTEXT', 'sasl.mechanism' = 'PLAIN',
+                         'sasl.username' = 'tributary', 'sasl.password' = '{password}')"
+        )
+    };
+    execute(
+        &client,
+        &format!(
+            "CREATE CONNECTION secured TO KAFKA (BROKER '{sasl}', {});
+             CREATE SOURCE numbers (n INT) FROM KAFKA (CONNECTION secured, TOPIC '{topic}') FORMAT JSON;
+             FLUSH;",
+            properties("tributary-secret")
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT sum(n) FROM numbers").await,
+        vec![vec!["3".to_string()]]
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            &format!(
+                "CREATE SOURCE intruder (n INT) FROM KAFKA (BROKER '{sasl}', TOPIC '{topic}', {}) FORMAT JSON",
+                properties("wrong")
+            )
+        )
+        .await,
+        "28000"
+    );
+}

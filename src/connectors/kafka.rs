@@ -71,16 +71,58 @@ pub fn consumer_config(endpoint: &KafkaEndpoint, group: &str) -> ClientConfig {
     config
 }
 
+/// Remembers whether librdkafka reported a refused login, so that a failed check can say why:
+/// a broker that refuses the credentials is not an unreachable one.
+#[derive(Default)]
+struct CheckContext {
+    authentication_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for CheckContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "Kafka check");
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
+            *super::status::lock(&self.authentication_failure) = Some(reason.to_string());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for CheckContext {}
+
+/// The error a failed check reports.
+fn check_failure(
+    consumer: &BaseConsumer<CheckContext>,
+    endpoint: &KafkaEndpoint,
+    error: rdkafka::error::KafkaError,
+) -> ConnectorError {
+    // librdkafka hands its error events to the context only while the client is polled.
+    let _ = consumer.poll(Duration::from_millis(100));
+    if let Some(reason) = super::status::lock(&consumer.context().authentication_failure).take() {
+        return ConnectorError::Authentication {
+            broker: endpoint.broker.clone(),
+            reason,
+        };
+    }
+    ConnectorError::BrokerUnreachable {
+        broker: endpoint.broker.clone(),
+        reason: error.to_string(),
+    }
+}
+
+/// A consumer for checks before a connector starts.
+fn checker(endpoint: &KafkaEndpoint) -> Result<BaseConsumer<CheckContext>, ConnectorError> {
+    consumer_config(endpoint, "tributary-check")
+        .create_with_context(CheckContext::default())
+        .map_err(config_error)
+}
+
 /// The topic's partitions, in order; fails clearly if the broker does not answer or the topic
 /// does not exist.
 pub fn topic_partitions(endpoint: &KafkaEndpoint, topic: &str) -> Result<Vec<i32>, ConnectorError> {
-    let consumer = consumer(endpoint, "tributary-check")?;
+    let consumer = checker(endpoint)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|error| ConnectorError::BrokerUnreachable {
-            broker: endpoint.broker.clone(),
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| check_failure(&consumer, endpoint, error))?;
     let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
         return Err(ConnectorError::UndefinedTopic(topic.to_string()));
     };
@@ -104,7 +146,7 @@ pub fn start_offsets(
         // 'latest' means the end as of CREATE: resolved now, so FLUSH knows where the source
         // stands before its first message.
         StartOffset::Latest => {
-            let consumer = consumer(endpoint, "tributary-check")?;
+            let consumer = checker(endpoint)?;
             partitions
                 .iter()
                 .map(|&partition| {
@@ -143,7 +185,7 @@ pub fn start_offsets(
         }
         StartOffset::Timestamp(text) => {
             let millis = timestamp_millis(text)?;
-            let consumer = consumer(endpoint, "tributary-check")?;
+            let consumer = checker(endpoint)?;
             let mut wanted = TopicPartitionList::new();
             for &partition in partitions {
                 wanted
@@ -152,10 +194,7 @@ pub fn start_offsets(
             }
             let found = consumer
                 .offsets_for_times(wanted, METADATA_TIMEOUT)
-                .map_err(|error| ConnectorError::BrokerUnreachable {
-                    broker: endpoint.broker.clone(),
-                    reason: error.to_string(),
-                })?;
+                .map_err(|error| check_failure(&consumer, endpoint, error))?;
             partitions
                 .iter()
                 .map(|&partition| {
@@ -179,17 +218,14 @@ pub fn start_offsets(
 }
 
 fn high_watermark(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<CheckContext>,
     endpoint: &KafkaEndpoint,
     topic: &str,
     partition: i32,
 ) -> Result<Offset, ConnectorError> {
     let (_, high) = consumer
         .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-        .map_err(|error| ConnectorError::BrokerUnreachable {
-            broker: endpoint.broker.clone(),
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| check_failure(&consumer, endpoint, error))?;
     Ok(Offset::Offset(high))
 }
 
@@ -224,14 +260,11 @@ fn timestamp_millis(text: &str) -> Result<i64, ConnectorError> {
 
 /// Checks that the broker answers.
 pub fn check_broker(endpoint: &KafkaEndpoint) -> Result<(), ConnectorError> {
-    let consumer = consumer(endpoint, "tributary-check")?;
+    let consumer = checker(endpoint)?;
     consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map(|_| ())
-        .map_err(|error| ConnectorError::BrokerUnreachable {
-            broker: endpoint.broker.clone(),
-            reason: error.to_string(),
-        })
+        .map_err(|error| check_failure(&consumer, endpoint, error))
 }
 
 /// Runs a blocking Kafka call off the sessions' runtime threads.

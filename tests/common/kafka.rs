@@ -36,6 +36,19 @@ pub fn bootstrap() -> String {
         .clone()
 }
 
+/// The broker's SASL/PLAIN listener (user `tributary`, password `tributary-secret`):
+/// KAFKA_SASL_BOOTSTRAP_SERVERS if set, the one `scripts/kafka` runs when this process started
+/// that broker, and none when only an outside broker was given.
+pub fn sasl_bootstrap() -> Option<String> {
+    if let Ok(servers) = std::env::var("KAFKA_SASL_BOOTSTRAP_SERVERS")
+        && !servers.is_empty()
+    {
+        return Some(servers);
+    }
+    let plain = bootstrap();
+    (plain == "127.0.0.1:9092").then(|| "127.0.0.1:9094".to_string())
+}
+
 /// A Python with kafka-python (scripts/python-env makes it once).
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
