@@ -225,7 +225,7 @@ fn high_watermark(
 ) -> Result<Offset, ConnectorError> {
     let (_, high) = consumer
         .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-        .map_err(|error| check_failure(&consumer, endpoint, error))?;
+        .map_err(|error| check_failure(consumer, endpoint, error))?;
     Ok(Offset::Offset(high))
 }
 

@@ -284,7 +284,7 @@ impl SourceReader {
                 if !self.deliver() {
                     return;
                 }
-            } else if !drained && self.pending.len() % CLOCK_EVERY_MESSAGES != 0 {
+            } else if !drained && !self.pending.len().is_multiple_of(CLOCK_EVERY_MESSAGES) {
                 // Reading the clock costs as much as taking a message; skip it while busy.
                 continue;
             }
