@@ -217,3 +217,139 @@ fn in_message_order(
     events.sort_unstable_by_key(|(index, _)| *index);
     events
 }
+
+#[cfg(test)]
+mod tests {
+    //! The UPSERT envelope against recomputation: random keyed messages (values, tombstones,
+    //! malformed values, messages without keys) in random batches; after every batch the
+    //! changes applied so far must equal the last valid value of every key.
+
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int32Type;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::connectors::decode::Message;
+    use crate::sql::streaming::{Format, Include, IncludeKind};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int32, false),
+            Field::new("k", DataType::Utf8, true),
+        ]))
+    }
+
+    /// (key, value) rows with their multiplicity, from applied changes.
+    fn apply(state: &mut BTreeMap<(String, i32), i64>, changes: &[ChangeBatch]) {
+        for change in changes {
+            let values = change.rows.column(0).as_primitive::<Int32Type>();
+            let keys = change.rows.column(1).as_string::<i32>();
+            for row in 0..change.len() {
+                let entry = state
+                    .entry((keys.value(row).to_string(), values.value(row)))
+                    .or_default();
+                *entry += change.weights.value(row);
+                if *entry == 0 {
+                    state.remove(&(keys.value(row).to_string(), values.value(row)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn upsert_equals_last_value_per_key() {
+        let cases: u64 = std::env::var("TRIBUTARY_PROPERTY_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(300);
+        for seed in 0..cases {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let payload_schema =
+                Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+            let decoder = SourceDecoder::new(
+                Format::Json,
+                payload_schema,
+                vec![Include {
+                    kind: IncludeKind::Key,
+                    alias: Some("k".into()),
+                }],
+                schema(),
+                true,
+            );
+            let mut envelope = EnvelopeState::new(Envelope::Upsert, schema()).expect("state");
+            let mut maintained = BTreeMap::new();
+            let mut expected: BTreeMap<String, i32> = BTreeMap::new();
+            let mut offset = 0;
+            for _ in 0..rng.random_range(1..8) {
+                let mut messages = PendingMessages::default();
+                let mut payloads = Vec::new();
+                let mut keys = Vec::new();
+                for _ in 0..rng.random_range(0..40) {
+                    let key = rng
+                        .random_bool(0.95)
+                        .then(|| format!("k{}", rng.random_range(0..6)));
+                    let payload = match rng.random_range(0..10) {
+                        0..=1 => None,
+                        2 => Some("{\"v\": \"not a number\"}".to_string()),
+                        _ => Some(format!("{{\"v\": {}}}", rng.random_range(-50..50))),
+                    };
+                    if let Some(key) = &key {
+                        match &payload {
+                            None => {
+                                expected.remove(key);
+                            }
+                            Some(text) => {
+                                if let Some(value) = text
+                                    .strip_prefix("{\"v\": ")
+                                    .and_then(|rest| rest.strip_suffix('}'))
+                                    .and_then(|number| number.parse().ok())
+                                {
+                                    expected.insert(key.clone(), value);
+                                }
+                            }
+                        }
+                    }
+                    payloads.push(payload);
+                    keys.push(key);
+                }
+                for (payload, key) in payloads.iter().zip(&keys) {
+                    messages.push(Message {
+                        payload: payload.as_deref().map(str::as_bytes),
+                        key: key.as_deref().map(str::as_bytes),
+                        partition: 0,
+                        offset,
+                        timestamp: None,
+                        headers: None,
+                    });
+                    offset += 1;
+                }
+                let mut decoded = decoder.decode(&messages).expect("decode");
+                let mut refused = std::mem::take(&mut decoded.refused);
+                let changes = envelope
+                    .changes(&decoder, &messages, decoded, &mut refused)
+                    .expect("changes");
+                apply(&mut maintained, &changes);
+                let recomputed: BTreeMap<(String, i32), i64> = expected
+                    .iter()
+                    .map(|(key, value)| ((key.clone(), *value), 1))
+                    .collect();
+                assert_eq!(maintained, recomputed, "seed {seed}");
+                let malformed = payloads
+                    .iter()
+                    .zip(&keys)
+                    .filter(|(payload, key)| {
+                        payload
+                            .as_deref()
+                            .is_some_and(|p| p.contains("not a number"))
+                            || (key.is_none() && payload.is_some())
+                            || (key.is_none() && payload.is_none())
+                    })
+                    .count();
+                assert_eq!(refused.len(), malformed, "seed {seed}: refused {refused:?}");
+            }
+        }
+    }
+}
