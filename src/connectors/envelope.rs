@@ -226,7 +226,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int32Type;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

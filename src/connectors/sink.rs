@@ -284,3 +284,90 @@ fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
         .map(<[u8]>::to_vec)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::connectors::KafkaEndpoint;
+
+    fn changes(rows: &[(&str, i32, i64)]) -> ChangeBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .expect("batch");
+        ChangeBatch::new(
+            batch,
+            Int64Array::from_iter_values(rows.iter().map(|r| r.2)),
+        )
+    }
+
+    fn definition(envelope: Envelope) -> SinkDefinition {
+        SinkDefinition {
+            endpoint: KafkaEndpoint {
+                broker: String::new(),
+                properties: Vec::new(),
+            },
+            topic: String::new(),
+            key: vec![0],
+            envelope,
+            schema: Arc::new(Schema::empty()),
+        }
+    }
+
+    fn text(records: Vec<EncodedRecord>) -> Vec<(String, Option<String>)> {
+        records
+            .into_iter()
+            .map(|record| {
+                (
+                    String::from_utf8(record.key.unwrap_or_default()).expect("utf-8"),
+                    record.value.map(|v| String::from_utf8(v).expect("utf-8")),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_epoch_pairs_changes_by_key() {
+        // a is updated (retraction and insertion in different batches), b deleted, c inserted.
+        let epoch = [
+            changes(&[("a", 1, -1), ("b", 5, -1)]),
+            changes(&[("c", 3, 1), ("a", 2, 1)]),
+        ];
+        assert_eq!(
+            text(encode(&definition(Envelope::Upsert), &epoch).expect("encode")),
+            vec![
+                (r#"{"k":"a"}"#.into(), Some(r#"{"k":"a","v":2}"#.into())),
+                (r#"{"k":"b"}"#.into(), None),
+                (r#"{"k":"c"}"#.into(), Some(r#"{"k":"c","v":3}"#.into())),
+            ]
+        );
+        assert_eq!(
+            text(encode(&definition(Envelope::Debezium), &epoch).expect("encode")),
+            vec![
+                (
+                    r#"{"k":"a"}"#.into(),
+                    Some(r#"{"before":{"k":"a","v":1},"after":{"k":"a","v":2},"op":"u"}"#.into())
+                ),
+                (
+                    r#"{"k":"b"}"#.into(),
+                    Some(r#"{"before":{"k":"b","v":5},"after":null,"op":"d"}"#.into())
+                ),
+                (
+                    r#"{"k":"c"}"#.into(),
+                    Some(r#"{"before":null,"after":{"k":"c","v":3},"op":"c"}"#.into())
+                ),
+            ]
+        );
+    }
+}
