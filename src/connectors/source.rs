@@ -1,6 +1,7 @@
 //! A Kafka source: a thread that reads every partition of its topic from Tributary's own offsets,
-//! decodes what arrived into one Arrow batch per tick and hands it to the coordinator, which
-//! applies it in the next epoch.
+//! decodes what has arrived into one Arrow batch as soon as librdkafka's queue is drained (or a
+//! batch is full), applies the envelope and hands the changes to the coordinator, which applies
+//! them in the next epoch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -330,10 +331,12 @@ impl SourceReader {
         let (changes, refused) = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
-                // Not a bad message (those are refused one by one) but a bug: say so loudly and
-                // keep the messages' offsets, so nothing is skipped silently.
+                // Not a bad message (those are refused one by one) but a bug. The batch is lost
+                // to it and its offsets not counted as ingested; the state says so until
+                // messages flow again, so nothing is skipped silently.
                 tracing::error!(source = %self.status.name, %error, "cannot decode a batch");
-                self.status.set_state(format!("failed: {error}"));
+                self.status
+                    .set_degraded(format!("failed to decode a batch: {error}"));
                 return true;
             }
         };

@@ -586,7 +586,9 @@ impl Engine {
             }
             _ => None,
         };
-        // Connectors start before the catalog knows them, so a failure leaves nothing behind.
+        // Everything that can fail comes before a connector starts, so a failed CREATE leaves
+        // nothing running. (The source's first changes queue behind this command, so its table
+        // exists by the time they are applied.)
         let id = self.catalog.next_id();
         let stored_schema = crate::catalog::without_constraints(&schema);
         match (&kind, &connector) {
@@ -604,6 +606,10 @@ impl Engine {
                         .collect::<Vec<_>>(),
                 ));
                 let commands = self.commands.upgrade().ok_or(ExecutionError::Shutdown)?;
+                let keyed = match source.envelope {
+                    crate::sql::streaming::Envelope::None => None,
+                    _ => Some(Arrangement::new(Arc::clone(&stored_schema))?),
+                };
                 let handle = crate::connectors::source::start(
                     Arc::clone(source),
                     Arc::clone(&stored_schema),
@@ -617,12 +623,14 @@ impl Engine {
                     .sources
                     .insert(id, status);
                 self.sources.insert(id, handle);
-                if source.envelope == crate::sql::streaming::Envelope::None {
-                    self.tables
-                        .insert(id, TableData::new(Arc::clone(&stored_schema)));
-                } else {
-                    self.keyed_sources
-                        .insert(id, Arrangement::new(Arc::clone(&stored_schema))?);
+                match keyed {
+                    Some(arrangement) => {
+                        self.keyed_sources.insert(id, arrangement);
+                    }
+                    None => {
+                        self.tables
+                            .insert(id, TableData::new(Arc::clone(&stored_schema)));
+                    }
                 }
             }
             (RelationKind::Sink, Some(ConnectorDefinition::Sink(sink))) => {
