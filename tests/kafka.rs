@@ -701,6 +701,11 @@ async fn debezium_source_applies_inserts_updates_and_deletes() {
                 ),
                 // Debezium's tombstone after a delete.
                 message(Some(br#"{"id":2}"#), None),
+                // Kafka Connect's JsonConverter with schemas on: the change is under "payload".
+                message(
+                    Some(br#"{"id":4}"#),
+                    Some(br#"{"schema":{"type":"struct"},"payload":{"before":null,"after":{"id":4,"name":"dee"},"op":"c"}}"#),
+                ),
                 // Without keys: before is retracted, after added.
                 message(None, Some(br#"{"before":null,"after":{"id":3,"name":"cy"},"op":"c"}"#)),
                 message(None, Some(br#"{"before":{"id":3,"name":"cy"},"after":{"id":3,"name":"cyd"},"op":"u"}"#)),
@@ -727,15 +732,16 @@ async fn debezium_source_applies_inserts_updates_and_deletes() {
         vec![
             vec!["1".to_string(), "anna".to_string()],
             vec!["3".to_string(), "cyd".to_string()],
+            vec!["4".to_string(), "dee".to_string()],
         ]
     );
     assert_eq!(
         rows(&client, "SELECT n FROM names").await,
-        vec![vec!["2".to_string()]]
+        vec![vec!["3".to_string()]]
     );
     assert_eq!(
         rows(&client, "SELECT \"offset\" FROM tributary.source_errors").await,
-        vec![vec!["7".to_string()]]
+        vec![vec!["8".to_string()]]
     );
 }
 

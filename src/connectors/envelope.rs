@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
@@ -31,11 +32,20 @@ pub fn payload_schema(envelope: Envelope, columns: &Schema) -> SchemaRef {
         Envelope::Debezium => {
             // A row image may lack NOT NULL columns only when the whole image is null.
             let row = DataType::Struct(Fields::from(columns.fields().to_vec()));
-            Arc::new(Schema::new(vec![
+            let change = vec![
                 Field::new("before", row.clone(), true),
                 Field::new("after", row, true),
                 Field::new("op", DataType::Utf8, true),
-            ]))
+            ];
+            // Kafka Connect's JsonConverter with schemas on wraps the change as
+            // {"schema": ..., "payload": {...}}; both forms decode, "schema" is ignored.
+            let mut fields = change.clone();
+            fields.push(Field::new(
+                "payload",
+                DataType::Struct(Fields::from(change)),
+                true,
+            ));
+            Arc::new(Schema::new(fields))
         }
     }
 }
@@ -106,8 +116,8 @@ impl EnvelopeState {
         decoded: Decoded,
         refused: &mut Vec<SourceErrorRecord>,
     ) -> Result<Vec<ChangeBatch>, ArrowError> {
-        let before = decoded.payload.column(0).as_struct();
-        let after = decoded.payload.column(1).as_struct();
+        let (before, after) = unwrap_payload(&decoded.payload)?;
+        let (before, after) = (before.as_struct(), after.as_struct());
         let after_rows =
             decoder.with_includes(after.columns().to_vec(), messages, &decoded.kept)?;
         let before_rows =
@@ -203,6 +213,22 @@ impl EnvelopeState {
         }
         Ok(changes)
     }
+}
+
+/// The before and after images of Debezium changes, from the top level or, where a message
+/// wraps its change in `payload`, from there.
+fn unwrap_payload(changes: &RecordBatch) -> Result<(ArrayRef, ArrayRef), ArrowError> {
+    let payload = changes.column(3).as_struct();
+    let (top_before, top_after) = (changes.column(0), changes.column(1));
+    if payload.null_count() == payload.len() {
+        return Ok((Arc::clone(top_before), Arc::clone(top_after)));
+    }
+    let wrapped =
+        BooleanArray::from_iter((0..payload.len()).map(|row| Some(payload.is_valid(row))));
+    Ok((
+        zip(&wrapped, payload.column(0), top_before)?,
+        zip(&wrapped, payload.column(1), top_after)?,
+    ))
 }
 
 /// Merges decoded messages and tombstones (both ascending by message index) into one list of
