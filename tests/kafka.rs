@@ -299,7 +299,7 @@ async fn malformed_messages_are_recorded_and_skipped() {
 
     // The refused messages were forwarded, as they were, to the dead-letter topic.
     let dead = format!("{topic}_dead");
-    let forwarded = blocking(move || kafka::read_all(&dead, 6, Duration::from_secs(30))).await;
+    let forwarded = blocking(move || kafka::read_all(&dead, 7, Duration::from_secs(30))).await;
     let forwarded: Vec<Option<String>> = forwarded.into_iter().map(|(_, value)| value).collect();
     assert_eq!(
         forwarded,
