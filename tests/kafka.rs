@@ -191,6 +191,20 @@ async fn seed_pipeline_view_and_upsert_sink_hold_exact_aggregates() {
         ]]
     );
     assert_eq!(rows(&client, "SHOW SINKS").await.len(), 1);
+    let sink = rows(
+        &client,
+        "SELECT sink, epoch > 0, errors, state FROM tributary.sink_progress",
+    )
+    .await;
+    assert_eq!(
+        sink,
+        vec![
+            vec!["per_key_out", "t", "0", "running"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        ]
+    );
     assert_eq!(rows(&client, "SHOW CONNECTIONS").await.len(), 1);
     assert_eq!(error_code(&client, "DROP SOURCE visits").await, "2BP01");
     assert_eq!(

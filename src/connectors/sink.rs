@@ -44,6 +44,7 @@ pub struct SinkHandle {
 
 impl SinkHandle {
     pub fn send(&self, batch: SinkBatch) {
+        self.status.queued_epochs.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(batch).is_err() {
             self.status.set_state("stopped");
         }
@@ -132,6 +133,7 @@ fn run(
             }
         }
         status.epoch.store(batch.epoch, Ordering::Release);
+        status.queued_epochs.fetch_sub(1, Ordering::Relaxed);
     }
     let _ = producer.flush(Duration::from_secs(10));
     tracing::info!(sink = %status.name, "sink stopped");

@@ -147,6 +147,8 @@ pub struct SinkStatus {
     pub errors: AtomicU64,
     /// The last epoch whose changes were handed to the producer.
     pub epoch: AtomicU64,
+    /// Epochs sent to the sink and not yet handed to the producer: how far it lags.
+    pub queued_epochs: AtomicU64,
     pub state: Mutex<String>,
 }
 
@@ -158,6 +160,7 @@ impl SinkStatus {
             messages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            queued_epochs: AtomicU64::new(0),
             state: Mutex::new("starting".into()),
         }
     }

@@ -27,7 +27,7 @@ enum SystemRelation {
     SourceProgress,
     /// The malformed messages each source refused (the newest 10,000 per source).
     SourceErrors,
-    /// Per sink: the last epoch written, messages delivered, errors.
+    /// Per sink: the last epoch written, epochs queued behind it, messages delivered, errors.
     SinkProgress,
 }
 
@@ -141,6 +141,7 @@ fn schema(relation: SystemRelation) -> SchemaRef {
             text("sink"),
             text("topic"),
             bigint("epoch"),
+            bigint("queued_epochs"),
             bigint("messages"),
             bigint("errors"),
             text("state"),
@@ -248,6 +249,11 @@ fn columns(relation: SystemRelation, snapshot: &Snapshot) -> Vec<ArrayRef> {
                 )),
                 Arc::new(Int64Array::from_iter_values(
                     sinks.iter().map(|s| s.epoch.load(Ordering::Acquire) as i64),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    sinks
+                        .iter()
+                        .map(|s| s.queued_epochs.load(Ordering::Relaxed) as i64),
                 )),
                 Arc::new(Int64Array::from_iter_values(
                     sinks
