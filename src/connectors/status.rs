@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::error::Result;
 
 /// How many malformed messages a source keeps for `tributary.source_errors`; older ones are
-/// dropped (and still counted).
+/// dropped (and still counted per partition in `tributary.source_progress`).
 pub const KEPT_ERRORS: usize = 10_000;
 /// The longest payload prefix kept with a malformed message.
 pub const KEPT_PAYLOAD_BYTES: usize = 1024;
@@ -55,7 +55,6 @@ pub struct SourceStatus {
     pub state: Mutex<String>,
     pub partitions: Mutex<Vec<PartitionProgress>>,
     pub errors: Mutex<VecDeque<SourceErrorRecord>>,
-    pub error_count: AtomicU64,
     /// Whether `state` shows a connection problem; cleared (cheaply) by the next message.
     degraded: AtomicBool,
     /// Set by the coordinator when the source is dropped or the server stops; the thread checks
@@ -84,7 +83,6 @@ impl SourceStatus {
                     .collect(),
             ),
             errors: Mutex::new(VecDeque::new()),
-            error_count: AtomicU64::new(0),
             degraded: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             control: Mutex::new(None),
@@ -129,7 +127,6 @@ impl SourceStatus {
     }
 
     pub fn record_error(&self, record: SourceErrorRecord) {
-        self.error_count.fetch_add(1, Ordering::Relaxed);
         let mut errors = lock(&self.errors);
         if errors.len() >= KEPT_ERRORS {
             errors.pop_front();
