@@ -18,6 +18,13 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .expect("blocking test work")
 }
 
+/// Rows written as string slices, to compare with [`rows`].
+fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| row.iter().map(|cell| cell.to_string()).collect())
+        .collect()
+}
+
 /// Rows of a query as text (NULL as "NULL").
 async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
     client
@@ -149,7 +156,7 @@ async fn seed_pipeline_view_and_upsert_sink_hold_exact_aggregates() {
     .await;
     assert_eq!(
         rows(&client, "SELECT count(*) FROM visits").await,
-        vec![vec!["100000".to_string()]]
+        table(&[&["100000"]])
     );
     let expected = expected_per_key(100_000, 100);
     check_view(&client, "per_key", &expected).await;
@@ -196,15 +203,7 @@ async fn seed_pipeline_view_and_upsert_sink_hold_exact_aggregates() {
         "SELECT sink, epoch > 0, errors, state FROM tributary.sink_progress",
     )
     .await;
-    assert_eq!(
-        sink,
-        vec![
-            vec!["per_key_out", "t", "0", "running"]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        ]
-    );
+    assert_eq!(sink, table(&[&["per_key_out", "t", "0", "running"]]));
     assert_eq!(rows(&client, "SHOW CONNECTIONS").await.len(), 1);
     assert_eq!(error_code(&client, "DROP SOURCE visits").await, "2BP01");
     assert_eq!(
@@ -272,15 +271,11 @@ async fn malformed_messages_are_recorded_and_skipped() {
     .await;
     assert_eq!(
         rows(&client, "SELECT id, name FROM people ORDER BY id").await,
-        vec![
-            vec!["1".to_string(), "a".to_string()],
-            vec!["9".to_string(), "i".to_string()],
-            vec!["10".to_string(), "NULL".to_string()],
-        ]
+        table(&[&["1", "a"], &["9", "i"], &["10", "NULL"]])
     );
     assert_eq!(
         rows(&client, "SELECT n, names FROM named").await,
-        vec![vec!["3".to_string(), "2".to_string()]]
+        table(&[&["3", "2"]])
     );
     let errors = rows(
         &client,
@@ -308,7 +303,7 @@ async fn malformed_messages_are_recorded_and_skipped() {
             "SELECT messages, errors, lag FROM tributary.source_progress"
         )
         .await,
-        vec![vec!["10".to_string(), "7".to_string(), "0".to_string()]]
+        table(&[&["10", "7", "0"]])
     );
 
     // The refused messages were forwarded, as they were, to the dead-letter topic.
@@ -341,10 +336,7 @@ async fn malformed_messages_are_recorded_and_skipped() {
     })
     .await;
     execute(&client, "FLUSH").await;
-    assert_eq!(
-        rows(&client, "SELECT n FROM named").await,
-        vec![vec!["4".to_string()]]
-    );
+    assert_eq!(rows(&client, "SELECT n FROM named").await, table(&[&["4"]]));
 }
 
 /// CSV (with a header message and another delimiter), TEXT and BYTES payloads, and every
@@ -422,7 +414,7 @@ async fn csv_text_bytes_and_include_columns() {
     .await;
     assert_eq!(
         rows(&client, "SELECT host, peak FROM per_host ORDER BY host").await,
-        vec![vec!["a".to_string(), "1.5".to_string()]]
+        table(&[&["a", "1.5"]])
     );
     assert_eq!(
         rows(
@@ -430,7 +422,7 @@ async fn csv_text_bytes_and_include_columns() {
             "SELECT count(*) FROM tributary.source_errors WHERE source = 'cpu'"
         )
         .await,
-        vec![vec!["1".to_string()]],
+        table(&[&["1"]]),
         "the header is skipped, the row with cpu 'x' refused"
     );
     assert_eq!(
@@ -439,16 +431,10 @@ async fn csv_text_bytes_and_include_columns() {
             "SELECT text, key, partition, position, ts IS NOT NULL, headers FROM lines ORDER BY partition, position"
         )
         .await,
-        vec![
-            vec!["héllo", "k1", "0", "0", "t", r#"{"trace":"t-1"}"#]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>(),
-            vec!["world", "NULL", "1", "0", "t", "{}"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-        ],
+        table(&[
+            &["héllo", "k1", "0", "0", "t", r#"{"trace":"t-1"}"#],
+            &["world", "NULL", "1", "0", "t", "{}"],
+        ]),
         "invalid UTF-8 is refused by a TEXT source"
     );
     assert_eq!(
@@ -457,11 +443,11 @@ async fn csv_text_bytes_and_include_columns() {
             "SELECT encode(data, 'hex'), k FROM raw ORDER BY encode(data, 'hex')"
         )
         .await,
-        vec![
-            vec!["68c3a96c6c6f".to_string(), "\\x6b31".to_string()],
-            vec!["776f726c64".to_string(), "NULL".to_string()],
-            vec!["fffe".to_string(), "\\x6b33".to_string()],
-        ]
+        table(&[
+            &["68c3a96c6c6f", "\\x6b31"],
+            &["776f726c64", "NULL"],
+            &["fffe", "\\x6b33"]
+        ])
     );
 }
 
@@ -633,21 +619,17 @@ async fn upsert_source_replaces_and_deletes_by_key() {
         ),
     )
     .await;
-    let table = |rows: Vec<Vec<String>>| rows;
     assert_eq!(
-        table(rows(&client, "SELECT id, v, k FROM current ORDER BY id").await),
-        vec![
-            vec!["1".to_string(), "a2".to_string(), "k1".to_string()],
-            vec!["3".to_string(), "c".to_string(), "k3".to_string()],
-        ]
+        rows(&client, "SELECT id, v, k FROM current ORDER BY id").await,
+        table(&[&["1", "a2", "k1"], &["3", "c", "k3"]])
     );
     assert_eq!(
         rows(&client, "SELECT n, top FROM counted").await,
-        vec![vec!["2".to_string(), "3".to_string()]]
+        table(&[&["2", "3"]])
     );
     assert_eq!(
         rows(&client, "SELECT count(*) FROM tributary.source_errors").await,
-        vec![vec!["2".to_string()]],
+        table(&[&["2"]]),
         "the malformed value and the message without a key"
     );
 
@@ -673,11 +655,11 @@ async fn upsert_source_replaces_and_deletes_by_key() {
     execute(&client, "FLUSH").await;
     assert_eq!(
         rows(&client, "SELECT id, v FROM current").await,
-        vec![vec!["10".to_string(), "z".to_string()]]
+        table(&[&["10", "z"]])
     );
     assert_eq!(
         rows(&client, "SELECT n, top FROM counted").await,
-        vec![vec!["1".to_string(), "10".to_string()]]
+        table(&[&["1", "10"]])
     );
 }
 
@@ -743,19 +725,12 @@ async fn debezium_source_applies_inserts_updates_and_deletes() {
     .await;
     assert_eq!(
         rows(&client, "SELECT id, name FROM customers ORDER BY id").await,
-        vec![
-            vec!["1".to_string(), "anna".to_string()],
-            vec!["3".to_string(), "cyd".to_string()],
-            vec!["4".to_string(), "dee".to_string()],
-        ]
+        table(&[&["1", "anna"], &["3", "cyd"], &["4", "dee"]])
     );
-    assert_eq!(
-        rows(&client, "SELECT n FROM names").await,
-        vec![vec!["3".to_string()]]
-    );
+    assert_eq!(rows(&client, "SELECT n FROM names").await, table(&[&["3"]]));
     assert_eq!(
         rows(&client, "SELECT \"offset\" FROM tributary.source_errors").await,
-        vec![vec!["8".to_string()]]
+        table(&[&["8"]])
     );
 }
 
@@ -914,25 +889,20 @@ async fn start_offsets_and_properties() {
     .await;
     assert_eq!(
         rows(&client, "SELECT count(*) FROM from_latest").await,
-        vec![vec!["0".to_string()]]
+        table(&[&["0"]])
     );
     // Partition 0 holds 0, 2, ..., 18 (offsets 0-9), partition 1 holds 1, 3, ..., 19.
     assert_eq!(
         rows(&client, "SELECT n FROM from_offsets ORDER BY n").await,
-        vec![
-            vec!["14".to_string()],
-            vec!["16".to_string()],
-            vec!["18".to_string()],
-            vec!["19".to_string()]
-        ]
+        table(&[&["14"], &["16"], &["18"], &["19"]])
     );
     assert_eq!(
         rows(&client, "SELECT min(n), count(*) FROM from_time").await,
-        vec![vec!["10".to_string(), "10".to_string()]]
+        table(&[&["10", "10"]])
     );
     assert_eq!(
         rows(&client, "SELECT count(*) FROM tuned").await,
-        vec![vec!["20".to_string()]]
+        table(&[&["20"]])
     );
     let produced = topic.clone();
     blocking(move || {
@@ -948,7 +918,7 @@ async fn start_offsets_and_properties() {
     execute(&client, "FLUSH").await;
     assert_eq!(
         rows(&client, "SELECT n FROM from_latest").await,
-        vec![vec!["100".to_string()]]
+        table(&[&["100"]])
     );
     assert_eq!(
         error_code(
@@ -1020,7 +990,7 @@ async fn sasl_properties_authenticate_the_source() {
     .await;
     assert_eq!(
         rows(&client, "SELECT sum(n) FROM numbers").await,
-        vec![vec!["3".to_string()]]
+        table(&[&["3"]])
     );
     assert_eq!(
         error_code(
