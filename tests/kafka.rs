@@ -614,7 +614,10 @@ async fn upsert_source_replaces_and_deletes_by_key() {
             "CREATE SOURCE current (id INT, v TEXT)
                FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON ENVELOPE UPSERT INCLUDE KEY AS k;
              CREATE MATERIALIZED VIEW counted AS SELECT count(*) AS n, max(id) AS top FROM current;
+             CREATE SOURCE current_text FROM KAFKA (BROKER '{}', TOPIC '{topic}')
+               FORMAT TEXT ENVELOPE UPSERT INCLUDE KEY;
              FLUSH;",
+            kafka::bootstrap(),
             kafka::bootstrap()
         ),
     )
@@ -627,9 +630,22 @@ async fn upsert_source_replaces_and_deletes_by_key() {
         rows(&client, "SELECT n, top FROM counted").await,
         table(&[&["2", "3"]])
     );
+    // The same topic as TEXT: every value is valid text, so k4's row exists there.
     assert_eq!(
-        rows(&client, "SELECT count(*) FROM tributary.source_errors").await,
-        table(&[&["2"]]),
+        rows(&client, "SELECT key, text FROM current_text ORDER BY key").await,
+        table(&[
+            &["k1", r#"{"id": 1, "v": "a2"}"#],
+            &["k3", r#"{"id": 3, "v": "c"}"#],
+            &["k4", r#"{"id": "four"}"#],
+        ])
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT source, count(*) FROM tributary.source_errors GROUP BY source ORDER BY source"
+        )
+        .await,
+        table(&[&["current", "2"], &["current_text", "1"]]),
         "the malformed value and the message without a key"
     );
 

@@ -17,11 +17,10 @@ use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::streaming::{CreateSource, Envelope, Format, StartOffset};
 
 pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<QueryResult> {
-    if create.envelope != Envelope::None && !matches!(create.format, Format::Json) {
-        return Err(PlanError::Unsupported(
-            "ENVELOPE UPSERT and DEBEZIUM take FORMAT JSON values".into(),
-        )
-        .into());
+    if create.envelope == Envelope::Debezium && !matches!(create.format, Format::Json) {
+        return Err(
+            PlanError::Unsupported("ENVELOPE DEBEZIUM takes FORMAT JSON values".into()).into(),
+        );
     }
     let payload_fields = payload_fields(create)?;
     let mut all_fields = payload_fields.clone();
