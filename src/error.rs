@@ -36,6 +36,8 @@ pub enum PlanError {
     UndefinedType(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UndefinedParameter(String),
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
     #[error("{0}")]
     Syntax(String),
     /// A valid query that Tributary cannot do (yet); the message names the part.
@@ -87,6 +89,8 @@ pub enum ExecutionError {
     },
     #[error("{0}")]
     InvalidParameterValue(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UndefinedParameter(String),
     #[error("canceling statement due to user request")]
     QueryCanceled,
     #[error("the server is shutting down")]
@@ -154,6 +158,7 @@ impl Error {
                 PlanError::DatatypeMismatch(_) => "42804",
                 PlanError::InvalidParameter(_) => "42P02",
                 PlanError::UndefinedParameter(_) | PlanError::UndefinedType(_) => "42704",
+                PlanError::UndefinedPreparedStatement(_) => "26000",
                 PlanError::Syntax(_) => "42601",
                 PlanError::Unsupported(_) => "0A000",
             },
@@ -190,6 +195,7 @@ impl ExecutionError {
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
             ExecutionError::InvalidParameterValue(_) => "22023",
+            ExecutionError::UndefinedParameter(_) => "42704",
             ExecutionError::QueryCanceled => "57014",
             ExecutionError::Shutdown => "57P01",
             ExecutionError::Internal(_) => "XX000",

@@ -79,11 +79,92 @@ pub struct Session {
     /// the session starts, and cloning the state per statement costs about as much as planning a
     /// small statement.
     pub(crate) state: SessionState,
-    /// Run-time parameters set with SET; read by SHOW. Only this session's statements touch it.
-    pub(crate) settings: Mutex<HashMap<String, String>>,
+    /// Run-time parameters (SET, SHOW, RESET, current_setting, set_config) and who is connected;
+    /// shared with the session's SQL functions.
+    pub(crate) variables: Arc<SessionVariables>,
     /// Plans by statement text, with the catalog version they were made at. Only this session's
     /// statements touch it; the lock is never held across an await.
     pub(crate) plans: Mutex<HashMap<String, CachedPlan>>,
+}
+
+/// Parameters every session starts with, as Postgres 16 reports them: (name, value, what it is).
+#[rustfmt::skip]
+pub const DEFAULT_SETTINGS: &[(&str, &str, &str)] = &[
+    ("application_name", "", "Sets the application name to be reported in statistics and logs."),
+    ("client_encoding", "UTF8", "Sets the client's character set encoding."),
+    ("datestyle", "ISO, MDY", "Sets the display format for date and time values."),
+    ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
+    ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
+    ("intervalstyle", "postgres", "Sets the display format for interval values."),
+    ("search_path", "public", "Sets the schema search order for names that are not schema-qualified."),
+    ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
+    ("server_version", "16.6", "Shows the server version (Postgres-compatible)."),
+    ("server_version_num", "160006", "Shows the server version as an integer."),
+    ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
+    ("timezone", "UTC", "Sets the time zone for displaying and interpreting time stamps."),
+    ("transaction_isolation", "read committed", "Sets the current transaction's isolation level."),
+];
+
+/// A session's run-time parameters and identity. The lock is held only to read or write one
+/// entry; statements of this session and its SQL functions are the only users.
+#[derive(Debug, Default)]
+pub struct SessionVariables {
+    /// Parameters changed from their defaults in this session.
+    settings: Mutex<HashMap<String, String>>,
+    /// The database and user the client named at startup (any are accepted).
+    pub database: std::sync::OnceLock<String>,
+    pub user: std::sync::OnceLock<String>,
+}
+
+impl SessionVariables {
+    fn settings(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        match self.settings.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A parameter's current value; `None` for a name no one set and no default has.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let name = name.to_lowercase();
+        self.settings().get(&name).cloned().or_else(|| {
+            DEFAULT_SETTINGS
+                .iter()
+                .find(|(known, _, _)| *known == name)
+                .map(|(_, value, _)| value.to_string())
+        })
+    }
+
+    pub fn set(&self, name: &str, value: String) {
+        self.settings().insert(name.to_lowercase(), value);
+    }
+
+    pub fn reset(&self, name: &str) {
+        self.settings().remove(&name.to_lowercase());
+    }
+
+    pub fn reset_all(&self) {
+        self.settings().clear();
+    }
+
+    /// Every parameter with its value and description, by name.
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        let settings = self.settings().clone();
+        let mut all: Vec<(String, String, String)> = DEFAULT_SETTINGS
+            .iter()
+            .map(|(name, value, description)| {
+                let value = settings.get(*name).cloned().unwrap_or(value.to_string());
+                (name.to_string(), value, description.to_string())
+            })
+            .collect();
+        for (name, value) in settings {
+            if !DEFAULT_SETTINGS.iter().any(|(known, _, _)| *known == name) {
+                all.push((name, value, String::new()));
+            }
+        }
+        all.sort();
+        all
+    }
 }
 
 /// A plan kept for a statement the session runs again (prepared statements, repeated queries).
@@ -95,14 +176,15 @@ pub(crate) struct CachedPlan {
 impl Session {
     pub fn new(coordinator: Coordinator) -> Result<Self> {
         let pinned = Arc::new(PinnedSnapshot::default());
-        let context = session_context(Arc::clone(&pinned))?;
+        let variables = Arc::new(SessionVariables::default());
+        let context = session_context(Arc::clone(&pinned), Arc::clone(&variables))?;
         let state = context.state();
         Ok(Self {
             coordinator,
             pinned,
             context,
             state,
-            settings: Mutex::new(HashMap::new()),
+            variables,
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -133,6 +215,13 @@ impl Session {
                 tracing::error!(%message, %statement, "statement panicked");
                 Err(ExecutionError::Internal(message).into())
             }
+        }
+    }
+
+    /// Drops every cached plan (DISCARD, DEALLOCATE ALL).
+    pub(crate) fn forget_plans(&self) {
+        if let Ok(mut plans) = self.plans.lock() {
+            plans.clear();
         }
     }
 

@@ -45,7 +45,10 @@ impl PinnedSnapshot {
 }
 
 /// Builds the DataFusion context for one session.
-pub fn session_context(pinned: Arc<PinnedSnapshot>) -> DataFusionResult<Arc<SessionContext>> {
+pub fn session_context(
+    pinned: Arc<PinnedSnapshot>,
+    variables: Arc<crate::session::SessionVariables>,
+) -> DataFusionResult<Arc<SessionContext>> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC_SCHEMA)
         .with_information_schema(true)
@@ -63,6 +66,10 @@ pub fn session_context(pinned: Arc<PinnedSnapshot>) -> DataFusionResult<Arc<Sess
         .with_analyzer_rules(rules)
         .build();
     let context = Arc::new(SessionContext::new_with_state(state));
+    // Registered after DataFusion's own, so version() is Tributary's.
+    for function in super::session_functions::session_functions(variables) {
+        context.register_udf(function);
+    }
     let public = Arc::new(UserSchema {
         pinned: Arc::clone(&pinned),
         context: OnceLock::new(),

@@ -6,6 +6,7 @@ pub mod lower;
 pub mod postgres_avg;
 pub mod postgres_casts;
 pub mod postgres_types;
+pub mod session_functions;
 pub mod system;
 
 use std::sync::Arc;

@@ -105,7 +105,33 @@ struct QueryHandler {
 }
 
 /// Any user name and database are accepted: authentication is off for the embedded default.
-impl NoopStartupHandler for QueryHandler {}
+#[async_trait]
+impl NoopStartupHandler for QueryHandler {
+    /// Remembers who connected, for current_database() and the like.
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let metadata = client.metadata();
+        let variables = &self.session.variables;
+        if let Some(user) = metadata.get(pgwire::api::METADATA_USER) {
+            let _ = variables.user.set(user.clone());
+        }
+        let database = metadata
+            .get(pgwire::api::METADATA_DATABASE)
+            .or_else(|| metadata.get(pgwire::api::METADATA_USER));
+        if let Some(database) = database {
+            let _ = variables.database.set(database.clone());
+        }
+        Ok(())
+    }
+}
 
 /// The Postgres name of the type an Arrow type is sent as (`int4`, `bool`, ...).
 pub fn arrow_type_name(data_type: &datafusion::arrow::datatypes::DataType) -> String {

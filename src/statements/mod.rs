@@ -90,6 +90,9 @@ async fn execute_standard(
         }
         Statement::ShowVariable { .. }
         | Statement::Set(_)
+        | Statement::Reset(_)
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. }
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. } => set::execute(session, statement),
