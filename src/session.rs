@@ -111,6 +111,8 @@ pub const DEFAULT_SETTINGS: &[(&str, &str, &str)] = &[
 pub struct SessionVariables {
     /// Parameters changed from their defaults in this session.
     settings: Mutex<HashMap<String, String>>,
+    /// Parameters the client gave at startup (application_name, say): what RESET returns to.
+    startup: Mutex<HashMap<String, String>>,
     /// The database and user the client named at startup (any are accepted).
     pub database: std::sync::OnceLock<String>,
     pub user: std::sync::OnceLock<String>,
@@ -118,21 +120,31 @@ pub struct SessionVariables {
 
 impl SessionVariables {
     fn settings(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        match self.settings.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.settings)
     }
 
     /// A parameter's current value; `None` for a name no one set and no default has.
     pub fn get(&self, name: &str) -> Option<String> {
         let name = name.to_lowercase();
-        self.settings().get(&name).cloned().or_else(|| {
+        self.settings()
+            .get(&name)
+            .cloned()
+            .or_else(|| self.initial(&name))
+    }
+
+    /// What a parameter is when the session has not SET it.
+    fn initial(&self, name: &str) -> Option<String> {
+        lock(&self.startup).get(name).cloned().or_else(|| {
             DEFAULT_SETTINGS
                 .iter()
                 .find(|(known, _, _)| *known == name)
                 .map(|(_, value, _)| value.to_string())
         })
+    }
+
+    /// A parameter the client gave when it connected.
+    pub fn set_startup(&self, name: &str, value: String) {
+        lock(&self.startup).insert(name.to_lowercase(), value);
     }
 
     pub fn set(&self, name: &str, value: String) {
@@ -149,21 +161,33 @@ impl SessionVariables {
 
     /// Every parameter with its value and description, by name.
     pub fn all(&self) -> Vec<(String, String, String)> {
-        let settings = self.settings().clone();
-        let mut all: Vec<(String, String, String)> = DEFAULT_SETTINGS
+        let mut names: Vec<String> = DEFAULT_SETTINGS
             .iter()
-            .map(|(name, value, description)| {
-                let value = settings.get(*name).cloned().unwrap_or(value.to_string());
-                (name.to_string(), value, description.to_string())
-            })
+            .map(|(name, _, _)| name.to_string())
+            .chain(lock(&self.startup).keys().cloned())
+            .chain(self.settings().keys().cloned())
             .collect();
-        for (name, value) in settings {
-            if !DEFAULT_SETTINGS.iter().any(|(known, _, _)| *known == name) {
-                all.push((name, value, String::new()));
-            }
-        }
-        all.sort();
-        all
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let value = self.get(&name).unwrap_or_default();
+                let description = DEFAULT_SETTINGS
+                    .iter()
+                    .find(|(known, _, _)| *known == name)
+                    .map(|(_, _, description)| description.to_string())
+                    .unwrap_or_default();
+                (name, value, description)
+            })
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

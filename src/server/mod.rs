@@ -129,6 +129,14 @@ impl NoopStartupHandler for QueryHandler {
         if let Some(database) = database {
             let _ = variables.database.set(database.clone());
         }
+        for name in [
+            pgwire::api::METADATA_APPLICATION_NAME,
+            pgwire::api::METADATA_CLIENT_ENCODING,
+        ] {
+            if let Some(value) = metadata.get(name) {
+                variables.set_startup(name, value.clone());
+            }
+        }
         Ok(())
     }
 }
