@@ -256,3 +256,52 @@ async fn reused_statements_see_new_data_and_new_time() {
         .expect("count");
     assert_eq!(rows[0].get::<_, i64>(0), 1);
 }
+
+/// What the client said at startup shows in the session: the database, the user's
+/// application_name (which RESET returns to), and version() names Postgres 16 and Tributary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_and_session_functions() {
+    let server = common::TestServer::start().await;
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=alice dbname=shop application_name=reports",
+            server.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(connection);
+    let text = |row: &tokio_postgres::Row, index: usize| row.get::<_, String>(index);
+    let row = client
+        .query_one(
+            "SELECT current_database(), current_schema(), current_setting('application_name'), version()",
+            &[],
+        )
+        .await
+        .expect("session functions");
+    assert_eq!(text(&row, 0), "shop");
+    assert_eq!(text(&row, 1), "public");
+    assert_eq!(text(&row, 2), "reports");
+    assert!(
+        text(&row, 3).starts_with("PostgreSQL 16.") && text(&row, 3).contains("Tributary"),
+        "{}",
+        text(&row, 3)
+    );
+    client
+        .batch_execute("SET application_name = 'changed'")
+        .await
+        .expect("set");
+    let changed = client
+        .query_one("SELECT set_config('search_path', 'public', false), current_setting('application_name')", &[])
+        .await
+        .expect("set_config");
+    assert_eq!(text(&changed, 0), "public");
+    assert_eq!(text(&changed, 1), "changed");
+    client.batch_execute("RESET ALL").await.expect("reset");
+    let reset = client
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .expect("after reset");
+    assert_eq!(text(&reset, 0), "reports");
+}
