@@ -11,7 +11,7 @@ use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 
 use crate::coordinator::Coordinator;
-use crate::error::{ExecutionError, Result};
+use crate::error::{ExecutionError, Result, lock};
 use crate::planner::context::{PinnedSnapshot, session_context};
 use crate::statements;
 
@@ -181,13 +181,6 @@ impl SessionVariables {
                 (name, value, description)
             })
             .collect()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

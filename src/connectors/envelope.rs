@@ -80,33 +80,24 @@ impl EnvelopeState {
         decoded: Decoded,
         refused: &mut Vec<SourceErrorRecord>,
     ) -> Result<Vec<ChangeBatch>, ArrowError> {
-        match self.envelope {
-            Envelope::None => {
-                let rows = decoder.with_includes(
-                    decoded.payload.columns().to_vec(),
-                    messages,
-                    &decoded.kept,
-                )?;
-                Ok(vec![ChangeBatch::insertions(rows)])
-            }
-            Envelope::Upsert => {
-                let rows = decoder.with_includes(
-                    decoded.payload.columns().to_vec(),
-                    messages,
-                    &decoded.kept,
-                )?;
-                let events = in_message_order(
-                    decoded
-                        .kept
-                        .iter()
-                        .enumerate()
-                        .map(|(row, &index)| (index, Some(row))),
-                    &decoded.tombstones,
-                );
-                self.upsert(messages, &rows, events, refused)
-            }
-            Envelope::Debezium => self.debezium(decoder, messages, decoded, refused),
+        if self.envelope == Envelope::Debezium {
+            return self.debezium(decoder, messages, decoded, refused);
         }
+        // NONE and UPSERT: the payload columns are the row's.
+        let rows =
+            decoder.with_includes(decoded.payload.columns().to_vec(), messages, &decoded.kept)?;
+        if self.envelope == Envelope::None {
+            return Ok(vec![ChangeBatch::insertions(rows)]);
+        }
+        let events = in_message_order(
+            decoded
+                .kept
+                .iter()
+                .enumerate()
+                .map(|(row, &index)| (index, Some(row))),
+            &decoded.tombstones,
+        );
+        self.upsert(messages, &rows, events, refused)
     }
 
     fn debezium(

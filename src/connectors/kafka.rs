@@ -13,22 +13,19 @@ use crate::sql::streaming::StartOffset;
 /// How long CREATE SOURCE / SINK waits for the broker to answer.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Settings every Tributary client gets; the user's PROPERTIES come last and win.
-pub fn client_config(endpoint: &KafkaEndpoint) -> ClientConfig {
+/// A client's settings: the broker, then `settings` (the client kind's own), then the user's
+/// PROPERTIES, which come last and so win over everything Tributary chose.
+pub fn client_config(endpoint: &KafkaEndpoint, settings: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &endpoint.broker);
     config.set("client.id", "tributary");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
     for (key, value) in &endpoint.properties {
         config.set(key, value);
     }
     config
-}
-
-/// A consumer that reads partitions it is assigned; offsets are Tributary's own, never committed.
-pub fn consumer(endpoint: &KafkaEndpoint, group: &str) -> Result<BaseConsumer, ConnectorError> {
-    consumer_config(endpoint, group)
-        .create()
-        .map_err(config_error)
 }
 
 /// A bad PROPERTIES entry is the user's to fix; anything else is Kafka's.
@@ -43,32 +40,30 @@ pub fn config_error(error: rdkafka::error::KafkaError) -> ConnectorError {
     }
 }
 
-/// The settings of a source's consumer.
+/// The settings of a source's consumer: it reads partitions it is assigned; offsets are
+/// Tributary's own, never committed.
 pub fn consumer_config(endpoint: &KafkaEndpoint, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &endpoint.broker)
-        .set("client.id", "tributary")
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        // A source never creates the topic it reads.
-        .set("allow.auto.create.topics", "false")
-        // Deliver what arrived within 10 ms instead of waiting for a fuller fetch: freshness.
-        .set("fetch.wait.max.ms", "10")
-        // librdkafka stops fetching a partition whose local queue holds `queued.min.messages`
-        // and, by default, waits a whole second before it looks again; a source that drains
-        // its queue in milliseconds would idle most of that second.
-        .set("queued.min.messages", "1000000")
-        .set("fetch.queue.backoff.ms", "5")
-        // A broker that comes back is found within a second, not librdkafka's default ten.
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "1000");
-    for (key, value) in &endpoint.properties {
-        config.set(key, value);
-    }
-    config
+    client_config(
+        endpoint,
+        &[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "false"),
+            // A source never creates the topic it reads.
+            ("allow.auto.create.topics", "false"),
+            // Deliver what arrived within 10 ms instead of waiting for a fuller fetch: freshness.
+            ("fetch.wait.max.ms", "10"),
+            // librdkafka stops fetching a partition whose local queue holds
+            // `queued.min.messages` and, by default, waits a whole second before it looks again;
+            // a source that drains its queue in milliseconds would idle most of that second.
+            ("queued.min.messages", "1000000"),
+            ("fetch.queue.backoff.ms", "5"),
+            // A broker that comes back is found within a second, not librdkafka's default ten.
+            ("reconnect.backoff.ms", "100"),
+            ("reconnect.backoff.max.ms", "1000"),
+        ],
+    )
 }
 
 /// Remembers whether librdkafka reported a refused login, so that a failed check can say why:

@@ -79,11 +79,11 @@ pub fn start(
     definition: Arc<SinkDefinition>,
     status: Arc<SinkStatus>,
 ) -> Result<SinkHandle, ConnectorError> {
-    let mut config = kafka::client_config(&definition.endpoint);
-    config
-        .set("linger.ms", "5")
+    let config = kafka::client_config(
+        &definition.endpoint,
         // Retries must not reorder a key's updates.
-        .set("enable.idempotence", "true");
+        &[("linger.ms", "5"), ("enable.idempotence", "true")],
+    );
     let producer: ThreadedProducer<SinkContext> = config
         .create_with_context(SinkContext {
             status: Arc::clone(&status),

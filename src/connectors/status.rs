@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 
+pub use crate::error::lock;
+
 use tokio::sync::oneshot;
 
 use crate::error::Result;
@@ -121,7 +123,8 @@ impl SourceStatus {
 
     /// Messages flow: called for every message, so it only takes the lock after a problem.
     pub fn set_running(&self) {
-        if self.degraded.swap(false, Ordering::AcqRel) {
+        // A plain load first: the write (and its cache-line traffic) only after a problem.
+        if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             self.set_state("running");
         }
     }
@@ -174,12 +177,4 @@ pub struct ConnectorStatuses {
     pub sources:
         std::collections::BTreeMap<crate::catalog::RelationId, std::sync::Arc<SourceStatus>>,
     pub sinks: std::collections::BTreeMap<crate::catalog::RelationId, std::sync::Arc<SinkStatus>>,
-}
-
-/// Locks a mutex whose data stays valid even if a holder panicked (plain counters and text).
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
