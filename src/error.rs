@@ -116,6 +116,33 @@ pub enum ConnectorError {
     FlushTimeout { seconds: u64, waiting: String },
 }
 
+/// Errors from the data directory: the write-ahead log, checkpoints and recovery.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// A file could not be written, synced or read (disk full, permissions, ...).
+    #[error("could not {action} {path}: {reason}")]
+    Io {
+        action: &'static str,
+        path: String,
+        reason: String,
+    },
+    /// What is on disk fails its checksum or cannot be decoded.
+    #[error("{path} is corrupted: {reason}")]
+    Corrupted { path: String, reason: String },
+    /// The data directory was written by a build with another on-disk format.
+    #[error(
+        "data directory {path} was written in format {found}; this build reads format {expected} only"
+    )]
+    IncompatibleFormat {
+        path: String,
+        found: String,
+        expected: u32,
+    },
+    /// A write was applied in memory but could not be made durable, so it was undone.
+    #[error("the write could not be made durable: {0}")]
+    NotDurable(String),
+}
+
 /// Errors raised inside an incremental operator.
 #[derive(Debug, thiserror::Error)]
 pub enum DataflowError {
@@ -138,6 +165,8 @@ pub enum Error {
     Dataflow(#[from] DataflowError),
     #[error(transparent)]
     Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -179,6 +208,11 @@ impl Error {
                 ConnectorError::UndefinedTopic(_) => "42704",
                 ConnectorError::InvalidOption(_) => "22023",
                 ConnectorError::FlushTimeout { .. } => "57014",
+            },
+            Error::Storage(error) => match error {
+                StorageError::Io { .. } | StorageError::NotDurable(_) => "58030",
+                StorageError::Corrupted { .. } => "XX001",
+                StorageError::IncompatibleFormat { .. } => "58000",
             },
         }
     }

@@ -22,7 +22,12 @@
 //!    relation at that epoch ([`catalog`] included). A statement that caused the epoch returns
 //!    only then, so its session (and every other) reads its effect: read-your-writes, one
 //!    consistent epoch across all views.
-//! 7. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
+//! 7. With a data directory ([`storage`]), every table write and catalog change is appended to
+//!    a write-ahead log and synced before the statement returns, and the coordinator
+//!    checkpoints the catalog, rows, operator states and source offsets of one epoch every
+//!    second. On start, [`recovery`] loads the newest complete checkpoint, replays the log
+//!    after it and restarts the sources from their stored offsets.
+//! 8. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
 //!    text or binary format. Errors from every stage are typed ([`error`]) and carry the SQLSTATE
 //!    Postgres would send.
 
@@ -32,10 +37,11 @@ pub mod coordinator;
 pub mod dataflow;
 pub mod error;
 pub mod planner;
+pub mod recovery;
 pub mod server;
 pub mod session;
 pub mod sql;
 pub mod statements;
 pub mod storage;
 
-pub use server::run;
+pub use server::{Config, run, serve};

@@ -24,9 +24,13 @@ enum Command {
         /// Address the Postgres protocol listens on.
         #[arg(long, env = "TRIBUTARY_LISTEN", default_value = "127.0.0.1:6570")]
         listen: SocketAddr,
-        /// Directory for the catalog and checkpoints.
+        /// Directory for the write-ahead log and checkpoints; restarting on the same
+        /// directory recovers everything.
         #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "./tributary-data")]
         data_dir: PathBuf,
+        /// Milliseconds between checkpoints.
+        #[arg(long, env = "TRIBUTARY_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+        checkpoint_interval_ms: u64,
     },
 }
 
@@ -38,18 +42,24 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, data_dir } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            checkpoint_interval_ms,
+        } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(serve(listen, data_dir))
+            let config = tributary::Config {
+                data_dir: Some(data_dir),
+                checkpoint_interval: std::time::Duration::from_millis(
+                    checkpoint_interval_ms.max(1),
+                ),
+            };
+            runtime.block_on(serve(listen, config))
         }
     }
 }
 
-async fn serve(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
-    // Durability across restarts is not built yet; the directory is created so that the layout
-    // users script against already exists.
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+async fn serve(listen: SocketAddr, config: tributary::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -58,7 +68,7 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
         wait_for_signal().await;
         let _ = shutdown_sender.send(true);
     });
-    tributary::run(listener, shutdown).await?;
+    tributary::serve(listener, shutdown, config).await?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use crate::coordinator::Coordinator;
 use crate::error::{ExecutionError, Result, lock};
 use crate::planner::context::{PinnedSnapshot, session_context};
 use crate::statements;
+use crate::storage::wal::RelationRecord;
 
 /// What a statement returns to the client.
 #[derive(Debug)]
@@ -85,6 +86,9 @@ pub struct Session {
     /// Plans by statement text, with the catalog version they were made at. Only this session's
     /// statements touch it; the lock is never held across an await.
     pub(crate) plans: Mutex<HashMap<String, CachedPlan>>,
+    /// Set only in the session recovery replays statements with: the relation being recreated
+    /// (its id, and what its CREATE resolved against the broker the first time).
+    pub(crate) recovering: Mutex<Option<RelationRecord>>,
 }
 
 /// Parameters every session starts with, as Postgres 16 reports them: (name, value, what it is).
@@ -203,7 +207,13 @@ impl Session {
             state,
             variables,
             plans: Mutex::new(HashMap::new()),
+            recovering: Mutex::new(None),
         })
+    }
+
+    /// The relation recovery is recreating with the statement running now, if any.
+    pub(crate) fn recovering(&self) -> Option<RelationRecord> {
+        lock(&self.recovering).clone()
     }
 
     /// Runs every statement in `sql`, stopping at the first error.

@@ -2,6 +2,11 @@
 //! sizes. After every statement each maintained view must equal its query recomputed by
 //! DataFusion over the table's current rows.
 //!
+//! The server keeps a data directory with checkpoints at a random short interval, and once per
+//! case it crashes at a random step: the directory is copied as it stands (what a crash leaves
+//! behind, since every acknowledged write is synced) and a new server recovers from the copy
+//! and carries on, so checkpoint restore and log replay are compared with recomputation too.
+//!
 //! `TRIBUTARY_PROPERTY_CASES` (default 300) sets the number of cases and
 //! `TRIBUTARY_PROPERTY_SEED` replays a failing run.
 
@@ -10,7 +15,11 @@ use datafusion::arrow::util::display::array_value_to_string;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use tributary::coordinator::Coordinator;
+use std::path::Path;
+use std::time::Duration;
+
+use tributary::Config;
+use tributary::server::start_coordinator;
 use tributary::session::{QueryResult, Session};
 
 const GROUP_KEYS: &[&str] = &["k1", "k2", "k1 % 2"];
@@ -160,24 +169,91 @@ async fn rows(session: &Session, sql: &str) -> Result<Vec<String>> {
     Ok(rendered)
 }
 
+/// A server's coordinator on a data directory, with a session on it.
+struct Server {
+    session: Session,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Server {
+    async fn start(directory: &Path, checkpoint_interval: Duration) -> Result<Server> {
+        let (shutdown, receiver) = tokio::sync::watch::channel(false);
+        let config = Config {
+            data_dir: Some(directory.to_path_buf()),
+            checkpoint_interval,
+        };
+        let (coordinator, stopped) = start_coordinator(&config, receiver).await?;
+        Ok(Server {
+            session: Session::new(coordinator)?,
+            shutdown,
+            stopped,
+        })
+    }
+
+    /// Stops the coordinator and waits until it has (so it no longer touches its directory).
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.stopped.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Copies a live data directory: what a crash at this moment would leave. The checkpoint writer
+/// may rename or remove entries meanwhile; those are skipped, as a crash would lose them.
+fn copy_directory(from: &Path, to: &Path) -> Result<()> {
+    let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
+    std::fs::create_dir_all(to)?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(error) if gone(&error) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    for entry in entries.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_directory(&entry.path(), &target)?;
+        } else if let Err(error) = std::fs::copy(entry.path(), &target)
+            && !gone(&error)
+        {
+            return Err(error.into());
+        }
+    }
+    Ok(())
+}
+
 async fn run_case(seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let (_shutdown, receiver) = tokio::sync::watch::channel(false);
-    let session = Session::new(Coordinator::start(receiver)?)?;
-    session
+    let root =
+        std::env::temp_dir().join(format!("tributary-property-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let checkpoint_interval = Duration::from_millis(rng.random_range(1..30));
+    let mut server = Server::start(&root.join("0"), checkpoint_interval).await?;
+    server
+        .session
         .execute("CREATE TABLE t (k1 INT, k2 TEXT, v BIGINT, f DOUBLE PRECISION, d NUMERIC(6,2))")
         .await?;
     let mut history = Vec::new();
     let mut views = Vec::new();
     let view_count = rng.random_range(1..=3);
     let steps = rng.random_range(3..=12);
+    let crash_at = rng.random_range(0..steps);
     for step in 0..steps {
+        if step == crash_at {
+            let crashed = root.join("1");
+            copy_directory(&root.join("0"), &crashed)?;
+            let recovered = Server::start(&crashed, checkpoint_interval)
+                .await
+                .with_context(|| format!("seed {seed}: recovery after {}", history.join(";\n")))?;
+            std::mem::replace(&mut server, recovered).stop().await;
+            history.push("-- crash and recover".to_string());
+        }
         // Views are created at random points: some over an empty table, some after data.
         if views.len() < view_count && (step == 0 || rng.random_bool(0.3)) {
             let query = random_query(&mut rng);
             let name = format!("v{}", views.len());
             let create = format!("CREATE MATERIALIZED VIEW {name} AS {query}");
-            session
+            server
+                .session
                 .execute(&create)
                 .await
                 .with_context(|| create.clone())?;
@@ -185,14 +261,15 @@ async fn run_case(seed: u64) -> Result<()> {
             views.push((name, query));
         }
         let change = random_change(&mut rng);
-        session
+        server
+            .session
             .execute(&change)
             .await
             .with_context(|| change.clone())?;
         history.push(change);
         for (name, query) in &views {
-            let maintained = rows(&session, &format!("SELECT * FROM {name}")).await?;
-            let recomputed = rows(&session, query).await?;
+            let maintained = rows(&server.session, &format!("SELECT * FROM {name}")).await?;
+            let recomputed = rows(&server.session, query).await?;
             if maintained != recomputed {
                 bail!(
                     "seed {seed}: view {name} ({query}) diverged after:\n{}\nmaintained: {maintained:#?}\nrecomputed: {recomputed:#?}",
@@ -201,6 +278,8 @@ async fn run_case(seed: u64) -> Result<()> {
             }
         }
     }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
 

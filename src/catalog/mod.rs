@@ -63,6 +63,9 @@ pub struct Relation {
     pub depends_on: Vec<RelationId>,
     /// How a source, sink or connection reaches Kafka.
     pub connector: Option<ConnectorDefinition>,
+    /// The statement that created it, as written: what checkpoints keep and recovery plans
+    /// again.
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,29 +92,29 @@ impl Catalog {
         self.next_id + 1
     }
 
-    pub fn add(
-        &mut self,
-        name: String,
-        kind: RelationKind,
-        schema: SchemaRef,
-        definition: Option<String>,
-        depends_on: Vec<RelationId>,
-        connector: Option<ConnectorDefinition>,
-    ) -> Result<Arc<Relation>, CatalogError> {
-        if self.by_name.contains_key(&name) {
-            return Err(CatalogError::DuplicateObject(name));
+    /// The highest id given so far, dropped relations included.
+    pub fn last_id(&self) -> RelationId {
+        self.next_id
+    }
+
+    /// Makes the next [`Catalog::add`] give `id`: recovery recreates relations under the ids
+    /// they had. Ids never go back.
+    pub fn reserve_through(&mut self, id: RelationId) {
+        self.next_id = self.next_id.max(id);
+    }
+
+    /// Adds a relation under the next id (whatever `relation.id` says).
+    pub fn add(&mut self, relation: Relation) -> Result<Arc<Relation>, CatalogError> {
+        if self.by_name.contains_key(&relation.name) {
+            return Err(CatalogError::DuplicateObject(relation.name));
         }
         self.next_id += 1;
         let relation = Arc::new(Relation {
             id: self.next_id,
-            name: name.clone(),
-            kind,
-            schema,
-            definition,
-            depends_on,
-            connector,
+            ..relation
         });
-        self.by_name.insert(name, Arc::clone(&relation));
+        self.by_name
+            .insert(relation.name.clone(), Arc::clone(&relation));
         Ok(relation)
     }
 

@@ -56,7 +56,19 @@ pub struct EnvelopeState {
     converter: RowConverter,
     schema: SchemaRef,
     rows_by_key: HashMap<Box<[u8]>, OwnedRow>,
+    /// What the last batch did to `rows_by_key`: each key's new row (`arrow-row` bytes) or
+    /// `None` for a delete. The coordinator keeps the same map from these, for checkpoints.
+    key_updates: Vec<KeyUpdate>,
 }
+
+/// A key's new row in `arrow-row` encoding, or `None` when the key was deleted.
+pub type KeyUpdate = (Box<[u8]>, Option<Box<[u8]>>);
+
+/// A key and its row in `arrow-row` encoding.
+pub type KeyedRow = (Box<[u8]>, Box<[u8]>);
+
+/// Each key's row in `arrow-row` encoding: a keyed source's state.
+pub type KeyedRows = HashMap<Box<[u8]>, Box<[u8]>>;
 
 /// One message's effect on its key: the row that replaces the key's row, or none (a delete).
 type KeyedEvent = (usize, Option<usize>);
@@ -69,7 +81,22 @@ impl EnvelopeState {
             converter: row_converter_for(&schema)?,
             schema,
             rows_by_key: HashMap::new(),
+            key_updates: Vec::new(),
         })
+    }
+
+    /// Starts from the keys a checkpoint kept (key, row in `arrow-row` encoding).
+    pub fn restore(&mut self, rows: &[KeyedRow]) {
+        let parser = self.converter.parser();
+        for (key, row) in rows {
+            self.rows_by_key
+                .insert(key.clone(), parser.parse(row).owned());
+        }
+    }
+
+    /// What the batches since the last call did to the keys.
+    pub fn take_key_updates(&mut self) -> Vec<KeyUpdate> {
+        std::mem::take(&mut self.key_updates)
     }
 
     /// The changes a decoded batch makes; messages refused here are added to `refused`.
@@ -172,10 +199,18 @@ impl EnvelopeState {
             let old = match row {
                 Some(row) => {
                     added.push(row as u32);
-                    self.rows_by_key
-                        .insert(Box::from(key), encoded.row(row).owned())
+                    let new = encoded.row(row);
+                    self.key_updates
+                        .push((Box::from(key), Some(Box::from(new.as_ref()))));
+                    self.rows_by_key.insert(Box::from(key), new.owned())
                 }
-                None => self.rows_by_key.remove(key),
+                None => {
+                    let old = self.rows_by_key.remove(key);
+                    if old.is_some() {
+                        self.key_updates.push((Box::from(key), None));
+                    }
+                    old
+                }
             };
             removed.extend(old);
         }

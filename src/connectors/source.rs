@@ -19,7 +19,7 @@ use super::decode::{Message, PendingMessages, SourceDecoder};
 use super::envelope::EnvelopeState;
 use super::status::{SourceControl, SourceErrorRecord, SourceStatus, lock};
 use super::{SourceDefinition, kafka};
-use crate::coordinator::Ingest;
+use crate::coordinator::{Ingest, IngestBatch};
 use crate::error::{ConnectorError, Result};
 use crate::sql::streaming::Envelope;
 
@@ -50,6 +50,8 @@ impl Drop for SourceHandle {
 /// the INCLUDE columns).
 pub fn start(
     definition: Arc<SourceDefinition>,
+    offsets: &[(i32, rdkafka::Offset)],
+    keyed_rows: &[super::envelope::KeyedRow],
     schema: SchemaRef,
     status: Arc<SourceStatus>,
     ingest: Ingest,
@@ -63,7 +65,7 @@ pub fn start(
     })
     .map_err(kafka::config_error)?;
     let mut assignment = TopicPartitionList::new();
-    for &(partition, offset) in &definition.start_offsets {
+    for &(partition, offset) in offsets {
         assignment
             .add_partition_offset(&definition.topic, partition, offset)
             .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
@@ -73,8 +75,9 @@ pub fn start(
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
     let (control, requests) = mpsc::channel();
     status.set_control(control);
-    let envelope = EnvelopeState::new(definition.envelope, Arc::clone(&schema))
+    let mut envelope = EnvelopeState::new(definition.envelope, Arc::clone(&schema))
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+    envelope.restore(keyed_rows);
     let decoder = SourceDecoder::new(
         definition.format.clone(),
         Arc::clone(&definition.payload_schema),
@@ -107,8 +110,7 @@ pub fn start(
         pending: PendingMessages::default(),
         // Where each partition starts, when known, so FLUSH can tell a partition with nothing
         // new from one not yet read.
-        next_offsets: definition
-            .start_offsets
+        next_offsets: offsets
             .iter()
             .filter_map(|(partition, offset)| match offset {
                 rdkafka::Offset::Offset(offset) => Some((*partition, *offset)),
@@ -350,7 +352,18 @@ impl SourceReader {
             self.status.record_error(refused);
         }
         let changes: Vec<_> = changes.into_iter().filter(|c| !c.is_empty()).collect();
-        if !changes.is_empty() && !self.ingest.send(changes) {
+        // Sent even without changes (say, every message was malformed): the coordinator keeps
+        // the offsets for checkpoints, so a restart does not read these messages again.
+        let offsets = per_partition
+            .iter()
+            .map(|(&partition, &(last_offset, _))| (partition, last_offset + 1))
+            .collect();
+        let batch = IngestBatch {
+            changes,
+            offsets,
+            key_updates: self.envelope.take_key_updates(),
+        };
+        if !self.ingest.send(batch) {
             return false;
         }
         let bytes_per_message = messages.payload_bytes() as u64 / messages.len().max(1) as u64;

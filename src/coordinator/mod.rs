@@ -10,13 +10,22 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
+use crate::connectors::envelope::{KeyUpdate, KeyedRow, KeyedRows};
 use crate::connectors::sink::{SinkBatch, SinkHandle};
 use crate::connectors::source::SourceHandle;
 use crate::connectors::status::{ConnectorStatuses, SourceControl};
 use crate::connectors::{ConnectorDefinition, SinkStatus, SourceStatus};
 use crate::dataflow::{ChangeBatch, Dataflow, Epoch};
-use crate::error::{CatalogError, ConnectorError, Error, ExecutionError, PlanError, Result};
+use crate::error::{
+    CatalogError, ConnectorError, Error, ExecutionError, PlanError, Result, StorageError,
+};
+use crate::storage::checkpoint::Checkpoint;
+use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
 use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
+use durability::Recovery;
+pub use durability::{CheckpointReport, CheckpointReports, Durability};
+
+mod durability;
 
 /// How long FLUSH waits for the sources to catch up before it gives up.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -31,6 +40,10 @@ pub struct NewRelation {
     pub dataflow: Option<Dataflow>,
     /// For sources, sinks and connections: how they reach Kafka.
     pub connector: Option<ConnectorDefinition>,
+    /// The statement as written, kept for recovery.
+    pub sql: String,
+    /// Set when recovery recreates the relation: the id it had.
+    pub recovered_id: Option<RelationId>,
 }
 
 /// A change to one table, computed by the coordinator against the table's current rows so that
@@ -67,13 +80,30 @@ enum Command {
         change: TableChange,
         reply: oneshot::Sender<Result<u64>>,
     },
-    /// Changes a source decoded; applied in the next epoch. Sources do not wait for an answer.
+    /// What a source decoded; applied in the next epoch. Sources do not wait for an answer.
     Ingest {
         source: RelationId,
-        changes: Vec<ChangeBatch>,
+        batch: IngestBatch,
     },
     /// Answered once everything sent before it is published.
     Sync { reply: oneshot::Sender<Result<()>> },
+    /// Recovery: load a checkpoint (none for a directory without one) into the relations
+    /// recovery has recreated, and start the sinks it holds.
+    Restore {
+        checkpoint: Option<Box<Checkpoint>>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Recovery: apply a logged write or drop again.
+    Replay {
+        record: LoggedRecord,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Recovery is over: start the sources and the log (past `last_logged_epoch`), take a
+    /// checkpoint.
+    FinishRecovery {
+        last_logged_epoch: Epoch,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 impl Command {
@@ -82,9 +112,22 @@ impl Command {
     fn joins_epoch(&self) -> bool {
         match self {
             Command::Write { .. } | Command::Ingest { .. } | Command::Sync { .. } => true,
-            Command::Create { .. } | Command::Drop { .. } => false,
+            Command::Create { .. }
+            | Command::Drop { .. }
+            | Command::Restore { .. }
+            | Command::Replay { .. }
+            | Command::FinishRecovery { .. } => false,
         }
     }
+}
+
+/// What a source hands the coordinator for the next epoch.
+pub struct IngestBatch {
+    pub changes: Vec<ChangeBatch>,
+    /// The offset after the last message these came from, per partition.
+    pub offsets: Vec<(i32, i64)>,
+    /// For UPSERT and DEBEZIUM sources: what the batch did to each key's row.
+    pub key_updates: Vec<KeyUpdate>,
 }
 
 /// A source's way into the coordinator. Used from the source's own (non-async) thread.
@@ -96,12 +139,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Hands changes to the next epoch; false when the coordinator has stopped.
-    pub fn send(&self, changes: Vec<ChangeBatch>) -> bool {
+    /// Hands a batch to the next epoch; false when the coordinator has stopped.
+    pub fn send(&self, batch: IngestBatch) -> bool {
         self.commands
             .blocking_send(Command::Ingest {
                 source: self.source,
-                changes,
+                batch,
             })
             .is_ok()
     }
@@ -129,11 +172,29 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Starts the coordinator on its own thread. It stops when `shutdown` turns true or every
-    /// handle is dropped.
-    pub fn start(shutdown: watch::Receiver<bool>) -> std::io::Result<Self> {
+    /// handle is dropped; `stopped` turns true once it has (after its last checkpoint).
+    /// With `durability`, it starts in recovery: connectors wait, nothing is logged, until
+    /// [`Coordinator::finish_recovery`].
+    pub fn start(
+        shutdown: watch::Receiver<bool>,
+        durability: Option<Durability>,
+    ) -> std::io::Result<(Self, watch::Receiver<bool>)> {
         let (commands, receiver) = mpsc::channel(1024);
         let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let (stopped_sender, stopped) = watch::channel(false);
+        let recovery = if durability.is_some() {
+            Recovery::RecreatingCatalog
+        } else {
+            Recovery::Off
+        };
+        let checkpoints = durability
+            .as_ref()
+            .map(|durability| Arc::clone(&durability.reports));
         let engine = Engine {
+            durability,
+            recovery,
+            source_offsets: HashMap::new(),
+            keyed_rows: HashMap::new(),
             catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
             keyed_sources: HashMap::new(),
@@ -145,6 +206,7 @@ impl Coordinator {
             epoch: 0,
             catalog_version: 0,
             publisher,
+            checkpoints,
         };
         std::thread::Builder::new()
             .name("coordinator".into())
@@ -160,11 +222,32 @@ impl Coordinator {
                     }
                 };
                 runtime.block_on(engine.run(receiver, shutdown));
+                let _ = stopped_sender.send(true);
             })?;
-        Ok(Self {
-            commands,
-            snapshots,
+        Ok((
+            Self {
+                commands,
+                snapshots,
+            },
+            stopped,
+        ))
+    }
+
+    pub(crate) async fn restore(&self, checkpoint: Option<Box<Checkpoint>>) -> Result<()> {
+        self.call(|reply| Command::Restore { checkpoint, reply })
+            .await
+    }
+
+    pub(crate) async fn replay(&self, record: LoggedRecord) -> Result<()> {
+        self.call(|reply| Command::Replay { record, reply }).await
+    }
+
+    pub(crate) async fn finish_recovery(&self, last_logged_epoch: Epoch) -> Result<()> {
+        self.call(|reply| Command::FinishRecovery {
+            last_logged_epoch,
+            reply,
         })
+        .await
     }
 
     /// The newest complete epoch's snapshot: one consistent state across all relations.
@@ -264,6 +347,18 @@ struct MaintainedView {
 }
 
 struct Engine {
+    /// The data directory, its log and checkpoint writer; `None` for an in-memory server.
+    durability: Option<Durability>,
+    recovery: Recovery,
+    /// Per source, the next offset to read in each partition as of the current epoch (raw
+    /// librdkafka offsets: -2 is the beginning). What checkpoints store.
+    source_offsets: HashMap<RelationId, HashMap<i32, i64>>,
+    /// Per UPSERT or DEBEZIUM source, each key's row (`arrow-row` bytes) as of the current
+    /// epoch: the state its envelope restarts from. A copy of what the source thread keeps,
+    /// updated from the batches it sends, so checkpoints see it at an epoch boundary.
+    keyed_rows: HashMap<RelationId, KeyedRows>,
+    /// What snapshots show of checkpoints; written by the checkpoint writer.
+    checkpoints: Option<Arc<CheckpointReports>>,
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
     catalog: Arc<Catalog>,
     /// Rows of tables and append-only sources.
@@ -293,6 +388,13 @@ impl Engine {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut pending: Option<Command> = None;
+        let interval = self
+            .durability
+            .as_ref()
+            .map(|durability| durability.interval)
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        let mut checkpoint_ticker = tokio::time::interval(interval);
+        checkpoint_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let command = match pending.take() {
                 Some(command) => command,
@@ -301,6 +403,10 @@ impl Engine {
                         Some(command) => command,
                         None => break,
                     },
+                    _ = checkpoint_ticker.tick() => {
+                        self.checkpoint(false);
+                        continue;
+                    }
                     _ = shutdown.changed() => break,
                 },
             };
@@ -324,6 +430,9 @@ impl Engine {
                 tracing::error!("the coordinator recovered from a panic; the statement failed");
             }
         }
+        // A clean shutdown leaves a checkpoint of the last epoch, so the next start replays
+        // nothing.
+        self.checkpoint(true);
         tracing::info!("coordinator stopped");
     }
 
@@ -354,8 +463,20 @@ impl Engine {
                     change,
                     reply,
                 } => writes.push((table, change, reply)),
-                Command::Ingest { source, changes } => ingested.push((source, changes)),
+                Command::Ingest { source, batch } => ingested.push((source, batch)),
                 Command::Sync { reply } => syncs.push(reply),
+                Command::Restore { checkpoint, reply } => {
+                    let _ = reply.send(self.restore(checkpoint.map(|checkpoint| *checkpoint)));
+                }
+                Command::Replay { record, reply } => {
+                    let _ = reply.send(self.replay(record));
+                }
+                Command::FinishRecovery {
+                    last_logged_epoch,
+                    reply,
+                } => {
+                    let _ = reply.send(self.finish_recovery(last_logged_epoch));
+                }
             }
         }
         if !writes.is_empty() || !ingested.is_empty() {
@@ -374,11 +495,27 @@ impl Engine {
     fn write_epoch(
         &mut self,
         writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<u64>>)>,
-        ingested: Vec<(RelationId, Vec<ChangeBatch>)>,
+        ingested: Vec<(RelationId, IngestBatch)>,
     ) {
         let epoch = self.next_epoch();
         let mut deltas: HashMap<RelationId, Vec<ChangeBatch>> = HashMap::new();
-        for (source, changes) in ingested {
+        for (source, batch) in ingested {
+            let IngestBatch {
+                changes,
+                offsets,
+                key_updates,
+            } = batch;
+            if let Some(positions) = self.source_offsets.get_mut(&source) {
+                positions.extend(offsets);
+            }
+            if let Some(rows) = self.keyed_rows.get_mut(&source) {
+                for (key, row) in key_updates {
+                    match row {
+                        Some(row) => rows.insert(key, row),
+                        None => rows.remove(&key),
+                    };
+                }
+            }
             // Append-only sources keep their rows like a table; keyed ones (UPSERT, DEBEZIUM)
             // in an arrangement, which takes deletions. A source dropped while its last changes
             // were on the way has neither any more.
@@ -396,14 +533,42 @@ impl Engine {
             deltas.entry(source).or_default().extend(changes);
         }
         let mut replies = Vec::with_capacity(writes.len());
+        // The tables as they were, to undo the writes if they cannot be logged.
+        let mut before: HashMap<RelationId, TableData> = HashMap::new();
+        let mut logged = Vec::new();
         for (table, change, reply) in writes {
+            if let Some(data) = self.tables.get(&table) {
+                before.entry(table).or_insert_with(|| data.clone());
+            }
             let outcome = self
                 .apply_table_change(table, change)
                 .map(|(count, delta)| {
+                    if !delta.is_empty() {
+                        logged.push(LoggedRecord {
+                            epoch,
+                            record: LogRecord::Write {
+                                table,
+                                changes: delta.clone(),
+                            },
+                        });
+                    }
                     deltas.entry(table).or_default().extend(delta);
                     count
                 });
             replies.push((reply, outcome));
+        }
+        // Acknowledged writes must survive a crash: logged (and synced) before anyone sees them.
+        if let Err(error) = self.log(&logged) {
+            tracing::error!(%error, "cannot log table writes; they are undone");
+            for (table, data) in before {
+                deltas.remove(&table);
+                self.tables.insert(table, data);
+            }
+            for (_, outcome) in &mut replies {
+                if outcome.is_ok() {
+                    *outcome = Err(StorageError::NotDurable(error.to_string()).into());
+                }
+            }
         }
         self.propagate(deltas, epoch);
         self.publish();
@@ -533,6 +698,7 @@ impl Engine {
             catalog: Arc::clone(&self.catalog),
             data,
             connectors: Arc::clone(&self.connectors),
+            checkpoints: self.checkpoints.clone(),
         };
         self.publisher.send_replace(Arc::new(snapshot));
     }
@@ -552,6 +718,9 @@ impl Engine {
                 .into());
             }
         }
+        if let Some(id) = relation.recovered_id {
+            Arc::make_mut(&mut self.catalog).reserve_through(id.saturating_sub(1));
+        }
         let epoch = self.next_epoch();
         let NewRelation {
             name,
@@ -561,6 +730,8 @@ impl Engine {
             depends_on,
             dataflow,
             connector,
+            sql,
+            recovered_id: _,
         } = relation;
         let maintained = match (kind, dataflow) {
             (RelationKind::MaterializedView, Some(mut dataflow)) => {
@@ -586,96 +757,163 @@ impl Engine {
             }
             _ => None,
         };
-        // Everything that can fail comes before a connector starts, so a failed CREATE leaves
-        // nothing running. (The source's first changes queue behind this command, so its table
-        // exists by the time they are applied.)
         let id = self.catalog.next_id();
         let stored_schema = crate::catalog::without_constraints(&schema);
-        match (&kind, &connector) {
-            (RelationKind::Source, Some(ConnectorDefinition::Source(source))) => {
-                let status = Arc::new(SourceStatus::new(
-                    name.clone(),
-                    source.topic.clone(),
-                    &source
-                        .start_offsets
-                        .iter()
-                        .map(|(partition, offset)| match offset {
-                            rdkafka::Offset::Offset(offset) => (*partition, *offset),
-                            _ => (*partition, 0),
-                        })
-                        .collect::<Vec<_>>(),
-                ));
-                let commands = self.commands.upgrade().ok_or(ExecutionError::Shutdown)?;
-                let keyed = match source.envelope {
-                    crate::sql::streaming::Envelope::None => None,
-                    _ => Some(Arrangement::new(Arc::clone(&stored_schema))?),
-                };
-                let handle = crate::connectors::source::start(
-                    Arc::clone(source),
-                    Arc::clone(&stored_schema),
-                    Arc::clone(&status),
-                    Ingest {
-                        commands,
-                        source: id,
-                    },
-                )?;
-                Arc::make_mut(&mut self.connectors)
-                    .sources
-                    .insert(id, status);
-                self.sources.insert(id, handle);
-                match keyed {
-                    Some(arrangement) => {
-                        self.keyed_sources.insert(id, arrangement);
-                    }
-                    None => {
-                        self.tables
-                            .insert(id, TableData::new(Arc::clone(&stored_schema)));
-                    }
-                }
+        // Connectors start before the relation is logged, and the relation is logged before it
+        // exists: a CREATE that fails leaves nothing running and nothing to recover. (A source's
+        // first changes queue behind this command, so its relation exists when they arrive.)
+        let mut source = None;
+        let mut sink = None;
+        let start_offsets = match &connector {
+            Some(ConnectorDefinition::Source(definition)) => definition
+                .start_offsets
+                .iter()
+                .map(|(partition, offset)| (*partition, offset.to_raw().unwrap_or(-2)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let connectors_wait = self.recovery != Recovery::Off;
+        match &connector {
+            Some(ConnectorDefinition::Source(definition)) if !connectors_wait => {
+                source = Some(self.start_source(
+                    id,
+                    &name,
+                    definition,
+                    &stored_schema,
+                    &start_offsets,
+                    &[],
+                )?);
             }
-            (RelationKind::Sink, Some(ConnectorDefinition::Sink(sink))) => {
+            Some(ConnectorDefinition::Sink(definition))
+                if self.recovery != Recovery::RecreatingCatalog =>
+            {
                 let from = *depends_on
                     .first()
                     .ok_or_else(|| ExecutionError::Internal("a sink without a relation".into()))?;
                 // The sink's first epoch is the relation's whole contents.
                 let contents = self.current_rows(from)?;
-                let status = Arc::new(SinkStatus::new(name.clone(), sink.topic.clone()));
-                let handle =
-                    crate::connectors::sink::start(from, Arc::clone(sink), Arc::clone(&status))?;
+                let handle = self.start_sink(&name, from, definition)?;
                 handle.send(SinkBatch {
                     epoch,
                     changes: contents,
                 });
-                Arc::make_mut(&mut self.connectors).sinks.insert(id, status);
-                self.sinks.insert(id, handle);
+                sink = Some(handle);
             }
             _ => {}
         }
-        let added = Arc::make_mut(&mut self.catalog).add(
+        self.log(&[LoggedRecord {
+            epoch,
+            record: LogRecord::Create(RelationRecord {
+                id,
+                sql: sql.clone(),
+                start_offsets: start_offsets.clone(),
+            }),
+        }])?;
+        let added = Arc::make_mut(&mut self.catalog).add(Relation {
+            id,
             name,
             kind,
-            Arc::clone(&schema),
+            schema: Arc::clone(&schema),
             definition,
             depends_on,
             connector,
-        )?;
+            sql,
+        })?;
         debug_assert_eq!(added.id, id);
+        if let Some((handle, status)) = source {
+            Arc::make_mut(&mut self.connectors)
+                .sources
+                .insert(id, status);
+            self.sources.insert(id, handle);
+        }
+        if let Some(handle) = sink {
+            Arc::make_mut(&mut self.connectors)
+                .sinks
+                .insert(id, Arc::clone(&handle.status));
+            self.sinks.insert(id, handle);
+        }
         match kind {
             RelationKind::Table => {
-                self.tables.insert(added.id, TableData::new(stored_schema));
+                self.tables.insert(id, TableData::new(stored_schema));
             }
             RelationKind::MaterializedView => {
                 if let Some(view) = maintained {
-                    self.views.insert(added.id, view);
+                    self.views.insert(id, view);
                 }
             }
-            RelationKind::View
-            | RelationKind::Source
-            | RelationKind::Sink
-            | RelationKind::Connection => {}
+            RelationKind::Source => {
+                self.source_offsets
+                    .insert(id, start_offsets.into_iter().collect());
+                let keyed = matches!(
+                    &added.connector,
+                    Some(ConnectorDefinition::Source(definition))
+                        if definition.envelope != crate::sql::streaming::Envelope::None
+                );
+                if keyed {
+                    self.keyed_rows.insert(id, HashMap::new());
+                    self.keyed_sources
+                        .insert(id, Arrangement::new(stored_schema)?);
+                } else {
+                    self.tables.insert(id, TableData::new(stored_schema));
+                }
+            }
+            RelationKind::View | RelationKind::Sink | RelationKind::Connection => {}
         }
         self.publish();
         Ok(true)
+    }
+
+    /// Starts a source's thread reading from `offsets` (raw, per partition); the caller
+    /// registers the handle.
+    fn start_source(
+        &self,
+        id: RelationId,
+        name: &str,
+        definition: &Arc<crate::connectors::SourceDefinition>,
+        schema: &SchemaRef,
+        offsets: &[(i32, i64)],
+        keyed_rows: &[KeyedRow],
+    ) -> Result<(SourceHandle, Arc<SourceStatus>)> {
+        let status = Arc::new(SourceStatus::new(
+            name.to_string(),
+            definition.topic.clone(),
+            &offsets
+                .iter()
+                .map(|&(partition, offset)| (partition, offset.max(0)))
+                .collect::<Vec<_>>(),
+        ));
+        let commands = self.commands.upgrade().ok_or(ExecutionError::Shutdown)?;
+        let offsets: Vec<(i32, rdkafka::Offset)> = offsets
+            .iter()
+            .map(|&(partition, offset)| (partition, rdkafka::Offset::from_raw(offset)))
+            .collect();
+        let handle = crate::connectors::source::start(
+            Arc::clone(definition),
+            &offsets,
+            keyed_rows,
+            Arc::clone(schema),
+            Arc::clone(&status),
+            Ingest {
+                commands,
+                source: id,
+            },
+        )?;
+        Ok((handle, status))
+    }
+
+    /// Starts a sink's thread; the caller sends it its first changes and registers it.
+    fn start_sink(
+        &self,
+        name: &str,
+        from: RelationId,
+        definition: &Arc<crate::connectors::SinkDefinition>,
+    ) -> Result<SinkHandle> {
+        let status = Arc::new(SinkStatus::new(name.to_string(), definition.topic.clone()));
+        Ok(crate::connectors::sink::start(
+            from,
+            Arc::clone(definition),
+            status,
+        )?)
     }
 
     fn current_rows(&self, id: RelationId) -> Result<Vec<ChangeBatch>> {
@@ -722,24 +960,34 @@ impl Engine {
         if doomed.is_empty() {
             return Ok(());
         }
-        self.next_epoch();
+        let epoch = self.next_epoch();
+        let ids: Vec<RelationId> = doomed.iter().map(|relation| relation.id).collect();
+        self.log(&[LoggedRecord {
+            epoch,
+            record: LogRecord::Drop(ids.clone()),
+        }])?;
+        self.remove_relations(&ids);
+        Ok(())
+    }
+
+    /// Removes relations (already checked and logged) and stops their connectors.
+    fn remove_relations(&mut self, ids: &[RelationId]) {
         self.catalog_version += 1;
-        for relation in doomed {
-            Arc::make_mut(&mut self.catalog).remove(relation.id);
-            self.tables.remove(&relation.id);
-            self.keyed_sources.remove(&relation.id);
-            self.views.remove(&relation.id);
+        for &id in ids {
+            Arc::make_mut(&mut self.catalog).remove(id);
+            self.tables.remove(&id);
+            self.keyed_sources.remove(&id);
+            self.views.remove(&id);
+            self.source_offsets.remove(&id);
+            self.keyed_rows.remove(&id);
             // Dropping the handles stops the connectors' threads.
-            if self.sources.remove(&relation.id).is_some()
-                || self.sinks.remove(&relation.id).is_some()
-            {
+            if self.sources.remove(&id).is_some() || self.sinks.remove(&id).is_some() {
                 let connectors = Arc::make_mut(&mut self.connectors);
-                connectors.sources.remove(&relation.id);
-                connectors.sinks.remove(&relation.id);
+                connectors.sources.remove(&id);
+                connectors.sinks.remove(&id);
             }
         }
         self.publish();
-        Ok(())
     }
 }
 

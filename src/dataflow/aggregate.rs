@@ -14,6 +14,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
+use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
 /// The aggregate functions the incremental aggregate maintains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +305,51 @@ impl Operator for Aggregate {
         Ok(output)
     }
 
+    /// Every live group: its key, row count and each aggregate's running state.
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, DataflowError> {
+        let mut encoder = Encoder::default();
+        encoder
+            .u8(u8::from(self.global_row_emitted))
+            .u64(self.slots.len() as u64);
+        for (key, &slot) in &self.slots {
+            encoder.bytes(key).i64(self.row_counts[slot]);
+            for call in &self.calls {
+                call.checkpoint(slot, &mut encoder);
+            }
+        }
+        Ok(Some(encoder.finish()))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+        let corrupted = |reason: String| {
+            DataflowError::from(ExecutionError::Internal(format!(
+                "cannot restore an aggregate: {reason}"
+            )))
+        };
+        let keys: Vec<Box<[u8]>> = self.slots.keys().cloned().collect();
+        for key in keys {
+            if let Some(&slot) = self.slots.get(&key) {
+                self.release(slot, &key);
+            }
+        }
+        let mut decoder = Decoder::new(state);
+        self.global_row_emitted = decoder.u8().map_err(corrupted)? == 1;
+        let groups = decoder.count().map_err(corrupted)?;
+        for _ in 0..groups {
+            let key = decoder.bytes().map_err(corrupted)?;
+            let slot = self.slot_for(key);
+            self.row_counts[slot] = decoder.i64().map_err(corrupted)?;
+            for call in &mut self.calls {
+                call.restore(slot, &mut decoder).map_err(corrupted)?;
+            }
+        }
+        if self.is_global() {
+            // The global group always exists, even when the checkpoint saw no rows.
+            self.slot_for(&[]);
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let groups: Vec<String> = self
             .group_expressions
@@ -349,6 +395,42 @@ impl CallState {
             non_null: Vec::new(),
             sums,
         })
+    }
+
+    fn checkpoint(&self, slot: usize, encoder: &mut Encoder) {
+        encoder.i64(self.non_null[slot]);
+        match &self.sums {
+            Sums::Integer(sums) => {
+                encoder.i128(sums[slot]);
+            }
+            Sums::Float(sums) => {
+                encoder.f64(sums[slot]);
+            }
+            Sums::Extremes(multisets, _) => {
+                encoder.u64(multisets[slot].len() as u64);
+                for (value, count) in &multisets[slot] {
+                    encoder.bytes(value).i64(*count);
+                }
+            }
+            Sums::CountOnly => {}
+        }
+    }
+
+    fn restore(&mut self, slot: usize, decoder: &mut Decoder) -> Result<(), DecodeError> {
+        self.non_null[slot] = decoder.i64()?;
+        match &mut self.sums {
+            Sums::Integer(sums) => sums[slot] = decoder.i128()?,
+            Sums::Float(sums) => sums[slot] = decoder.f64()?,
+            Sums::Extremes(multisets, _) => {
+                let count = decoder.count()?;
+                for _ in 0..count {
+                    let value: Box<[u8]> = decoder.bytes()?.into();
+                    multisets[slot].insert(value, decoder.i64()?);
+                }
+            }
+            Sums::CountOnly => {}
+        }
+        Ok(())
     }
 
     fn grow(&mut self) {

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -29,13 +32,16 @@ enum SystemRelation {
     SourceErrors,
     /// Per sink: the last epoch written, epochs queued behind it, messages delivered, errors.
     SinkProgress,
+    /// The recent checkpoints: epoch, when, how long, how big, and the error of a failed one.
+    Checkpoints,
 }
 
-const SYSTEM_RELATIONS: [(&str, SystemRelation); 4] = [
+const SYSTEM_RELATIONS: [(&str, SystemRelation); 5] = [
     ("relations", SystemRelation::Relations),
     ("source_progress", SystemRelation::SourceProgress),
     ("source_errors", SystemRelation::SourceErrors),
     ("sink_progress", SystemRelation::SinkProgress),
+    ("checkpoints", SystemRelation::Checkpoints),
 ];
 
 #[derive(Debug)]
@@ -145,6 +151,17 @@ fn schema(relation: SystemRelation) -> SchemaRef {
             bigint("messages"),
             bigint("errors"),
             text("state"),
+        ],
+        SystemRelation::Checkpoints => vec![
+            bigint("epoch"),
+            Field::new(
+                "finished_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
+            Field::new("duration_ms", DataType::Float64, true),
+            bigint("bytes"),
+            text("error"),
         ],
     };
     Arc::new(Schema::new(fields))
@@ -267,6 +284,36 @@ fn columns(relation: SystemRelation, snapshot: &Snapshot) -> Vec<ArrayRef> {
                 )),
                 Arc::new(StringArray::from_iter_values(
                     sinks.iter().map(|s| lock(&s.state).clone()),
+                )),
+            ]
+        }
+        SystemRelation::Checkpoints => {
+            let reports = snapshot
+                .checkpoints
+                .as_ref()
+                .map(|reports| reports.recent())
+                .unwrap_or_default();
+            vec![
+                Arc::new(Int64Array::from_iter_values(
+                    reports.iter().map(|r| r.epoch as i64),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(reports.iter().map(|r| {
+                        r.finished_at
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|since| since.as_micros() as i64)
+                            .unwrap_or(0)
+                    }))
+                    .with_timezone("+00:00"),
+                ),
+                Arc::new(Float64Array::from_iter_values(
+                    reports.iter().map(|r| r.duration.as_secs_f64() * 1000.0),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    reports.iter().map(|r| r.bytes as i64),
+                )),
+                Arc::new(StringArray::from_iter(
+                    reports.iter().map(|r| r.error.clone()),
                 )),
             ]
         }

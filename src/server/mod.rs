@@ -7,7 +7,9 @@ mod statement;
 mod types;
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Sink;
@@ -22,19 +24,87 @@ use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Durability};
 use crate::error::Error;
 use crate::session::{QueryResult, Session, TransactionChange};
+use crate::storage::directory::DataDirectory;
 use statement::{PreparedStatement, StatementParser};
 
-/// Serves Postgres clients on `listener` until `shutdown` turns true. Starts the coordinator;
-/// every accepted connection gets its own task and session, so a failing connection never
-/// affects another.
-pub async fn run(
+/// How a server keeps its state.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the log and checkpoints live; `None` keeps everything in memory (tests, demos).
+    pub data_dir: Option<PathBuf>,
+    /// How often the coordinator checkpoints.
+    pub checkpoint_interval: Duration,
+}
+
+impl Config {
+    pub fn in_memory() -> Self {
+        Self {
+            data_dir: None,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn durable(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: Some(data_dir.into()),
+            ..Self::in_memory()
+        }
+    }
+}
+
+/// Serves Postgres clients on `listener` until `shutdown` turns true, keeping everything in
+/// memory.
+pub async fn run(listener: TcpListener, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    serve(listener, shutdown, Config::in_memory()).await
+}
+
+/// Starts the coordinator and, with a data directory, recovers what it holds. Returns the
+/// coordinator ready for sessions, and a receiver that turns true once it has stopped (after
+/// `shutdown` turns true and its last checkpoint is written).
+pub async fn start_coordinator(
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(Coordinator, watch::Receiver<bool>)> {
+    let durability = match &config.data_dir {
+        Some(path) => {
+            let directory = DataDirectory::open(path).map_err(std::io::Error::other)?;
+            Some(Durability::new(directory, config.checkpoint_interval)?)
+        }
+        None => None,
+    };
+    let paths = durability.as_ref().map(|durability| {
+        let directory = durability.directory();
+        (directory.checkpoint_directory(), directory.log_directory())
+    });
+    let (coordinator, stopped) = Coordinator::start(shutdown.clone(), durability)?;
+    if let Some((checkpoints, logs)) = paths {
+        let report = crate::recovery::recover(&coordinator, &checkpoints, &logs)
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        tracing::info!(
+            checkpoint = ?report.checkpoint_epoch,
+            relations = report.relations,
+            replayed = report.replayed,
+            milliseconds = report.duration.as_millis() as u64,
+            "recovered"
+        );
+    }
+    Ok((coordinator, stopped))
+}
+
+/// Serves Postgres clients on `listener` until `shutdown` turns true. Starts the coordinator
+/// and, with a data directory, recovers what it holds before accepting anyone; every accepted
+/// connection gets its own task and session, so a failing connection never affects another.
+/// Returns after the coordinator's last checkpoint.
+pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    config: Config,
 ) -> std::io::Result<()> {
-    let coordinator = Coordinator::start(shutdown.clone())?;
+    let (coordinator, mut stopped) = start_coordinator(&config, shutdown.clone()).await?;
     tracing::info!(address = %listener.local_addr()?, "listening for Postgres clients");
     loop {
         tokio::select! {
@@ -62,10 +132,13 @@ pub async fn run(
             }
             _ = shutdown.changed() => {
                 tracing::info!("shutting down");
-                return Ok(());
+                break;
             }
         }
     }
+    // The coordinator writes its last checkpoint before it stops.
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+    Ok(())
 }
 
 /// One client connection: its session and the protocol handlers around it.

@@ -9,7 +9,7 @@ use std::fmt;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 
 use crate::error::{ParseError, PlanError};
 pub use streaming::StreamingStatement;
@@ -57,7 +57,11 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
             return parser.expected("end of statement", parser.peek_token());
         }
         let statement = if streaming::starts_streaming_statement(&parser) {
-            Statement::Streaming(streaming::parse_streaming_statement(&mut parser)?)
+            let start = parser.peek_token().span.start;
+            let mut statement = streaming::parse_streaming_statement(&mut parser)?;
+            let end = parser.peek_token().span.start;
+            statement.set_sql(statement_text(sql, start, end));
+            Statement::Streaming(statement)
         } else {
             Statement::Standard(parser.parse_statement()?)
         };
@@ -65,6 +69,34 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// The text between two token positions; `end` at line 0 (the end of input) means the rest.
+fn statement_text(sql: &str, start: Location, end: Location) -> &str {
+    let offset = |location: Location| -> Option<usize> {
+        if location.line == 0 {
+            return None;
+        }
+        let line_start = if location.line == 1 {
+            0
+        } else {
+            sql.match_indices('\n')
+                .nth(location.line as usize - 2)
+                .map(|(index, _)| index + 1)?
+        };
+        let line = &sql[line_start..];
+        Some(
+            line_start
+                + line
+                    .char_indices()
+                    .nth(location.column as usize - 1)
+                    .map(|(index, _)| index)
+                    .unwrap_or(line.len()),
+        )
+    };
+    let from = offset(start).unwrap_or(0);
+    let to = offset(end).unwrap_or(sql.len()).max(from);
+    sql[from..to].trim()
 }
 
 /// The name a relation is stored under: Postgres folds unquoted identifiers to lower case, and
@@ -93,5 +125,35 @@ pub fn identifier(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
         ident.value.clone()
     } else {
         ident.value.to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_statements_keep_their_own_text() {
+        let sql = "SELECT 1;\n  CREATE CONNECTION k TO KAFKA (BROKER 'ä:1');\nCREATE SINK s FROM v\n  INTO KAFKA (CONNECTION k, TOPIC 't') KEY (a)";
+        let statements = parse(sql).expect("parses");
+        let texts: Vec<&str> = statements
+            .iter()
+            .filter_map(|statement| match statement {
+                Statement::Streaming(StreamingStatement::CreateConnection(create)) => {
+                    Some(create.sql.as_str())
+                }
+                Statement::Streaming(StreamingStatement::CreateSink(create)) => {
+                    Some(create.sql.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "CREATE CONNECTION k TO KAFKA (BROKER 'ä:1')",
+                "CREATE SINK s FROM v\n  INTO KAFKA (CONNECTION k, TOPIC 't') KEY (a)"
+            ]
+        );
     }
 }

@@ -35,6 +35,8 @@ pub enum ConnectorKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateConnection {
+    /// The statement as written: what the catalog keeps and recovery plans again.
+    pub sql: String,
     pub name: String,
     pub if_not_exists: bool,
     pub kafka: KafkaOptions,
@@ -42,6 +44,8 @@ pub struct CreateConnection {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSource {
+    /// The statement as written: what the catalog keeps and recovery plans again.
+    pub sql: String,
     pub name: String,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,
@@ -55,6 +59,8 @@ pub struct CreateSource {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSink {
+    /// The statement as written: what the catalog keeps and recovery plans again.
+    pub sql: String,
     pub name: String,
     pub if_not_exists: bool,
     pub from: String,
@@ -139,6 +145,20 @@ impl fmt::Display for StreamingStatement {
     }
 }
 
+impl StreamingStatement {
+    /// Keeps the statement's own text in the CREATE statements that need it later.
+    pub(super) fn set_sql(&mut self, text: &str) {
+        match self {
+            StreamingStatement::CreateConnection(create) => create.sql = text.to_string(),
+            StreamingStatement::CreateSource(create) => create.sql = text.to_string(),
+            StreamingStatement::CreateSink(create) => create.sql = text.to_string(),
+            StreamingStatement::Drop { .. }
+            | StreamingStatement::Show(_)
+            | StreamingStatement::Flush => {}
+        }
+    }
+}
+
 /// Whether the parser stands at the start of one of Tributary's statements.
 pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
     let word = |n: usize| match parser.peek_nth_token(n).token {
@@ -196,6 +216,7 @@ pub(super) fn parse_streaming_statement(
             expect_word(parser, "KAFKA")?;
             let kafka = kafka_options(parser)?;
             Ok(StreamingStatement::CreateConnection(CreateConnection {
+                sql: String::new(),
                 name,
                 if_not_exists,
                 kafka,
@@ -217,6 +238,7 @@ fn create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
     expect_word(parser, "KAFKA")?;
     let kafka = kafka_options(parser)?;
     let mut source = CreateSource {
+        sql: String::new(),
         name,
         if_not_exists,
         columns,
@@ -266,6 +288,7 @@ fn create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
     expect_word(parser, "KAFKA")?;
     let kafka = kafka_options(parser)?;
     let mut sink = CreateSink {
+        sql: String::new(),
         name: sink_name,
         if_not_exists,
         from,

@@ -22,8 +22,13 @@ pub(super) async fn execute(session: &Session, create: &CreateConnection) -> Res
     }
     let (endpoint, _) = endpoint(session, &create.kafka)?;
     let checked = endpoint.clone();
-    kafka::blocking(move || kafka::check_broker(&checked)).await?;
+    // Recovery recreates what was checked when it was first created; the broker may be away.
+    if session.recovering().is_none() {
+        kafka::blocking(move || kafka::check_broker(&checked)).await?;
+    }
     let relation = NewRelation {
+        sql: create.sql.clone(),
+        recovered_id: None,
         name: create.name.clone(),
         kind: RelationKind::Connection,
         schema: Arc::new(Schema::empty()),
@@ -32,10 +37,7 @@ pub(super) async fn execute(session: &Session, create: &CreateConnection) -> Res
         dataflow: None,
         connector: Some(ConnectorDefinition::Connection(endpoint)),
     };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
+    super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE CONNECTION")))
 }
 

@@ -67,7 +67,10 @@ pub(super) async fn execute(session: &Session, create: &CreateSink) -> Result<Qu
         .ok_or_else(|| ConnectorError::InvalidOption("a sink needs TOPIC '<name>'".into()))?;
     let (endpoint, connection) = endpoint(session, &create.kafka)?;
     let checked = endpoint.clone();
-    kafka::blocking(move || kafka::check_broker(&checked)).await?;
+    // Recovery recreates what was checked when it was first created; the broker may be away.
+    if session.recovering().is_none() {
+        kafka::blocking(move || kafka::check_broker(&checked)).await?;
+    }
     let definition = SinkDefinition {
         endpoint,
         topic,
@@ -79,6 +82,8 @@ pub(super) async fn execute(session: &Session, create: &CreateSink) -> Result<Qu
     let mut depends_on = vec![from.id];
     depends_on.extend(connection);
     let relation = NewRelation {
+        sql: create.sql.clone(),
+        recovered_id: None,
         name: create.name.clone(),
         kind: RelationKind::Sink,
         schema: Arc::new(Schema::empty()),
@@ -87,9 +92,6 @@ pub(super) async fn execute(session: &Session, create: &CreateSink) -> Result<Qu
         dataflow: None,
         connector: Some(ConnectorDefinition::Sink(Arc::new(definition))),
     };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
+    super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SINK")))
 }

@@ -43,11 +43,22 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
     let (endpoint, connection) = endpoint(session, &create.kafka)?;
     let start = create.kafka.start.clone().unwrap_or(StartOffset::Earliest);
     let (checked_endpoint, checked_topic) = (endpoint.clone(), topic.clone());
-    let start_offsets = kafka::blocking(move || {
-        let partitions = kafka::topic_partitions(&checked_endpoint, &checked_topic)?;
-        kafka::start_offsets(&checked_endpoint, &checked_topic, &partitions, &start)
-    })
-    .await?;
+    // Recovery uses the offsets resolved when the source was first created: 'latest' then is not
+    // 'latest' now, and the broker may be away.
+    let start_offsets = match session.recovering() {
+        Some(record) => record
+            .start_offsets
+            .iter()
+            .map(|&(partition, offset)| (partition, rdkafka::Offset::from_raw(offset)))
+            .collect(),
+        None => {
+            kafka::blocking(move || {
+                let partitions = kafka::topic_partitions(&checked_endpoint, &checked_topic)?;
+                kafka::start_offsets(&checked_endpoint, &checked_topic, &partitions, &start)
+            })
+            .await?
+        }
+    };
     let definition = SourceDefinition {
         endpoint,
         topic,
@@ -59,6 +70,8 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         errors_topic: create.errors_topic.clone(),
     };
     let relation = NewRelation {
+        sql: create.sql.clone(),
+        recovered_id: None,
         name: create.name.clone(),
         kind: RelationKind::Source,
         schema: Arc::new(Schema::new(all_fields)),
@@ -67,10 +80,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         dataflow: None,
         connector: Some(ConnectorDefinition::Source(Arc::new(definition))),
     };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
+    super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SOURCE")))
 }
 

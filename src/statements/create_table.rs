@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable};
+use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable, Statement};
 
 use crate::catalog::RelationKind;
 use crate::coordinator::NewRelation;
@@ -29,6 +29,8 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
     let name = relation_name(&create.name)?;
     let fields = fields(&create.columns)?;
     let relation = NewRelation {
+        sql: Statement::CreateTable(create.clone()).to_string(),
+        recovered_id: None,
         name,
         kind: RelationKind::Table,
         schema: Arc::new(Schema::new(fields)),
@@ -37,10 +39,7 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
         dataflow: None,
         connector: None,
     };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
+    super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
 }
 

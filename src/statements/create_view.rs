@@ -54,6 +54,8 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         _ => None,
     };
     let relation = NewRelation {
+        sql: Statement::CreateView(create.clone()).to_string(),
+        recovered_id: None,
         name,
         kind,
         schema,
@@ -62,10 +64,7 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         dataflow,
         connector: None,
     };
-    session
-        .coordinator
-        .create(relation, create.if_not_exists)
-        .await?;
+    super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new(tag)))
 }
 

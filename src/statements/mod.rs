@@ -104,6 +104,17 @@ async fn execute_standard(
     }
 }
 
+/// Hands a new relation to the coordinator. While recovery replays a statement, the relation
+/// gets back the id it had.
+async fn create_relation(
+    session: &Session,
+    mut relation: crate::coordinator::NewRelation,
+    if_not_exists: bool,
+) -> Result<bool> {
+    relation.recovered_id = session.recovering().map(|record| record.id);
+    session.coordinator.create(relation, if_not_exists).await
+}
+
 pub(crate) async fn describe(
     session: &Session,
     statement: &crate::sql::Statement,

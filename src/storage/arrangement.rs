@@ -143,6 +143,10 @@ pub struct ArrangementSnapshot {
 }
 
 impl ArrangementSnapshot {
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     /// The view's rows, consolidated across runs and expanded by multiplicity.
     pub fn to_batches(&self) -> Result<Vec<RecordBatch>, ArrowError> {
         match self.runs.len() {

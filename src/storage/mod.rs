@@ -1,7 +1,12 @@
-//! Storage: table chunks, view arrangements, and the consistent snapshot readers see.
+//! Storage: table chunks, view arrangements, the consistent snapshot readers see, and what
+//! makes them durable (the data directory, its write-ahead log and checkpoints).
 
 pub mod arrangement;
+pub mod checkpoint;
+pub mod codec;
+pub mod directory;
 pub mod table;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +41,8 @@ pub struct Snapshot {
     pub data: HashMap<RelationId, RelationData>,
     /// The connectors running at this epoch, with their live progress.
     pub connectors: Arc<crate::connectors::status::ConnectorStatuses>,
+    /// Recent checkpoints and how they went; `None` for a server without a data directory.
+    pub checkpoints: Option<Arc<crate::coordinator::CheckpointReports>>,
 }
 
 impl Snapshot {

@@ -1,0 +1,550 @@
+//! The coordinator's durability: logging writes and catalog changes before they are
+//! acknowledged, building checkpoints at epoch boundaries (written by a thread of their own),
+//! and recovery's restore and replay.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::row::RowConverter;
+
+use super::Engine;
+use crate::catalog::{RelationId, RelationKind};
+use crate::connectors::ConnectorDefinition;
+use crate::connectors::envelope::{KeyedRow, KeyedRows};
+use crate::dataflow::change_batch::{row_converter_for, with_schema};
+use crate::dataflow::{ChangeBatch, Epoch};
+use crate::error::{ExecutionError, Result, StorageError, lock};
+use crate::storage::checkpoint::{self, Checkpoint, CheckpointImage, StoredRows};
+use crate::storage::codec::{DecodeError, Decoder, Encoder};
+use crate::storage::directory::DataDirectory;
+use crate::storage::wal::{self, LogRecord, LoggedRecord, RelationRecord, WriteAheadLog};
+use crate::storage::{Arrangement, TableData};
+
+/// How many checkpoint reports `tributary.checkpoints` shows.
+const REPORTS_KEPT: usize = 20;
+
+/// Where recovery stands. Connectors wait until it is over, and nothing is logged meanwhile:
+/// what recovery applies is already on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recovery {
+    /// An in-memory server, or recovery is over.
+    Off,
+    /// Relations from the checkpoint's catalog are being created again, still empty.
+    RecreatingCatalog,
+    /// The checkpoint is loaded; the log after it is being applied.
+    ReplayingLog,
+}
+
+/// One checkpoint attempt, for `tributary.checkpoints` and the logs.
+#[derive(Debug, Clone)]
+pub struct CheckpointReport {
+    pub epoch: Epoch,
+    pub finished_at: SystemTime,
+    pub duration: Duration,
+    pub bytes: u64,
+    /// Why it failed; the previous checkpoint and the log still hold everything.
+    pub error: Option<String>,
+}
+
+/// Recent checkpoint reports, newest last. Written by the checkpoint writer thread (and the
+/// coordinator, for failures before a checkpoint reaches it); read by system relations. The lock
+/// is held only to push or copy.
+#[derive(Debug, Default)]
+pub struct CheckpointReports {
+    reports: Mutex<VecDeque<CheckpointReport>>,
+    /// The newest epoch whose checkpoint is complete on disk.
+    durable_epoch: AtomicU64,
+}
+
+impl CheckpointReports {
+    pub fn recent(&self) -> Vec<CheckpointReport> {
+        lock(&self.reports).iter().cloned().collect()
+    }
+
+    pub fn durable_epoch(&self) -> Epoch {
+        self.durable_epoch.load(Ordering::Acquire)
+    }
+
+    fn push(&self, report: CheckpointReport) {
+        if report.error.is_none() {
+            self.durable_epoch.fetch_max(report.epoch, Ordering::AcqRel);
+        }
+        let mut reports = lock(&self.reports);
+        reports.push_back(report);
+        while reports.len() > REPORTS_KEPT {
+            reports.pop_front();
+        }
+    }
+
+    fn failed(&self, epoch: Epoch, error: &StorageError) {
+        tracing::error!(epoch, %error, "checkpoint failed; the log still holds every write");
+        self.push(CheckpointReport {
+            epoch,
+            finished_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            bytes: 0,
+            error: Some(error.to_string()),
+        });
+    }
+}
+
+/// The coordinator's hold on the data directory.
+pub struct Durability {
+    directory: DataDirectory,
+    pub(super) interval: Duration,
+    pub(super) reports: Arc<CheckpointReports>,
+    /// The segment being appended to; opened when recovery is over.
+    log: Option<WriteAheadLog>,
+    writer: Option<CheckpointWriter>,
+    /// The epoch of the newest checkpoint handed to the writer.
+    last_checkpoint: Epoch,
+}
+
+/// The checkpoint writer thread and the way to it.
+struct CheckpointWriter {
+    /// Holds at most one image: while one is being written the next tick is skipped, so a slow
+    /// disk delays checkpoints instead of queueing them. The writer thread holds the receiver.
+    images: std::sync::mpsc::SyncSender<CheckpointImage>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Durability {
+    /// Checkpoints every `interval` into `directory` (opened and locked by the caller).
+    pub fn new(directory: DataDirectory, interval: Duration) -> std::io::Result<Self> {
+        let reports = Arc::new(CheckpointReports::default());
+        let (images, received) = std::sync::mpsc::sync_channel::<CheckpointImage>(1);
+        let checkpoints = directory.checkpoint_directory();
+        let logs = directory.log_directory();
+        let thread_reports = Arc::clone(&reports);
+        let thread = std::thread::Builder::new()
+            .name("checkpoint-writer".into())
+            .spawn(move || {
+                for image in received {
+                    match checkpoint::write(&checkpoints, &image) {
+                        Ok((written, oldest_kept)) => {
+                            tracing::debug!(
+                                epoch = written.epoch,
+                                bytes = written.bytes,
+                                milliseconds = written.duration.as_millis() as u64,
+                                "checkpoint written"
+                            );
+                            // The log is needed only after the oldest checkpoint kept.
+                            if let Err(error) = wal::remove_through(&logs, oldest_kept) {
+                                tracing::warn!(%error, "cannot remove old log segments");
+                            }
+                            thread_reports.push(CheckpointReport {
+                                epoch: written.epoch,
+                                finished_at: SystemTime::now(),
+                                duration: written.duration,
+                                bytes: written.bytes,
+                                error: None,
+                            });
+                        }
+                        Err(error) => thread_reports.failed(image.epoch, &error),
+                    }
+                }
+            })?;
+        Ok(Self {
+            directory,
+            interval,
+            reports,
+            log: None,
+            writer: Some(CheckpointWriter { images, thread }),
+            last_checkpoint: 0,
+        })
+    }
+
+    pub fn directory(&self) -> &DataDirectory {
+        &self.directory
+    }
+}
+
+impl Engine {
+    /// Appends records to the log and syncs it. A no-op for an in-memory server and during
+    /// recovery (what recovery applies is already logged).
+    pub(super) fn log(&mut self, records: &[LoggedRecord]) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self
+            .durability
+            .as_mut()
+            .and_then(|durability| durability.log.as_mut())
+        {
+            Some(log) => log.append(records),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a checkpoint of the current epoch if anything changed since the last one. A
+    /// `final_one` waits until it is on disk and stops the writer (at shutdown).
+    pub(super) fn checkpoint(&mut self, final_one: bool) {
+        if self.recovery != Recovery::Off {
+            return;
+        }
+        let Some(durability) = &self.durability else {
+            return;
+        };
+        let changed = durability.last_checkpoint != self.epoch;
+        let image = if changed {
+            match self.checkpoint_image() {
+                Ok(image) => Some(image),
+                Err(error) => {
+                    let error = StorageError::Io {
+                        action: "build",
+                        path: format!("checkpoint {}", self.epoch),
+                        reason: error.to_string(),
+                    };
+                    durability.reports.failed(self.epoch, &error);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let epoch = self.epoch;
+        let Some(durability) = self.durability.as_mut() else {
+            return;
+        };
+        if final_one {
+            let Some(writer) = durability.writer.take() else {
+                return;
+            };
+            if let Some(image) = image {
+                let _ = writer.images.send(image);
+            }
+            drop(writer.images);
+            if writer.thread.join().is_err() {
+                tracing::error!("the checkpoint writer panicked");
+            }
+            return;
+        }
+        let (Some(image), Some(writer)) = (image, durability.writer.as_ref()) else {
+            return;
+        };
+        match writer.images.try_send(image) {
+            Ok(()) => {
+                durability.last_checkpoint = epoch;
+                // Later records go to a segment of their own, which outlives this checkpoint's
+                // predecessors.
+                if let Some(log) = durability.log.as_mut()
+                    && let Err(error) = log.rotate(epoch + 1)
+                {
+                    tracing::warn!(%error, "cannot start a new log segment; appending to the old one");
+                }
+            }
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                tracing::debug!(epoch, "previous checkpoint still being written; skipping");
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("the checkpoint writer stopped");
+            }
+        }
+    }
+
+    /// Everything a checkpoint of the current epoch holds. Rows are shared, not copied; operator
+    /// states are encoded here, at the epoch boundary.
+    fn checkpoint_image(&self) -> Result<CheckpointImage> {
+        let mut relations: Vec<RelationRecord> = self
+            .catalog
+            .relations()
+            .map(|relation| RelationRecord {
+                id: relation.id,
+                sql: relation.sql.clone(),
+                start_offsets: match &relation.connector {
+                    Some(ConnectorDefinition::Source(definition)) => definition
+                        .start_offsets
+                        .iter()
+                        .map(|(partition, offset)| (*partition, offset.to_raw().unwrap_or(-2)))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            })
+            .collect();
+        relations.sort_by_key(|relation| relation.id);
+        let mut rows = Vec::new();
+        for (&id, table) in &self.tables {
+            rows.push((id, StoredRows::Table(table.snapshot())));
+        }
+        for (&id, source) in &self.keyed_sources {
+            rows.push((id, StoredRows::Arrangement(source.snapshot())));
+        }
+        let mut states = Vec::new();
+        for (&id, view) in &self.views {
+            // A failed view keeps neither: it comes back failed.
+            if view.failed.is_none() {
+                rows.push((id, StoredRows::Arrangement(view.arrangement.snapshot())));
+                states.push((id, view.dataflow.checkpoint()?));
+            }
+        }
+        let keyed_rows = self
+            .keyed_rows
+            .iter()
+            .map(|(&id, rows)| {
+                let mut encoder = Encoder::default();
+                encoder.u64(rows.len() as u64);
+                for (key, row) in rows {
+                    encoder.bytes(key).bytes(row);
+                }
+                (id, encoder.finish())
+            })
+            .collect();
+        Ok(CheckpointImage {
+            epoch: self.epoch,
+            keyed_rows,
+            catalog_version: self.catalog_version,
+            last_relation_id: self.catalog.last_id(),
+            relations,
+            rows,
+            states,
+            source_offsets: self
+                .source_offsets
+                .iter()
+                .map(|(&id, offsets)| {
+                    let mut offsets: Vec<(i32, i64)> =
+                        offsets.iter().map(|(&p, &o)| (p, o)).collect();
+                    offsets.sort();
+                    (id, offsets)
+                })
+                .collect(),
+        })
+    }
+
+    /// Loads a checkpoint into the relations recovery recreated from its catalog, then starts
+    /// the sinks, so the log's replayed changes reach them.
+    pub(super) fn restore(&mut self, checkpoint: Option<Checkpoint>) -> Result<()> {
+        if self.recovery != Recovery::RecreatingCatalog {
+            return Err(ExecutionError::Internal("restore outside recovery".into()).into());
+        }
+        if let Some(checkpoint) = checkpoint {
+            Arc::make_mut(&mut self.catalog).reserve_through(checkpoint.last_relation_id);
+            self.epoch = self.epoch.max(checkpoint.epoch);
+            self.catalog_version = self.catalog_version.max(checkpoint.catalog_version);
+            let mut rows = checkpoint.rows;
+            for (&id, table) in self.tables.iter_mut() {
+                let schema = Arc::clone(table.schema());
+                let mut restored = TableData::new(Arc::clone(&schema));
+                let batches = rows.remove(&id).unwrap_or_default();
+                restored.append(
+                    batches
+                        .iter()
+                        .map(|batch| with_schema(batch, &schema))
+                        .collect::<Result<_, _>>()?,
+                )?;
+                *table = restored;
+            }
+            for (&id, source) in self.keyed_sources.iter_mut() {
+                *source = restored_arrangement(source, rows.remove(&id).unwrap_or_default())?;
+            }
+            for (&id, view) in self.views.iter_mut() {
+                match (rows.remove(&id), checkpoint.states.get(&id)) {
+                    (Some(batches), Some(state)) => {
+                        view.arrangement = restored_arrangement(&view.arrangement, batches)?;
+                        view.dataflow.restore(state)?;
+                    }
+                    _ => {
+                        view.failed = Some(ExecutionError::Internal(
+                            "the view had failed before the server restarted".into(),
+                        ));
+                    }
+                }
+            }
+            for (id, bytes) in &checkpoint.keyed_rows {
+                if let Some(rows) = self.keyed_rows.get_mut(id) {
+                    *rows = decode_keyed_rows(bytes).map_err(|reason| StorageError::Corrupted {
+                        path: format!("checkpoint {} keys of relation {id}", checkpoint.epoch),
+                        reason,
+                    })?;
+                }
+            }
+            for (id, offsets) in checkpoint.source_offsets {
+                if let Some(current) = self.source_offsets.get_mut(&id) {
+                    current.extend(offsets);
+                }
+            }
+        }
+        self.recovery = Recovery::ReplayingLog;
+        let sinks: Vec<_> = self
+            .catalog
+            .relations()
+            .filter(|relation| relation.kind == RelationKind::Sink)
+            .cloned()
+            .collect();
+        for relation in sinks {
+            let (Some(ConnectorDefinition::Sink(definition)), Some(&from)) =
+                (&relation.connector, relation.depends_on.first())
+            else {
+                continue;
+            };
+            // What the sink wrote up to the checkpoint is in its topic already.
+            let handle = self.start_sink(&relation.name, from, definition)?;
+            Arc::make_mut(&mut self.connectors)
+                .sinks
+                .insert(relation.id, Arc::clone(&handle.status));
+            self.sinks.insert(relation.id, handle);
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies a logged drop or table write again, as one epoch.
+    pub(super) fn replay(&mut self, logged: LoggedRecord) -> Result<()> {
+        if self.recovery != Recovery::ReplayingLog {
+            return Err(ExecutionError::Internal("replay outside recovery".into()).into());
+        }
+        match logged.record {
+            LogRecord::Create(_) => Err(ExecutionError::Internal(
+                "a logged CREATE is replayed by planning its statement".into(),
+            )
+            .into()),
+            LogRecord::Drop(ids) => {
+                self.epoch = self.epoch.max(logged.epoch);
+                let existing: Vec<RelationId> = ids
+                    .into_iter()
+                    .filter(|id| self.catalog.by_id(*id).is_some())
+                    .collect();
+                self.remove_relations(&existing);
+                Ok(())
+            }
+            LogRecord::Write { table, changes } => {
+                self.epoch = self.epoch.max(logged.epoch.saturating_sub(1));
+                let epoch = self.next_epoch();
+                let Some(data) = self.tables.get_mut(&table) else {
+                    return Ok(());
+                };
+                apply_changes(data, &changes)?;
+                self.propagate(HashMap::from([(table, changes)]), epoch);
+                self.publish();
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends recovery: the epoch moves past everything logged, the log opens a new segment, the
+    /// sources start from their checkpointed offsets, and a checkpoint makes the replay final.
+    pub(super) fn finish_recovery(&mut self, last_logged_epoch: Epoch) -> Result<()> {
+        if self.recovery == Recovery::Off {
+            return Err(ExecutionError::Internal("recovery already finished".into()).into());
+        }
+        self.recovery = Recovery::Off;
+        self.epoch = self.epoch.max(last_logged_epoch);
+        if let Some(durability) = self.durability.as_mut() {
+            durability.log = Some(WriteAheadLog::open(
+                &durability.directory.log_directory(),
+                self.epoch + 1,
+            )?);
+        }
+        let sources: Vec<_> = self
+            .catalog
+            .relations()
+            .filter(|relation| relation.kind == RelationKind::Source)
+            .cloned()
+            .collect();
+        for relation in sources {
+            let Some(ConnectorDefinition::Source(definition)) = &relation.connector else {
+                continue;
+            };
+            let mut offsets: Vec<(i32, i64)> = self
+                .source_offsets
+                .get(&relation.id)
+                .map(|offsets| offsets.iter().map(|(&p, &o)| (p, o)).collect())
+                .unwrap_or_default();
+            offsets.sort();
+            let stored = crate::catalog::without_constraints(&relation.schema);
+            let keyed_rows: Vec<KeyedRow> = self
+                .keyed_rows
+                .get(&relation.id)
+                .map(|rows| rows.iter().map(|(k, r)| (k.clone(), r.clone())).collect())
+                .unwrap_or_default();
+            let (handle, status) = self.start_source(
+                relation.id,
+                &relation.name,
+                definition,
+                &stored,
+                &offsets,
+                &keyed_rows,
+            )?;
+            Arc::make_mut(&mut self.connectors)
+                .sources
+                .insert(relation.id, status);
+            self.sources.insert(relation.id, handle);
+        }
+        self.publish();
+        // Forces a checkpoint even when the epoch did not move: the next start should not
+        // replay this log again.
+        if let Some(durability) = self.durability.as_mut() {
+            durability.last_checkpoint = Epoch::MAX;
+        }
+        self.checkpoint(false);
+        Ok(())
+    }
+}
+
+fn decode_keyed_rows(bytes: &[u8]) -> Result<KeyedRows, DecodeError> {
+    let mut decoder = Decoder::new(bytes);
+    let count = decoder.count()?;
+    let mut rows = KeyedRows::with_capacity(count);
+    for _ in 0..count {
+        let key: Box<[u8]> = decoder.bytes()?.into();
+        rows.insert(key, decoder.bytes()?.into());
+    }
+    Ok(rows)
+}
+
+/// A new arrangement like `like`, holding `batches`.
+fn restored_arrangement(like: &Arrangement, batches: Vec<RecordBatch>) -> Result<Arrangement> {
+    let mut arrangement = Arrangement::new(Arc::clone(like.schema()))?;
+    let changes: Vec<ChangeBatch> = batches.into_iter().map(ChangeBatch::insertions).collect();
+    arrangement.apply(&changes)?;
+    Ok(arrangement)
+}
+
+/// Applies logged changes to a table: insertions are appended, deletions remove that many
+/// copies of each row.
+fn apply_changes(table: &mut TableData, changes: &[ChangeBatch]) -> Result<()> {
+    let schema = Arc::clone(table.schema());
+    let converter: RowConverter = row_converter_for(&schema)?;
+    let mut doomed: HashMap<Box<[u8]>, i64> = HashMap::new();
+    let mut insertions = Vec::new();
+    for change in changes {
+        let rows = with_schema(&change.rows, &schema)?;
+        let keys = converter.convert_columns(rows.columns())?;
+        let mut inserted = Vec::new();
+        for (row, weight) in change.weights.values().iter().enumerate() {
+            if *weight < 0 {
+                *doomed.entry(keys.row(row).as_ref().into()).or_default() -= weight;
+            } else {
+                for _ in 0..*weight {
+                    inserted.push(row as u32);
+                }
+            }
+        }
+        if !inserted.is_empty() {
+            let indexes = datafusion::arrow::array::UInt32Array::from(inserted);
+            insertions.push(datafusion::arrow::compute::take_record_batch(
+                &rows, &indexes,
+            )?);
+        }
+    }
+    if !doomed.is_empty() {
+        table.remove_where(|chunk| {
+            let keys = converter.convert_columns(chunk.columns())?;
+            Ok(BooleanArray::from(
+                keys.iter()
+                    .map(|key| match doomed.get_mut(key.as_ref()) {
+                        Some(count) if *count > 0 => {
+                            *count -= 1;
+                            true
+                        }
+                        _ => false,
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        })?;
+    }
+    table.append(insertions)?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The data directory: its format marker, the lock that keeps a second server out, and the
+//! crash-safe file operations the log and checkpoints are built from.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::StorageError;
+
+/// The on-disk format this build writes and reads. Any change to the log or checkpoint
+/// encoding bumps it; a directory in another format is refused, never misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+const FORMAT_FILE: &str = "FORMAT";
+const LOCK_FILE: &str = "LOCK";
+
+/// An open, locked data directory. The lock is released when this is dropped (or the process
+/// dies), so a crashed server never blocks its successor.
+#[derive(Debug)]
+pub struct DataDirectory {
+    root: PathBuf,
+    /// Held for the life of the server: an exclusive advisory lock on `LOCK`.
+    _lock: File,
+}
+
+impl DataDirectory {
+    /// Opens `root`, creating it (and its format marker) if new. Fails when another server holds
+    /// it, when it was written in another format, or when it cannot be written.
+    pub fn open(root: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(root).map_err(|error| io_error("create", root, &error))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| io_error("open", &lock_path, &error))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Io {
+                    action: "lock",
+                    path: root.display().to_string(),
+                    reason: "another Tributary server is using this data directory".into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(io_error("lock", &lock_path, &error));
+            }
+        }
+        let format_path = root.join(FORMAT_FILE);
+        let expected = format!("tributary data format {FORMAT_VERSION}\n");
+        match std::fs::read_to_string(&format_path) {
+            Ok(found) if found == expected => {}
+            Ok(found) => {
+                return Err(StorageError::IncompatibleFormat {
+                    path: root.display().to_string(),
+                    found: found.trim().to_string(),
+                    expected: FORMAT_VERSION,
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if std::fs::read_dir(root)
+                    .map_err(|error| io_error("read", root, &error))?
+                    .flatten()
+                    .any(|entry| entry.file_name() != LOCK_FILE)
+                {
+                    return Err(StorageError::IncompatibleFormat {
+                        path: root.display().to_string(),
+                        found: "unknown (files without a FORMAT marker)".into(),
+                        expected: FORMAT_VERSION,
+                    });
+                }
+                write_file_durably(&format_path, expected.as_bytes())?;
+            }
+            Err(error) => return Err(io_error("read", &format_path, &error)),
+        }
+        let directory = Self {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        for sub in [directory.log_directory(), directory.checkpoint_directory()] {
+            std::fs::create_dir_all(&sub).map_err(|error| io_error("create", &sub, &error))?;
+        }
+        sync_directory(root)?;
+        Ok(directory)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn log_directory(&self) -> PathBuf {
+        self.root.join("wal")
+    }
+
+    pub fn checkpoint_directory(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+}
+
+pub fn io_error(action: &'static str, path: &Path, error: &std::io::Error) -> StorageError {
+    StorageError::Io {
+        action,
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
+/// Writes a whole file and syncs it; the caller syncs the directory that names it.
+pub fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let mut file = File::create(path).map_err(|error| io_error("create", path, &error))?;
+    file.write_all(bytes)
+        .map_err(|error| io_error("write", path, &error))?;
+    file.sync_all()
+        .map_err(|error| io_error("sync", path, &error))
+}
+
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+pub fn sync_directory(path: &Path) -> Result<(), StorageError> {
+    File::open(path)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|error| io_error("sync", path, &error))
+}
+
+/// The numbered entries of a directory (`00000000000000000042`, `00000000000000000042.log`),
+/// ascending; other names are ignored.
+pub fn numbered_entries(path: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|error| io_error("read", path, &error))? {
+        let entry = entry.map_err(|error| io_error("read", path, &error))?;
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(suffix))
+            .filter(|stem| stem.len() == 20)
+            .and_then(|stem| stem.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        entries.push((number, entry.path()));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// The name of entry `number`: zero-padded so names sort like numbers.
+pub fn numbered_name(number: u64, suffix: &str) -> String {
+    format!("{number:020}{suffix}")
+}

@@ -1,0 +1,354 @@
+//! Crash test: the `tributary` binary is killed with SIGKILL at random moments while it ingests
+//! from the real broker and clients write to a table. After every restart on the same data
+//! directory, the table holds exactly the acknowledged writes (the one in flight at the kill
+//! either way), the source holds every produced message exactly once, and the views equal
+//! their queries recomputed.
+//!
+//! `TRIBUTARY_CRASH_SEED` replays a run (the seed is printed); `TRIBUTARY_CRASH_KILLS` sets how
+//! many kills (default 10).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use common::kafka::{self, Record};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A `tributary serve` process.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(directory: &Path, log: &Path, checkpoint_interval_ms: u64) -> Result<Self> {
+        // A free port: bound and released; the server binds it again right away.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(directory)
+            .args([
+                "--checkpoint-interval-ms",
+                &checkpoint_interval_ms.to_string(),
+            ])
+            .env("RUST_LOG", "warn,tributary=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start tributary")?;
+        Ok(Self { child, port })
+    }
+
+    async fn connect(&mut self) -> Result<tokio_postgres::Client> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let connected = tokio_postgres::connect(
+                &format!("host=127.0.0.1 port={} user=crash", self.port),
+                tokio_postgres::NoTls,
+            )
+            .await;
+            match connected {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    return Ok(client);
+                }
+                Err(_) if Instant::now() < deadline => {
+                    if let Some(status) = self.child.try_wait()? {
+                        bail!("the server exited with {status} before it accepted clients");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error).context("the server never accepted clients"),
+            }
+        }
+    }
+
+    fn kill(mut self) -> Result<()> {
+        // Child::kill sends SIGKILL on Unix: no shutdown, no last checkpoint.
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// What the table writer did: ids whose insert or delete was acknowledged, and the statement in
+/// flight when the server died.
+#[derive(Default)]
+struct Writes {
+    present: BTreeSet<i64>,
+    in_flight: Option<Write>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    Insert(i64),
+    Delete(i64),
+}
+
+/// Inserts and deletes rows until the connection dies, recording each acknowledged write.
+async fn write_until_killed(
+    client: tokio_postgres::Client,
+    writes: Arc<Mutex<Writes>>,
+    mut next_id: i64,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    loop {
+        let write = {
+            let writes = writes.lock().expect("writes");
+            match writes.present.iter().next() {
+                Some(&id) if rng.random_bool(0.3) => Write::Delete(id),
+                _ => {
+                    next_id += 1;
+                    Write::Insert(next_id)
+                }
+            }
+        };
+        writes.lock().expect("writes").in_flight = Some(write);
+        let sql = match write {
+            Write::Insert(id) => format!("INSERT INTO t VALUES ({}, {id})", id % 13),
+            Write::Delete(id) => format!("DELETE FROM t WHERE v = {id}"),
+        };
+        if client.simple_query(&sql).await.is_err() {
+            return;
+        }
+        let mut writes = writes.lock().expect("writes");
+        writes.in_flight = None;
+        match write {
+            Write::Insert(id) => writes.present.insert(id),
+            Write::Delete(id) => writes.present.remove(&id),
+        };
+    }
+}
+
+async fn query(client: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<String>>> {
+    Ok(client
+        .simple_query(sql)
+        .await
+        .with_context(|| sql.to_string())?
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|index| row.get(index).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn assert_view_equals_query(
+    client: &tokio_postgres::Client,
+    view: &str,
+    recompute: &str,
+) -> Result<()> {
+    let maintained = query(client, &format!("SELECT * FROM {view} ORDER BY 1")).await?;
+    let recomputed = query(client, &format!("{recompute} ORDER BY 1")).await?;
+    if maintained != recomputed {
+        bail!("view {view} differs from recomputation:\n{maintained:?}\n{recomputed:?}");
+    }
+    Ok(())
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_sigkill_at_random_moments() -> Result<()> {
+    let seed: u64 = std::env::var("TRIBUTARY_CRASH_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_secs())
+                .unwrap_or(1)
+        });
+    let kills: usize = std::env::var("TRIBUTARY_CRASH_KILLS")
+        .ok()
+        .and_then(|kills| kills.parse().ok())
+        .unwrap_or(10);
+    println!("crash test seed {seed} (TRIBUTARY_CRASH_SEED={seed} replays it), {kills} kills");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let directory: PathBuf =
+        std::env::temp_dir().join(format!("tributary-crash-{}", std::process::id()));
+    let log = directory.with_extension("log");
+    let _ = std::fs::remove_dir_all(&directory);
+    let _ = std::fs::remove_file(&log);
+    let topic = kafka::unique_topic("crash");
+    kafka::create_topic(&topic, 2);
+
+    let result = run(&mut rng, seed, kills, &directory, &log, &topic).await;
+    if result.is_err() {
+        eprintln!("server log ({}):\n{}", log.display(), tail(&log));
+    } else {
+        let _ = std::fs::remove_dir_all(&directory);
+        let _ = std::fs::remove_file(&log);
+    }
+    result
+}
+
+async fn run(
+    rng: &mut StdRng,
+    seed: u64,
+    kills: usize,
+    directory: &Path,
+    log: &Path,
+    topic: &str,
+) -> Result<()> {
+    let checkpoint_interval_ms = rng.random_range(20..400);
+    let mut server = ServerProcess::start(directory, log, checkpoint_interval_ms)?;
+    let client = server.connect().await?;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (k INT, v BIGINT);
+             CREATE MATERIALIZED VIEW table_groups AS
+               SELECT k, count(*) AS n, sum(v) AS s, max(v) AS hi FROM t GROUP BY k;
+             CREATE SOURCE events (key INT, value BIGINT)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW event_groups AS
+               SELECT key, count(*) AS n, sum(value) AS s, min(value) AS lo FROM events GROUP BY key;
+             CREATE MATERIALIZED VIEW event_total AS SELECT count(*) AS n FROM events;",
+            kafka::bootstrap()
+        ))
+        .await?;
+    drop(client);
+
+    let writes = Arc::new(Mutex::new(Writes::default()));
+    let mut next_id = 0i64;
+    let mut produced: Vec<(i64, i64)> = Vec::new();
+    for kill in 0..kills {
+        let client = server.connect().await?;
+        let writer = tokio::spawn(write_until_killed(
+            client,
+            Arc::clone(&writes),
+            next_id,
+            seed.wrapping_add(kill as u64),
+        ));
+        // Messages arrive while the server runs: some before the kill, some it reads after.
+        let batch: Vec<(i64, i64)> = (0..rng.random_range(100..2000))
+            .map(|_| (rng.random_range(0..17), rng.random_range(-1000..1000)))
+            .collect();
+        let payloads: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|(key, value)| format!(r#"{{"key": {key}, "value": {value}}}"#).into_bytes())
+            .collect();
+        let split = rng.random_range(0..payloads.len());
+        let records: Vec<Record> = payloads
+            .iter()
+            .map(|payload| Record {
+                value: Some(payload),
+                ..Default::default()
+            })
+            .collect();
+        kafka::produce(topic, &records[..split]);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..1500))).await;
+        server.kill()?;
+        let _ = writer.await;
+        kafka::produce(topic, &records[split..]);
+        produced.extend(batch);
+
+        server = ServerProcess::start(directory, log, checkpoint_interval_ms)?;
+        let client = server.connect().await?;
+        // The table: every acknowledged write; the one in flight may or may not have landed.
+        let actual: BTreeSet<i64> = query(&client, "SELECT v FROM t")
+            .await?
+            .into_iter()
+            .map(|row| row[0].parse::<i64>())
+            .collect::<std::result::Result<_, _>>()?;
+        let mut writes = writes.lock().expect("writes");
+        let mut with_in_flight = writes.present.clone();
+        match writes.in_flight.take() {
+            Some(Write::Insert(id)) => {
+                with_in_flight.insert(id);
+                next_id = next_id.max(id);
+            }
+            Some(Write::Delete(id)) => {
+                with_in_flight.remove(&id);
+            }
+            None => {}
+        }
+        if actual != writes.present && actual != with_in_flight {
+            let lost: Vec<_> = writes.present.difference(&actual).collect();
+            let extra: Vec<_> = actual.difference(&with_in_flight).collect();
+            bail!(
+                "kill {kill}: table differs from acknowledged writes; lost {lost:?}, extra {extra:?}"
+            );
+        }
+        next_id = next_id.max(actual.iter().copied().max().unwrap_or(0));
+        writes.present = actual;
+        drop(writes);
+        assert_view_equals_query(
+            &client,
+            "table_groups",
+            "SELECT k, count(*) AS n, sum(v) AS s, max(v) AS hi FROM t GROUP BY k",
+        )
+        .await
+        .with_context(|| format!("kill {kill}"))?;
+
+        // The source: every produced message exactly once.
+        client.batch_execute("FLUSH").await?;
+        let total = query(&client, "SELECT n FROM event_total").await?;
+        if total != vec![vec![produced.len().to_string()]] {
+            bail!(
+                "kill {kill}: the source holds {total:?} messages, {} were produced",
+                produced.len()
+            );
+        }
+        let mut expected = std::collections::BTreeMap::<i64, (i64, i64, i64)>::new();
+        for (key, value) in &produced {
+            let entry = expected.entry(*key).or_insert((0, 0, i64::MAX));
+            entry.0 += 1;
+            entry.1 += value;
+            entry.2 = entry.2.min(*value);
+        }
+        let expected: Vec<Vec<String>> = expected
+            .into_iter()
+            .map(|(key, (n, s, lo))| {
+                vec![
+                    key.to_string(),
+                    n.to_string(),
+                    s.to_string(),
+                    lo.to_string(),
+                ]
+            })
+            .collect();
+        let groups = query(&client, "SELECT * FROM event_groups ORDER BY key").await?;
+        if groups != expected {
+            bail!("kill {kill}: event_groups {groups:?}, expected {expected:?}");
+        }
+        assert_view_equals_query(
+            &client,
+            "event_groups",
+            "SELECT key, count(*) AS n, sum(value) AS s, min(value) AS lo FROM events GROUP BY key",
+        )
+        .await
+        .with_context(|| format!("kill {kill}"))?;
+    }
+    server.kill()?;
+    Ok(())
+}

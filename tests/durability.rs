@@ -1,0 +1,400 @@
+//! Restarts on the same data directory: every object kind comes back with its rows, views hold
+//! what they held, sources continue where they stopped; a corrupted newest checkpoint falls back
+//! to the previous one; a directory in another format is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::TestServer;
+use common::kafka::{self, Record};
+use tributary::Config;
+
+/// A fresh data directory for one test.
+fn data_directory(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tributary-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
+
+fn config(path: &Path) -> Config {
+    Config {
+        data_dir: Some(path.to_path_buf()),
+        checkpoint_interval: Duration::from_millis(200),
+    }
+}
+
+/// Rows of a query as text, in the query's order.
+async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(query)
+        .await
+        .unwrap_or_else(|error| panic!("{query}: {error}"))
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|index| row.get(index).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn execute(client: &tokio_postgres::Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// A view's rows must equal its defining query run over the base data.
+async fn assert_view_equals_query(client: &tokio_postgres::Client, view: &str, query: &str) {
+    let maintained = rows(client, &format!("SELECT * FROM {view} ORDER BY 1")).await;
+    let recomputed = rows(client, &format!("{query} ORDER BY 1")).await;
+    assert_eq!(maintained, recomputed, "view {view}");
+}
+
+fn json(key: i64, value: i64) -> Vec<u8> {
+    format!(r#"{{"key": {key}, "value": {value}}}"#).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_object_kind_survives_a_restart() {
+    let directory = data_directory("restart");
+    let broker = kafka::bootstrap();
+    let topic = kafka::unique_topic("durable-visits");
+    let upserts = kafka::unique_topic("durable-upserts");
+    let sink_topic = kafka::unique_topic("durable-sink");
+    kafka::create_topic(&topic, 2);
+    kafka::create_topic(&upserts, 1);
+    let first: Vec<Vec<u8>> = (0..200).map(|n| json(n % 7, n)).collect();
+    let records: Vec<Record> = first
+        .iter()
+        .enumerate()
+        .map(|(n, value)| Record {
+            value: Some(value),
+            partition: Some((n % 2) as i32),
+            ..Default::default()
+        })
+        .collect();
+    kafka::produce(&topic, &records);
+    kafka::produce(
+        &upserts,
+        &[
+            Record {
+                key: Some(b"a"),
+                value: Some(br#"{"v": 1}"#),
+                ..Default::default()
+            },
+            Record {
+                key: Some(b"b"),
+                value: Some(br#"{"v": 2}"#),
+                ..Default::default()
+            },
+        ],
+    );
+
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE TABLE orders (id INT NOT NULL, product TEXT, amount NUMERIC(10, 2), at TIMESTAMP);
+             INSERT INTO orders VALUES (1, 'apple', 1.50, '2026-01-01 10:00:00'), (2, 'pear', 2.25, NULL),
+                                       (3, 'apple', 3.00, '2026-01-02 11:00:00'), (4, NULL, NULL, NULL);
+             UPDATE orders SET amount = amount * 2 WHERE product = 'apple';
+             DELETE FROM orders WHERE id = 2;
+             CREATE VIEW apples AS SELECT * FROM orders WHERE product = 'apple';
+             CREATE MATERIALIZED VIEW per_product AS
+               SELECT product, count(*) AS orders, sum(amount) AS total, avg(amount) AS average,
+                      min(at) AS first, max(id) AS last_id
+               FROM orders GROUP BY product;
+             CREATE MATERIALIZED VIEW order_count AS SELECT count(*) AS n FROM orders;
+             CREATE CONNECTION local_kafka TO KAFKA (BROKER '{broker}');
+             CREATE SOURCE visits (key INT, value INT)
+               FROM KAFKA (CONNECTION local_kafka, TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW per_key AS
+               SELECT key, sum(value) AS sum, count(*) AS n FROM visits GROUP BY key;
+             CREATE MATERIALIZED VIEW big_keys AS SELECT key, sum FROM per_key WHERE sum > 2000;
+             CREATE SOURCE latest (v INT) FROM KAFKA (BROKER '{broker}', TOPIC '{upserts}')
+               FORMAT JSON ENVELOPE UPSERT INCLUDE KEY AS k;
+             CREATE MATERIALIZED VIEW latest_total AS SELECT sum(v) AS total, count(*) AS n FROM latest;
+             CREATE SINK per_key_out FROM per_key
+               INTO KAFKA (CONNECTION local_kafka, TOPIC '{sink_topic}') KEY (key) FORMAT JSON ENVELOPE UPSERT;
+             FLUSH;"
+        ),
+    )
+    .await;
+    let before_per_key = rows(&client, "SELECT * FROM per_key ORDER BY key").await;
+    let before_products = rows(&client, "SELECT * FROM per_product ORDER BY product").await;
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM visits").await,
+        vec![vec![Some("200".to_string())]]
+    );
+    drop(client);
+    server.stop().await;
+
+    // Messages that arrive while the server is down are read after the restart, once.
+    let second: Vec<Vec<u8>> = (200..300).map(|n| json(n % 7, n)).collect();
+    let records: Vec<Record> = second
+        .iter()
+        .map(|value| Record {
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect();
+    kafka::produce(&topic, &records);
+    kafka::produce(
+        &upserts,
+        &[
+            Record {
+                key: Some(b"a"),
+                value: Some(br#"{"v": 10}"#),
+                ..Default::default()
+            },
+            Record {
+                key: Some(b"b"),
+                value: None,
+                ..Default::default()
+            },
+        ],
+    );
+
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("restart");
+    let client = server.connect().await;
+    // Before new data is read, the views hold exactly what they held.
+    assert_eq!(
+        rows(&client, "SELECT * FROM per_product ORDER BY product").await,
+        before_products
+    );
+    let kinds = rows(
+        &client,
+        "SELECT name, kind FROM tributary.relations ORDER BY name",
+    )
+    .await;
+    let names: Vec<String> = kinds
+        .iter()
+        .map(|row| {
+            format!(
+                "{} {}",
+                row[0].as_deref().unwrap_or(""),
+                row[1].as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "apples view",
+            "big_keys materialized view",
+            "latest source",
+            "latest_total materialized view",
+            "local_kafka connection",
+            "order_count materialized view",
+            "orders table",
+            "per_key materialized view",
+            "per_key_out sink",
+            "per_product materialized view",
+            "visits source",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT id, product, amount FROM orders ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![Some("1".into()), Some("apple".into()), Some("3.00".into())],
+            vec![Some("3".into()), Some("apple".into()), Some("6.00".into())],
+            vec![Some("4".into()), None, None],
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT id FROM apples ORDER BY id").await,
+        vec![vec![Some("1".into())], vec![Some("3".into())]]
+    );
+    execute(&client, "FLUSH").await;
+    assert_eq!(
+        rows(&client, "SELECT count(*), sum(value) FROM visits").await,
+        vec![vec![
+            Some("300".into()),
+            Some((0..300).sum::<i64>().to_string())
+        ]]
+    );
+    assert_ne!(
+        rows(&client, "SELECT * FROM per_key ORDER BY key").await,
+        before_per_key
+    );
+    assert_view_equals_query(
+        &client,
+        "per_key",
+        "SELECT key, sum(value) AS sum, count(*) AS n FROM visits GROUP BY key",
+    )
+    .await;
+    assert_view_equals_query(
+        &client,
+        "big_keys",
+        "SELECT key, sum(value) AS sum FROM visits GROUP BY key HAVING sum(value) > 2000",
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT k, v FROM latest ORDER BY k").await,
+        vec![vec![Some("a".into()), Some("10".into())]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT total, n FROM latest_total").await,
+        vec![vec![Some("10".into()), Some("1".into())]]
+    );
+
+    // Writes after the restart maintain the restored views.
+    execute(
+        &client,
+        "INSERT INTO orders VALUES (5, 'pear', 4.00, '2026-01-03 12:00:00');
+         DELETE FROM orders WHERE id = 1;",
+    )
+    .await;
+    assert_view_equals_query(
+        &client,
+        "per_product",
+        "SELECT product, count(*) AS orders, sum(amount) AS total, avg(amount) AS average,
+                min(at) AS first, max(id) AS last_id FROM orders GROUP BY product",
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT n FROM order_count").await,
+        vec![vec![Some("3".into())]]
+    );
+    // The sink kept writing: its topic ends with the view's current rows.
+    let expected: std::collections::HashMap<String, String> =
+        rows(&client, "SELECT key, sum, n FROM per_key")
+            .await
+            .into_iter()
+            .map(|row| {
+                let key = row[0].clone().unwrap_or_default();
+                let value = format!(
+                    r#"{{"key":{},"sum":{},"n":{}}}"#,
+                    key,
+                    row[1].clone().unwrap_or_default(),
+                    row[2].clone().unwrap_or_default()
+                );
+                (format!(r#"{{"key":{key}}}"#), value)
+            })
+            .collect();
+    let table = kafka::read_table(&sink_topic, Duration::from_secs(30), |table| {
+        table == &expected
+    });
+    assert_eq!(table, expected);
+    drop(client);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
+    let directory = data_directory("corrupted");
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "CREATE TABLE t (k INT, v INT);
+         INSERT INTO t SELECT n % 10, n FROM generate_series(1, 1000) AS s(n);
+         CREATE MATERIALIZED VIEW sums AS SELECT k, sum(v) AS s, count(*) AS c, min(v) AS lo FROM t GROUP BY k;",
+    )
+    .await;
+    drop(client);
+    server.stop().await;
+    // A second life adds a checkpoint (at recovery) and rows after it.
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("restart");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "INSERT INTO t VALUES (1, 5000), (11, 1); DELETE FROM t WHERE v < 100;",
+    )
+    .await;
+    let expected = rows(&client, "SELECT * FROM sums ORDER BY k").await;
+    drop(client);
+    server.stop().await;
+
+    let checkpoints = directory.join("checkpoints");
+    let mut names: Vec<_> = std::fs::read_dir(&checkpoints)
+        .expect("checkpoints")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "two checkpoints are kept: {names:?}");
+    let newest = names.last().expect("newest").clone();
+    let state = std::fs::read_dir(&newest)
+        .expect("newest checkpoint")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("state-"))
+        })
+        .expect("a state file");
+    let mut bytes = std::fs::read(&state).expect("read state");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&state, bytes).expect("corrupt state");
+
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("restart past the corrupted checkpoint");
+    let client = server.connect().await;
+    assert_eq!(
+        rows(&client, "SELECT * FROM sums ORDER BY k").await,
+        expected
+    );
+    assert_view_equals_query(
+        &client,
+        "sums",
+        "SELECT k, sum(v) AS s, count(*) AS c, min(v) AS lo FROM t GROUP BY k",
+    )
+    .await;
+    drop(client);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[tokio::test]
+async fn a_directory_in_another_format_or_unusable_is_refused() {
+    let directory = data_directory("format");
+    std::fs::create_dir_all(&directory).expect("directory");
+    std::fs::write(directory.join("FORMAT"), "tributary data format 999\n").expect("marker");
+    let error = TestServer::start_with(config(&directory))
+        .await
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("format 999") && message.contains("reads format 1"),
+        "{message}"
+    );
+    // Nothing was changed in the directory it refused.
+    assert_eq!(
+        std::fs::read_to_string(directory.join("FORMAT")).expect("marker"),
+        "tributary data format 999\n"
+    );
+
+    // A directory that cannot be created: its parent is a file.
+    let file = data_directory("not-a-directory");
+    std::fs::write(&file, "").expect("file");
+    let error = TestServer::start_with(config(&file.join("data")))
+        .await
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("could not create"), "{error}");
+    let _ = std::fs::remove_dir_all(&directory);
+    let _ = std::fs::remove_file(&file);
+}
