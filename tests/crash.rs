@@ -1,8 +1,10 @@
 //! Crash test: the `tributary` binary is killed with SIGKILL at random moments while it ingests
 //! from the real broker and clients write to a table. After every restart on the same data
 //! directory, the table holds exactly the acknowledged writes (the one in flight at the kill
-//! either way), the source holds every produced message exactly once, and the views equal
-//! their queries recomputed.
+//! either way), the source holds every produced message exactly once, the views equal their
+//! queries recomputed, and the sinks' topics, read `read_committed`, hold every change exactly
+//! once: a DEBEZIUM sink of the source has one create per produced message, an UPSERT sink of
+//! a view ends with the view's rows.
 //!
 //! `TRIBUTARY_CRASH_SEED` replays a run (the seed is printed); `TRIBUTARY_CRASH_KILLS` sets how
 //! many kills (default 10).
@@ -16,9 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use common::kafka::{self, Record};
+use common::kafka;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 /// A `tributary serve` process.
 struct ServerProcess {
@@ -201,8 +205,13 @@ async fn views_survive_sigkill_at_random_moments() -> Result<()> {
     let _ = std::fs::remove_file(&log);
     let topic = kafka::unique_topic("crash");
     kafka::create_topic(&topic, 2);
+    let topics = Topics {
+        source: topic.clone(),
+        events_out: format!("{topic}-events-out"),
+        groups_out: format!("{topic}-groups-out"),
+    };
 
-    let result = run(&mut rng, seed, kills, &directory, &log, &topic).await;
+    let result = run(&mut rng, seed, kills, &directory, &log, &topics).await;
     if result.is_err() {
         eprintln!("server log ({}):\n{}", log.display(), tail(&log));
     } else {
@@ -212,14 +221,84 @@ async fn views_survive_sigkill_at_random_moments() -> Result<()> {
     result
 }
 
+struct Topics {
+    source: String,
+    /// The DEBEZIUM sink of the source.
+    events_out: String,
+    /// The UPSERT sink of `event_groups`.
+    groups_out: String,
+}
+
+/// Checks the sinks' topics against what was produced, waiting for the sinks' next commits.
+fn check_sinks(
+    topics: &Topics,
+    produced: &[(i64, i64)],
+    groups: &[Vec<String>],
+    kill: usize,
+) -> Result<()> {
+    let mut expected: Vec<String> = produced
+        .iter()
+        .map(|(key, value)| format!(r#"{{"key":{key},"value":{value}}}"#))
+        .collect();
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let messages = kafka::read_all(&topics.events_out, produced.len(), Duration::from_secs(10));
+        let mut creates = Vec::new();
+        for (_, value) in &messages {
+            let value = value.as_deref().unwrap_or("");
+            let Some(after) = value
+                .strip_prefix(r#"{"before":null,"after":"#)
+                .and_then(|rest| rest.strip_suffix(r#","op":"c"}"#))
+            else {
+                bail!(
+                    "kill {kill}: the source's sink wrote something other than a create: {value}"
+                );
+            };
+            creates.push(after.to_string());
+        }
+        creates.sort();
+        if creates == expected {
+            break;
+        }
+        if creates.len() > expected.len() || Instant::now() > deadline {
+            bail!(
+                "kill {kill}: the source's sink holds {} creates for {} produced messages",
+                creates.len(),
+                expected.len()
+            );
+        }
+    }
+    let expected: std::collections::HashMap<String, String> = groups
+        .iter()
+        .map(|row| {
+            (
+                format!(r#"{{"key":{}}}"#, row[0]),
+                format!(
+                    r#"{{"key":{},"n":{},"s":{},"lo":{}}}"#,
+                    row[0], row[1], row[2], row[3]
+                ),
+            )
+        })
+        .collect();
+    let table = kafka::read_table(&topics.groups_out, Duration::from_secs(60), |table| {
+        table == &expected
+    });
+    if table != expected {
+        bail!("kill {kill}: the view's sink ends with {table:?}, the view holds {expected:?}");
+    }
+    Ok(())
+}
+
 async fn run(
     rng: &mut StdRng,
     seed: u64,
     kills: usize,
     directory: &Path,
     log: &Path,
-    topic: &str,
+    topics: &Topics,
 ) -> Result<()> {
+    let topic = topics.source.as_str();
     let checkpoint_interval_ms = rng.random_range(20..400);
     let mut server = ServerProcess::start(directory, log, checkpoint_interval_ms)?;
     let client = server.connect().await?;
@@ -229,11 +308,17 @@ async fn run(
              CREATE MATERIALIZED VIEW table_groups AS
                SELECT k, count(*) AS n, sum(v) AS s, max(v) AS hi FROM t GROUP BY k;
              CREATE SOURCE events (key INT, value BIGINT)
-               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+               FROM KAFKA (BROKER '{broker}', TOPIC '{topic}') FORMAT JSON;
              CREATE MATERIALIZED VIEW event_groups AS
                SELECT key, count(*) AS n, sum(value) AS s, min(value) AS lo FROM events GROUP BY key;
-             CREATE MATERIALIZED VIEW event_total AS SELECT count(*) AS n FROM events;",
-            kafka::bootstrap()
+             CREATE MATERIALIZED VIEW event_total AS SELECT count(*) AS n FROM events;
+             CREATE SINK events_out FROM events INTO KAFKA (BROKER '{broker}', TOPIC '{}')
+               FORMAT JSON ENVELOPE DEBEZIUM;
+             CREATE SINK groups_out FROM event_groups INTO KAFKA (BROKER '{broker}', TOPIC '{}')
+               KEY (key) FORMAT JSON ENVELOPE UPSERT;",
+            topics.events_out,
+            topics.groups_out,
+            broker = kafka::bootstrap(),
         ))
         .await?;
     drop(client);
@@ -257,19 +342,35 @@ async fn run(
             .iter()
             .map(|(key, value)| format!(r#"{{"key": {key}, "value": {value}}}"#).into_bytes())
             .collect();
-        let split = rng.random_range(0..payloads.len());
-        let records: Vec<Record> = payloads
-            .iter()
-            .map(|payload| Record {
-                value: Some(payload),
-                ..Default::default()
-            })
-            .collect();
-        kafka::produce(topic, &records[..split]);
+        // Produced in small chunks while the server runs and dies, so the kill falls between
+        // ingesting messages and checkpointing their offsets.
+        let chunk = rng.random_range(20..200);
+        let producer_topic = topic.to_string();
+        let producer = std::thread::spawn(move || {
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", kafka::bootstrap())
+                .set("linger.ms", "0")
+                .create()
+                .expect("create a producer");
+            for chunk in payloads.chunks(chunk) {
+                for payload in chunk {
+                    producer
+                        .send(BaseRecord::<[u8], [u8]>::to(&producer_topic).payload(payload))
+                        .map_err(|(error, _)| error)
+                        .expect("produce");
+                }
+                producer
+                    .flush(Duration::from_secs(30))
+                    .expect("every message acknowledged");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
         tokio::time::sleep(Duration::from_millis(rng.random_range(10..1500))).await;
         server.kill()?;
         let _ = writer.await;
-        kafka::produce(topic, &records[split..]);
+        producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
         produced.extend(batch);
 
         server = ServerProcess::start(directory, log, checkpoint_interval_ms)?;
@@ -280,28 +381,29 @@ async fn run(
             .into_iter()
             .map(|row| row[0].parse::<i64>())
             .collect::<std::result::Result<_, _>>()?;
-        let mut writes = writes.lock().expect("writes");
-        let mut with_in_flight = writes.present.clone();
-        match writes.in_flight.take() {
-            Some(Write::Insert(id)) => {
-                with_in_flight.insert(id);
-                next_id = next_id.max(id);
+        {
+            let mut writes = writes.lock().expect("writes");
+            let mut with_in_flight = writes.present.clone();
+            match writes.in_flight.take() {
+                Some(Write::Insert(id)) => {
+                    with_in_flight.insert(id);
+                    next_id = next_id.max(id);
+                }
+                Some(Write::Delete(id)) => {
+                    with_in_flight.remove(&id);
+                }
+                None => {}
             }
-            Some(Write::Delete(id)) => {
-                with_in_flight.remove(&id);
+            if actual != writes.present && actual != with_in_flight {
+                let lost: Vec<_> = writes.present.difference(&actual).collect();
+                let extra: Vec<_> = actual.difference(&with_in_flight).collect();
+                bail!(
+                    "kill {kill}: table differs from acknowledged writes; lost {lost:?}, extra {extra:?}"
+                );
             }
-            None => {}
+            next_id = next_id.max(actual.iter().copied().max().unwrap_or(0));
+            writes.present = actual;
         }
-        if actual != writes.present && actual != with_in_flight {
-            let lost: Vec<_> = writes.present.difference(&actual).collect();
-            let extra: Vec<_> = actual.difference(&with_in_flight).collect();
-            bail!(
-                "kill {kill}: table differs from acknowledged writes; lost {lost:?}, extra {extra:?}"
-            );
-        }
-        next_id = next_id.max(actual.iter().copied().max().unwrap_or(0));
-        writes.present = actual;
-        drop(writes);
         assert_view_equals_query(
             &client,
             "table_groups",
@@ -348,6 +450,8 @@ async fn run(
         )
         .await
         .with_context(|| format!("kill {kill}"))?;
+        // The Kafka consumer blocks; the server's other work goes on meanwhile.
+        tokio::task::block_in_place(|| check_sinks(topics, &produced, &groups, kill))?;
     }
     server.kill()?;
     Ok(())

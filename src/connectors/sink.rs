@@ -1,6 +1,14 @@
 //! A Kafka sink: a thread that receives a relation's changes once per epoch (its contents first)
 //! and writes them to a topic as JSON, in the UPSERT or DEBEZIUM envelope.
 //!
+//! On a server with a data directory the sink is exactly-once: it holds each epoch's output
+//! until a checkpoint covering the epoch is durable, then writes everything up to that epoch in
+//! one Kafka transaction together with a marker of the epoch (an offset committed for the
+//! sink's own consumer group, through the transaction). Its transactional id is stable across
+//! restarts, so a restarted sink fences its predecessor and aborts the transaction it left open;
+//! it then reads the marker and rewrites, from the checkpoint, the output Kafka did not commit.
+//! A `read_committed` consumer sees every change exactly once.
+//!
 //! Within an epoch the changes are paired by key: a key that lost a row and gained one is an
 //! update, one that only lost a row a delete, one that only gained a row an insert. UPSERT writes
 //! the new row, or a tombstone (null value) for a delete; DEBEZIUM writes
@@ -14,9 +22,11 @@ use std::time::Duration;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
 use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::status::SinkStatus;
 use super::{SinkDefinition, kafka};
@@ -25,7 +35,19 @@ use crate::dataflow::{ChangeBatch, Epoch};
 use crate::error::ConnectorError;
 use crate::sql::streaming::Envelope;
 
+/// How an exactly-once sink commits.
+pub struct ExactlyOnce {
+    /// Stable for this sink in this data directory: it fences the sink's earlier incarnations,
+    /// and names the consumer group that holds the committed-epoch marker.
+    pub transactional_id: String,
+    /// Epochs up to its durable epoch are in a complete checkpoint, and may be committed.
+    pub checkpoints: Arc<crate::coordinator::CheckpointReports>,
+    /// Output of epochs in the checkpoint recovery loaded that Kafka may not have committed.
+    pub recovered: Vec<SinkBatch>,
+}
+
 /// One epoch's changes of the sink's relation.
+#[derive(Clone)]
 pub struct SinkBatch {
     pub epoch: Epoch,
     pub changes: Vec<ChangeBatch>,
@@ -78,24 +100,60 @@ pub fn start(
     from: RelationId,
     definition: Arc<SinkDefinition>,
     status: Arc<SinkStatus>,
+    exactly_once: Option<ExactlyOnce>,
 ) -> Result<SinkHandle, ConnectorError> {
-    let config = kafka::client_config(
-        &definition.endpoint,
+    let transactional_id = exactly_once
+        .as_ref()
+        .map(|exactly_once| exactly_once.transactional_id.clone());
+    let mut settings = vec![
         // Retries must not reorder a key's updates.
-        &[("linger.ms", "5"), ("enable.idempotence", "true")],
-    );
+        ("linger.ms", "5"),
+        ("enable.idempotence", "true"),
+    ];
+    if let Some(id) = &transactional_id {
+        settings.push(("transactional.id", id.as_str()));
+    }
+    let config = kafka::client_config(&definition.endpoint, &settings);
     let producer: ThreadedProducer<SinkContext> = config
         .create_with_context(SinkContext {
             status: Arc::clone(&status),
         })
         .map_err(kafka::config_error)?;
+    // Only for the marker's group metadata; it never reads.
+    let marker_consumer: Option<BaseConsumer> = match &transactional_id {
+        Some(id) => Some(
+            kafka::client_config(
+                &definition.endpoint,
+                &[
+                    ("group.id", id.as_str()),
+                    ("enable.auto.commit", "false"),
+                    ("isolation.level", "read_committed"),
+                ],
+            )
+            .create()
+            .map_err(kafka::config_error)?,
+        ),
+        None => None,
+    };
     let (sender, batches) = mpsc::channel();
     let thread_status = Arc::clone(&status);
     std::thread::Builder::new()
         .name(format!("sink-{}", status.name))
         .spawn(move || {
             let status = Arc::clone(&thread_status);
-            let run = || run(producer, definition, thread_status, batches);
+            let run = || match (exactly_once, marker_consumer) {
+                (Some(exactly_once), Some(consumer)) => {
+                    let sink = TransactionalSink {
+                        producer,
+                        consumer,
+                        definition,
+                        status: thread_status,
+                        checkpoints: exactly_once.checkpoints,
+                    };
+                    sink.run(exactly_once.recovered, batches);
+                }
+                _ => run(producer, definition, thread_status, batches),
+            };
             if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
                 let message = crate::error::panic_message(&panic);
                 tracing::error!(sink = %status.name, %message, "sink thread panicked");
@@ -123,7 +181,8 @@ fn run(
         match encode(&definition, &batch.changes) {
             Ok(records) => {
                 for record in records {
-                    produce(&producer, &definition.topic, &record, &status);
+                    // Reported in the status; an at-least-once sink goes on with the next.
+                    let _ = produce(&producer, &definition.topic, &record, &status);
                 }
             }
             Err(error) => {
@@ -139,13 +198,170 @@ fn run(
     tracing::info!(sink = %status.name, "sink stopped");
 }
 
+/// How long a transactional call may take before the sink retries it.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often an exactly-once sink looks for newly durable epochs.
+const COMMIT_TICK: Duration = Duration::from_millis(20);
+
+/// An exactly-once sink's thread state (see the module doc).
+struct TransactionalSink {
+    producer: ThreadedProducer<SinkContext>,
+    consumer: BaseConsumer,
+    definition: Arc<SinkDefinition>,
+    status: Arc<SinkStatus>,
+    checkpoints: Arc<crate::coordinator::CheckpointReports>,
+}
+
+impl TransactionalSink {
+    /// One loop over data (`batches`), a ticker (`COMMIT_TICK`) and control (the channel
+    /// closing when the coordinator drops the handle).
+    fn run(self, recovered: Vec<SinkBatch>, batches: mpsc::Receiver<SinkBatch>) {
+        self.status.set_state("starting transactions");
+        // Fences the sink's previous incarnation and aborts what it left open; retried while
+        // the broker is away.
+        while let Err(error) = self.producer.init_transactions(TRANSACTION_TIMEOUT) {
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced) {
+                self.status.set_state(format!("failed: {error}"));
+                return;
+            }
+            self.status.set_state(format!("retrying: {error}"));
+            std::thread::sleep(Duration::from_secs(1));
+            if matches!(batches.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
+                return;
+            }
+        }
+        let committed = loop {
+            match self.committed_marker() {
+                Ok(committed) => break committed,
+                Err(error) => {
+                    self.status.set_state(format!("retrying: {error}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        };
+        self.status
+            .committed_epoch
+            .fetch_max(committed, Ordering::AcqRel);
+        // What Kafka committed before the crash is not written again.
+        let mut pending: Vec<SinkBatch> = recovered
+            .into_iter()
+            .filter(|batch| batch.epoch > committed)
+            .collect();
+        self.status.set_state("running");
+        loop {
+            match batches.recv_timeout(COMMIT_TICK) {
+                Ok(batch) => {
+                    pending.push(batch);
+                    while let Ok(batch) = batches.try_recv() {
+                        pending.push(batch);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let durable = self.checkpoints.durable_epoch();
+            let ready = pending
+                .iter()
+                .take_while(|batch| batch.epoch <= durable)
+                .count();
+            if ready == 0 {
+                continue;
+            }
+            match self.commit(&pending[..ready]) {
+                Ok(()) => {
+                    pending.drain(..ready);
+                    self.status.set_state("running");
+                }
+                Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced) => {
+                    self.status.set_state(format!("failed: {error}"));
+                    return;
+                }
+                Err(error) => {
+                    // Nothing of the transaction is visible; the epochs stay pending.
+                    let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
+                    self.status.set_state(format!("retrying: {error}"));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        tracing::info!(sink = %self.status.name, "sink stopped");
+    }
+
+    /// The last epoch whose output Kafka committed, from the marker (0 for none).
+    fn committed_marker(&self) -> Result<Epoch, KafkaError> {
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(&self.definition.topic, 0);
+        let committed = self
+            .consumer
+            .committed_offsets(partitions, TRANSACTION_TIMEOUT)?;
+        Ok(committed
+            .elements()
+            .first()
+            .and_then(|element| match element.offset() {
+                Offset::Offset(epoch) => u64::try_from(epoch).ok(),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    /// Writes `batches` (in epoch order) and the marker of the last one in one transaction.
+    fn commit(&self, batches: &[SinkBatch]) -> Result<(), KafkaError> {
+        let Some(last) = batches.last() else {
+            return Ok(());
+        };
+        self.producer.begin_transaction()?;
+        for batch in batches {
+            match encode(&self.definition, &batch.changes) {
+                Ok(records) => {
+                    for record in records {
+                        produce(
+                            &self.producer,
+                            &self.definition.topic,
+                            &record,
+                            &self.status,
+                        )?;
+                    }
+                }
+                Err(error) => {
+                    // Not the broker's fault and not retryable: reported, and skipped rather
+                    // than blocking every later epoch.
+                    self.status.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(sink = %self.status.name, %error, "cannot encode a sink batch");
+                }
+            }
+        }
+        let mut marker = TopicPartitionList::new();
+        marker.add_partition_offset(
+            &self.definition.topic,
+            0,
+            Offset::Offset(i64::try_from(last.epoch).unwrap_or(i64::MAX)),
+        )?;
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or(KafkaError::MetadataFetch(RDKafkaErrorCode::InvalidGroupId))?;
+        self.producer
+            .send_offsets_to_transaction(&marker, &group, TRANSACTION_TIMEOUT)?;
+        self.producer.commit_transaction(TRANSACTION_TIMEOUT)?;
+        self.status
+            .committed_epoch
+            .fetch_max(last.epoch, Ordering::AcqRel);
+        self.status.epoch.store(last.epoch, Ordering::Release);
+        self.status
+            .queued_epochs
+            .fetch_sub(batches.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// Hands one record to the producer, waiting while its queue is full.
 fn produce(
     producer: &ThreadedProducer<SinkContext>,
     topic: &str,
     record: &EncodedRecord,
     status: &SinkStatus,
-) {
+) -> Result<(), KafkaError> {
     loop {
         let mut message = BaseRecord::<[u8], [u8]>::to(topic);
         if let Some(key) = &record.key {
@@ -155,14 +371,14 @@ fn produce(
             message = message.payload(value.as_slice());
         }
         match producer.send(message) {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err((error, _)) => {
                 status.errors.fetch_add(1, Ordering::Relaxed);
                 status.set_state(format!("cannot produce: {error}"));
-                return;
+                return Err(error);
             }
         }
     }

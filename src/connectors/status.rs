@@ -149,6 +149,9 @@ pub struct SinkStatus {
     pub epoch: AtomicU64,
     /// Epochs sent to the sink and not yet handed to the producer: how far it lags.
     pub queued_epochs: AtomicU64,
+    /// For an exactly-once sink: the last epoch whose output Kafka committed. The coordinator
+    /// stops keeping output up to here.
+    pub committed_epoch: AtomicU64,
     pub state: Mutex<String>,
 }
 
@@ -161,6 +164,7 @@ impl SinkStatus {
             errors: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             queued_epochs: AtomicU64::new(0),
+            committed_epoch: AtomicU64::new(0),
             state: Mutex::new("starting".into()),
         }
     }

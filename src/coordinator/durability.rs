@@ -14,6 +14,7 @@ use super::Engine;
 use crate::catalog::{RelationId, RelationKind};
 use crate::connectors::ConnectorDefinition;
 use crate::connectors::envelope::{KeyedRow, KeyedRows};
+use crate::connectors::sink::SinkBatch;
 use crate::dataflow::change_batch::{row_converter_for, with_schema};
 use crate::dataflow::{ChangeBatch, Epoch};
 use crate::error::{ExecutionError, Result, StorageError, lock};
@@ -68,9 +69,14 @@ impl CheckpointReports {
         self.durable_epoch.load(Ordering::Acquire)
     }
 
+    /// Epochs up to `epoch` are in a complete checkpoint.
+    fn mark_durable(&self, epoch: Epoch) {
+        self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
     fn push(&self, report: CheckpointReport) {
         if report.error.is_none() {
-            self.durable_epoch.fetch_max(report.epoch, Ordering::AcqRel);
+            self.mark_durable(report.epoch);
         }
         let mut reports = lock(&self.reports);
         reports.push_back(report);
@@ -189,6 +195,13 @@ impl Engine {
             return;
         };
         let changed = durability.last_checkpoint != self.epoch;
+        // Output Kafka has committed is no longer anyone's to keep.
+        for (id, outputs) in self.sink_outputs.iter_mut() {
+            if let Some(sink) = self.sinks.get(id) {
+                let committed = sink.status.committed_epoch.load(Ordering::Acquire);
+                outputs.retain(|batch| batch.epoch > committed);
+            }
+        }
         let image = if changed {
             match self.checkpoint_image() {
                 Ok(image) => Some(image),
@@ -292,9 +305,21 @@ impl Engine {
                 (id, encoder.finish())
             })
             .collect();
+        let mut sink_outputs = Vec::with_capacity(self.sink_outputs.len());
+        for (&id, outputs) in &self.sink_outputs {
+            let mut encoder = Encoder::default();
+            encoder.u64(outputs.len() as u64);
+            for batch in outputs {
+                encoder
+                    .u64(batch.epoch)
+                    .bytes(&wal::encode_changes(&batch.changes).map_err(StorageError::NotDurable)?);
+            }
+            sink_outputs.push((id, encoder.finish()));
+        }
         Ok(CheckpointImage {
             epoch: self.epoch,
             keyed_rows,
+            sink_outputs,
             catalog_version: self.catalog_version,
             last_relation_id: self.catalog.last_id(),
             relations,
@@ -319,7 +344,20 @@ impl Engine {
         if self.recovery != Recovery::RecreatingCatalog {
             return Err(ExecutionError::Internal("restore outside recovery".into()).into());
         }
+        let mut recovered_outputs: HashMap<RelationId, Vec<SinkBatch>> = HashMap::new();
         if let Some(checkpoint) = checkpoint {
+            // Everything up to the checkpoint is durable: sinks may commit it.
+            if let Some(durability) = &self.durability {
+                durability.reports.mark_durable(checkpoint.epoch);
+            }
+            for (id, bytes) in &checkpoint.sink_outputs {
+                let outputs =
+                    decode_sink_outputs(bytes).map_err(|reason| StorageError::Corrupted {
+                        path: format!("checkpoint {} output of sink {id}", checkpoint.epoch),
+                        reason,
+                    })?;
+                recovered_outputs.insert(*id, outputs);
+            }
             Arc::make_mut(&mut self.catalog).reserve_through(checkpoint.last_relation_id);
             self.epoch = self.epoch.max(checkpoint.epoch);
             self.catalog_version = self.catalog_version.max(checkpoint.catalog_version);
@@ -379,8 +417,14 @@ impl Engine {
             else {
                 continue;
             };
-            // What the sink wrote up to the checkpoint is in its topic already.
-            let handle = self.start_sink(&relation.name, from, definition)?;
+            // What Kafka committed is in the topic; the rest of what the checkpoint holds is
+            // written again.
+            let recovered = recovered_outputs.remove(&relation.id).unwrap_or_default();
+            if !recovered.is_empty() {
+                self.sink_outputs.insert(relation.id, recovered.clone());
+            }
+            let handle =
+                self.start_sink(relation.id, &relation.name, from, definition, recovered)?;
             Arc::make_mut(&mut self.connectors)
                 .sinks
                 .insert(relation.id, Arc::clone(&handle.status));
@@ -481,6 +525,18 @@ impl Engine {
         self.checkpoint(false);
         Ok(())
     }
+}
+
+fn decode_sink_outputs(bytes: &[u8]) -> Result<Vec<SinkBatch>, DecodeError> {
+    let mut decoder = Decoder::new(bytes);
+    let count = decoder.count()?;
+    (0..count)
+        .map(|_| {
+            let epoch = decoder.u64()?;
+            let changes = wal::decode_changes(decoder.bytes()?)?;
+            Ok(SinkBatch { epoch, changes })
+        })
+        .collect()
 }
 
 fn decode_keyed_rows(bytes: &[u8]) -> Result<KeyedRows, DecodeError> {

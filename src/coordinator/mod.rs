@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
 use crate::connectors::envelope::{KeyUpdate, KeyedRow, KeyedRows};
-use crate::connectors::sink::{SinkBatch, SinkHandle};
+use crate::connectors::sink::{ExactlyOnce, SinkBatch, SinkHandle};
 use crate::connectors::source::SourceHandle;
 use crate::connectors::status::{ConnectorStatuses, SourceControl};
 use crate::connectors::{ConnectorDefinition, SinkStatus, SourceStatus};
@@ -195,6 +195,7 @@ impl Coordinator {
             recovery,
             source_offsets: HashMap::new(),
             keyed_rows: HashMap::new(),
+            sink_outputs: HashMap::new(),
             catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
             keyed_sources: HashMap::new(),
@@ -357,6 +358,9 @@ struct Engine {
     /// epoch: the state its envelope restarts from. A copy of what the source thread keeps,
     /// updated from the batches it sends, so checkpoints see it at an epoch boundary.
     keyed_rows: HashMap<RelationId, KeyedRows>,
+    /// Per exactly-once sink, the output of epochs Kafka has not committed yet, oldest first.
+    /// Checkpoints keep it: after a crash the sink rewrites what Kafka lost.
+    sink_outputs: HashMap<RelationId, Vec<SinkBatch>>,
     /// What snapshots show of checkpoints; written by the checkpoint writer.
     checkpoints: Option<Arc<CheckpointReports>>,
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
@@ -667,14 +671,29 @@ impl Engine {
                 }
             }
         }
-        for sink in self.sinks.values() {
-            if let Some(changes) = deltas.get(&sink.from) {
-                sink.send(SinkBatch {
-                    epoch,
-                    changes: changes.clone(),
-                });
-            }
+        let outputs: Vec<(RelationId, SinkBatch)> = self
+            .sinks
+            .iter()
+            .filter_map(|(&id, sink)| {
+                let changes = deltas.get(&sink.from)?.clone();
+                Some((id, SinkBatch { epoch, changes }))
+            })
+            .collect();
+        for (id, batch) in outputs {
+            self.send_to_sink(id, batch);
         }
+    }
+
+    /// Sends a sink one epoch's changes. An exactly-once sink's are also kept until Kafka has
+    /// committed them, so that checkpoints hold what a crash could lose.
+    fn send_to_sink(&mut self, id: RelationId, batch: SinkBatch) {
+        let Some(sink) = self.sinks.get(&id) else {
+            return;
+        };
+        if self.durability.is_some() {
+            self.sink_outputs.entry(id).or_default().push(batch.clone());
+        }
+        sink.send(batch);
     }
 
     fn publish(&mut self) {
@@ -792,12 +811,14 @@ impl Engine {
                     .ok_or_else(|| ExecutionError::Internal("a sink without a relation".into()))?;
                 // The sink's first epoch is the relation's whole contents.
                 let contents = self.current_rows(from)?;
-                let handle = self.start_sink(&name, from, definition)?;
-                handle.send(SinkBatch {
-                    epoch,
-                    changes: contents,
-                });
-                sink = Some(handle);
+                let handle = self.start_sink(id, &name, from, definition, Vec::new())?;
+                sink = Some((
+                    handle,
+                    SinkBatch {
+                        epoch,
+                        changes: contents,
+                    },
+                ));
             }
             _ => {}
         }
@@ -826,11 +847,12 @@ impl Engine {
                 .insert(id, status);
             self.sources.insert(id, handle);
         }
-        if let Some(handle) = sink {
+        if let Some((handle, contents)) = sink {
             Arc::make_mut(&mut self.connectors)
                 .sinks
                 .insert(id, Arc::clone(&handle.status));
             self.sinks.insert(id, handle);
+            self.send_to_sink(id, contents);
         }
         match kind {
             RelationKind::Table => {
@@ -901,18 +923,28 @@ impl Engine {
         Ok((handle, status))
     }
 
-    /// Starts a sink's thread; the caller sends it its first changes and registers it.
+    /// Starts a sink's thread; the caller registers it and sends it its first changes. With
+    /// a data directory the sink is exactly-once, and first rewrites what `recovered` holds
+    /// beyond what Kafka committed.
     fn start_sink(
         &self,
+        id: RelationId,
         name: &str,
         from: RelationId,
         definition: &Arc<crate::connectors::SinkDefinition>,
+        recovered: Vec<SinkBatch>,
     ) -> Result<SinkHandle> {
         let status = Arc::new(SinkStatus::new(name.to_string(), definition.topic.clone()));
+        let exactly_once = self.durability.as_ref().map(|durability| ExactlyOnce {
+            transactional_id: format!("tributary-{}-sink-{id}", durability.directory().instance()),
+            checkpoints: Arc::clone(&durability.reports),
+            recovered,
+        });
         Ok(crate::connectors::sink::start(
             from,
             Arc::clone(definition),
             status,
+            exactly_once,
         )?)
     }
 
@@ -980,6 +1012,7 @@ impl Engine {
             self.views.remove(&id);
             self.source_offsets.remove(&id);
             self.keyed_rows.remove(&id);
+            self.sink_outputs.remove(&id);
             // Dropping the handles stops the connectors' threads.
             if self.sources.remove(&id).is_some() || self.sinks.remove(&id).is_some() {
                 let connectors = Arc::make_mut(&mut self.connectors);

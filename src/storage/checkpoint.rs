@@ -53,6 +53,8 @@ pub struct CheckpointImage {
     pub source_offsets: Vec<(RelationId, Vec<(i32, i64)>)>,
     /// Per UPSERT or DEBEZIUM source, each key's row, encoded.
     pub keyed_rows: Vec<(RelationId, Vec<u8>)>,
+    /// Per exactly-once sink, the output Kafka had not committed, encoded.
+    pub sink_outputs: Vec<(RelationId, Vec<u8>)>,
 }
 
 /// A checkpoint read back from disk.
@@ -66,6 +68,7 @@ pub struct Checkpoint {
     pub states: HashMap<RelationId, Vec<u8>>,
     pub source_offsets: HashMap<RelationId, Vec<(i32, i64)>>,
     pub keyed_rows: HashMap<RelationId, Vec<u8>>,
+    pub sink_outputs: HashMap<RelationId, Vec<u8>>,
 }
 
 /// What writing one checkpoint took.
@@ -116,6 +119,9 @@ pub fn write(
     }
     for (id, keys) in &image.keyed_rows {
         files.push((format!("keys-{id}"), keys.clone()));
+    }
+    for (id, outputs) in &image.sink_outputs {
+        files.push((format!("sink-{id}"), outputs.clone()));
     }
     let mut manifest = Encoder::default();
     manifest
@@ -267,6 +273,8 @@ fn load(path: &Path) -> Result<Checkpoint, StorageError> {
             checkpoint.states.insert(id, contents);
         } else if let Some(id) = name.strip_prefix("keys-").and_then(|id| id.parse().ok()) {
             checkpoint.keyed_rows.insert(id, contents);
+        } else if let Some(id) = name.strip_prefix("sink-").and_then(|id| id.parse().ok()) {
+            checkpoint.sink_outputs.insert(id, contents);
         }
     }
     Ok(checkpoint)
@@ -320,5 +328,6 @@ fn decode_catalog(epoch: Epoch, bytes: &[u8]) -> Result<Checkpoint, DecodeError>
         states: HashMap::new(),
         source_offsets,
         keyed_rows: HashMap::new(),
+        sink_outputs: HashMap::new(),
     })
 }

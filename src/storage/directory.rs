@@ -13,12 +13,16 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const FORMAT_FILE: &str = "FORMAT";
 const LOCK_FILE: &str = "LOCK";
+const INSTANCE_FILE: &str = "INSTANCE";
 
 /// An open, locked data directory. The lock is released when this is dropped (or the process
 /// dies), so a crashed server never blocks its successor.
 #[derive(Debug)]
 pub struct DataDirectory {
     root: PathBuf,
+    /// Made up when the directory is created: names what belongs to this directory outside
+    /// it (the Kafka transactional ids of its sinks).
+    instance: String,
     /// Held for the life of the server: an exclusive advisory lock on `LOCK`.
     _lock: File,
 }
@@ -75,8 +79,19 @@ impl DataDirectory {
             }
             Err(error) => return Err(io_error("read", &format_path, &error)),
         }
+        let instance_path = root.join(INSTANCE_FILE);
+        let instance = match std::fs::read_to_string(&instance_path) {
+            Ok(instance) => instance.trim().to_string(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let instance = new_instance_id();
+                write_file_durably(&instance_path, instance.as_bytes())?;
+                instance
+            }
+            Err(error) => return Err(io_error("read", &instance_path, &error)),
+        };
         let directory = Self {
             root: root.to_path_buf(),
+            instance,
             _lock: lock,
         };
         for sub in [directory.log_directory(), directory.checkpoint_directory()] {
@@ -90,6 +105,10 @@ impl DataDirectory {
         &self.root
     }
 
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     pub fn log_directory(&self) -> PathBuf {
         self.root.join("wal")
     }
@@ -97,6 +116,20 @@ impl DataDirectory {
     pub fn checkpoint_directory(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
+}
+
+/// A fresh random id: std's per-process random hash keys, the clock and the process id.
+fn new_instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 pub fn io_error(action: &'static str, path: &Path, error: &std::io::Error) -> StorageError {

@@ -258,7 +258,7 @@ pub fn decode_relation(decoder: &mut Decoder) -> Result<RelationRecord, DecodeEr
 const WEIGHT_COLUMN: &str = "__tributary_weight";
 
 /// Changes as one Arrow IPC stream: each batch's rows plus a weight column.
-fn encode_changes(changes: &[ChangeBatch]) -> Result<Vec<u8>, String> {
+pub fn encode_changes(changes: &[ChangeBatch]) -> Result<Vec<u8>, String> {
     let Some(first) = changes.first() else {
         return Ok(Vec::new());
     };
@@ -283,7 +283,7 @@ fn encode_changes(changes: &[ChangeBatch]) -> Result<Vec<u8>, String> {
     codec::encode_batches(&schema, &batches)
 }
 
-fn decode_changes(bytes: &[u8]) -> Result<Vec<ChangeBatch>, DecodeError> {
+pub fn decode_changes(bytes: &[u8]) -> Result<Vec<ChangeBatch>, DecodeError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
