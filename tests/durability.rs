@@ -398,3 +398,88 @@ async fn a_directory_in_another_format_or_unusable_is_refused() {
     let _ = std::fs::remove_dir_all(&directory);
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_is_reported_and_nothing_is_lost() {
+    let directory = data_directory("unwritable");
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "CREATE TABLE t (k INT);
+         INSERT INTO t VALUES (1), (2), (3);
+         CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n, sum(k) AS s FROM t;",
+    )
+    .await;
+    // The checkpoint directory becomes unusable: a file stands where it was.
+    let checkpoints = directory.join("checkpoints");
+    let moved = directory.join("checkpoints-moved");
+    std::fs::rename(&checkpoints, &moved).expect("move checkpoints");
+    std::fs::write(&checkpoints, "").expect("file in the way");
+    execute(&client, "INSERT INTO t VALUES (4)").await;
+    let failure = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let failed = rows(
+                &client,
+                "SELECT epoch, error FROM tributary.checkpoints WHERE error IS NOT NULL",
+            )
+            .await;
+            if let Some(row) = failed.into_iter().next() {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the failed checkpoint is reported");
+    assert!(
+        failure[1]
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not create"),
+        "{failure:?}"
+    );
+    // Reads and logged writes go on.
+    execute(&client, "INSERT INTO t VALUES (5)").await;
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM total").await,
+        vec![vec![Some("5".into()), Some("15".into())]]
+    );
+    // Once the directory is back, checkpoints succeed again.
+    std::fs::remove_file(&checkpoints).expect("remove the file");
+    std::fs::rename(&moved, &checkpoints).expect("restore checkpoints");
+    let failed_epoch: i64 = failure[0].as_deref().unwrap_or("0").parse().expect("epoch");
+    execute(&client, "INSERT INTO t VALUES (6)").await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let succeeded = rows(
+                &client,
+                &format!(
+                    "SELECT epoch FROM tributary.checkpoints WHERE error IS NULL AND epoch > {failed_epoch}"
+                ),
+            )
+            .await;
+            if !succeeded.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("checkpoints succeed again");
+    drop(client);
+    server.stop().await;
+    let server = TestServer::start_with(config(&directory))
+        .await
+        .expect("restart");
+    let client = server.connect().await;
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM total").await,
+        vec![vec![Some("6".into()), Some("21".into())]]
+    );
+    drop(client);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
-use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::status::SinkStatus;
@@ -145,6 +145,7 @@ pub fn start(
                 (Some(exactly_once), Some(consumer)) => {
                     let sink = TransactionalSink {
                         producer,
+                        config,
                         consumer,
                         definition,
                         status: thread_status,
@@ -207,6 +208,8 @@ const COMMIT_TICK: Duration = Duration::from_millis(20);
 /// An exactly-once sink's thread state (see the module doc).
 struct TransactionalSink {
     producer: ThreadedProducer<SinkContext>,
+    /// To make the producer again after a failed transaction.
+    config: ClientConfig,
     consumer: BaseConsumer,
     definition: Arc<SinkDefinition>,
     status: Arc<SinkStatus>,
@@ -216,39 +219,11 @@ struct TransactionalSink {
 impl TransactionalSink {
     /// One loop over data (`batches`), a ticker (`COMMIT_TICK`) and control (the channel
     /// closing when the coordinator drops the handle).
-    fn run(self, recovered: Vec<SinkBatch>, batches: mpsc::Receiver<SinkBatch>) {
-        self.status.set_state("starting transactions");
-        // Fences the sink's previous incarnation and aborts what it left open; retried while
-        // the broker is away.
-        while let Err(error) = self.producer.init_transactions(TRANSACTION_TIMEOUT) {
-            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced) {
-                self.status.set_state(format!("failed: {error}"));
-                return;
-            }
-            self.status.set_state(format!("retrying: {error}"));
-            std::thread::sleep(Duration::from_secs(1));
-            if matches!(batches.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
-                return;
-            }
+    fn run(mut self, recovered: Vec<SinkBatch>, batches: mpsc::Receiver<SinkBatch>) {
+        let mut pending = recovered;
+        if !self.start_transactions(&batches, &mut pending) {
+            return;
         }
-        let committed = loop {
-            match self.committed_marker() {
-                Ok(committed) => break committed,
-                Err(error) => {
-                    self.status.set_state(format!("retrying: {error}"));
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        };
-        self.status
-            .committed_epoch
-            .fetch_max(committed, Ordering::AcqRel);
-        // What Kafka committed before the crash is not written again.
-        let mut pending: Vec<SinkBatch> = recovered
-            .into_iter()
-            .filter(|batch| batch.epoch > committed)
-            .collect();
-        self.status.set_state("running");
         loop {
             match batches.recv_timeout(COMMIT_TICK) {
                 Ok(batch) => {
@@ -273,19 +248,71 @@ impl TransactionalSink {
                     pending.drain(..ready);
                     self.status.set_state("running");
                 }
-                Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced) => {
-                    self.status.set_state(format!("failed: {error}"));
-                    return;
-                }
                 Err(error) => {
-                    // Nothing of the transaction is visible; the epochs stay pending.
-                    let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
+                    // Whatever state the transaction is in (a broker gone, a timeout that may
+                    // or may not have committed), a new producer with the same transactional id
+                    // settles it, and the marker says what Kafka has.
+                    tracing::warn!(sink = %self.status.name, %error, "sink transaction failed; starting over");
                     self.status.set_state(format!("retrying: {error}"));
-                    std::thread::sleep(Duration::from_millis(200));
+                    match self.config.create_with_context(SinkContext {
+                        status: Arc::clone(&self.status),
+                    }) {
+                        Ok(producer) => self.producer = producer,
+                        Err(error) => {
+                            self.status.set_state(format!("failed: {error}"));
+                            return;
+                        }
+                    }
+                    if !self.start_transactions(&batches, &mut pending) {
+                        return;
+                    }
                 }
             }
         }
         tracing::info!(sink = %self.status.name, "sink stopped");
+    }
+
+    /// Initializes transactions (fencing earlier producers with the sink's id and settling what
+    /// they left open) and drops from `pending` what the marker says Kafka committed. Retries
+    /// while the broker is away, keeping what arrives meanwhile; false when the sink must stop.
+    fn start_transactions(
+        &self,
+        batches: &mpsc::Receiver<SinkBatch>,
+        pending: &mut Vec<SinkBatch>,
+    ) -> bool {
+        self.status.set_state("starting transactions");
+        loop {
+            let started = self
+                .producer
+                .init_transactions(TRANSACTION_TIMEOUT)
+                .and_then(|()| self.committed_marker());
+            match started {
+                Ok(committed) => {
+                    self.status
+                        .committed_epoch
+                        .fetch_max(committed, Ordering::AcqRel);
+                    pending.retain(|batch| batch.epoch > committed);
+                    self.status.set_state("running");
+                    return true;
+                }
+                Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fenced) => {
+                    // Another server with this data directory's sink took over.
+                    self.status.set_state(format!("failed: {error}"));
+                    return false;
+                }
+                Err(error) => {
+                    self.status.set_state(format!("retrying: {error}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    loop {
+                        match batches.try_recv() {
+                            Ok(batch) => pending.push(batch),
+                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Disconnected) => return false,
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The last epoch whose output Kafka committed, from the marker (0 for none).

@@ -58,6 +58,7 @@ pub struct WriteAheadLog {
     directory: PathBuf,
     file: File,
     path: PathBuf,
+    first_epoch: Epoch,
 }
 
 impl WriteAheadLog {
@@ -80,6 +81,7 @@ impl WriteAheadLog {
             directory: directory.to_path_buf(),
             file,
             path,
+            first_epoch,
         })
     }
 
@@ -100,6 +102,10 @@ impl WriteAheadLog {
 
     /// Closes this segment and starts one for epochs from `first_epoch` on (after a checkpoint).
     pub fn rotate(&mut self, first_epoch: Epoch) -> Result<(), StorageError> {
+        // A segment that starts there holds nothing before it yet.
+        if first_epoch == self.first_epoch {
+            return Ok(());
+        }
         *self = Self::open(&self.directory, first_epoch)?;
         Ok(())
     }
@@ -326,6 +332,31 @@ mod tests {
         )
         .expect("batch");
         vec![ChangeBatch::new(rows, Int64Array::from(vec![1, -2]))]
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_append() {
+        let directory =
+            std::env::temp_dir().join(format!("tributary-wal-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).expect("directory");
+        let mut log = WriteAheadLog::open(&directory, 1).expect("open");
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        log.file = OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let error = log
+            .append(&[LoggedRecord {
+                epoch: 1,
+                record: LogRecord::Drop(vec![1]),
+            }])
+            .expect_err("a full disk");
+        assert!(
+            matches!(&error, StorageError::Io { action: "write", reason, .. } if reason.contains("space")),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&directory);
     }
 
     #[test]
