@@ -87,6 +87,29 @@ impl ServerProcess {
         }
     }
 
+    /// SIGTERM, and waits for a clean exit.
+    fn terminate(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("the server exited with {status} after SIGTERM");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn kill(mut self) -> Result<()> {
         // Child::kill sends SIGKILL on Unix: no shutdown, no last checkpoint.
         self.child.kill()?;
@@ -452,6 +475,26 @@ async fn run(
         .with_context(|| format!("kill {kill}"))?;
         // The Kafka consumer blocks; the server's other work goes on meanwhile.
         tokio::task::block_in_place(|| check_sinks(topics, &produced, &groups, kill))?;
+    }
+    // SIGTERM: a clean stop with a last checkpoint, so the next start replays no log.
+    let client = server.connect().await?;
+    client.batch_execute("INSERT INTO t VALUES (0, 0)").await?;
+    drop(client);
+    server.terminate()?;
+    server = ServerProcess::start(directory, log, checkpoint_interval_ms)?;
+    let client = server.connect().await?;
+    let zero = query(&client, "SELECT count(*) FROM t WHERE v = 0").await?;
+    if zero != vec![vec!["1".to_string()]] {
+        bail!("the write before SIGTERM: {zero:?}");
+    }
+    let log_text = std::fs::read_to_string(log)?;
+    let last_recovery = log_text
+        .lines()
+        .filter(|line| line.contains("recovered"))
+        .next_back()
+        .unwrap_or_default();
+    if !last_recovery.contains("replayed=0") {
+        bail!("after SIGTERM the log was replayed: {last_recovery}");
     }
     server.kill()?;
     Ok(())

@@ -57,6 +57,15 @@ async fn assert_view_equals_query(client: &tokio_postgres::Client, view: &str, q
     assert_eq!(maintained, recomputed, "view {view}");
 }
 
+/// A message with a key (or none) and a value (or a tombstone).
+fn message<'a>(key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> Record<'a> {
+    Record {
+        key,
+        value,
+        ..Default::default()
+    }
+}
+
 fn json(key: i64, value: i64) -> Vec<u8> {
     format!(r#"{{"key": {key}, "value": {value}}}"#).into_bytes()
 }
@@ -84,16 +93,8 @@ async fn every_object_kind_survives_a_restart() {
     kafka::produce(
         &upserts,
         &[
-            Record {
-                key: Some(b"a"),
-                value: Some(br#"{"v": 1}"#),
-                ..Default::default()
-            },
-            Record {
-                key: Some(b"b"),
-                value: Some(br#"{"v": 2}"#),
-                ..Default::default()
-            },
+            message(Some(b"a"), Some(br#"{"v": 1}"#)),
+            message(Some(b"b"), Some(br#"{"v": 2}"#)),
         ],
     );
 
@@ -152,16 +153,8 @@ async fn every_object_kind_survives_a_restart() {
     kafka::produce(
         &upserts,
         &[
-            Record {
-                key: Some(b"a"),
-                value: Some(br#"{"v": 10}"#),
-                ..Default::default()
-            },
-            Record {
-                key: Some(b"b"),
-                value: None,
-                ..Default::default()
-            },
+            message(Some(b"a"), Some(br#"{"v": 10}"#)),
+            message(Some(b"b"), None),
         ],
     );
 

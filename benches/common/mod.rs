@@ -1,5 +1,7 @@
 //! What the benchmarks share: the real server in this process, and percentiles.
 
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;

@@ -43,6 +43,17 @@ pub struct SourceDefinition {
     pub errors_topic: Option<String>,
 }
 
+impl SourceDefinition {
+    /// The start offsets in librdkafka's raw form (-2 is the beginning), as logs and
+    /// checkpoints store them.
+    pub fn raw_start_offsets(&self) -> Vec<(i32, i64)> {
+        self.start_offsets
+            .iter()
+            .map(|(partition, offset)| (*partition, offset.to_raw().unwrap_or(-2)))
+            .collect()
+    }
+}
+
 /// A sink ready to start: its view, topic and encoding.
 #[derive(Debug)]
 pub struct SinkDefinition {

@@ -268,11 +268,7 @@ impl Engine {
                 id: relation.id,
                 sql: relation.sql.clone(),
                 start_offsets: match &relation.connector {
-                    Some(ConnectorDefinition::Source(definition)) => definition
-                        .start_offsets
-                        .iter()
-                        .map(|(partition, offset)| (*partition, offset.to_raw().unwrap_or(-2)))
-                        .collect(),
+                    Some(ConnectorDefinition::Source(definition)) => definition.raw_start_offsets(),
                     _ => Vec::new(),
                 },
             })

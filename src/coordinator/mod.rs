@@ -784,11 +784,7 @@ impl Engine {
         let mut source = None;
         let mut sink = None;
         let start_offsets = match &connector {
-            Some(ConnectorDefinition::Source(definition)) => definition
-                .start_offsets
-                .iter()
-                .map(|(partition, offset)| (*partition, offset.to_raw().unwrap_or(-2)))
-                .collect(),
+            Some(ConnectorDefinition::Source(definition)) => definition.raw_start_offsets(),
             _ => Vec::new(),
         };
         let connectors_wait = self.recovery != Recovery::Off;
