@@ -89,11 +89,11 @@ impl ServerProcess {
 
     /// SIGTERM, and waits for a clean exit.
     fn terminate(mut self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        if !status.success() {
-            bail!("kill -TERM failed");
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) on our own child's pid; it has not been waited for, so the pid is
+        // still ours.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("kill(SIGTERM): {}", std::io::Error::last_os_error());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -285,6 +285,7 @@ impl TransactionalSink {
             let started = self
                 .producer
                 .init_transactions(TRANSACTION_TIMEOUT)
+                .and_then(|()| self.wait_for_topic())
                 .and_then(|()| self.committed_marker());
             match started {
                 Ok(committed) => {
@@ -312,6 +313,32 @@ impl TransactionalSink {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits until the sink's topic exists (asking for its metadata creates it where the broker
+    /// allows): the marker is committed against its first partition, which must exist.
+    fn wait_for_topic(&self) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + TRANSACTION_TIMEOUT;
+        loop {
+            let metadata = self
+                .producer
+                .client()
+                .fetch_metadata(Some(&self.definition.topic), TRANSACTION_TIMEOUT)?;
+            let ready = metadata.topics().iter().any(|topic| {
+                topic.name() == self.definition.topic
+                    && topic.error().is_none()
+                    && !topic.partitions().is_empty()
+            });
+            if ready {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
