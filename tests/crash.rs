@@ -490,8 +490,7 @@ async fn run(
     let log_text = std::fs::read_to_string(log)?;
     let last_recovery = log_text
         .lines()
-        .filter(|line| line.contains("recovered"))
-        .next_back()
+        .rfind(|line| line.contains("recovered"))
         .unwrap_or_default();
     if !last_recovery.contains("replayed=0") {
         bail!("after SIGTERM the log was replayed: {last_recovery}");

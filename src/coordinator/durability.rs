@@ -3,7 +3,7 @@
 //! and recovery's restore and replay.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -111,9 +111,12 @@ pub struct Durability {
 
 /// The checkpoint writer thread and the way to it.
 struct CheckpointWriter {
-    /// Holds at most one image: while one is being written the next tick is skipped, so a slow
-    /// disk delays checkpoints instead of queueing them. The writer thread holds the receiver.
+    /// Holds at most one image; the writer thread holds the receiver.
     images: std::sync::mpsc::SyncSender<CheckpointImage>,
+    /// True from when the coordinator hands over an image until the writer has finished it.
+    /// While it is, ticks are skipped (before any state is encoded), so a slow disk delays
+    /// checkpoints instead of queueing them.
+    busy: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -125,10 +128,13 @@ impl Durability {
         let checkpoints = directory.checkpoint_directory();
         let logs = directory.log_directory();
         let thread_reports = Arc::clone(&reports);
+        let busy = Arc::new(AtomicBool::new(false));
+        let thread_busy = Arc::clone(&busy);
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
             .spawn(move || {
                 for image in received {
+                    let _done = ClearOnDrop(&thread_busy);
                     match checkpoint::write(&checkpoints, &image) {
                         Ok((written, oldest_kept)) => {
                             tracing::debug!(
@@ -158,7 +164,11 @@ impl Durability {
             interval,
             reports,
             log: None,
-            writer: Some(CheckpointWriter { images, thread }),
+            writer: Some(CheckpointWriter {
+                images,
+                busy,
+                thread,
+            }),
             last_checkpoint: 0,
         })
     }
@@ -194,6 +204,13 @@ impl Engine {
         let Some(durability) = &self.durability else {
             return;
         };
+        let writer_busy = durability
+            .writer
+            .as_ref()
+            .is_none_or(|writer| writer.busy.load(Ordering::Acquire));
+        if writer_busy && !final_one {
+            return;
+        }
         let changed = durability.last_checkpoint != self.epoch;
         // Output Kafka has committed is no longer anyone's to keep.
         for (id, outputs) in self.sink_outputs.iter_mut() {
@@ -238,6 +255,7 @@ impl Engine {
         let (Some(image), Some(writer)) = (image, durability.writer.as_ref()) else {
             return;
         };
+        writer.busy.store(true, Ordering::Release);
         match writer.images.try_send(image) {
             Ok(()) => {
                 durability.last_checkpoint = epoch;
@@ -250,9 +268,11 @@ impl Engine {
                 }
             }
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                // Cannot happen while `busy` is honoured; the next tick tries again.
                 tracing::debug!(epoch, "previous checkpoint still being written; skipping");
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                writer.busy.store(false, Ordering::Release);
                 tracing::error!("the checkpoint writer stopped");
             }
         }
@@ -544,6 +564,15 @@ fn decode_keyed_rows(bytes: &[u8]) -> Result<KeyedRows, DecodeError> {
         rows.insert(key, decoder.bytes()?.into());
     }
     Ok(rows)
+}
+
+/// Clears the writer's busy flag however writing a checkpoint ends.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// A new arrangement like `like`, holding `batches`.

@@ -93,49 +93,52 @@ pub fn write(
             .map_err(|error| io_error("remove", &temporary, &error))?;
     }
     std::fs::create_dir_all(&temporary).map_err(|error| io_error("create", &temporary, &error))?;
-    let mut files: Vec<(String, Vec<u8>)> = vec![(CATALOG.to_string(), encode_catalog(image))];
+    // Each file is written (and synced) as soon as it is encoded, so at most one relation's
+    // encoded rows are in memory at a time; the manifest collects lengths and checksums.
+    let mut entries: Vec<(String, u64, u32)> = Vec::new();
+    let mut write_entry = |name: String, contents: &[u8]| -> Result<(), StorageError> {
+        write_file_durably(&temporary.join(&name), contents)?;
+        entries.push((name, contents.len() as u64, codec::crc32(contents)));
+        Ok(())
+    };
+    write_entry(CATALOG.to_string(), &encode_catalog(image))?;
     for (id, rows) in &image.rows {
+        let encode_error = |reason: String| StorageError::Io {
+            action: "encode",
+            path: format!("rows of relation {id}"),
+            reason,
+        };
         let (schema, batches) = match rows {
             StoredRows::Table(table) => (table.schema().clone(), table.to_batches()),
             StoredRows::Arrangement(arrangement) => (
                 arrangement.schema().clone(),
-                arrangement.to_batches().map_err(|error| StorageError::Io {
-                    action: "encode",
-                    path: format!("rows of relation {id}"),
-                    reason: error.to_string(),
-                })?,
+                arrangement
+                    .to_batches()
+                    .map_err(|error| encode_error(error.to_string()))?,
             ),
         };
-        let bytes =
-            codec::encode_batches(&schema, &batches).map_err(|reason| StorageError::Io {
-                action: "encode",
-                path: format!("rows of relation {id}"),
-                reason,
-            })?;
-        files.push((format!("rows-{id}"), bytes));
+        let bytes = codec::encode_batches(&schema, &batches).map_err(encode_error)?;
+        write_entry(format!("rows-{id}"), &bytes)?;
     }
-    for (id, state) in &image.states {
-        files.push((format!("state-{id}"), state.clone()));
-    }
-    for (id, keys) in &image.keyed_rows {
-        files.push((format!("keys-{id}"), keys.clone()));
-    }
-    for (id, outputs) in &image.sink_outputs {
-        files.push((format!("sink-{id}"), outputs.clone()));
+    let encoded = [
+        ("state", &image.states),
+        ("keys", &image.keyed_rows),
+        ("sink", &image.sink_outputs),
+    ];
+    for (prefix, files) in encoded {
+        for (id, bytes) in files {
+            write_entry(format!("{prefix}-{id}"), bytes)?;
+        }
     }
     let mut manifest = Encoder::default();
     manifest
         .u64(u64::from(FORMAT_VERSION))
         .u64(image.epoch)
-        .u64(files.len() as u64);
+        .u64(entries.len() as u64);
     let mut bytes = 0u64;
-    for (name, contents) in &files {
-        write_file_durably(&temporary.join(name), contents)?;
-        manifest
-            .string(name)
-            .u64(contents.len() as u64)
-            .u64(u64::from(codec::crc32(contents)));
-        bytes += contents.len() as u64;
+    for (name, length, checksum) in &entries {
+        manifest.string(name).u64(*length).u64(u64::from(*checksum));
+        bytes += length;
     }
     let body = manifest.finish();
     let mut manifest_bytes = MANIFEST_MAGIC.to_vec();
@@ -246,7 +249,9 @@ fn load(path: &Path) -> Result<Checkpoint, StorageError> {
     }
     let epoch = decoder.u64().map_err(|e| corrupted(&manifest_path, e))?;
     let count = decoder.count().map_err(|e| corrupted(&manifest_path, e))?;
-    let mut files = HashMap::with_capacity(count);
+    // One file at a time: read, checked, decoded, and its bytes dropped before the next. The
+    // catalog is written first, so it comes first.
+    let mut checkpoint: Option<Checkpoint> = None;
     for _ in 0..count {
         let entry =
             (|| Ok::<_, DecodeError>((decoder.string()?, decoder.u64()?, decoder.u64()?)))()
@@ -257,26 +262,25 @@ fn load(path: &Path) -> Result<Checkpoint, StorageError> {
         if contents.len() as u64 != length || u64::from(codec::crc32(&contents)) != checksum {
             return Err(corrupted(&file, "length or checksum mismatch".into()));
         }
-        files.insert(name, contents);
-    }
-    let catalog_path = path.join(CATALOG);
-    let catalog = files
-        .get(CATALOG)
-        .ok_or_else(|| corrupted(&catalog_path, "missing".into()))?;
-    let mut checkpoint = decode_catalog(epoch, catalog).map_err(|e| corrupted(&catalog_path, e))?;
-    for (name, contents) in files {
+        let Some(loaded) = checkpoint.as_mut() else {
+            if name != CATALOG {
+                return Err(corrupted(&manifest_path, "the catalog is not first".into()));
+            }
+            checkpoint = Some(decode_catalog(epoch, &contents).map_err(|e| corrupted(&file, e))?);
+            continue;
+        };
         if let Some(id) = name.strip_prefix("rows-").and_then(|id| id.parse().ok()) {
-            let batches =
-                codec::decode_batches(&contents).map_err(|e| corrupted(&path.join(&name), e))?;
-            checkpoint.rows.insert(id, batches);
+            let batches = codec::decode_batches(&contents).map_err(|e| corrupted(&file, e))?;
+            loaded.rows.insert(id, batches);
         } else if let Some(id) = name.strip_prefix("state-").and_then(|id| id.parse().ok()) {
-            checkpoint.states.insert(id, contents);
+            loaded.states.insert(id, contents);
         } else if let Some(id) = name.strip_prefix("keys-").and_then(|id| id.parse().ok()) {
-            checkpoint.keyed_rows.insert(id, contents);
+            loaded.keyed_rows.insert(id, contents);
         } else if let Some(id) = name.strip_prefix("sink-").and_then(|id| id.parse().ok()) {
-            checkpoint.sink_outputs.insert(id, contents);
+            loaded.sink_outputs.insert(id, contents);
         }
     }
+    let checkpoint = checkpoint.ok_or_else(|| corrupted(&path.join(CATALOG), "missing".into()))?;
     Ok(checkpoint)
 }
 
