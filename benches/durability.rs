@@ -103,6 +103,14 @@ struct ServerProcess {
     port: u16,
 }
 
+/// However a run ends (a failed check included), the server process does not outlive it.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ServerProcess {
     fn start(directory: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -210,7 +218,7 @@ async fn checkpoint_and_recovery(groups: u64) -> RecoveryFigures {
         let last = (first + chunk - 1).min(groups);
         client
             .batch_execute(&format!(
-                "INSERT INTO t SELECT i, i FROM generate_series({first}, {last}) AS s(i)"
+                "INSERT INTO t SELECT i, i * 2 FROM generate_series({first}, {last}) AS s(i)"
             ))
             .await
             .expect("load");

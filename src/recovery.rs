@@ -26,6 +26,8 @@ pub struct RecoveryReport {
     /// Log records applied after the checkpoint.
     pub replayed: usize,
     pub duration: Duration,
+    /// The process's peak resident memory by the end of recovery, in KiB (Linux only).
+    pub peak_memory_kib: Option<u64>,
 }
 
 pub async fn recover(
@@ -68,7 +70,21 @@ pub async fn recover(
         relations,
         replayed,
         duration: started.elapsed(),
+        peak_memory_kib: peak_memory_kib(),
     })
+}
+
+/// `VmHWM` from /proc/self/status: the most memory the process has held so far.
+fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Plans a relation's statement again, under its old id.

@@ -30,6 +30,14 @@ struct ServerProcess {
     port: u16,
 }
 
+/// However a run ends (a failed check included), the server process does not outlive it.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ServerProcess {
     fn start(directory: &Path, log: &Path, checkpoint_interval_ms: u64) -> Result<Self> {
         // A free port: bound and released; the server binds it again right away.

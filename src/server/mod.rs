@@ -89,6 +89,7 @@ pub async fn start_coordinator(
             relations = report.relations,
             replayed = report.replayed,
             milliseconds = report.duration.as_millis() as u64,
+            peak_memory_mib = report.peak_memory_kib.map(|kib| kib / 1024),
             "recovered"
         );
     }
