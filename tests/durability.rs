@@ -25,6 +25,15 @@ fn config(path: &Path) -> Config {
     }
 }
 
+/// A server on `directory` and a client of it; `what` names the start in a failure.
+async fn start(directory: &Path, what: &str) -> (TestServer, tokio_postgres::Client) {
+    let server = TestServer::start_with(config(directory))
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+    let client = server.connect().await;
+    (server, client)
+}
+
 /// Rows of a query as text, in the query's order.
 async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<String>>> {
     client
@@ -98,10 +107,7 @@ async fn every_object_kind_survives_a_restart() {
         ],
     );
 
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "start").await;
     execute(
         &client,
         &format!(
@@ -158,10 +164,7 @@ async fn every_object_kind_survives_a_restart() {
         ],
     );
 
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("restart");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "restart").await;
     // Before new data is read, the views hold exactly what they held.
     assert_eq!(
         rows(&client, "SELECT * FROM per_product ORDER BY product").await,
@@ -293,10 +296,7 @@ async fn every_object_kind_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
     let directory = data_directory("corrupted");
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "start").await;
     execute(
         &client,
         "CREATE TABLE t (k INT, v INT);
@@ -307,10 +307,7 @@ async fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
     drop(client);
     server.stop().await;
     // A second life adds a checkpoint (at recovery) and rows after it.
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("restart");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "restart").await;
     execute(
         &client,
         "INSERT INTO t VALUES (1, 5000), (11, 1); DELETE FROM t WHERE v < 100;",
@@ -341,10 +338,7 @@ async fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
     bytes[middle] ^= 0xff;
     std::fs::write(&state, bytes).expect("corrupt state");
 
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("restart past the corrupted checkpoint");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "restart past the corrupted checkpoint").await;
     assert_eq!(
         rows(&client, "SELECT * FROM sums ORDER BY k").await,
         expected
@@ -395,10 +389,7 @@ async fn a_directory_in_another_format_or_unusable_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_that_cannot_be_written_is_reported_and_nothing_is_lost() {
     let directory = data_directory("unwritable");
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "start").await;
     execute(
         &client,
         "CREATE TABLE t (k INT);
@@ -464,10 +455,7 @@ async fn a_checkpoint_that_cannot_be_written_is_reported_and_nothing_is_lost() {
     .expect("checkpoints succeed again");
     drop(client);
     server.stop().await;
-    let server = TestServer::start_with(config(&directory))
-        .await
-        .expect("restart");
-    let client = server.connect().await;
+    let (server, client) = start(&directory, "restart").await;
     assert_eq!(
         rows(&client, "SELECT n, s FROM total").await,
         vec![vec![Some("6".into()), Some("21".into())]]
