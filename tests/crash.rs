@@ -40,6 +40,17 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     fn start(directory: &Path, log: &Path, checkpoint_interval_ms: u64) -> Result<Self> {
+        Self::start_with_file_limit(directory, log, checkpoint_interval_ms, None)
+    }
+
+    /// With `file_limit`, the server cannot make a file larger than that many bytes: its writes
+    /// beyond fail with EFBIG, as on a full disk.
+    fn start_with_file_limit(
+        directory: &Path,
+        log: &Path,
+        checkpoint_interval_ms: u64,
+        file_limit: Option<u64>,
+    ) -> Result<Self> {
         // A free port: bound and released; the server binds it again right away.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -48,7 +59,8 @@ impl ServerProcess {
             .create(true)
             .append(true)
             .open(log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        command
             .args([
                 "serve",
                 "--listen",
@@ -62,10 +74,26 @@ impl ServerProcess {
             ])
             .env("RUST_LOG", "warn,tributary=info")
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start tributary")?;
+            .stdout(log.try_clone()?);
+        if let Some(limit) = file_limit {
+            // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit).
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    // Ignored, SIGXFSZ turns into an EFBIG error from write(2); the disposition
+                    // survives exec.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let limit = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.stderr(log).spawn().context("start tributary")?;
         Ok(Self { child, port })
     }
 
@@ -504,5 +532,64 @@ async fn run(
         bail!("after SIGTERM the log was replayed: {last_recovery}");
     }
     server.kill()?;
+    Ok(())
+}
+
+/// A disk that fills up: the server may not grow a file past 256 KiB. A write whose log record
+/// cannot be written fails with 58030 and changes nothing; smaller writes, reads and the views
+/// go on; a restart has exactly the writes that succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_cannot_be_made_durable_fails_and_changes_nothing() -> Result<()> {
+    let directory: PathBuf =
+        std::env::temp_dir().join(format!("tributary-full-disk-{}", std::process::id()));
+    let log = directory.with_extension("log");
+    let _ = std::fs::remove_dir_all(&directory);
+    let _ = std::fs::remove_file(&log);
+    let limit = Some(256 * 1024);
+    // Checkpoints are rare here, so the log segment keeps growing toward the limit.
+    let mut server = ServerProcess::start_with_file_limit(&directory, &log, 600_000, limit)?;
+    let client = server.connect().await?;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k INT, v BIGINT);
+             CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(v) AS s FROM t;
+             INSERT INTO t VALUES (1, 10), (2, 20);",
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("create: {error:?}"))?;
+    // Far more than 256 KiB of log record: refused.
+    let error = client
+        .batch_execute("INSERT INTO t SELECT i % 7, i FROM generate_series(1, 200000) AS s(i)")
+        .await
+        .err()
+        .context("a write larger than the disk has room for succeeded")?;
+    let code = error.code().map(|code| code.code().to_string());
+    if code.as_deref() != Some("58030") {
+        bail!("expected SQLSTATE 58030, got {code:?}: {error}");
+    }
+    // Nothing of it is visible; small writes and reads go on.
+    client.batch_execute("INSERT INTO t VALUES (3, 30)").await?;
+    let totals = query(&client, "SELECT n, s FROM totals").await?;
+    if totals != vec![vec!["3".to_string(), "60".to_string()]] {
+        bail!("after the refused write the view holds {totals:?}");
+    }
+    assert_view_equals_query(
+        &client,
+        "totals",
+        "SELECT count(*) AS n, sum(v) AS s FROM t",
+    )
+    .await?;
+    drop(client);
+    server.kill()?;
+    let mut server = ServerProcess::start(&directory, &log, 1000)?;
+    let client = server.connect().await?;
+    let rows = query(&client, "SELECT k, v FROM t ORDER BY k").await?;
+    if rows != vec![vec!["1", "10"], vec!["2", "20"], vec!["3", "30"]] {
+        bail!("after a restart the table holds {rows:?}");
+    }
+    drop(client);
+    server.kill()?;
+    let _ = std::fs::remove_dir_all(&directory);
+    let _ = std::fs::remove_file(&log);
     Ok(())
 }

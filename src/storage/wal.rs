@@ -8,7 +8,7 @@
 //! bad record of a segment.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,6 +59,11 @@ pub struct WriteAheadLog {
     file: File,
     path: PathBuf,
     first_epoch: Epoch,
+    /// Bytes of whole records (and the header) in the segment: where the next append starts.
+    length: u64,
+    /// Set when a failed append could not be cut off again: the segment may end in a partial
+    /// record, after which nothing may be appended (recovery stops reading there).
+    damaged: bool,
 }
 
 impl WriteAheadLog {
@@ -82,11 +87,21 @@ impl WriteAheadLog {
             file,
             path,
             first_epoch,
+            length: header.len() as u64,
+            damaged: false,
         })
     }
 
-    /// Appends records and syncs them: when this returns Ok they survive a crash.
+    /// Appends records and syncs them: when this returns Ok they survive a crash. When it fails
+    /// (a full disk, say) the partial append is cut off again, so later appends still follow
+    /// whole records.
     pub fn append(&mut self, records: &[LoggedRecord]) -> Result<(), StorageError> {
+        if self.damaged {
+            return Err(StorageError::NotDurable(format!(
+                "log segment {} could not be repaired after a failed write; restart the server",
+                self.path.display()
+            )));
+        }
         let mut bytes = Vec::new();
         for record in records {
             let payload = encode_record(record).map_err(StorageError::NotDurable)?;
@@ -94,10 +109,26 @@ impl WriteAheadLog {
             bytes.extend_from_slice(&codec::crc32(&payload).to_le_bytes());
             bytes.extend_from_slice(&payload);
         }
-        self.file
+        let written = self
+            .file
             .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|error| io_error("write", &self.path, &error))
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.length += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let repaired = self
+                    .file
+                    .set_len(self.length)
+                    .and_then(|()| self.file.seek(SeekFrom::Start(self.length)).map(|_| ()));
+                if repaired.is_err() {
+                    self.damaged = true;
+                }
+                Err(io_error("write", &self.path, &error))
+            }
+        }
     }
 
     /// Closes this segment and starts one for epochs from `first_epoch` on (after a checkpoint).
