@@ -178,22 +178,24 @@ fn directory_bytes(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The newest successful checkpoint report: (epoch, duration in ms, bytes).
-async fn newest_checkpoint(client: &Client) -> Option<(i64, f64, i64)> {
+/// The newest successful checkpoint report: (epoch, duration in ms, capture in ms, bytes).
+async fn newest_checkpoint(client: &Client) -> Option<(i64, f64, f64, i64)> {
     let row = client
         .query_opt(
-            "SELECT epoch, duration_ms, bytes FROM tributary.checkpoints
+            "SELECT epoch, duration_ms, capture_ms, bytes FROM tributary.checkpoints
              WHERE error IS NULL ORDER BY epoch DESC LIMIT 1",
             &[],
         )
         .await
         .expect("checkpoints")?;
-    Some((row.get(0), row.get(1), row.get(2)))
+    Some((row.get(0), row.get(1), row.get(2), row.get(3)))
 }
 
 struct RecoveryFigures {
     groups: u64,
     checkpoint: Duration,
+    /// The part of `checkpoint` the coordinator paused for.
+    capture: Duration,
     checkpoint_bytes: i64,
     directory_bytes: u64,
     recovery: Duration,
@@ -227,13 +229,17 @@ async fn checkpoint_and_recovery(groups: u64) -> RecoveryFigures {
     // Nothing changes after the load, so the first checkpoint after it holds all of it.
     let loaded = newest_checkpoint(&client)
         .await
-        .map_or(0, |(epoch, _, _)| epoch);
-    let (checkpoint, checkpoint_bytes) = loop {
+        .map_or(0, |(epoch, _, _, _)| epoch);
+    let (checkpoint, capture, checkpoint_bytes) = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some((epoch, milliseconds, bytes)) = newest_checkpoint(&client).await
+        if let Some((epoch, total, capture, bytes)) = newest_checkpoint(&client).await
             && epoch > loaded
         {
-            break (Duration::from_secs_f64(milliseconds / 1000.0), bytes);
+            break (
+                Duration::from_secs_f64(total / 1000.0),
+                Duration::from_secs_f64(capture / 1000.0),
+                bytes,
+            );
         }
     };
     let steady_rss_kib = server.memory("VmRSS:");
@@ -258,6 +264,7 @@ async fn checkpoint_and_recovery(groups: u64) -> RecoveryFigures {
     RecoveryFigures {
         groups,
         checkpoint,
+        capture,
         checkpoint_bytes,
         directory_bytes,
         recovery,
@@ -297,9 +304,10 @@ fn main() {
         for groups in sizes {
             let figures = checkpoint_and_recovery(groups).await;
             println!(
-                "  {:>10} groups: checkpoint {:.2} s, {:.1} MiB ({:.1} MiB on disk with the log); recovery after SIGKILL {:.2} s; memory steady {:.0} MiB, peak during recovery {:.0} MiB ({:.2}x)",
+                "  {:>10} groups: checkpoint {:.2} s (coordinator paused {:.2} s), {:.1} MiB ({:.1} MiB on disk with the log); recovery after SIGKILL {:.2} s; memory steady {:.0} MiB, peak during recovery {:.0} MiB ({:.2}x)",
                 figures.groups,
                 figures.checkpoint.as_secs_f64(),
+                figures.capture.as_secs_f64(),
                 figures.checkpoint_bytes as f64 / 1_048_576.0,
                 figures.directory_bytes as f64 / 1_048_576.0,
                 figures.recovery.as_secs_f64(),

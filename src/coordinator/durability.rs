@@ -45,6 +45,8 @@ pub struct CheckpointReport {
     pub epoch: Epoch,
     pub finished_at: SystemTime,
     pub duration: Duration,
+    /// The part of `duration` the coordinator spent capturing it (its epochs paused meanwhile).
+    pub capture: Duration,
     pub bytes: u64,
     /// Why it failed; the previous checkpoint and the log still hold everything.
     pub error: Option<String>,
@@ -91,6 +93,7 @@ impl CheckpointReports {
             epoch,
             finished_at: SystemTime::now(),
             duration: Duration::ZERO,
+            capture: Duration::ZERO,
             bytes: 0,
             error: Some(error.to_string()),
         });
@@ -151,6 +154,7 @@ impl Durability {
                                 epoch: written.epoch,
                                 finished_at: SystemTime::now(),
                                 duration: written.duration,
+                                capture: image.capture,
                                 bytes: written.bytes,
                                 error: None,
                             });
@@ -281,6 +285,7 @@ impl Engine {
     /// Everything a checkpoint of the current epoch holds. Rows are shared, not copied; operator
     /// states are encoded here, at the epoch boundary.
     fn checkpoint_image(&self) -> Result<CheckpointImage> {
+        let started = std::time::Instant::now();
         let mut relations: Vec<RelationRecord> = self
             .catalog
             .relations()
@@ -333,6 +338,7 @@ impl Engine {
             sink_outputs.push((id, encoder.finish()));
         }
         Ok(CheckpointImage {
+            capture: started.elapsed(),
             epoch: self.epoch,
             keyed_rows,
             sink_outputs,

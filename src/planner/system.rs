@@ -32,7 +32,8 @@ enum SystemRelation {
     SourceErrors,
     /// Per sink: the last epoch written, epochs queued behind it, messages delivered, errors.
     SinkProgress,
-    /// The recent checkpoints: epoch, when, how long, how big, and the error of a failed one.
+    /// The recent checkpoints: epoch, when, how long (and how much of it the coordinator
+    /// paused), how big, and the error of a failed one.
     Checkpoints,
 }
 
@@ -160,6 +161,7 @@ fn schema(relation: SystemRelation) -> SchemaRef {
                 true,
             ),
             Field::new("duration_ms", DataType::Float64, true),
+            Field::new("capture_ms", DataType::Float64, true),
             bigint("bytes"),
             text("error"),
         ],
@@ -308,6 +310,9 @@ fn columns(relation: SystemRelation, snapshot: &Snapshot) -> Vec<ArrayRef> {
                 ),
                 Arc::new(Float64Array::from_iter_values(
                     reports.iter().map(|r| r.duration.as_secs_f64() * 1000.0),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    reports.iter().map(|r| r.capture.as_secs_f64() * 1000.0),
                 )),
                 Arc::new(Int64Array::from_iter_values(
                     reports.iter().map(|r| r.bytes as i64),

@@ -41,6 +41,9 @@ pub enum StoredRows {
 /// `Arc`s (no copies), operator states already encoded.
 pub struct CheckpointImage {
     pub epoch: Epoch,
+    /// How long the coordinator took to capture it (encoding operator states): how long the
+    /// epoch loop paused for it.
+    pub capture: Duration,
     pub catalog_version: u64,
     /// The highest relation id ever given, dropped relations included.
     pub last_relation_id: RelationId,
@@ -76,6 +79,7 @@ pub struct Checkpoint {
 pub struct WrittenCheckpoint {
     pub epoch: Epoch,
     pub bytes: u64,
+    /// From capture to the renamed directory synced: the capture plus the writing.
     pub duration: Duration,
 }
 
@@ -158,7 +162,7 @@ pub fn write(
         WrittenCheckpoint {
             epoch: image.epoch,
             bytes: bytes + manifest_bytes.len() as u64,
-            duration: started.elapsed(),
+            duration: image.capture + started.elapsed(),
         },
         oldest_kept,
     ))
