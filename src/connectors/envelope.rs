@@ -64,9 +64,6 @@ pub struct EnvelopeState {
 /// A key's new row in `arrow-row` encoding, or `None` when the key was deleted.
 pub type KeyUpdate = (Box<[u8]>, Option<Box<[u8]>>);
 
-/// A key and its row in `arrow-row` encoding.
-pub type KeyedRow = (Box<[u8]>, Box<[u8]>);
-
 /// Each key's row in `arrow-row` encoding: a keyed source's state.
 pub type KeyedRows = HashMap<Box<[u8]>, Box<[u8]>>;
 
@@ -86,7 +83,7 @@ impl EnvelopeState {
     }
 
     /// Starts from the keys a checkpoint kept (key, row in `arrow-row` encoding).
-    pub fn restore(&mut self, rows: &[KeyedRow]) {
+    pub fn restore(&mut self, rows: &KeyedRows) {
         let parser = self.converter.parser();
         for (key, row) in rows {
             self.rows_by_key

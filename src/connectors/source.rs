@@ -51,7 +51,7 @@ impl Drop for SourceHandle {
 pub fn start(
     definition: Arc<SourceDefinition>,
     offsets: &[(i32, rdkafka::Offset)],
-    keyed_rows: &[super::envelope::KeyedRow],
+    keyed_rows: Option<&super::envelope::KeyedRows>,
     schema: SchemaRef,
     status: Arc<SourceStatus>,
     ingest: Ingest,
@@ -77,7 +77,9 @@ pub fn start(
     status.set_control(control);
     let mut envelope = EnvelopeState::new(definition.envelope, Arc::clone(&schema))
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
-    envelope.restore(keyed_rows);
+    if let Some(rows) = keyed_rows {
+        envelope.restore(rows);
+    }
     let decoder = SourceDecoder::new(
         definition.format.clone(),
         Arc::clone(&definition.payload_schema),

@@ -13,7 +13,7 @@ use datafusion::arrow::row::RowConverter;
 use super::Engine;
 use crate::catalog::{RelationId, RelationKind};
 use crate::connectors::ConnectorDefinition;
-use crate::connectors::envelope::{KeyedRow, KeyedRows};
+use crate::connectors::envelope::KeyedRows;
 use crate::connectors::sink::SinkBatch;
 use crate::dataflow::change_batch::{row_converter_for, with_schema};
 use crate::dataflow::{ChangeBatch, Epoch};
@@ -350,12 +350,7 @@ impl Engine {
             source_offsets: self
                 .source_offsets
                 .iter()
-                .map(|(&id, offsets)| {
-                    let mut offsets: Vec<(i32, i64)> =
-                        offsets.iter().map(|(&p, &o)| (p, o)).collect();
-                    offsets.sort();
-                    (id, offsets)
-                })
+                .map(|(&id, offsets)| (id, sorted_offsets(offsets)))
                 .collect(),
         })
     }
@@ -447,10 +442,7 @@ impl Engine {
             }
             let handle =
                 self.start_sink(relation.id, &relation.name, from, definition, recovered)?;
-            Arc::make_mut(&mut self.connectors)
-                .sinks
-                .insert(relation.id, Arc::clone(&handle.status));
-            self.sinks.insert(relation.id, handle);
+            self.register_sink(relation.id, handle);
         }
         self.publish();
         Ok(())
@@ -513,30 +505,21 @@ impl Engine {
             let Some(ConnectorDefinition::Source(definition)) = &relation.connector else {
                 continue;
             };
-            let mut offsets: Vec<(i32, i64)> = self
+            let offsets = self
                 .source_offsets
                 .get(&relation.id)
-                .map(|offsets| offsets.iter().map(|(&p, &o)| (p, o)).collect())
+                .map(sorted_offsets)
                 .unwrap_or_default();
-            offsets.sort();
             let stored = crate::catalog::without_constraints(&relation.schema);
-            let keyed_rows: Vec<KeyedRow> = self
-                .keyed_rows
-                .get(&relation.id)
-                .map(|rows| rows.iter().map(|(k, r)| (k.clone(), r.clone())).collect())
-                .unwrap_or_default();
             let (handle, status) = self.start_source(
                 relation.id,
                 &relation.name,
                 definition,
                 &stored,
                 &offsets,
-                &keyed_rows,
+                self.keyed_rows.get(&relation.id),
             )?;
-            Arc::make_mut(&mut self.connectors)
-                .sources
-                .insert(relation.id, status);
-            self.sources.insert(relation.id, handle);
+            self.register_source(relation.id, handle, status);
         }
         self.publish();
         // Forces a checkpoint even when the epoch did not move: the next start should not
@@ -547,6 +530,13 @@ impl Engine {
         self.checkpoint(false);
         Ok(())
     }
+}
+
+/// A source's offsets by partition, as a list in partition order.
+fn sorted_offsets(offsets: &HashMap<i32, i64>) -> Vec<(i32, i64)> {
+    let mut sorted: Vec<(i32, i64)> = offsets.iter().map(|(&p, &o)| (p, o)).collect();
+    sorted.sort();
+    sorted
 }
 
 fn decode_sink_outputs(bytes: &[u8]) -> Result<Vec<SinkBatch>, DecodeError> {

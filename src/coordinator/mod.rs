@@ -10,7 +10,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
-use crate::connectors::envelope::{KeyUpdate, KeyedRow, KeyedRows};
+use crate::connectors::envelope::{KeyUpdate, KeyedRows};
 use crate::connectors::sink::{ExactlyOnce, SinkBatch, SinkHandle};
 use crate::connectors::source::SourceHandle;
 use crate::connectors::status::{ConnectorStatuses, SourceControl};
@@ -187,9 +187,6 @@ impl Coordinator {
         } else {
             Recovery::Off
         };
-        let checkpoints = durability
-            .as_ref()
-            .map(|durability| Arc::clone(&durability.reports));
         let engine = Engine {
             durability,
             recovery,
@@ -207,7 +204,6 @@ impl Coordinator {
             epoch: 0,
             catalog_version: 0,
             publisher,
-            checkpoints,
         };
         std::thread::Builder::new()
             .name("coordinator".into())
@@ -361,8 +357,6 @@ struct Engine {
     /// Per exactly-once sink, the output of epochs Kafka has not committed yet, oldest first.
     /// Checkpoints keep it: after a crash the sink rewrites what Kafka lost.
     sink_outputs: HashMap<RelationId, Vec<SinkBatch>>,
-    /// What snapshots show of checkpoints; written by the checkpoint writer.
-    checkpoints: Option<Arc<CheckpointReports>>,
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
     catalog: Arc<Catalog>,
     /// Rows of tables and append-only sources.
@@ -717,7 +711,10 @@ impl Engine {
             catalog: Arc::clone(&self.catalog),
             data,
             connectors: Arc::clone(&self.connectors),
-            checkpoints: self.checkpoints.clone(),
+            checkpoints: self
+                .durability
+                .as_ref()
+                .map(|durability| Arc::clone(&durability.reports)),
         };
         self.publisher.send_replace(Arc::new(snapshot));
     }
@@ -796,7 +793,7 @@ impl Engine {
                     definition,
                     &stored_schema,
                     &start_offsets,
-                    &[],
+                    None,
                 )?);
             }
             Some(ConnectorDefinition::Sink(definition))
@@ -838,16 +835,10 @@ impl Engine {
         })?;
         debug_assert_eq!(added.id, id);
         if let Some((handle, status)) = source {
-            Arc::make_mut(&mut self.connectors)
-                .sources
-                .insert(id, status);
-            self.sources.insert(id, handle);
+            self.register_source(id, handle, status);
         }
         if let Some((handle, contents)) = sink {
-            Arc::make_mut(&mut self.connectors)
-                .sinks
-                .insert(id, Arc::clone(&handle.status));
-            self.sinks.insert(id, handle);
+            self.register_sink(id, handle);
             self.send_to_sink(id, contents);
         }
         match kind {
@@ -868,7 +859,10 @@ impl Engine {
                         if definition.envelope != crate::sql::streaming::Envelope::None
                 );
                 if keyed {
-                    self.keyed_rows.insert(id, HashMap::new());
+                    // Only checkpoints read the copy of the key state.
+                    if self.durability.is_some() {
+                        self.keyed_rows.insert(id, KeyedRows::new());
+                    }
                     self.keyed_sources
                         .insert(id, Arrangement::new(stored_schema)?);
                 } else {
@@ -890,7 +884,7 @@ impl Engine {
         definition: &Arc<crate::connectors::SourceDefinition>,
         schema: &SchemaRef,
         offsets: &[(i32, i64)],
-        keyed_rows: &[KeyedRow],
+        keyed_rows: Option<&KeyedRows>,
     ) -> Result<(SourceHandle, Arc<SourceStatus>)> {
         let status = Arc::new(SourceStatus::new(
             name.to_string(),
@@ -917,6 +911,20 @@ impl Engine {
             },
         )?;
         Ok((handle, status))
+    }
+
+    fn register_source(&mut self, id: RelationId, handle: SourceHandle, status: Arc<SourceStatus>) {
+        Arc::make_mut(&mut self.connectors)
+            .sources
+            .insert(id, status);
+        self.sources.insert(id, handle);
+    }
+
+    fn register_sink(&mut self, id: RelationId, handle: SinkHandle) {
+        Arc::make_mut(&mut self.connectors)
+            .sinks
+            .insert(id, Arc::clone(&handle.status));
+        self.sinks.insert(id, handle);
     }
 
     /// Starts a sink's thread; the caller registers it and sends it its first changes. With
