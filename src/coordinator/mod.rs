@@ -647,11 +647,15 @@ impl Engine {
             if view.failed.is_some() {
                 continue;
             }
-            let Some(input) = deltas.get(&view.dataflow.input) else {
+            if !view
+                .dataflow
+                .inputs()
+                .iter()
+                .any(|input| deltas.contains_key(input))
+            {
                 continue;
-            };
-            let input = input.clone();
-            match view.dataflow.step(input, epoch) {
+            }
+            match view.dataflow.step(&deltas, epoch) {
                 Ok(output) => match view.arrangement.apply(&output) {
                     Ok(()) => {
                         deltas.insert(id, output);
@@ -753,8 +757,11 @@ impl Engine {
             (RelationKind::MaterializedView, Some(mut dataflow)) => {
                 // Backfill: the input's current rows enter the new dataflow as one big insertion;
                 // from then on it sees only changes.
-                let input = self.current_rows(dataflow.input)?;
-                let output = dataflow.step(input, epoch).map_err(Error::from)?;
+                let mut inputs = HashMap::new();
+                for input in dataflow.inputs() {
+                    inputs.insert(input, self.current_rows(input)?);
+                }
+                let output = dataflow.step(&inputs, epoch).map_err(Error::from)?;
                 tracing::info!(view = %name, dataflow = ?dataflow.describe(), "maintaining materialized view");
                 let mut arrangement = Arrangement::new(Arc::clone(&schema))?;
                 arrangement.apply(&output)?;

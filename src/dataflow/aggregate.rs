@@ -1,17 +1,19 @@
-//! Aggregate: GROUP BY with count, sum, avg, min and max, maintained per group.
+//! Aggregate: GROUP BY with count, sum, avg, min, max, bool_and/or, variance and stddev,
+//! string_agg and array_agg, each optionally DISTINCT and FILTERed, maintained per group.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    RecordBatchOptions,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    RecordBatchOptions, StringArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::top_n::{OrderedRows, SortKey};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -24,20 +26,41 @@ pub enum AggregateFunction {
     Avg,
     Min,
     Max,
+    BoolAnd,
+    BoolOr,
+    VarianceSample,
+    VariancePopulation,
+    StddevSample,
+    StddevPopulation,
+    StringAgg,
+    ArrayAgg,
 }
 
-/// One aggregate in the SELECT list: `function(argument)`, producing `output_type`.
+/// One aggregate in the SELECT list: `function([DISTINCT] argument [ORDER BY ...]) [FILTER
+/// (WHERE ...)]`, producing `output_type`.
 pub struct AggregateCall {
     pub function: AggregateFunction,
     pub argument: Arc<dyn PhysicalExpr>,
     pub input_type: DataType,
     pub output_type: DataType,
+    /// Each distinct argument value counts once.
+    pub distinct: bool,
+    /// Only rows passing it are aggregated.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// string_agg and array_agg: the order of the values (by value when empty).
+    pub order_by: Vec<SortKey>,
+    /// string_agg's separator.
+    pub delimiter: String,
 }
 
 /// Incremental rule: aggregation integrates its input. Each group keeps its row count and, per
 /// aggregate, a state that absorbs a change of weight w in O(1) (count += w·[x not null],
-/// sum += w·x) or O(log values) (min/max keep a multiset of values, so deleting the current
-/// extreme falls back to the next one). At the barrier every group touched in the epoch emits
+/// sum += w·x, bool_and/or count true values, variance keeps the sum and the sum of squares)
+/// or O(log values) (min/max keep a multiset of values, so deleting the current extreme falls
+/// back to the next one; string_agg and array_agg keep their values ordered and rebuild a
+/// touched group's result). DISTINCT keeps each group's multiset of argument values and lets
+/// a value through only when its count crosses zero; FILTER zeroes the weight of rows that do
+/// not pass. At the barrier every group touched in the epoch emits
 /// `-old row` and `+new row` (only `+new` if it is new, only `-old` if its last row left). A
 /// global aggregate (no GROUP BY) has one group that always exists, so it emits a row even for an
 /// empty input, as Postgres does. Work per epoch is O(changes + touched groups).
@@ -70,22 +93,38 @@ enum AggregateValue {
     Null,
     Integer(i128),
     Float(f64),
+    Bool(bool),
+    Text(String),
     /// A min/max value in `arrow-row` encoding.
     Encoded(Box<[u8]>),
+    /// array_agg's values in order, `arrow-row` encoded.
+    Sequence(Vec<Box<[u8]>>),
 }
+
+/// Each value (`arrow-row` bytes) with its multiplicity.
+type ValueCounts = HashMap<Box<[u8]>, i64>;
 
 enum Sums {
     Integer(Vec<i128>),
     Float(Vec<f64>),
     Extremes(Vec<BTreeMap<Box<[u8]>, i64>>, RowConverter),
+    /// bool_and/bool_or: how many non-null inputs are true.
+    Trues(Vec<i64>),
+    /// Variance and standard deviation: the sum and the sum of squares.
+    Moments(Vec<(f64, f64)>),
+    /// string_agg/array_agg: (order key, value) → multiplicity, with the converters of both.
+    Ordered(Vec<OrderedRows>, RowConverter, RowConverter),
     CountOnly,
 }
 
 struct CallState {
     call: AggregateCall,
-    /// Non-null inputs per slot: the count, and whether a sum/avg is NULL.
+    /// Inputs counted per slot: the non-null ones (every one for array_agg); whether the
+    /// result is NULL.
     non_null: Vec<i64>,
     sums: Sums,
+    /// DISTINCT: per slot, each argument value's multiplicity, and their converter.
+    distinct: Option<(Vec<ValueCounts>, RowConverter)>,
 }
 
 impl Aggregate {
@@ -217,7 +256,11 @@ impl Aggregate {
 }
 
 impl Operator for Aggregate {
-    fn process(&mut self, input: ChangeBatch) -> Result<Vec<ChangeBatch>, DataflowError> {
+    fn process(
+        &mut self,
+        _port: usize,
+        input: ChangeBatch,
+    ) -> Result<Vec<ChangeBatch>, DataflowError> {
         let rows = input.len();
         let group_slots: Vec<usize> = match &self.group_converter {
             None => {
@@ -359,7 +402,10 @@ impl Operator for Aggregate {
         let calls: Vec<String> = self
             .calls
             .iter()
-            .map(|call| format!("{:?}({})", call.call.function, call.call.argument))
+            .map(|call| {
+                let distinct = if call.call.distinct { "DISTINCT " } else { "" };
+                format!("{:?}({distinct}{})", call.call.function, call.call.argument)
+            })
             .collect();
         format!(
             "Aggregate: group by [{}], [{}]",
@@ -371,13 +417,33 @@ impl Operator for Aggregate {
 
 impl CallState {
     fn new(call: AggregateCall) -> Result<Self, DataflowError> {
+        use AggregateFunction::*;
+        let value_converter = || RowConverter::new(vec![SortField::new(call.input_type.clone())]);
         let sums = match call.function {
-            AggregateFunction::Count => Sums::CountOnly,
-            AggregateFunction::Min | AggregateFunction::Max => Sums::Extremes(
-                Vec::new(),
-                RowConverter::new(vec![SortField::new(call.input_type.clone())])?,
-            ),
-            AggregateFunction::Sum | AggregateFunction::Avg => match call.input_type {
+            Count => Sums::CountOnly,
+            Min | Max => Sums::Extremes(Vec::new(), value_converter()?),
+            BoolAnd | BoolOr => Sums::Trues(Vec::new()),
+            VarianceSample | VariancePopulation | StddevSample | StddevPopulation => {
+                Sums::Moments(Vec::new())
+            }
+            StringAgg | ArrayAgg => {
+                let order_converter = RowConverter::new(
+                    call.order_by
+                        .iter()
+                        .map(|key| {
+                            SortField::new_with_options(
+                                key.data_type.clone(),
+                                datafusion::arrow::compute::SortOptions {
+                                    descending: key.descending,
+                                    nulls_first: key.nulls_first,
+                                },
+                            )
+                        })
+                        .collect(),
+                )?;
+                Sums::Ordered(Vec::new(), value_converter()?, order_converter)
+            }
+            Sum | Avg => match call.input_type {
                 ref float if float.is_floating() => Sums::Float(Vec::new()),
                 ref integer if integer.is_integer() => Sums::Integer(Vec::new()),
                 DataType::Decimal128(_, _) => Sums::Integer(Vec::new()),
@@ -390,10 +456,16 @@ impl CallState {
                 }
             },
         };
+        let distinct = if call.distinct {
+            Some((Vec::new(), value_converter()?))
+        } else {
+            None
+        };
         Ok(Self {
             call,
             non_null: Vec::new(),
             sums,
+            distinct,
         })
     }
 
@@ -412,7 +484,25 @@ impl CallState {
                     encoder.bytes(value).i64(*count);
                 }
             }
+            Sums::Trues(trues) => {
+                encoder.i64(trues[slot]);
+            }
+            Sums::Moments(moments) => {
+                encoder.f64(moments[slot].0).f64(moments[slot].1);
+            }
+            Sums::Ordered(values, _, _) => {
+                encoder.u64(values[slot].len() as u64);
+                for ((order, value), count) in &values[slot] {
+                    encoder.bytes(order).bytes(value).i64(*count);
+                }
+            }
             Sums::CountOnly => {}
+        }
+        if let Some((distinct, _)) = &self.distinct {
+            encoder.u64(distinct[slot].len() as u64);
+            for (value, count) in &distinct[slot] {
+                encoder.bytes(value).i64(*count);
+            }
         }
     }
 
@@ -428,7 +518,24 @@ impl CallState {
                     multisets[slot].insert(value, decoder.i64()?);
                 }
             }
+            Sums::Trues(trues) => trues[slot] = decoder.i64()?,
+            Sums::Moments(moments) => moments[slot] = (decoder.f64()?, decoder.f64()?),
+            Sums::Ordered(values, _, _) => {
+                let count = decoder.count()?;
+                for _ in 0..count {
+                    let order: Box<[u8]> = decoder.bytes()?.into();
+                    let value: Box<[u8]> = decoder.bytes()?.into();
+                    values[slot].insert((order, value), decoder.i64()?);
+                }
+            }
             Sums::CountOnly => {}
+        }
+        if let Some((distinct, _)) = &mut self.distinct {
+            let count = decoder.count()?;
+            for _ in 0..count {
+                let value: Box<[u8]> = decoder.bytes()?.into();
+                distinct[slot].insert(value, decoder.i64()?);
+            }
         }
         Ok(())
     }
@@ -439,7 +546,13 @@ impl CallState {
             Sums::Integer(sums) => sums.push(0),
             Sums::Float(sums) => sums.push(0.0),
             Sums::Extremes(values, _) => values.push(BTreeMap::new()),
+            Sums::Trues(trues) => trues.push(0),
+            Sums::Moments(moments) => moments.push((0.0, 0.0)),
+            Sums::Ordered(values, _, _) => values.push(BTreeMap::new()),
             Sums::CountOnly => {}
+        }
+        if let Some((distinct, _)) = &mut self.distinct {
+            distinct.push(HashMap::new());
         }
     }
 
@@ -449,8 +562,55 @@ impl CallState {
             Sums::Integer(sums) => sums[slot] = 0,
             Sums::Float(sums) => sums[slot] = 0.0,
             Sums::Extremes(values, _) => values[slot].clear(),
+            Sums::Trues(trues) => trues[slot] = 0,
+            Sums::Moments(moments) => moments[slot] = (0.0, 0.0),
+            Sums::Ordered(values, _, _) => values[slot].clear(),
             Sums::CountOnly => {}
         }
+        if let Some((distinct, _)) = &mut self.distinct {
+            distinct[slot].clear();
+        }
+    }
+
+    /// The weight each row adds to its group's aggregate: zero when FILTER rejects it; with
+    /// DISTINCT, ±1 only when its value's count crosses zero.
+    fn effective_weights(
+        &mut self,
+        input: &ChangeBatch,
+        argument: &ArrayRef,
+        slots: &[usize],
+    ) -> Result<Vec<i64>, DataflowError> {
+        let mut weights = input.weights.values().to_vec();
+        if let Some(filter) = &self.call.filter {
+            let mask = filter.evaluate(&input.rows)?.into_array(input.len())?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                ExecutionError::Internal(format!("aggregate FILTER {filter} is not boolean"))
+            })?;
+            for (row, weight) in weights.iter_mut().enumerate() {
+                if !(mask.is_valid(row) && mask.value(row)) {
+                    *weight = 0;
+                }
+            }
+        }
+        if let Some((distinct, converter)) = &mut self.distinct {
+            let encoded = converter.convert_columns(&[Arc::clone(argument)])?;
+            for (row, weight) in weights.iter_mut().enumerate() {
+                if *weight == 0 || !argument.is_valid(row) {
+                    continue;
+                }
+                let values = &mut distinct[slots[row]];
+                let value = encoded.row(row);
+                let before = values.get(value.data()).copied().unwrap_or(0);
+                let after = before + *weight;
+                if after == 0 {
+                    values.remove(value.data());
+                } else {
+                    values.insert(value.data().into(), after);
+                }
+                *weight = i64::from(after > 0) - i64::from(before > 0);
+            }
+        }
+        Ok(weights)
     }
 
     fn update(&mut self, input: &ChangeBatch, slots: &[usize]) -> Result<(), DataflowError> {
@@ -459,18 +619,20 @@ impl CallState {
             .argument
             .evaluate(&input.rows)?
             .into_array(input.len())?;
-        let weights = input.weights.values();
-        let valid = |row: usize| argument.is_valid(row);
+        let weights = self.effective_weights(input, &argument, slots)?;
+        // array_agg keeps NULL values; every other aggregate skips them.
+        let counts_nulls = self.call.function == AggregateFunction::ArrayAgg;
         for (row, (&slot, &weight)) in slots.iter().zip(weights.iter()).enumerate() {
-            if valid(row) {
+            if counts_nulls || argument.is_valid(row) {
                 self.non_null[slot] += weight;
             }
         }
+        let rows = slots.iter().zip(weights.iter()).enumerate();
         match &mut self.sums {
             Sums::CountOnly => {}
             Sums::Integer(sums) => {
                 let values = integer_values(&argument)?;
-                for (row, (&slot, &weight)) in slots.iter().zip(weights.iter()).enumerate() {
+                for (row, (&slot, &weight)) in rows {
                     if let Some(value) = values[row] {
                         sums[slot] += value * weight as i128;
                     }
@@ -479,32 +641,75 @@ impl CallState {
             Sums::Float(sums) => {
                 let values = cast(&argument, &DataType::Float64)?;
                 let values = values.as_primitive::<Float64Type>();
-                for (row, (&slot, &weight)) in slots.iter().zip(weights.iter()).enumerate() {
+                for (row, (&slot, &weight)) in rows {
                     if values.is_valid(row) {
                         sums[slot] += values.value(row) * weight as f64;
                     }
                 }
             }
+            Sums::Moments(moments) => {
+                let values = cast(&argument, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, (&slot, &weight)) in rows {
+                    if values.is_valid(row) {
+                        let value = values.value(row);
+                        moments[slot].0 += value * weight as f64;
+                        moments[slot].1 += value * value * weight as f64;
+                    }
+                }
+            }
+            Sums::Trues(trues) => {
+                let values = argument.as_boolean_opt().ok_or_else(|| {
+                    ExecutionError::Internal("bool_and/bool_or over a non-boolean".into())
+                })?;
+                for (row, (&slot, &weight)) in rows {
+                    if values.is_valid(row) && values.value(row) {
+                        trues[slot] += weight;
+                    }
+                }
+            }
             Sums::Extremes(multisets, converter) => {
                 let encoded = converter.convert_columns(&[Arc::clone(&argument)])?;
-                for (row, (&slot, &weight)) in slots.iter().zip(weights.iter()).enumerate() {
-                    if !argument.is_valid(row) {
+                for (row, (&slot, &weight)) in rows {
+                    if argument.is_valid(row) && weight != 0 {
+                        add_to_multiset(&mut multisets[slot], encoded.row(row).data(), weight);
+                    }
+                }
+            }
+            Sums::Ordered(values, value_converter, order_converter) => {
+                let encoded = value_converter.convert_columns(&[Arc::clone(&argument)])?;
+                let order_columns = self
+                    .call
+                    .order_by
+                    .iter()
+                    .map(|key| {
+                        key.expression
+                            .evaluate(&input.rows)?
+                            .into_array(input.len())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let order = if order_columns.is_empty() {
+                    None
+                } else {
+                    Some(order_converter.convert_columns(&order_columns)?)
+                };
+                for (row, (&slot, &weight)) in rows {
+                    if weight == 0 || !(counts_nulls || argument.is_valid(row)) {
                         continue;
                     }
-                    let multiset = &mut multisets[slot];
-                    let key = encoded.row(row);
-                    let remaining = match multiset.get_mut(key.as_ref()) {
-                        Some(count) => {
-                            *count += weight;
-                            *count
-                        }
-                        None => {
-                            multiset.insert(key.as_ref().into(), weight);
-                            weight
-                        }
+                    let order_key: Box<[u8]> = match &order {
+                        Some(order) => order.row(row).data().into(),
+                        None => Box::default(),
                     };
-                    if remaining == 0 {
-                        multiset.remove(key.as_ref());
+                    let entry = (order_key, encoded.row(row).data().into());
+                    let count = values[slot].entry(entry).or_insert(0);
+                    *count += weight;
+                    if *count == 0 {
+                        let order_key: Box<[u8]> = match &order {
+                            Some(order) => order.row(row).data().into(),
+                            None => Box::default(),
+                        };
+                        values[slot].remove(&(order_key, encoded.row(row).data().into()));
                     }
                 }
             }
@@ -513,16 +718,15 @@ impl CallState {
     }
 
     fn value(&self, slot: usize) -> Result<AggregateValue, DataflowError> {
+        use AggregateFunction::*;
         let non_null = self.non_null[slot];
         Ok(match (&self.call.function, &self.sums) {
-            (AggregateFunction::Count, _) => AggregateValue::Integer(non_null as i128),
+            (Count, _) => AggregateValue::Integer(non_null as i128),
             (_, _) if non_null == 0 => AggregateValue::Null,
-            (AggregateFunction::Sum, Sums::Integer(sums)) => AggregateValue::Integer(sums[slot]),
-            (AggregateFunction::Sum, Sums::Float(sums)) => AggregateValue::Float(sums[slot]),
-            (AggregateFunction::Avg, Sums::Float(sums)) => {
-                AggregateValue::Float(sums[slot] / non_null as f64)
-            }
-            (AggregateFunction::Avg, Sums::Integer(sums)) => {
+            (Sum, Sums::Integer(sums)) => AggregateValue::Integer(sums[slot]),
+            (Sum, Sums::Float(sums)) => AggregateValue::Float(sums[slot]),
+            (Avg, Sums::Float(sums)) => AggregateValue::Float(sums[slot] / non_null as f64),
+            (Avg, Sums::Integer(sums)) => {
                 match (&self.call.input_type, &self.call.output_type) {
                     (
                         DataType::Decimal128(_, input_scale),
@@ -542,18 +746,58 @@ impl CallState {
                     _ => AggregateValue::Float(sums[slot] as f64 / non_null as f64),
                 }
             }
-            (AggregateFunction::Min, Sums::Extremes(multisets, _)) => {
-                match multisets[slot].first_key_value() {
-                    Some((key, _)) => AggregateValue::Encoded(key.clone()),
-                    None => AggregateValue::Null,
+            (Min, Sums::Extremes(multisets, _)) => match multisets[slot].first_key_value() {
+                Some((key, _)) => AggregateValue::Encoded(key.clone()),
+                None => AggregateValue::Null,
+            },
+            (Max, Sums::Extremes(multisets, _)) => match multisets[slot].last_key_value() {
+                Some((key, _)) => AggregateValue::Encoded(key.clone()),
+                None => AggregateValue::Null,
+            },
+            (BoolAnd, Sums::Trues(trues)) => AggregateValue::Bool(trues[slot] == non_null),
+            (BoolOr, Sums::Trues(trues)) => AggregateValue::Bool(trues[slot] > 0),
+            (
+                function @ (VarianceSample | VariancePopulation | StddevSample | StddevPopulation),
+                Sums::Moments(moments),
+            ) => {
+                let (sum, squares) = moments[slot];
+                let count = non_null as f64;
+                let sample = matches!(function, VarianceSample | StddevSample);
+                if sample && non_null < 2 {
+                    AggregateValue::Null
+                } else {
+                    // Postgres's formula; rounding can leave a tiny negative for equal values.
+                    let spread = (count * squares - sum * sum).max(0.0);
+                    let variance = if sample {
+                        spread / (count * (count - 1.0))
+                    } else {
+                        spread / (count * count)
+                    };
+                    match function {
+                        StddevSample | StddevPopulation => AggregateValue::Float(variance.sqrt()),
+                        _ => AggregateValue::Float(variance),
+                    }
                 }
             }
-            (AggregateFunction::Max, Sums::Extremes(multisets, _)) => {
-                match multisets[slot].last_key_value() {
-                    Some((key, _)) => AggregateValue::Encoded(key.clone()),
-                    None => AggregateValue::Null,
-                }
+            (StringAgg, Sums::Ordered(values, converter, _)) => {
+                let parser = converter.parser();
+                let rows = values[slot].iter().flat_map(|((_, value), &count)| {
+                    std::iter::repeat_n(parser.parse(value), count.max(0) as usize)
+                });
+                let mut decoded = converter.convert_rows(rows)?;
+                let strings = cast(&decoded.remove(0), &DataType::Utf8)?;
+                let strings = strings.as_string::<i32>();
+                let parts: Vec<&str> = strings.iter().flatten().collect();
+                AggregateValue::Text(parts.join(&self.call.delimiter))
             }
+            (ArrayAgg, Sums::Ordered(values, _, _)) => AggregateValue::Sequence(
+                values[slot]
+                    .iter()
+                    .flat_map(|((_, value), &count)| {
+                        std::iter::repeat_n(value.clone(), count.max(0) as usize)
+                    })
+                    .collect(),
+            ),
             (function, _) => {
                 return Err(
                     ExecutionError::Internal(format!("{function:?} has mismatched state")).into(),
@@ -578,7 +822,30 @@ impl CallState {
             let mut columns = converter.convert_rows(rows)?;
             return Ok(columns.remove(0));
         }
+        if let (Sums::Ordered(_, converter, _), DataType::List(field)) =
+            (&self.sums, &self.call.output_type)
+        {
+            return array_of_sequences(values, converter, field);
+        }
         let array: ArrayRef = match &self.call.output_type {
+            DataType::Boolean => Arc::new(
+                values
+                    .iter()
+                    .map(|value| match value {
+                        AggregateValue::Bool(value) => Some(*value),
+                        _ => None,
+                    })
+                    .collect::<BooleanArray>(),
+            ),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Arc::new(
+                values
+                    .iter()
+                    .map(|value| match value {
+                        AggregateValue::Text(value) => Some(value.as_str()),
+                        _ => None,
+                    })
+                    .collect::<StringArray>(),
+            ),
             DataType::Decimal128(precision, scale) => {
                 let array: Decimal128Array = values
                     .iter()
@@ -629,6 +896,59 @@ impl CallState {
         };
         Ok(array)
     }
+}
+
+fn add_to_multiset(multiset: &mut BTreeMap<Box<[u8]>, i64>, value: &[u8], weight: i64) {
+    let remaining = match multiset.get_mut(value) {
+        Some(count) => {
+            *count += weight;
+            *count
+        }
+        None => {
+            multiset.insert(value.into(), weight);
+            weight
+        }
+    };
+    if remaining == 0 {
+        multiset.remove(value);
+    }
+}
+
+/// array_agg's results as a list array: one list per group (NULL when it has no rows).
+fn array_of_sequences(
+    values: &[&AggregateValue],
+    converter: &RowConverter,
+    field: &datafusion::arrow::datatypes::FieldRef,
+) -> Result<ArrayRef, DataflowError> {
+    let parser = converter.parser();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(values.len());
+    let mut elements = Vec::new();
+    for value in values {
+        if let AggregateValue::Sequence(sequence) = value {
+            elements.extend(sequence.iter().map(|element| parser.parse(element)));
+            valid.push(true);
+        } else {
+            valid.push(false);
+        }
+        offsets.push(
+            i32::try_from(elements.len()).map_err(|_| {
+                ExecutionError::NumericOutOfRange("array_agg result too large".into())
+            })?,
+        );
+    }
+    let mut decoded = converter.convert_rows(elements)?;
+    let mut items = decoded.remove(0);
+    if items.data_type() != field.data_type() {
+        items = cast(&items, field.data_type())?;
+    }
+    let list = datafusion::arrow::array::ListArray::try_new(
+        Arc::clone(field),
+        datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+        items,
+        Some(valid.into()),
+    )?;
+    Ok(Arc::new(list))
 }
 
 /// The argument of an integer or decimal sum as i128 (decimals at their own scale).

@@ -22,7 +22,11 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn process(&mut self, input: ChangeBatch) -> Result<Vec<ChangeBatch>, DataflowError> {
+    fn process(
+        &mut self,
+        _port: usize,
+        input: ChangeBatch,
+    ) -> Result<Vec<ChangeBatch>, DataflowError> {
         let mask = self
             .predicate
             .evaluate(&input.rows)?

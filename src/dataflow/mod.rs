@@ -4,7 +4,12 @@
 pub mod aggregate;
 pub mod change_batch;
 pub mod filter;
+pub mod join;
 pub mod project;
+pub mod top_n;
+pub mod union;
+
+use std::collections::HashMap;
 
 use crate::catalog::RelationId;
 use crate::error::{DataflowError, ExecutionError};
@@ -17,8 +22,14 @@ pub type Epoch = u64;
 /// One incremental operator. Only `process` is required; the rest have defaults that fit a
 /// stateless (linear) operator.
 pub trait Operator: Send {
-    /// Takes one batch of input changes and returns the output changes it emits right away.
-    fn process(&mut self, input: ChangeBatch) -> Result<Vec<ChangeBatch>, DataflowError>;
+    /// Takes one batch of changes arriving on input `port` (always 0 for a unary operator; 0 is
+    /// the left and 1 the right input of a join) and returns the output changes it emits right
+    /// away.
+    fn process(
+        &mut self,
+        port: usize,
+        input: ChangeBatch,
+    ) -> Result<Vec<ChangeBatch>, DataflowError>;
 
     /// The epoch's input is complete: returns the output changes held back until now. Stateless
     /// operators hold nothing back.
@@ -47,42 +58,97 @@ pub trait Operator: Send {
     }
 }
 
-/// The dataflow maintaining one materialized view: a chain of operators fed by one input
-/// relation. Every operator's output is the next one's input.
+/// Where a node of a dataflow reads its changes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The epoch's changes of a relation (table, source or view) outside the dataflow.
+    Relation(RelationId),
+    /// The output of an earlier node of the same dataflow.
+    Node(usize),
+}
+
+/// One operator of a dataflow and the streams feeding its ports, in port order.
+pub struct Node {
+    pub operator: Box<dyn Operator>,
+    pub inputs: Vec<Stream>,
+}
+
+/// The dataflow maintaining one materialized view: a graph of operators, stored in topological
+/// order (every node reads only relations and earlier nodes). The last node's output is the
+/// view's changes. A relation read twice (a self-join) feeds both ports the same changes.
 pub struct Dataflow {
-    pub input: RelationId,
-    pub operators: Vec<Box<dyn Operator>>,
+    nodes: Vec<Node>,
 }
 
 impl Dataflow {
-    /// Runs one epoch: pushes `input` through the chain, closing the epoch at each operator in
-    /// turn, and returns the view's changes for the epoch.
+    /// A dataflow over `nodes`, which must be in topological order and not empty.
+    pub fn new(nodes: Vec<Node>) -> Result<Self, DataflowError> {
+        for (index, node) in nodes.iter().enumerate() {
+            if node
+                .inputs
+                .iter()
+                .any(|input| matches!(input, Stream::Node(earlier) if *earlier >= index))
+            {
+                return Err(ExecutionError::Internal(format!(
+                    "dataflow node {index} reads a later node"
+                ))
+                .into());
+            }
+        }
+        if nodes.is_empty() {
+            return Err(ExecutionError::Internal("a dataflow without operators".into()).into());
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The relations the dataflow reads, each once, in the order first read.
+    pub fn inputs(&self) -> Vec<RelationId> {
+        let mut relations = Vec::new();
+        for node in &self.nodes {
+            for input in &node.inputs {
+                if let Stream::Relation(id) = input
+                    && !relations.contains(id)
+                {
+                    relations.push(*id);
+                }
+            }
+        }
+        relations
+    }
+
+    /// Runs one epoch: feeds every node the epoch's changes of its inputs, port by port, closes
+    /// the epoch at each node in topological order, and returns the view's changes.
     pub fn step(
         &mut self,
-        input: Vec<ChangeBatch>,
+        deltas: &HashMap<RelationId, Vec<ChangeBatch>>,
         epoch: Epoch,
     ) -> Result<Vec<ChangeBatch>, DataflowError> {
-        let mut batches = input;
-        for operator in &mut self.operators {
+        let mut outputs: Vec<Vec<ChangeBatch>> = Vec::with_capacity(self.nodes.len());
+        for node in &mut self.nodes {
             let mut output = Vec::new();
-            for batch in batches {
-                if batch.is_empty() {
-                    continue;
+            for (port, input) in node.inputs.iter().enumerate() {
+                let batches = match input {
+                    Stream::Relation(id) => deltas.get(id).map(Vec::as_slice).unwrap_or_default(),
+                    Stream::Node(index) => outputs[*index].as_slice(),
+                };
+                for batch in batches {
+                    if !batch.is_empty() {
+                        output.extend(node.operator.process(port, batch.clone())?);
+                    }
                 }
-                output.extend(operator.process(batch)?);
             }
-            output.extend(operator.barrier(epoch)?);
-            batches = output;
+            output.extend(node.operator.barrier(epoch)?);
+            outputs.push(output);
         }
-        Ok(batches)
+        Ok(outputs.pop().unwrap_or_default())
     }
 
     /// Every operator's state, in chain order, for a checkpoint.
     pub fn checkpoint(&self) -> Result<Vec<u8>, DataflowError> {
         let mut encoder = Encoder::default();
-        encoder.u64(self.operators.len() as u64);
-        for operator in &self.operators {
-            match operator.checkpoint()? {
+        encoder.u64(self.nodes.len() as u64);
+        for node in &self.nodes {
+            match node.operator.checkpoint()? {
                 Some(state) => encoder.u8(1).bytes(&state),
                 None => encoder.u8(0),
             };
@@ -100,24 +166,40 @@ impl Dataflow {
         };
         let mut decoder = Decoder::new(state);
         let count = decoder.count().map_err(corrupted)?;
-        if count != self.operators.len() {
+        if count != self.nodes.len() {
             return Err(corrupted(format!(
                 "the checkpoint has {count} operators, the plan {}",
-                self.operators.len()
+                self.nodes.len()
             )));
         }
-        for operator in &mut self.operators {
+        for node in &mut self.nodes {
             if decoder.u8().map_err(corrupted)? == 1 {
-                operator.restore(decoder.bytes().map_err(corrupted)?)?;
+                node.operator.restore(decoder.bytes().map_err(corrupted)?)?;
             }
         }
         Ok(())
     }
 
+    /// One line per node: its number, operator and inputs.
     pub fn describe(&self) -> Vec<String> {
-        self.operators
+        self.nodes
             .iter()
-            .map(|operator| operator.describe())
+            .enumerate()
+            .map(|(index, node)| {
+                let inputs: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|input| match input {
+                        Stream::Relation(id) => format!("relation {id}"),
+                        Stream::Node(node) => format!("#{node}"),
+                    })
+                    .collect();
+                format!(
+                    "#{index} {} <- {}",
+                    node.operator.describe(),
+                    inputs.join(", ")
+                )
+            })
             .collect()
     }
 }

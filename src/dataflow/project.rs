@@ -27,7 +27,11 @@ impl Project {
 }
 
 impl Operator for Project {
-    fn process(&mut self, input: ChangeBatch) -> Result<Vec<ChangeBatch>, DataflowError> {
+    fn process(
+        &mut self,
+        _port: usize,
+        input: ChangeBatch,
+    ) -> Result<Vec<ChangeBatch>, DataflowError> {
         let rows = input.len();
         let columns = self
             .expressions

@@ -66,6 +66,13 @@ pub fn session_context(
         .with_analyzer_rules(rules)
         .build();
     let context = Arc::new(SessionContext::new_with_state(state));
+    // Postgres calls the sample variance `variance` too.
+    context.register_udaf(
+        datafusion::functions_aggregate::variance::var_samp_udaf()
+            .as_ref()
+            .clone()
+            .with_aliases(["variance"]),
+    );
     // Registered after DataFusion's own, so version() is Tributary's.
     for function in super::session_functions::session_functions(variables) {
         context.register_udf(function);

@@ -6,162 +6,445 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::context::RelationProvider;
-use crate::catalog::RelationId;
 use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction};
 use crate::dataflow::filter::Filter;
+use crate::dataflow::join::{Join, JoinDefinition, JoinKind};
 use crate::dataflow::project::Project;
-use crate::dataflow::{Dataflow, Operator};
+use crate::dataflow::top_n::{SortKey, TopN, TopNDefinition};
+use crate::dataflow::union::Union;
+use crate::dataflow::{Dataflow, Node, Operator, Stream};
 use crate::error::{Error, PlanError, Result};
 
 /// Lowers `plan` (already analyzed and optimized) into the dataflow that maintains it.
 pub fn lower(plan: &LogicalPlan) -> Result<Dataflow> {
-    let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-    let input = lower_node(plan, &mut operators)?;
-    Ok(Dataflow { input, operators })
+    let plan = super::subqueries::scalar_subqueries_as_joins(plan.clone())?;
+    let mut builder = Builder::default();
+    let output = builder.lower_node(&plan)?;
+    if output != Stream::Node(builder.nodes.len().wrapping_sub(1)) {
+        // The view is its input as it stands (`SELECT * FROM t`): one pass-through node.
+        builder.push(Union::new(nullable_schema(plan.schema())), vec![output]);
+    }
+    Ok(Dataflow::new(builder.nodes)?)
+}
+
+/// The nodes lowered so far, in topological order.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<Node>,
 }
 
 fn unsupported(what: &str) -> Error {
     PlanError::Unsupported(format!("{what} is not supported in materialized views yet")).into()
 }
 
-/// Appends the operators computing `plan` to `operators` and returns the relation they read.
-fn lower_node(plan: &LogicalPlan, operators: &mut Vec<Box<dyn Operator>>) -> Result<RelationId> {
-    for expression in plan.expressions() {
-        if expression.is_volatile() {
-            return Err(PlanError::Unsupported(format!(
-                "volatile function in materialized view: {expression}"
-            ))
-            .into());
-        }
+impl Builder {
+    fn push(&mut self, operator: impl Operator + 'static, inputs: Vec<Stream>) -> Stream {
+        self.nodes.push(Node {
+            operator: Box::new(operator),
+            inputs,
+        });
+        Stream::Node(self.nodes.len() - 1)
     }
-    match plan {
-        LogicalPlan::TableScan(scan) => {
-            if scan.fetch.is_some() {
-                return Err(unsupported("LIMIT"));
+
+    /// Appends the nodes computing `plan` and returns the stream of its changes.
+    fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        for expression in plan.expressions() {
+            if expression.is_volatile() {
+                return Err(PlanError::Unsupported(format!(
+                    "volatile function in materialized view: {expression}"
+                ))
+                .into());
             }
-            let provider = source_as_provider(&scan.source)?;
-            let Some(relation) = provider.downcast_ref::<RelationProvider>() else {
-                return Err(unsupported(&format!("reading {}", scan.table_name)));
-            };
-            let source_schema = relation.relation().schema.clone();
-            let source_dfschema =
-                DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source_schema)?;
-            for filter in &scan.filters {
-                operators.push(Box::new(Filter::new(physical(filter, &source_dfschema)?)));
+        }
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if scan.fetch.is_some() {
+                    return Err(unsupported("LIMIT"));
+                }
+                let provider = source_as_provider(&scan.source)?;
+                let Some(relation) = provider.downcast_ref::<RelationProvider>() else {
+                    return Err(unsupported(&format!("reading {}", scan.table_name)));
+                };
+                let source_schema = relation.relation().schema.clone();
+                let source_dfschema =
+                    DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source_schema)?;
+                let mut stream = Stream::Relation(relation.id());
+                for filter in &scan.filters {
+                    let predicate = physical(filter, &source_dfschema)?;
+                    stream = self.push(Filter::new(predicate), vec![stream]);
+                }
+                if let Some(projection) = &scan.projection {
+                    let expressions = projection
+                        .iter()
+                        .map(|&index| {
+                            let column = Expr::Column(datafusion::common::Column::new(
+                                Some(scan.table_name.clone()),
+                                source_schema.field(index).name(),
+                            ));
+                            physical(&column, &source_dfschema)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let schema = nullable_schema(&scan.projected_schema);
+                    stream = self.push(Project::new(expressions, schema), vec![stream]);
+                }
+                Ok(stream)
             }
-            if let Some(projection) = &scan.projection {
+            LogicalPlan::Projection(projection) => {
+                let input = self.lower_node(&projection.input)?;
                 let expressions = projection
+                    .expr
                     .iter()
-                    .map(|&index| {
-                        let column = Expr::Column(datafusion::common::Column::new(
-                            Some(scan.table_name.clone()),
-                            source_schema.field(index).name(),
-                        ));
-                        physical(&column, &source_dfschema)
+                    .map(|expression| physical(expression, projection.input.schema()))
+                    .collect::<Result<Vec<_>>>()?;
+                let schema = nullable_schema(&projection.schema);
+                Ok(self.push(Project::new(expressions, schema), vec![input]))
+            }
+            LogicalPlan::Filter(filter) => {
+                if let Some((window, projections)) = window_below(&filter.input) {
+                    return self.lower_row_number_filter(filter, window, &projections);
+                }
+                let input = self.lower_node(&filter.input)?;
+                let predicate = physical(&filter.predicate, filter.input.schema())?;
+                Ok(self.push(Filter::new(predicate), vec![input]))
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.lower_node(&aggregate.input)?;
+                let input_schema = aggregate.input.schema();
+                if aggregate
+                    .group_expr
+                    .iter()
+                    .any(|e| matches!(e, Expr::GroupingSet(_)))
+                {
+                    return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+                }
+                let group_expressions = aggregate
+                    .group_expr
+                    .iter()
+                    .map(|expression| physical(expression, input_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let group_types = aggregate
+                    .group_expr
+                    .iter()
+                    .map(|expression| expression.get_type(input_schema.as_ref()))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let output_schema = nullable_schema(&aggregate.schema);
+                let calls = aggregate
+                    .aggr_expr
+                    .iter()
+                    .enumerate()
+                    .map(|(index, expression)| {
+                        let output_type = output_schema
+                            .field(group_expressions.len() + index)
+                            .data_type()
+                            .clone();
+                        aggregate_call(expression, input_schema, output_type)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                operators.push(Box::new(Project::new(
-                    expressions,
-                    nullable_schema(&scan.projected_schema),
-                )));
+                let operator =
+                    Aggregate::new(group_expressions, group_types, calls, output_schema)?;
+                Ok(self.push(operator, vec![input]))
             }
-            Ok(relation.id())
+            LogicalPlan::Join(join) => self.lower_join(join),
+            LogicalPlan::Union(union) => {
+                let inputs = union
+                    .inputs
+                    .iter()
+                    .map(|input| self.lower_node(input))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(self.push(Union::new(nullable_schema(&union.schema)), inputs))
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.lower_node(&alias.input),
+            LogicalPlan::Sort(sort) => match sort.fetch {
+                Some(fetch) => self.lower_top_n(sort, 0, Some(fetch)),
+                // A view is a set; an ORDER BY without LIMIT in its definition does not change it.
+                None => self.lower_node(&sort.input),
+            },
+            LogicalPlan::Limit(limit) => {
+                use datafusion::logical_expr::{FetchType, SkipType};
+                let (SkipType::Literal(offset), FetchType::Literal(fetch)) =
+                    (limit.get_skip_type()?, limit.get_fetch_type()?)
+                else {
+                    return Err(unsupported("LIMIT or OFFSET that is not a constant"));
+                };
+                match limit.input.as_ref() {
+                    LogicalPlan::Sort(sort) => self.lower_top_n(sort, offset, fetch),
+                    _ => Err(unsupported("LIMIT or OFFSET without ORDER BY")),
+                }
+            }
+            LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
+            LogicalPlan::Window(_) => Err(unsupported(
+                "a window function (OVER) other than ROW_NUMBER() filtered by <= n",
+            )),
+            LogicalPlan::Subquery(_) => Err(unsupported("subqueries")),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                Err(unsupported("a query without FROM"))
+            }
+            LogicalPlan::Unnest(_) => Err(unsupported("UNNEST")),
+            LogicalPlan::RecursiveQuery(_) => Err(unsupported("WITH RECURSIVE")),
+            LogicalPlan::Repartition(_) => Err(unsupported("repartitioning")),
+            LogicalPlan::Extension(_) => Err(unsupported("extension plan nodes")),
+            LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::DescribeTable(_) => Err(unsupported("a statement")),
         }
-        LogicalPlan::Projection(projection) => {
-            let input = lower_node(&projection.input, operators)?;
+    }
+
+    fn lower_join(&mut self, join: &datafusion::logical_expr::Join) -> Result<Stream> {
+        use datafusion::common::{JoinType, NullEquality};
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            JoinType::LeftSemi => JoinKind::LeftSemi,
+            JoinType::RightSemi => JoinKind::RightSemi,
+            JoinType::LeftAnti => JoinKind::LeftAnti,
+            JoinType::RightAnti => JoinKind::RightAnti,
+            JoinType::LeftMark => JoinKind::LeftMark,
+            JoinType::RightMark => JoinKind::RightMark,
+        };
+        if join.null_aware && join.filter.is_some() {
+            return Err(unsupported("NOT IN with a correlated condition"));
+        }
+        let left = self.lower_node(&join.left)?;
+        let right = self.lower_node(&join.right)?;
+        let left_schema = join.left.schema();
+        let right_schema = join.right.schema();
+        let mut left_keys = Vec::with_capacity(join.on.len());
+        let mut right_keys = Vec::with_capacity(join.on.len());
+        let mut key_types = Vec::with_capacity(join.on.len());
+        for (left_key, right_key) in &join.on {
+            let left_type = left_key.get_type(left_schema.as_ref())?;
+            let right_type = right_key.get_type(right_schema.as_ref())?;
+            let key_type = if left_type == right_type {
+                left_type
+            } else {
+                comparison_coercion(&left_type, &right_type).ok_or_else(|| {
+                    PlanError::Unsupported(format!(
+                        "joining {left_type} with {right_type} ({left_key} = {right_key})"
+                    ))
+                })?
+            };
+            left_keys.push(physical(left_key, left_schema)?);
+            right_keys.push(physical(right_key, right_schema)?);
+            key_types.push(key_type);
+        }
+        if join.on.is_empty() {
+            // A join without equality keys (a cross join, or only a non-equality ON condition):
+            // every row has the same key, so every pair is a candidate.
+            left_keys.push(literal(true));
+            right_keys.push(literal(true));
+            key_types.push(datafusion::arrow::datatypes::DataType::Boolean);
+        }
+        let filter = match &join.filter {
+            Some(filter) => {
+                let pair_schema = left_schema.join(right_schema)?;
+                Some(physical(filter, &pair_schema)?)
+            }
+            None => None,
+        };
+        let definition = JoinDefinition {
+            kind,
+            left_keys,
+            right_keys,
+            key_types,
+            filter,
+            nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
+            null_aware: join.null_aware,
+            left_schema: nullable_schema(left_schema),
+            right_schema: nullable_schema(right_schema),
+            output_schema: nullable_schema(&join.schema),
+        };
+        Ok(self.push(Join::new(definition)?, vec![left, right]))
+    }
+
+    fn lower_top_n(
+        &mut self,
+        sort: &datafusion::logical_expr::Sort,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Stream> {
+        let input = self.lower_node(&sort.input)?;
+        let input_schema = sort.input.schema();
+        let definition = TopNDefinition {
+            partition_by: Vec::new(),
+            partition_types: Vec::new(),
+            order_by: sort_keys(&sort.expr, input_schema)?,
+            offset,
+            limit,
+            row_number: false,
+            input_schema: nullable_schema(input_schema),
+            output_schema: nullable_schema(sort.input.schema()),
+        };
+        Ok(self.push(TopN::new(definition)?, vec![input]))
+    }
+
+    /// `WHERE rn <= n` over `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) AS rn`: top-N per
+    /// partition. The other conditions of the WHERE apply to its output.
+    fn lower_row_number_filter(
+        &mut self,
+        filter: &datafusion::logical_expr::Filter,
+        window: &datafusion::logical_expr::Window,
+        projections: &[&datafusion::logical_expr::Projection],
+    ) -> Result<Stream> {
+        let not_supported =
+            || unsupported("a window function (OVER) other than ROW_NUMBER() filtered by <= n");
+        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
+            return Err(not_supported());
+        };
+        if function.fun.name() != "row_number" || function.params.order_by.is_empty() {
+            return Err(not_supported());
+        }
+        let number_column = window
+            .schema
+            .fields()
+            .last()
+            .map(|field| field.name().clone())
+            .unwrap_or_default();
+        let mut limit = None;
+        let mut rest = Vec::new();
+        for conjunct in split_conjunction(&filter.predicate) {
+            match (limit, row_number_bound(conjunct, &number_column)) {
+                (None, Some(bound)) => limit = Some(bound),
+                _ => rest.push(conjunct.clone()),
+            }
+        }
+        let Some(limit) = limit else {
+            return Err(not_supported());
+        };
+        let input = self.lower_node(&window.input)?;
+        let input_schema = window.input.schema();
+        let definition = TopNDefinition {
+            partition_by: function
+                .params
+                .partition_by
+                .iter()
+                .map(|expression| physical(expression, input_schema))
+                .collect::<Result<Vec<_>>>()?,
+            partition_types: function
+                .params
+                .partition_by
+                .iter()
+                .map(|expression| expression.get_type(input_schema.as_ref()))
+                .collect::<datafusion::error::Result<Vec<_>>>()?,
+            order_by: sort_keys(&function.params.order_by, input_schema)?,
+            offset: 0,
+            limit: Some(limit),
+            row_number: true,
+            input_schema: nullable_schema(input_schema),
+            output_schema: nullable_schema(&window.schema),
+        };
+        let mut stream = self.push(TopN::new(definition)?, vec![input]);
+        for projection in projections.iter().rev() {
             let expressions = projection
                 .expr
                 .iter()
                 .map(|expression| physical(expression, projection.input.schema()))
                 .collect::<Result<Vec<_>>>()?;
-            operators.push(Box::new(Project::new(
-                expressions,
-                nullable_schema(&projection.schema),
-            )));
-            Ok(input)
+            let schema = nullable_schema(&projection.schema);
+            stream = self.push(Project::new(expressions, schema), vec![stream]);
         }
-        LogicalPlan::Filter(filter) => {
-            let input = lower_node(&filter.input, operators)?;
-            operators.push(Box::new(Filter::new(physical(
-                &filter.predicate,
-                filter.input.schema(),
-            )?)));
-            Ok(input)
+        if let Some(predicate) = conjunction(rest) {
+            let predicate = physical(&predicate, filter.input.schema())?;
+            stream = self.push(Filter::new(predicate), vec![stream]);
         }
-        LogicalPlan::Aggregate(aggregate) => {
-            let input = lower_node(&aggregate.input, operators)?;
-            let input_schema = aggregate.input.schema();
-            if aggregate
-                .group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_)))
-            {
-                return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
-            }
-            let group_expressions = aggregate
-                .group_expr
-                .iter()
-                .map(|expression| physical(expression, input_schema))
-                .collect::<Result<Vec<_>>>()?;
-            let group_types = aggregate
-                .group_expr
-                .iter()
-                .map(|expression| expression.get_type(input_schema.as_ref()))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            let output_schema = nullable_schema(&aggregate.schema);
-            let calls = aggregate
-                .aggr_expr
-                .iter()
-                .enumerate()
-                .map(|(index, expression)| {
-                    let output_type = output_schema
-                        .field(group_expressions.len() + index)
-                        .data_type()
-                        .clone();
-                    aggregate_call(expression, input_schema, output_type)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            operators.push(Box::new(Aggregate::new(
-                group_expressions,
-                group_types,
-                calls,
-                output_schema,
-            )?));
-            Ok(input)
-        }
-        LogicalPlan::SubqueryAlias(alias) => lower_node(&alias.input, operators),
-        LogicalPlan::Sort(sort) => {
-            if sort.fetch.is_some() {
-                return Err(unsupported("ORDER BY ... LIMIT (top-N)"));
-            }
-            // A view is a set; an ORDER BY without LIMIT in its definition does not change it.
-            lower_node(&sort.input, operators)
-        }
-        LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
-        LogicalPlan::Join(_) => Err(unsupported("JOIN")),
-        LogicalPlan::Union(_) => Err(unsupported("UNION")),
-        LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT")),
-        LogicalPlan::Window(_) => Err(unsupported("window functions (OVER)")),
-        LogicalPlan::Subquery(_) => Err(unsupported("subqueries")),
-        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
-            Err(unsupported("a query without FROM"))
-        }
-        LogicalPlan::Unnest(_) => Err(unsupported("UNNEST")),
-        LogicalPlan::RecursiveQuery(_) => Err(unsupported("WITH RECURSIVE")),
-        LogicalPlan::Repartition(_) => Err(unsupported("repartitioning")),
-        LogicalPlan::Extension(_) => Err(unsupported("extension plan nodes")),
-        LogicalPlan::Statement(_)
-        | LogicalPlan::Explain(_)
-        | LogicalPlan::Analyze(_)
-        | LogicalPlan::Dml(_)
-        | LogicalPlan::Ddl(_)
-        | LogicalPlan::Copy(_)
-        | LogicalPlan::DescribeTable(_) => Err(unsupported("a statement")),
+        Ok(stream)
     }
+}
+
+/// The window node under `plan`, seen through column-only projections (outermost first),
+/// which keep the row number column's name.
+fn window_below(
+    plan: &LogicalPlan,
+) -> Option<(
+    &datafusion::logical_expr::Window,
+    Vec<&datafusion::logical_expr::Projection>,
+)> {
+    let mut projections = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Window(window) => return Some((window, projections)),
+            LogicalPlan::Projection(projection)
+                if projection
+                    .expr
+                    .iter()
+                    .all(|expression| matches!(expression, Expr::Column(_))) =>
+            {
+                projections.push(projection);
+                node = &projection.input;
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn sort_keys(
+    expressions: &[datafusion::logical_expr::SortExpr],
+    schema: &DFSchema,
+) -> Result<Vec<SortKey>> {
+    expressions
+        .iter()
+        .map(|sort| {
+            Ok(SortKey {
+                expression: physical(&sort.expr, schema)?,
+                data_type: sort.expr.get_type(schema)?,
+                descending: !sort.asc,
+                nulls_first: sort.nulls_first,
+            })
+        })
+        .collect()
+}
+
+/// The number of rows `conjunct` keeps when it bounds the row number column: `rn <= n`,
+/// `rn < n`, `rn = 1` (either way round).
+fn row_number_bound(conjunct: &Expr, number_column: &str) -> Option<usize> {
+    use datafusion::logical_expr::{BinaryExpr, Operator as Comparison};
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else {
+        return None;
+    };
+    let strip = |expression: &Expr| -> Expr {
+        match expression {
+            Expr::Cast(cast) => cast.expr.as_ref().clone(),
+            other => other.clone(),
+        }
+    };
+    let (column, op, value) = match (strip(left), strip(right)) {
+        (Expr::Column(column), Expr::Literal(value, _)) => (column, *op, value),
+        (Expr::Literal(value, _), Expr::Column(column)) => (column, op.swap()?, value),
+        _ => return None,
+    };
+    if column.name != number_column {
+        return None;
+    }
+    let value = match value
+        .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+        .ok()?
+    {
+        datafusion::common::ScalarValue::Int64(Some(value)) => value,
+        _ => return None,
+    };
+    let kept = match op {
+        Comparison::LtEq => value,
+        Comparison::Lt => value - 1,
+        Comparison::Eq if value == 1 => 1,
+        _ => return None,
+    };
+    usize::try_from(kept.max(0)).ok()
+}
+
+fn literal(value: bool) -> Arc<dyn PhysicalExpr> {
+    datafusion::physical_expr::expressions::lit(value)
 }
 
 fn aggregate_call(
@@ -178,34 +461,63 @@ fn aggregate_call(
     };
     let name = function.func.name();
     let params = &function.params;
-    if params.distinct {
-        return Err(unsupported(&format!("{name}(DISTINCT ...)")));
-    }
-    if params.filter.is_some() {
-        return Err(unsupported(&format!("{name}(...) FILTER (WHERE ...)")));
-    }
-    if !params.order_by.is_empty() {
-        return Err(unsupported(&format!("{name}(... ORDER BY ...)")));
-    }
+    use AggregateFunction::*;
     let aggregate_function = match name {
-        "count" => AggregateFunction::Count,
-        "sum" => AggregateFunction::Sum,
-        "avg" => AggregateFunction::Avg,
-        "min" => AggregateFunction::Min,
-        "max" => AggregateFunction::Max,
+        "count" => Count,
+        "sum" => Sum,
+        "avg" => Avg,
+        "min" => Min,
+        "max" => Max,
+        "bool_and" => BoolAnd,
+        "bool_or" => BoolOr,
+        "var" => VarianceSample,
+        "var_pop" => VariancePopulation,
+        "stddev" => StddevSample,
+        "stddev_pop" => StddevPopulation,
+        "string_agg" => StringAgg,
+        "array_agg" => ArrayAgg,
         other => return Err(unsupported(&format!("aggregate function {other}"))),
     };
-    let [argument] = params.args.as_slice() else {
-        return Err(unsupported(&format!(
-            "{name} with {} arguments",
-            params.args.len()
-        )));
+    if params.null_treatment == Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls) {
+        return Err(unsupported(&format!("{name}(...) IGNORE NULLS")));
+    }
+    let (argument, delimiter) = match (aggregate_function, params.args.as_slice()) {
+        (StringAgg, [argument, Expr::Literal(delimiter, _)]) => {
+            let delimiter = match delimiter.cast_to(&datafusion::arrow::datatypes::DataType::Utf8) {
+                Ok(datafusion::common::ScalarValue::Utf8(delimiter)) => {
+                    delimiter.unwrap_or_default()
+                }
+                _ => return Err(unsupported("a string_agg delimiter that is not text")),
+            };
+            (argument, delimiter)
+        }
+        (StringAgg, _) => return Err(unsupported("a string_agg delimiter that is not a constant")),
+        (_, [argument]) => (argument, String::new()),
+        (_, arguments) => {
+            return Err(unsupported(&format!(
+                "{name} with {} arguments",
+                arguments.len()
+            )));
+        }
+    };
+    // Only string_agg and array_agg depend on the order of their input.
+    let order_by = match aggregate_function {
+        StringAgg | ArrayAgg => sort_keys(&params.order_by, input_schema)?,
+        _ => Vec::new(),
+    };
+    let filter = match &params.filter {
+        Some(filter) => Some(physical(filter, input_schema)?),
+        None => None,
     };
     Ok(AggregateCall {
         function: aggregate_function,
         argument: physical(argument, input_schema)?,
         input_type: argument.get_type(input_schema)?,
         output_type,
+        distinct: params.distinct,
+        filter,
+        order_by,
+        delimiter,
     })
 }
 

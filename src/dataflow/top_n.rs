@@ -1,0 +1,330 @@
+//! Top-N: `ORDER BY ... LIMIT n OFFSET m` in a view, and the first n rows per group by
+//! `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) <= n`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::change_batch::row_converter_for;
+use super::{ChangeBatch, Epoch, Operator};
+use crate::error::{DataflowError, ExecutionError};
+use crate::storage::codec::{DecodeError, Decoder, Encoder};
+
+/// Rows ordered by a sort key: (order key, row) in `arrow-row` bytes → multiplicity. Ties in
+/// the sort key are broken by the row bytes.
+pub type OrderedRows = BTreeMap<(Box<[u8]>, Box<[u8]>), i64>;
+
+/// One ORDER BY term: the expression, its type and direction.
+pub struct SortKey {
+    pub expression: Arc<dyn PhysicalExpr>,
+    pub data_type: DataType,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+/// Everything the planner decides about a top-N.
+pub struct TopNDefinition {
+    /// PARTITION BY expressions; empty for a plain ORDER BY ... LIMIT.
+    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    pub partition_types: Vec<DataType>,
+    pub order_by: Vec<SortKey>,
+    pub offset: usize,
+    /// `None`: every row after the offset.
+    pub limit: Option<usize>,
+    /// ROW_NUMBER() is an output column (the last); ORDER BY ... LIMIT has none.
+    pub row_number: bool,
+    pub input_schema: SchemaRef,
+    pub output_schema: SchemaRef,
+}
+
+/// Incremental rule: top-N integrates its input. Each partition keeps all its rows ordered by
+/// the ORDER BY terms, ties broken by the whole row so the choice is deterministic. The first
+/// time a partition changes in an epoch it remembers its visible window (rows `offset ..
+/// offset + limit`, with their row numbers); at the barrier it emits the difference between the
+/// window now and the remembered one. Deleting a row inside the window pulls the next one in;
+/// an insertion pushes the last one out, and with ROW_NUMBER the rows behind a change move by
+/// one. Work per epoch is O(changes × log rows + touched partitions × (offset + limit)).
+pub struct TopN {
+    definition: TopNDefinition,
+    partition_converter: Option<RowConverter>,
+    order_converter: RowConverter,
+    row_converter: RowConverter,
+    /// Partition key → (order key, row) → multiplicity.
+    partitions: HashMap<Box<[u8]>, OrderedRows>,
+    /// Partitions changed in this epoch, with the window they showed before.
+    touched: HashMap<Box<[u8]>, Vec<WindowRow>>,
+}
+
+/// A row shown by a partition's window: the row's bytes and its 1-based row number.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct WindowRow {
+    row: Box<[u8]>,
+    number: u64,
+}
+
+impl TopN {
+    pub fn new(definition: TopNDefinition) -> Result<Self, DataflowError> {
+        let partition_converter = if definition.partition_by.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                definition
+                    .partition_types
+                    .iter()
+                    .map(|data_type| SortField::new(data_type.clone()))
+                    .collect(),
+            )?)
+        };
+        let order_converter = RowConverter::new(
+            definition
+                .order_by
+                .iter()
+                .map(|key| {
+                    SortField::new_with_options(
+                        key.data_type.clone(),
+                        datafusion::arrow::compute::SortOptions {
+                            descending: key.descending,
+                            nulls_first: key.nulls_first,
+                        },
+                    )
+                })
+                .collect(),
+        )?;
+        let row_converter = row_converter_for(&definition.input_schema)?;
+        Ok(Self {
+            definition,
+            partition_converter,
+            order_converter,
+            row_converter,
+            partitions: HashMap::new(),
+            touched: HashMap::new(),
+        })
+    }
+
+    /// The rows a partition shows, in order.
+    fn window(&self, partition: &[u8]) -> Vec<WindowRow> {
+        let Some(rows) = self.partitions.get(partition) else {
+            return Vec::new();
+        };
+        let offset = self.definition.offset;
+        let end = self.definition.limit.map(|limit| offset + limit);
+        let mut window = Vec::new();
+        let mut position = 0usize;
+        'rows: for ((_, row), &count) in rows {
+            for _ in 0..count.max(0) {
+                if end.is_some_and(|end| position >= end) {
+                    break 'rows;
+                }
+                if position >= offset {
+                    window.push(WindowRow {
+                        row: row.clone(),
+                        number: (position + 1) as u64,
+                    });
+                }
+                position += 1;
+            }
+        }
+        window
+    }
+
+    fn build_output(&self, rows: &[(WindowRow, i64)]) -> Result<ChangeBatch, DataflowError> {
+        let parser = self.row_converter.parser();
+        let mut columns: Vec<ArrayRef> = self.row_converter.convert_rows(
+            rows.iter()
+                .map(|(window_row, _)| parser.parse(&window_row.row)),
+        )?;
+        if self.definition.row_number {
+            let numbers: UInt64Array = rows
+                .iter()
+                .map(|(window_row, _)| window_row.number)
+                .collect();
+            columns.push(Arc::new(numbers));
+        }
+        let schema = &self.definition.output_schema;
+        let columns = columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column)
+                } else {
+                    cast(&column, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
+        let weights: Int64Array = rows.iter().map(|(_, weight)| *weight).collect();
+        Ok(ChangeBatch::new(batch, weights))
+    }
+}
+
+impl Operator for TopN {
+    fn process(
+        &mut self,
+        _port: usize,
+        input: ChangeBatch,
+    ) -> Result<Vec<ChangeBatch>, DataflowError> {
+        let row_count = input.len();
+        let evaluate = |expressions: Vec<&Arc<dyn PhysicalExpr>>| {
+            expressions
+                .into_iter()
+                .map(|expression| expression.evaluate(&input.rows)?.into_array(row_count))
+                .collect::<Result<Vec<ArrayRef>, _>>()
+        };
+        let partition_keys = match &self.partition_converter {
+            Some(converter) => {
+                let columns = evaluate(self.definition.partition_by.iter().collect())?;
+                Some(converter.convert_columns(&columns)?)
+            }
+            None => None,
+        };
+        let order_columns = evaluate(
+            self.definition
+                .order_by
+                .iter()
+                .map(|key| &key.expression)
+                .collect(),
+        )?;
+        let order_keys = self.order_converter.convert_columns(&order_columns)?;
+        let rows = self.row_converter.convert_columns(input.rows.columns())?;
+        for row in 0..row_count {
+            let partition: &[u8] = match &partition_keys {
+                Some(keys) => keys.row(row).data(),
+                None => &[],
+            };
+            if !self.touched.contains_key(partition) {
+                let window = self.window(partition);
+                self.touched.insert(partition.into(), window);
+            }
+            let entries = self.partitions.entry(partition.into()).or_default();
+            let entry = (
+                order_keys.row(row).data().into(),
+                rows.row(row).data().into(),
+            );
+            let count = entries.entry(entry).or_insert(0);
+            *count += input.weights.value(row);
+            if *count == 0 {
+                entries.remove(&(
+                    order_keys.row(row).data().into(),
+                    rows.row(row).data().into(),
+                ));
+            }
+            if entries.is_empty() {
+                self.partitions.remove(partition);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn barrier(&mut self, _epoch: Epoch) -> Result<Vec<ChangeBatch>, DataflowError> {
+        let touched = std::mem::take(&mut self.touched);
+        let mut changes: HashMap<WindowRow, i64> = HashMap::new();
+        for (partition, before) in touched {
+            for window_row in before {
+                *changes.entry(window_row).or_insert(0) -= 1;
+            }
+            for window_row in self.window(&partition) {
+                *changes.entry(window_row).or_insert(0) += 1;
+            }
+        }
+        let mut rows: Vec<(WindowRow, i64)> = changes
+            .into_iter()
+            .filter(|(_, weight)| *weight != 0)
+            .collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Without ROW_NUMBER, copies of a row all carry number 0 apart from their position;
+        // the output is the same either way, so equal rows are merged.
+        if !self.definition.row_number {
+            let mut merged: HashMap<Box<[u8]>, i64> = HashMap::new();
+            for (window_row, weight) in rows {
+                *merged.entry(window_row.row).or_insert(0) += weight;
+            }
+            rows = merged
+                .into_iter()
+                .filter(|(_, weight)| *weight != 0)
+                .map(|(row, weight)| (WindowRow { row, number: 0 }, weight))
+                .collect();
+        }
+        Ok(vec![self.build_output(&rows)?])
+    }
+
+    /// Every partition's rows with their order keys and multiplicities.
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, DataflowError> {
+        let mut encoder = Encoder::default();
+        encoder.u64(self.partitions.len() as u64);
+        for (partition, rows) in &self.partitions {
+            encoder.bytes(partition).u64(rows.len() as u64);
+            for ((order, row), count) in rows {
+                encoder.bytes(order).bytes(row).i64(*count);
+            }
+        }
+        Ok(Some(encoder.finish()))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+        let corrupted = |error: DecodeError| {
+            DataflowError::from(ExecutionError::Internal(format!(
+                "cannot restore a top-N: {error}"
+            )))
+        };
+        let mut decoder = Decoder::new(state);
+        self.partitions.clear();
+        self.touched.clear();
+        let partitions = decoder.count().map_err(corrupted)?;
+        for _ in 0..partitions {
+            let partition: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+            let mut rows = BTreeMap::new();
+            let count = decoder.count().map_err(corrupted)?;
+            for _ in 0..count {
+                let order: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                let row: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                rows.insert((order, row), decoder.i64().map_err(corrupted)?);
+            }
+            self.partitions.insert(partition, rows);
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let order: Vec<String> = self
+            .definition
+            .order_by
+            .iter()
+            .map(|key| {
+                format!(
+                    "{}{}",
+                    key.expression,
+                    if key.descending { " DESC" } else { "" }
+                )
+            })
+            .collect();
+        let partition: Vec<String> = self
+            .definition
+            .partition_by
+            .iter()
+            .map(|expression| expression.to_string())
+            .collect();
+        format!(
+            "TopN: partition by [{}] order by [{}] offset {} limit {:?}{}",
+            partition.join(", "),
+            order.join(", "),
+            self.definition.offset,
+            self.definition.limit,
+            if self.definition.row_number {
+                " with row_number"
+            } else {
+                ""
+            }
+        )
+    }
+}
