@@ -3,6 +3,7 @@
 //! ad hoc queries and materialized views both use this one (the dataflow's aggregate applies
 //! the same [`rounded_average`]).
 
+use std::collections::HashSet;
 use std::mem::size_of;
 
 use datafusion::arrow::array::{ArrayRef, AsArray};
@@ -62,6 +63,7 @@ impl AggregateUDFImpl for PostgresAvg {
             sum: 0,
             count: 0,
             input_scale,
+            distinct_values: arguments.is_distinct.then(HashSet::new),
         }))
     }
 
@@ -71,6 +73,18 @@ impl AggregateUDFImpl for PostgresAvg {
             .first()
             .map(|field| field.data_type().clone())
             .unwrap_or(DataType::Decimal128(38, 0));
+        if arguments.is_distinct {
+            // avg(DISTINCT x): partial states are the distinct values seen.
+            let item = Field::new_list_field(sum_type, true);
+            return Ok(vec![
+                Field::new(
+                    format!("{}[distinct]", arguments.name),
+                    DataType::List(item.into()),
+                    true,
+                )
+                .into(),
+            ]);
+        }
         Ok(vec![
             Field::new(format!("{}[sum]", arguments.name), sum_type, true).into(),
             Field::new(format!("{}[count]", arguments.name), DataType::Int64, true).into(),
@@ -78,12 +92,14 @@ impl AggregateUDFImpl for PostgresAvg {
     }
 }
 
-/// The exact sum (at the argument's scale) and the count of non-null arguments.
+/// The exact sum (at the argument's scale) and the count of non-null arguments; for
+/// avg(DISTINCT x), the set of values instead.
 #[derive(Debug)]
 struct AverageAccumulator {
     sum: i128,
     count: i64,
     input_scale: i8,
+    distinct_values: Option<HashSet<i128>>,
 }
 
 impl AverageAccumulator {
@@ -103,6 +119,10 @@ impl Accumulator for AverageAccumulator {
         let Some(values) = values.first() else {
             return Ok(());
         };
+        if let Some(distinct) = self.distinct_values.as_mut() {
+            distinct.extend(values.as_primitive::<Decimal128Type>().iter().flatten());
+            return Ok(());
+        }
         let mut sum: i128 = 0;
         let mut count = 0;
         for value in values.as_primitive::<Decimal128Type>().iter().flatten() {
@@ -116,6 +136,14 @@ impl Accumulator for AverageAccumulator {
         let DataType::Decimal128(precision, scale) = AVG_RESULT else {
             return Err(DataFusionError::Internal("avg result type".into()));
         };
+        if let Some(distinct) = self.distinct_values.take() {
+            self.sum = 0;
+            self.count = 0;
+            for value in &distinct {
+                self.add(*value, 1)?;
+            }
+            self.distinct_values = Some(distinct);
+        }
         if self.count == 0 {
             return Ok(ScalarValue::Decimal128(None, precision, scale));
         }
@@ -126,9 +154,24 @@ impl Accumulator for AverageAccumulator {
 
     fn size(&self) -> usize {
         size_of::<Self>()
+            + self
+                .distinct_values
+                .as_ref()
+                .map_or(0, |values| values.capacity() * size_of::<i128>())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        if let Some(distinct) = &self.distinct_values {
+            let values: Vec<ScalarValue> = distinct
+                .iter()
+                .map(|value| ScalarValue::Decimal128(Some(*value), 38, self.input_scale))
+                .collect();
+            let list = ScalarValue::new_list_nullable(
+                &values,
+                &DataType::Decimal128(38, self.input_scale),
+            );
+            return Ok(vec![ScalarValue::List(list)]);
+        }
         Ok(vec![
             ScalarValue::Decimal128(Some(self.sum), 38, self.input_scale),
             ScalarValue::Int64(Some(self.count)),
@@ -136,6 +179,17 @@ impl Accumulator for AverageAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        if let Some(distinct) = self.distinct_values.as_mut() {
+            let [lists] = states else {
+                return Err(DataFusionError::Internal(
+                    "avg(DISTINCT) state has one column".into(),
+                ));
+            };
+            for values in lists.as_list::<i32>().iter().flatten() {
+                distinct.extend(values.as_primitive::<Decimal128Type>().iter().flatten());
+            }
+            return Ok(());
+        }
         let [sums, counts] = states else {
             return Err(DataFusionError::Internal(
                 "avg state has two columns".into(),
