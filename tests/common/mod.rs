@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod workload;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;

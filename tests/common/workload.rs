@@ -1,0 +1,348 @@
+//! Random workloads shared by the property tests and the Postgres oracle: the tables, the
+//! queries of each operator family, and random inserts, updates and deletes.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+
+/// The tables every case starts with; `u` is `t`'s partner in joins, subqueries and set
+/// operations. Small key domains with NULLs give duplicates, matches and NULL keys.
+pub const TABLES: &[&str] = &[
+    "CREATE TABLE t (k1 INT, k2 TEXT, v BIGINT, f DOUBLE PRECISION, d NUMERIC(6,2))",
+    "CREATE TABLE u (k1 INT, k2 TEXT, w BIGINT)",
+];
+
+const GROUP_KEYS: &[&str] = &["k1", "k2", "k1 % 2"];
+const AGGREGATES: &[&str] = &[
+    "count(*)",
+    "count(v)",
+    "sum(v)",
+    "avg(v)",
+    "min(v)",
+    "max(v)",
+    "sum(f)",
+    "avg(f)",
+    "min(f)",
+    "max(f)",
+    "sum(d)",
+    "avg(d)",
+    "min(d)",
+    "max(k2)",
+    "min(k2)",
+    "count(k1)",
+    "sum(k1)",
+    "avg(k1)",
+    "count(DISTINCT v)",
+    "count(DISTINCT k2)",
+    "sum(DISTINCT k1)",
+    "avg(DISTINCT v)",
+    "count(*) FILTER (WHERE v > 0)",
+    "sum(v) FILTER (WHERE k2 = 'x')",
+    "max(f) FILTER (WHERE k1 IS NOT NULL)",
+    "bool_and(v > 0)",
+    "bool_or(f < 0)",
+    "stddev(v)",
+    "variance(v)",
+    "stddev_pop(f)",
+    "var_pop(v)",
+    "string_agg(k2, ',' ORDER BY k2)",
+    "string_agg(k2, '|' ORDER BY v DESC, k2)",
+    "array_agg(v ORDER BY v)",
+    "array_agg(k1 ORDER BY k1 DESC)",
+];
+
+/// A family of operators under test, with the queries that exercise it.
+#[derive(Debug, Clone, Copy)]
+pub enum Family {
+    Aggregates,
+    Joins,
+    Subqueries,
+    SetOperations,
+    TopN,
+    ViewsOnViews,
+}
+
+fn random_aggregate_query(rng: &mut StdRng) -> String {
+    if rng.random_bool(0.1) {
+        let columns = ["k1", "k2", "k1, k2", "k2, v % 3"].choose(rng).copied();
+        return format!("SELECT DISTINCT {} FROM t", columns.unwrap_or("k1"));
+    }
+    let group_count = rng.random_range(0..=2);
+    let mut keys: Vec<&str> = GROUP_KEYS
+        .choose_multiple(rng, group_count)
+        .copied()
+        .collect();
+    keys.sort();
+    let aggregate_count = rng.random_range(1..=4);
+    let mut aggregates: Vec<&str> = AGGREGATES
+        .choose_multiple(rng, aggregate_count)
+        .copied()
+        .collect();
+    // DataFusion recomputes one ORDER BY inside aggregate calls per query, not several.
+    if let Some(first) = aggregates.iter().position(|a| a.contains("ORDER BY")) {
+        let mut index = 0;
+        aggregates.retain(|aggregate| {
+            index += 1;
+            index - 1 == first || !aggregate.contains("ORDER BY")
+        });
+    }
+    let mut select: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| format!("{key} AS g{i}"))
+        .collect();
+    select.extend(
+        aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, aggregate)| format!("{aggregate} AS a{i}")),
+    );
+    let mut query = format!("SELECT {} FROM t", select.join(", "));
+    if rng.random_bool(0.4) {
+        query.push_str(&format!(
+            " WHERE v > {} OR v IS NULL",
+            rng.random_range(-30..30)
+        ));
+    }
+    if !keys.is_empty() {
+        query.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+        if rng.random_bool(0.3) {
+            query.push_str(" HAVING count(*) > 1");
+        }
+    }
+    query
+}
+
+fn random_join_query(rng: &mut StdRng) -> String {
+    let kind = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"]
+        .choose(rng)
+        .copied()
+        .unwrap_or("JOIN");
+    let on = [
+        "t.k1 = u.k1",
+        "t.k1 = u.k1 AND t.k2 = u.k2",
+        "t.k2 = u.k2",
+        "t.k1 = u.k1 AND t.v < u.w",
+        "t.k2 = u.k2 AND t.v + u.w > 0",
+        "t.v < u.w - 60",
+    ]
+    .choose(rng)
+    .copied()
+    .unwrap_or("t.k1 = u.k1");
+    // Postgres runs a FULL JOIN only with an equality in its condition.
+    let on = if kind == "FULL JOIN" && !on.contains('=') {
+        "t.k1 = u.k1 AND t.v < u.w - 60"
+    } else {
+        on
+    };
+    match rng.random_range(0..6) {
+        0 => format!(
+            "SELECT t.k2 AS b, u.k2 AS e, count(*) AS n, sum(t.v) AS s, max(u.w) AS m \
+             FROM t {kind} u ON {on} GROUP BY t.k2, u.k2"
+        ),
+        1 => "SELECT t.k1 AS a, t.v AS c, t2.v AS c2 FROM t JOIN t AS t2 \
+              ON t.k1 = t2.k1 AND t.v < t2.v"
+            .to_string(),
+        2 => format!(
+            "SELECT t.k1 AS a, u.w AS g, t3.v AS c3 FROM t {kind} u ON {on} \
+             LEFT JOIN t AS t3 ON u.k2 = t3.k2 AND t3.v > 0"
+        ),
+        _ => {
+            let mut query = format!(
+                "SELECT t.k1 AS a, t.k2 AS b, t.v AS c, u.k1 AS d, u.k2 AS e, u.w AS g \
+                 FROM t {kind} u ON {on}"
+            );
+            if rng.random_bool(0.3) {
+                query.push_str(" WHERE t.v IS NULL OR t.v > -20");
+            }
+            query
+        }
+    }
+}
+
+fn random_subquery_query(rng: &mut StdRng) -> String {
+    [
+        "SELECT k1, k2, v FROM t WHERE k1 IN (SELECT k1 FROM u)",
+        "SELECT k1, k2, v FROM t WHERE k2 IN (SELECT k2 FROM u WHERE w > 0)",
+        "SELECT k1, k2, v FROM t WHERE k1 NOT IN (SELECT k1 FROM u)",
+        "SELECT k1, k2, v FROM t WHERE k1 NOT IN (SELECT k1 FROM u WHERE k1 IS NOT NULL)",
+        "SELECT k1, k2, v FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.k1 = t.k1 AND u.w > t.v)",
+        "SELECT k1, k2, v FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.k2 = t.k2)",
+        "SELECT k1, k2, v FROM t WHERE v > (SELECT avg(w) FROM u)",
+        "SELECT k1, k2, v FROM t WHERE v >= (SELECT max(w) FROM u WHERE u.k1 = t.k1)",
+        "SELECT k1, k2, v FROM t WHERE k1 = 1 OR EXISTS (SELECT 1 FROM u WHERE u.k2 = t.k2)",
+        "SELECT k1, v, (SELECT count(*) FROM u) AS n FROM t",
+        "WITH x AS (SELECT k1, sum(v) AS s FROM t GROUP BY k1) \
+         SELECT x.k1, x.s, u.w FROM x JOIN u ON x.k1 = u.k1",
+        "SELECT * FROM (SELECT k1, count(*) AS n FROM t GROUP BY k1) AS c WHERE n > 1",
+        "SELECT c.k2, c.n, d.m FROM (SELECT k2, count(*) AS n FROM t GROUP BY k2) AS c \
+         FULL JOIN (SELECT k2, max(w) AS m FROM u GROUP BY k2) AS d ON c.k2 = d.k2",
+    ]
+    .choose(rng)
+    .map(|query| query.to_string())
+    .unwrap_or_default()
+}
+
+fn random_set_query(rng: &mut StdRng) -> String {
+    let operator = ["UNION", "UNION ALL", "EXCEPT", "INTERSECT"]
+        .choose(rng)
+        .copied()
+        .unwrap_or("UNION");
+    let (left, right) = [
+        ("SELECT k1, k2 FROM t", "SELECT k1, k2 FROM u"),
+        ("SELECT k1 FROM t WHERE v > 0", "SELECT k1 FROM u"),
+        ("SELECT k2 FROM u", "SELECT k2 FROM t"),
+        ("SELECT k1, v FROM t", "SELECT k1, w FROM u"),
+    ]
+    .choose(rng)
+    .copied()
+    .unwrap_or(("SELECT k1 FROM t", "SELECT k1 FROM u"));
+    format!("{left} {operator} {right}")
+}
+
+fn random_top_n_query(rng: &mut StdRng) -> String {
+    let n = rng.random_range(1..=4);
+    match rng.random_range(0..5) {
+        0 => format!("SELECT k1, k2, v FROM t ORDER BY v DESC, k1, k2 LIMIT {n}"),
+        1 => format!(
+            "SELECT k1, k2, v FROM t ORDER BY k2 NULLS FIRST, v, k1 LIMIT {n} OFFSET {}",
+            rng.random_range(0..3)
+        ),
+        2 => format!(
+            "SELECT * FROM (SELECT k1, k2, v, row_number() OVER \
+             (PARTITION BY k1 ORDER BY v DESC, k2) AS rn FROM t) AS r WHERE rn <= {n}"
+        ),
+        3 => "SELECT k2, v FROM (SELECT k2, v, row_number() OVER \
+              (PARTITION BY k2 ORDER BY v NULLS FIRST) AS rn FROM t) AS r WHERE rn = 1"
+            .to_string(),
+        _ => format!(
+            "SELECT k1, s FROM (SELECT k1, sum(v) AS s FROM t GROUP BY k1) AS g \
+             ORDER BY s DESC NULLS LAST, k1 LIMIT {n}"
+        ),
+    }
+}
+
+/// Statements creating the views a views-on-views case reads (plain and materialized).
+pub const BASE_VIEWS: &[&str] = &[
+    "CREATE MATERIALIZED VIEW base_sums AS SELECT k1, sum(v) AS s, count(*) AS n FROM t GROUP BY k1",
+    "CREATE VIEW base_positive AS SELECT k1, k2, w FROM u WHERE w > 0",
+];
+
+fn random_view_on_view_query(rng: &mut StdRng) -> String {
+    [
+        "SELECT b.k1, b.s, p.w FROM base_sums AS b JOIN base_positive AS p ON b.k1 = p.k1",
+        "SELECT k2, count(*) AS n FROM base_positive GROUP BY k2",
+        "SELECT k1, s FROM base_sums WHERE n > 1",
+        "SELECT b.k1, b.n, u.k2 FROM base_sums AS b LEFT JOIN u ON b.k1 = u.k1",
+        "SELECT k1 FROM base_sums UNION SELECT k1 FROM base_positive",
+    ]
+    .choose(rng)
+    .map(|query| query.to_string())
+    .unwrap_or_default()
+}
+
+pub fn random_query(family: Family, rng: &mut StdRng) -> String {
+    match family {
+        Family::Aggregates => random_aggregate_query(rng),
+        Family::Joins => random_join_query(rng),
+        Family::Subqueries => random_subquery_query(rng),
+        Family::SetOperations => random_set_query(rng),
+        Family::TopN => random_top_n_query(rng),
+        Family::ViewsOnViews => random_view_on_view_query(rng),
+    }
+}
+
+fn random_value(rng: &mut StdRng) -> String {
+    let k1 = if rng.random_bool(0.15) {
+        "NULL".to_string()
+    } else {
+        rng.random_range(0..5).to_string()
+    };
+    let k2 = ["'x'", "'y'", "'z'", "NULL"]
+        .choose(rng)
+        .copied()
+        .unwrap_or("NULL");
+    let v = if rng.random_bool(0.15) {
+        "NULL".to_string()
+    } else {
+        rng.random_range(-50..50).to_string()
+    };
+    // Multiples of 0.25 add up exactly in binary floating point, so float sums compare exactly.
+    let f = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        format!("{}", rng.random_range(-40..40) as f64 * 0.25)
+    };
+    let d = format!(
+        "{}.{:02}",
+        rng.random_range(-99..99),
+        rng.random_range(0..100)
+    );
+    format!("({k1}, {k2}, {v}, {f}, {d})")
+}
+
+fn random_partner_row(rng: &mut StdRng) -> String {
+    let k1 = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        rng.random_range(0..5).to_string()
+    };
+    let k2 = ["'x'", "'y'", "'z'", "NULL"]
+        .choose(rng)
+        .copied()
+        .unwrap_or("NULL");
+    let w = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        rng.random_range(-50..50).to_string()
+    };
+    format!("({k1}, {k2}, {w})")
+}
+
+pub fn random_change(rng: &mut StdRng) -> String {
+    if rng.random_bool(0.35) {
+        return match rng.random_range(0..6) {
+            0..=2 => {
+                let rows: Vec<String> = (0..rng.random_range(1..=8))
+                    .map(|_| random_partner_row(rng))
+                    .collect();
+                format!("INSERT INTO u VALUES {}", rows.join(", "))
+            }
+            3 => format!("DELETE FROM u WHERE k1 = {}", rng.random_range(0..5)),
+            4 => format!(
+                "UPDATE u SET w = w - 9 WHERE k2 = '{}'",
+                ["x", "y", "z"].choose(rng).copied().unwrap_or("x")
+            ),
+            _ => format!(
+                "UPDATE u SET k1 = {} WHERE w < {}",
+                rng.random_range(0..5),
+                rng.random_range(-50..50)
+            ),
+        };
+    }
+    match rng.random_range(0..10) {
+        0..=4 => {
+            let rows: Vec<String> = (0..rng.random_range(1..=20))
+                .map(|_| random_value(rng))
+                .collect();
+            format!("INSERT INTO t VALUES {}", rows.join(", "))
+        }
+        5..=6 => match rng.random_range(0..3) {
+            0 => format!("DELETE FROM t WHERE k1 = {}", rng.random_range(0..5)),
+            1 => format!("DELETE FROM t WHERE v < {}", rng.random_range(-50..0)),
+            _ => "DELETE FROM t WHERE k2 IS NULL".to_string(),
+        },
+        _ => match rng.random_range(0..3) {
+            0 => format!(
+                "UPDATE t SET v = v + 7 WHERE k1 = {}",
+                rng.random_range(0..5)
+            ),
+            1 => format!(
+                "UPDATE t SET k1 = {} WHERE v > {}",
+                rng.random_range(0..5),
+                rng.random_range(0..50)
+            ),
+            _ => "UPDATE t SET k2 = 'x', f = f * 2 WHERE k2 = 'y'".to_string(),
+        },
+    }
+}

@@ -1,0 +1,259 @@
+//! A second oracle: the property tests' random workloads and views also run on a real
+//! PostgreSQL server, and every maintained view must hold what Postgres returns for its query
+//! over the same tables. Both answers travel the same way (the Postgres wire protocol, text
+//! format), so NULLs, numeric scales, text and booleans are compared as a client sees them.
+//!
+//! The Postgres server is `scripts/postgres` (Debian's package, a cluster on 127.0.0.1:5499
+//! with the C locale), or the one `TRIBUTARY_POSTGRES_URL` names. `TRIBUTARY_ORACLE_CASES`
+//! (default 150 per family) sets the number of cases; `TRIBUTARY_PROPERTY_SEED` replays one.
+
+mod common;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::str::FromStr;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use common::TestServer;
+use common::workload::{BASE_VIEWS, Family, TABLES, random_change, random_query};
+
+async fn postgres() -> Result<Client> {
+    let url = match std::env::var("TRIBUTARY_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
+            let status = Command::new(script).arg("start").status()?;
+            if !status.success() {
+                bail!("scripts/postgres start failed");
+            }
+            "host=127.0.0.1 port=5499 user=postgres dbname=postgres".to_string()
+        }
+    };
+    let (client, connection) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .with_context(|| format!("connect to PostgreSQL at {url}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// How a column's cells are compared.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Within a relative 1e-9: sums in another order differ in their last digits.
+    Float,
+    /// By value, to the coarser of the two scales: Postgres chooses the scale of a division
+    /// (avg) from its operands' digits (16 to 20 fractional digits), which a column of one
+    /// scale cannot follow. The values must agree to the digits both show.
+    Numeric,
+    Exact,
+}
+
+type Answer = (Vec<Vec<Option<String>>>, Vec<Kind>);
+
+/// The rows of `query` as text cells, sorted, and how each column compares.
+async fn answer(client: &Client, query: &str) -> Result<Answer> {
+    let statement = client
+        .prepare(query)
+        .await
+        .with_context(|| format!("prepare {query}"))?;
+    let kinds = statement
+        .columns()
+        .iter()
+        .map(|column| match *column.type_() {
+            Type::FLOAT4 | Type::FLOAT8 => Kind::Float,
+            Type::NUMERIC => Kind::Numeric,
+            _ => Kind::Exact,
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for message in client
+        .simple_query(query)
+        .await
+        .with_context(|| query.to_string())?
+    {
+        if let SimpleQueryMessage::Row(row) = message {
+            rows.push(
+                (0..row.len())
+                    .map(|index| row.get(index).map(str::to_string))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    rows.sort();
+    Ok((rows, kinds))
+}
+
+/// Whether the two answers agree, column by column as [`Kind`] says (either side's float or
+/// numeric type is enough to compare a column so).
+fn agree(tributary: &Answer, postgres: &Answer) -> bool {
+    let (ours, our_kinds) = tributary;
+    let (theirs, their_kinds) = postgres;
+    let kind = |column: usize| {
+        let kinds = [our_kinds.get(column), their_kinds.get(column)];
+        if kinds.contains(&Some(&Kind::Float)) {
+            Kind::Float
+        } else if kinds.contains(&Some(&Kind::Numeric)) {
+            Kind::Numeric
+        } else {
+            Kind::Exact
+        }
+    };
+    let same_cell = |column: usize, a: &Option<String>, b: &Option<String>| {
+        let (Some(a), Some(b)) = (a, b) else {
+            return a == b;
+        };
+        match kind(column) {
+            Kind::Float => match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                _ => a == b,
+            },
+            Kind::Numeric => match (Decimal::from_str(a), Decimal::from_str(b)) {
+                (Ok(x), Ok(y)) => {
+                    let scale = x.scale().min(y.scale());
+                    let round = |value: Decimal| {
+                        value.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
+                    };
+                    round(x) == round(y)
+                }
+                _ => a == b,
+            },
+            Kind::Exact => a == b,
+        }
+    };
+    ours.len() == theirs.len()
+        && ours.iter().zip(theirs).all(|(a, b)| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .enumerate()
+                    .all(|(column, (a, b))| same_cell(column, a, b))
+        })
+}
+
+async fn run_case(
+    family: Family,
+    seed: u64,
+    tributary: &Client,
+    postgres: &Client,
+    schema: &str,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    postgres
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .await?;
+    let mut history: Vec<String> = Vec::new();
+    let mut setup: Vec<&str> = TABLES.to_vec();
+    if matches!(family, Family::ViewsOnViews) {
+        setup.extend(BASE_VIEWS);
+    }
+    for statement in &setup {
+        tributary
+            .batch_execute(statement)
+            .await
+            .with_context(|| statement.to_string())?;
+        // Postgres does not maintain materialized views; a plain view answers the same.
+        let for_postgres = statement.replace("CREATE MATERIALIZED VIEW", "CREATE VIEW");
+        postgres
+            .batch_execute(&for_postgres)
+            .await
+            .with_context(|| for_postgres.clone())?;
+        history.push(statement.to_string());
+    }
+    let mut views: Vec<(String, String)> = Vec::new();
+    let view_count = rng.random_range(1..=3);
+    let steps = rng.random_range(3..=10);
+    for step in 0..steps {
+        if views.len() < view_count && (step == 0 || rng.random_bool(0.3)) {
+            let query = random_query(family, &mut rng);
+            let name = format!("oracle_{}", views.len());
+            let create = format!("CREATE MATERIALIZED VIEW {name} AS {query}");
+            tributary
+                .batch_execute(&create)
+                .await
+                .with_context(|| format!("seed {seed}: {create}"))?;
+            history.push(create);
+            views.push((name, query));
+        }
+        let change = random_change(&mut rng);
+        for client in [tributary, postgres] {
+            client
+                .batch_execute(&change)
+                .await
+                .with_context(|| format!("seed {seed}: {change}"))?;
+        }
+        history.push(change);
+        for (name, query) in &views {
+            let maintained = answer(tributary, &format!("SELECT * FROM {name}")).await?;
+            let expected = answer(postgres, query).await?;
+            if !agree(&maintained, &expected) {
+                bail!(
+                    "seed {seed}: view {name} ({query}) differs from PostgreSQL after:\n{}\ntributary: {:?}\npostgres:  {:?}",
+                    history.join(";\n"),
+                    maintained.0,
+                    expected.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_family(family: Family, first_seed: u64) -> Result<()> {
+    let cases: u64 = std::env::var("TRIBUTARY_ORACLE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(150);
+    let first_seed: u64 = std::env::var("TRIBUTARY_PROPERTY_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(first_seed);
+    let postgres = postgres().await?;
+    // Each family has its own schema in Postgres, so the families run side by side.
+    let schema = format!("oracle_{family:?}").to_lowercase();
+    for case in 0..cases {
+        // Each case on a fresh in-process server; Postgres starts each in a fresh schema.
+        let server = TestServer::start().await;
+        let tributary = server.connect().await;
+        run_case(family, first_seed + case, &tributary, &postgres, &schema).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_match_postgres() -> Result<()> {
+    run_family(Family::Aggregates, 41000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_match_postgres() -> Result<()> {
+    run_family(Family::Joins, 42000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subqueries_match_postgres() -> Result<()> {
+    run_family(Family::Subqueries, 43000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_operations_match_postgres() -> Result<()> {
+    run_family(Family::SetOperations, 44000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_n_matches_postgres() -> Result<()> {
+    run_family(Family::TopN, 45000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_on_views_match_postgres() -> Result<()> {
+    run_family(Family::ViewsOnViews, 46000000).await
+}
