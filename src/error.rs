@@ -10,6 +10,9 @@ use datafusion::error::DataFusionError;
 pub enum ParseError {
     #[error("{0}")]
     Syntax(String),
+    /// A TUMBLE or HOP whose size or slide cannot make windows.
+    #[error("{0}")]
+    InvalidWindow(String),
 }
 
 /// Errors while planning a statement against the catalog.
@@ -177,6 +180,7 @@ impl Error {
         match self {
             Error::Parse(error) => match error {
                 ParseError::Syntax(_) => "42601",
+                ParseError::InvalidWindow(_) => "22023",
             },
             Error::Plan(error) => match error {
                 PlanError::UndefinedTable(_) => "42P01",

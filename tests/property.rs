@@ -1,5 +1,5 @@
 //! Property tests: for every family of incremental operators (aggregates, joins, subqueries,
-//! set operations, top-N, views on views), random views over random tables under random
+//! set operations, top-N, views on views, TUMBLE and HOP windows), random views over random tables under random
 //! inserts, updates and deletes in random batch sizes. After every statement each maintained
 //! view must equal its query recomputed by DataFusion over the tables' current rows.
 //!
@@ -250,4 +250,9 @@ async fn top_n_equals_recomputation() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_on_views_equal_recomputation() -> Result<()> {
     run_family(Family::ViewsOnViews, 34000000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_windows_equal_recomputation() -> Result<()> {
+    run_family(Family::TimeWindows, 35000000).await
 }

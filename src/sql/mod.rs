@@ -3,6 +3,7 @@
 pub mod names;
 pub mod streaming;
 pub mod types;
+pub mod windows;
 
 use std::fmt;
 
@@ -35,10 +36,16 @@ impl fmt::Display for Statement {
 
 /// Splits and parses a query string into statements, in the Postgres dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
-    parse_statements(sql).map_err(|error| {
+    let mut statements = parse_statements(sql).map_err(|error| {
         let message = error.to_string();
         ParseError::Syntax(message.trim_start_matches("sql parser error: ").to_string())
-    })
+    })?;
+    for statement in &mut statements {
+        if let Statement::Standard(statement) = statement {
+            windows::expand_time_windows(statement)?;
+        }
+    }
+    Ok(statements)
 }
 
 fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {

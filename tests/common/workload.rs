@@ -8,7 +8,7 @@ use rand::seq::IndexedRandom;
 /// The tables every case starts with; `u` is `t`'s partner in joins, subqueries and set
 /// operations. Small key domains with NULLs give duplicates, matches and NULL keys.
 pub const TABLES: &[&str] = &[
-    "CREATE TABLE t (k1 INT, k2 TEXT, v BIGINT, f DOUBLE PRECISION, d NUMERIC(6,2))",
+    "CREATE TABLE t (k1 INT, k2 TEXT, v BIGINT, f DOUBLE PRECISION, d NUMERIC(6,2), ts TIMESTAMP)",
     "CREATE TABLE u (k1 INT, k2 TEXT, w BIGINT)",
 ];
 
@@ -60,6 +60,7 @@ pub enum Family {
     SetOperations,
     TopN,
     ViewsOnViews,
+    TimeWindows,
 }
 
 fn random_aggregate_query(rng: &mut StdRng) -> String {
@@ -241,6 +242,35 @@ fn random_view_on_view_query(rng: &mut StdRng) -> String {
     .unwrap_or_default()
 }
 
+pub fn random_window_query(rng: &mut StdRng) -> String {
+    let size = [5, 10, 20].choose(rng).copied().unwrap_or(10);
+    let slide = [5, 10].choose(rng).copied().unwrap_or(5);
+    match rng.random_range(0..5) {
+        0 => format!(
+            "SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
+             FROM TUMBLE(t, ts, INTERVAL '{size} seconds') GROUP BY window_start, window_end"
+        ),
+        1 => format!(
+            "SELECT window_start, k1, max(v) AS m \
+             FROM HOP(t, ts, INTERVAL '{slide} seconds', INTERVAL '{}' SECOND) GROUP BY window_start, k1",
+            slide * 3
+        ),
+        2 => format!(
+            "SELECT a.window_start, a.n, b.n AS positive FROM \
+             (SELECT window_start, count(*) AS n FROM TUMBLE(t, ts, INTERVAL '{size} seconds') GROUP BY window_start) AS a \
+             LEFT JOIN (SELECT window_start, count(*) AS n FROM TUMBLE(t, ts, INTERVAL '{size} seconds') \
+             WHERE v > 0 GROUP BY window_start) AS b ON a.window_start = b.window_start"
+        ),
+        3 => format!(
+            "SELECT w.k2, w.window_end, w.v FROM TUMBLE(t, ts, INTERVAL '{size} seconds') AS w WHERE w.v > 0"
+        ),
+        _ => format!(
+            "SELECT window_start, window_end, count(DISTINCT k1) AS keys \
+             FROM HOP(t, ts, INTERVAL '{slide} seconds', INTERVAL '20 seconds') GROUP BY window_start, window_end"
+        ),
+    }
+}
+
 pub fn random_query(family: Family, rng: &mut StdRng) -> String {
     match family {
         Family::Aggregates => random_aggregate_query(rng),
@@ -249,6 +279,7 @@ pub fn random_query(family: Family, rng: &mut StdRng) -> String {
         Family::SetOperations => random_set_query(rng),
         Family::TopN => random_top_n_query(rng),
         Family::ViewsOnViews => random_view_on_view_query(rng),
+        Family::TimeWindows => random_window_query(rng),
     }
 }
 
@@ -278,7 +309,12 @@ fn random_value(rng: &mut StdRng) -> String {
         rng.random_range(-99..99),
         rng.random_range(0..100)
     );
-    format!("({k1}, {k2}, {v}, {f}, {d})")
+    let ts = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        format!("'2026-11-28 10:00:{:02}'", rng.random_range(0..60))
+    };
+    format!("({k1}, {k2}, {v}, {f}, {d}, {ts})")
 }
 
 fn random_partner_row(rng: &mut StdRng) -> String {
@@ -342,7 +378,8 @@ pub fn random_change(rng: &mut StdRng) -> String {
                 rng.random_range(0..5),
                 rng.random_range(0..50)
             ),
-            _ => "UPDATE t SET k2 = 'x', f = f * 2 WHERE k2 = 'y'".to_string(),
+            _ => "UPDATE t SET k2 = 'x', f = f * 2, ts = ts + INTERVAL '7 seconds' WHERE k2 = 'y'"
+                .to_string(),
         },
     }
 }
