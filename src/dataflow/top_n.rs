@@ -193,7 +193,12 @@ impl Operator for TopN {
                 .map(|key| &key.expression)
                 .collect(),
         )?;
-        let order_keys = self.order_converter.convert_columns(&order_columns)?;
+        // Without ORDER BY every row has the same (empty) order key: ties broken by the row.
+        let order_keys = if order_columns.is_empty() {
+            None
+        } else {
+            Some(self.order_converter.convert_columns(&order_columns)?)
+        };
         let rows = self.row_converter.convert_columns(input.rows.columns())?;
         for row in 0..row_count {
             let partition: &[u8] = match &partition_keys {
@@ -204,18 +209,16 @@ impl Operator for TopN {
                 let window = self.window(partition);
                 self.touched.insert(partition.into(), window);
             }
+            let order_key: &[u8] = match &order_keys {
+                Some(keys) => keys.row(row).data(),
+                None => &[],
+            };
+            let entry: (Box<[u8]>, Box<[u8]>) = (order_key.into(), rows.row(row).data().into());
             let entries = self.partitions.entry(partition.into()).or_default();
-            let entry = (
-                order_keys.row(row).data().into(),
-                rows.row(row).data().into(),
-            );
-            let count = entries.entry(entry).or_insert(0);
+            let count = entries.entry(entry.clone()).or_insert(0);
             *count += input.weights.value(row);
             if *count == 0 {
-                entries.remove(&(
-                    order_keys.row(row).data().into(),
-                    rows.row(row).data().into(),
-                ));
+                entries.remove(&entry);
             }
             if entries.is_empty() {
                 self.partitions.remove(partition);

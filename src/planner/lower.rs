@@ -178,9 +178,7 @@ impl Builder {
                 }
             }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
-            LogicalPlan::Window(_) => Err(unsupported(
-                "a window function (OVER) other than ROW_NUMBER() filtered by <= n",
-            )),
+            LogicalPlan::Window(window) => self.lower_row_number(window, None, &[], None),
             LogicalPlan::Subquery(_) => Err(unsupported("subqueries")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query without FROM"))
@@ -297,14 +295,6 @@ impl Builder {
         window: &datafusion::logical_expr::Window,
         projections: &[&datafusion::logical_expr::Projection],
     ) -> Result<Stream> {
-        let not_supported =
-            || unsupported("a window function (OVER) other than ROW_NUMBER() filtered by <= n");
-        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
-            return Err(not_supported());
-        };
-        if function.fun.name() != "row_number" || function.params.order_by.is_empty() {
-            return Err(not_supported());
-        }
         let number_column = window
             .schema
             .fields()
@@ -319,9 +309,31 @@ impl Builder {
                 _ => rest.push(conjunct.clone()),
             }
         }
-        let Some(limit) = limit else {
+        if limit.is_none() {
+            // Filtered on something else: every row keeps its number, then the filter applies.
+            rest = vec![filter.predicate.clone()];
+        }
+        let remaining = conjunction(rest).map(|predicate| (predicate, filter.input.schema()));
+        self.lower_row_number(window, limit, projections, remaining)
+    }
+
+    /// ROW_NUMBER() OVER (PARTITION BY ... [ORDER BY ...]): a top-N per partition that keeps the
+    /// first `limit` rows (all of them when `None`), numbered; then the column-only `projections`
+    /// above the window and the `remaining` filter (over the schema it names).
+    fn lower_row_number(
+        &mut self,
+        window: &datafusion::logical_expr::Window,
+        limit: Option<usize>,
+        projections: &[&datafusion::logical_expr::Projection],
+        remaining: Option<(Expr, &datafusion::common::DFSchemaRef)>,
+    ) -> Result<Stream> {
+        let not_supported = || unsupported("a window function (OVER) other than ROW_NUMBER()");
+        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
             return Err(not_supported());
         };
+        if function.fun.name() != "row_number" {
+            return Err(not_supported());
+        }
         let input = self.lower_node(&window.input)?;
         let input_schema = window.input.schema();
         let definition = TopNDefinition {
@@ -339,7 +351,7 @@ impl Builder {
                 .collect::<datafusion::error::Result<Vec<_>>>()?,
             order_by: sort_keys(&function.params.order_by, input_schema)?,
             offset: 0,
-            limit: Some(limit),
+            limit,
             row_number: true,
             input_schema: nullable_schema(input_schema),
             output_schema: nullable_schema(&window.schema),
@@ -354,8 +366,8 @@ impl Builder {
             let schema = nullable_schema(&projection.schema);
             stream = self.push(Project::new(expressions, schema), vec![stream]);
         }
-        if let Some(predicate) = conjunction(rest) {
-            let predicate = physical(&predicate, filter.input.schema())?;
+        if let Some((predicate, schema)) = remaining {
+            let predicate = physical(&predicate, schema)?;
             stream = self.push(Filter::new(predicate), vec![stream]);
         }
         Ok(stream)

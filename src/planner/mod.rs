@@ -7,6 +7,7 @@ pub mod postgres_avg;
 pub mod postgres_casts;
 pub mod postgres_types;
 pub mod session_functions;
+pub mod set_operations;
 pub mod subqueries;
 pub mod system;
 

@@ -160,10 +160,14 @@ fn first_words(sql: &str) -> String {
 pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
     let state = &session.state;
     let statement = match statement {
-        Statement::Query(query) => match crate::sql::names::alias_duplicates(query) {
-            Some(rewritten) => Statement::Query(Box::new(rewritten)),
-            None => statement.clone(),
-        },
+        Statement::Query(query) => {
+            let mut query = match crate::sql::names::alias_duplicates(query) {
+                Some(rewritten) => rewritten,
+                None => query.as_ref().clone(),
+            };
+            crate::planner::set_operations::rewrite_all_set_operations(session, &mut query).await?;
+            Statement::Query(Box::new(query))
+        }
         _ => statement.clone(),
     };
     let plan = state

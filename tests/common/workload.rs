@@ -185,10 +185,17 @@ fn random_subquery_query(rng: &mut StdRng) -> String {
 }
 
 fn random_set_query(rng: &mut StdRng) -> String {
-    let operator = ["UNION", "UNION ALL", "EXCEPT", "INTERSECT"]
-        .choose(rng)
-        .copied()
-        .unwrap_or("UNION");
+    let operator = [
+        "UNION",
+        "UNION ALL",
+        "EXCEPT",
+        "INTERSECT",
+        "EXCEPT ALL",
+        "INTERSECT ALL",
+    ]
+    .choose(rng)
+    .copied()
+    .unwrap_or("UNION");
     let (left, right) = [
         ("SELECT k1, k2 FROM t", "SELECT k1, k2 FROM u"),
         ("SELECT k1 FROM t WHERE v > 0", "SELECT k1 FROM u"),
@@ -203,7 +210,7 @@ fn random_set_query(rng: &mut StdRng) -> String {
 
 fn random_top_n_query(rng: &mut StdRng) -> String {
     let n = rng.random_range(1..=4);
-    match rng.random_range(0..5) {
+    match rng.random_range(0..6) {
         0 => format!("SELECT k1, k2, v FROM t ORDER BY v DESC, k1, k2 LIMIT {n}"),
         1 => format!(
             "SELECT k1, k2, v FROM t ORDER BY k2 NULLS FIRST, v, k1 LIMIT {n} OFFSET {}",
@@ -215,6 +222,8 @@ fn random_top_n_query(rng: &mut StdRng) -> String {
         ),
         3 => "SELECT k2, v FROM (SELECT k2, v, row_number() OVER \
               (PARTITION BY k2 ORDER BY v NULLS FIRST) AS rn FROM t) AS r WHERE rn = 1"
+            .to_string(),
+        4 => "SELECT k1, v, row_number() OVER (PARTITION BY k2 ORDER BY v, k1) AS n FROM t"
             .to_string(),
         _ => format!(
             "SELECT k1, s FROM (SELECT k1, sum(v) AS s FROM t GROUP BY k1) AS g \
