@@ -5,7 +5,7 @@
 //!
 //! The Postgres server is `scripts/postgres` (Debian's package, a cluster on 127.0.0.1:5499
 //! with the C locale), or the one `TRIBUTARY_POSTGRES_URL` names. `TRIBUTARY_ORACLE_CASES`
-//! (default 150 per family) sets the number of cases; `TRIBUTARY_PROPERTY_SEED` replays one.
+//! (default 300 per family) sets the number of cases; `TRIBUTARY_PROPERTY_SEED` replays one.
 
 mod common;
 
@@ -222,7 +222,7 @@ async fn run_family(family: Family, first_seed: u64) -> Result<()> {
     let cases: u64 = std::env::var("TRIBUTARY_ORACLE_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(300);
     let first_seed: u64 = std::env::var("TRIBUTARY_PROPERTY_SEED")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod envelope;
 pub mod kafka;
+pub mod nexmark;
 pub mod sink;
 pub mod source;
 pub mod status;

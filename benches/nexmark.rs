@@ -1,0 +1,119 @@
+//! In-process Nexmark benchmark: the `nexmark` crate's events, cut into Arrow batches, written
+//! into the Nexmark tables while one query of `sql/nexmark/` is maintained as a materialized
+//! view. No Kafka and no client: the coordinator's own write path, one epoch per table per
+//! batch, each write returning once the view reflects it.
+//!
+//! `cargo bench --bench nexmark` prints input events/s per query. The events are generated
+//! before the clock starts. `TRIBUTARY_NEXMARK_EVENTS` (default 1,000,000) and
+//! `TRIBUTARY_NEXMARK_BATCH` (events per batch, default 10,000) change the run;
+//! `TRIBUTARY_NEXMARK_QUERIES` (say `q0,q4`) picks queries.
+
+use std::path::Path;
+use std::time::Instant;
+
+use datafusion::arrow::util::display::array_value_to_string;
+use tributary::Config;
+use tributary::connectors::nexmark::{NexmarkBatch, NexmarkGenerator};
+use tributary::coordinator::{Coordinator, TableChange};
+use tributary::server::start_coordinator;
+use tributary::session::{QueryResult, Session};
+
+const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q17"];
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql/nexmark")
+        .join(format!("{name}.sql"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+async fn write(
+    coordinator: &Coordinator,
+    table: &str,
+    batch: &datafusion::arrow::array::RecordBatch,
+) {
+    if batch.num_rows() == 0 {
+        return;
+    }
+    let id = coordinator
+        .snapshot()
+        .catalog
+        .get(table)
+        .map(|relation| relation.id)
+        .unwrap_or_else(|| panic!("no table {table}"));
+    coordinator
+        .write(id, TableChange::Insert(vec![batch.clone()]))
+        .await
+        .unwrap_or_else(|error| panic!("write {table}: {error}"));
+}
+
+/// Events per second of `query` over `batches`, and the rows its view ends with.
+async fn run(query: &str, batches: &[NexmarkBatch]) -> (f64, String) {
+    let (_shutdown, receiver) = tokio::sync::watch::channel(false);
+    let (coordinator, _stopped) = start_coordinator(&Config::in_memory(), receiver)
+        .await
+        .expect("coordinator");
+    let session = Session::new(coordinator.clone()).expect("session");
+    session.execute(&read("schema")).await.expect("schema");
+    session.execute(&read(query)).await.expect("view");
+    let events: usize = batches.iter().map(NexmarkBatch::events).sum();
+    let started = Instant::now();
+    for batch in batches {
+        write(&coordinator, "person", &batch.person).await;
+        write(&coordinator, "auction", &batch.auction).await;
+        write(&coordinator, "bid", &batch.bid).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = session
+        .execute(&format!("SELECT count(*) FROM nexmark_{query}"))
+        .await
+        .expect("count");
+    let rows = match count.last() {
+        Some(QueryResult::Rows { batches, .. }) => batches
+            .first()
+            .and_then(|batch| array_value_to_string(batch.column(0), 0).ok())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    (events as f64 / elapsed, rows)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let events = setting("TRIBUTARY_NEXMARK_EVENTS", 1_000_000);
+    let batch_size = setting("TRIBUTARY_NEXMARK_BATCH", 10_000);
+    let chosen: Vec<String> = std::env::var("TRIBUTARY_NEXMARK_QUERIES")
+        .map(|list| {
+            list.split(',')
+                .map(|name| name.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_else(|_| QUERIES.iter().map(|name| name.to_string()).collect());
+    let mut generator = NexmarkGenerator::default();
+    let mut batches = Vec::new();
+    let mut generated = 0;
+    while generated < events {
+        let batch = generator
+            .next_batch(batch_size.min(events - generated))
+            .expect("generate");
+        generated += batch.events();
+        batches.push(batch);
+    }
+    println!(
+        "Nexmark, {events} events in batches of {batch_size}, in process (the coordinator maintains views on one core)"
+    );
+    for query in &chosen {
+        let (rate, rows) = run(query, &batches).await;
+        println!(
+            "{query:>4}: {:>10.0} events/s ({rows} rows in the view)",
+            rate
+        );
+    }
+}
