@@ -6,15 +6,18 @@
 //!
 //! `TRIBUTARY_NEXMARK_EVENTS` (default 40,000) sets the number of events.
 
+mod common;
+
 use anyhow::{Context, Result, bail};
-use datafusion::arrow::util::display::array_value_to_string;
 use std::path::Path;
 
 use tributary::Config;
 use tributary::connectors::nexmark::NexmarkGenerator;
 use tributary::coordinator::{Coordinator, TableChange};
 use tributary::server::start_coordinator;
-use tributary::session::{QueryResult, Session};
+use tributary::session::Session;
+
+use common::{same_rows, sorted_rows as rows};
 
 const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q17"];
 
@@ -36,29 +39,6 @@ fn view_and_query(sql: &str) -> Result<(String, String)> {
         name.trim().to_string(),
         query.trim().trim_end_matches(';').to_string(),
     ))
-}
-
-async fn rows(session: &Session, sql: &str) -> Result<Vec<String>> {
-    let mut results = session
-        .execute(sql)
-        .await
-        .with_context(|| sql.to_string())?;
-    let Some(QueryResult::Rows { batches, .. }) = results.pop() else {
-        bail!("{sql} returned no rows");
-    };
-    let mut rendered = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let cells = batch
-                .columns()
-                .iter()
-                .map(|column| array_value_to_string(column, row))
-                .collect::<Result<Vec<_>, _>>()?;
-            rendered.push(cells.join("|"));
-        }
-    }
-    rendered.sort();
-    Ok(rendered)
 }
 
 async fn insert(
@@ -141,7 +121,7 @@ async fn nexmark_views_equal_recomputation() -> Result<()> {
         for (view, query) in &views {
             let maintained = rows(&session, &format!("SELECT * FROM {view}")).await?;
             let recomputed = rows(&session, query).await?;
-            if maintained != recomputed {
+            if !same_rows(&maintained, &recomputed) {
                 bail!(
                     "{view} diverged after {loaded} events (step {step}): {} rows maintained, {} recomputed; first differences: {:?}",
                     maintained.len(),

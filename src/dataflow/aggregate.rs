@@ -5,15 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    RecordBatchOptions, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StringArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::top_n::{OrderedRows, SortKey};
+use super::change_batch::changes_in_schema;
+use super::group_index::GroupIndex;
+use super::top_n::{OrderedRows, SortKey, order_converter};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -70,8 +71,7 @@ pub struct Aggregate {
     calls: Vec<CallState>,
     schema: SchemaRef,
     /// Group key (row-encoded) → slot in the per-group state vectors.
-    slots: HashMap<Box<[u8]>, usize>,
-    free_slots: Vec<usize>,
+    groups: GroupIndex,
     /// Total weight of the rows in each group; the group exists while it is positive.
     row_counts: Vec<i64>,
     /// Slots touched in the current epoch, with what they showed before it.
@@ -104,8 +104,56 @@ enum AggregateValue {
 /// Each value (`arrow-row` bytes) with its multiplicity.
 type ValueCounts = HashMap<Box<[u8]>, i64>;
 
+/// Exact per-group sums of integers or decimals (at their scale): 64-bit until a sum does not
+/// fit, then every sum widens to 128 bits. Most sums never need the second half.
+enum IntegerSums {
+    Narrow(Vec<i64>),
+    Wide(Vec<i128>),
+}
+
+impl Default for IntegerSums {
+    fn default() -> Self {
+        IntegerSums::Narrow(Vec::new())
+    }
+}
+
+impl IntegerSums {
+    fn get(&self, slot: usize) -> i128 {
+        match self {
+            IntegerSums::Narrow(sums) => i128::from(sums[slot]),
+            IntegerSums::Wide(sums) => sums[slot],
+        }
+    }
+
+    fn set(&mut self, slot: usize, value: i128) {
+        if let IntegerSums::Narrow(sums) = self {
+            if let Ok(value) = i64::try_from(value) {
+                sums[slot] = value;
+                return;
+            }
+            let wide: Vec<i128> = sums.iter().map(|&sum| i128::from(sum)).collect();
+            *self = IntegerSums::Wide(wide);
+        }
+        if let IntegerSums::Wide(sums) = self {
+            sums[slot] = value;
+        }
+    }
+
+    fn add(&mut self, slot: usize, value: i128) {
+        let sum = self.get(slot) + value;
+        self.set(slot, sum);
+    }
+
+    fn push_zero(&mut self) {
+        match self {
+            IntegerSums::Narrow(sums) => sums.push(0),
+            IntegerSums::Wide(sums) => sums.push(0),
+        }
+    }
+}
+
 enum Sums {
-    Integer(Vec<i128>),
+    Integer(IntegerSums),
     Float(Vec<f64>),
     Extremes(Vec<BTreeMap<Box<[u8]>, i64>>, RowConverter),
     /// bool_and/bool_or: how many non-null inputs are true.
@@ -150,15 +198,14 @@ impl Aggregate {
             group_converter,
             calls,
             schema,
-            slots: HashMap::new(),
-            free_slots: Vec::new(),
+            groups: GroupIndex::default(),
             row_counts: Vec::new(),
             touched: Vec::new(),
             touched_mark: Vec::new(),
             global_row_emitted: false,
         };
         if aggregate.is_global() {
-            aggregate.slot_for(&[]);
+            aggregate.slot_for(&[])?;
         }
         Ok(aggregate)
     }
@@ -167,24 +214,16 @@ impl Aggregate {
         self.group_converter.is_none()
     }
 
-    fn slot_for(&mut self, key: &[u8]) -> usize {
-        if let Some(&slot) = self.slots.get(key) {
-            return slot;
-        }
-        let slot = match self.free_slots.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = self.row_counts.len();
-                self.row_counts.push(0);
-                self.touched_mark.push(false);
-                for call in &mut self.calls {
-                    call.grow();
-                }
-                slot
+    fn slot_for(&mut self, key: &[u8]) -> Result<usize, DataflowError> {
+        let (slot, created) = self.groups.get_or_insert(key)?;
+        if created && slot == self.row_counts.len() {
+            self.row_counts.push(0);
+            self.touched_mark.push(false);
+            for call in &mut self.calls {
+                call.grow();
             }
-        };
-        self.slots.insert(key.into(), slot);
-        slot
+        }
+        Ok(slot)
     }
 
     fn touch(&mut self, slot: usize, key: &[u8]) -> Result<(), DataflowError> {
@@ -229,29 +268,19 @@ impl Aggregate {
             let column: Vec<&AggregateValue> = values.iter().map(|row| &row[index]).collect();
             columns.push(call.build(&column)?);
         }
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column)
-                } else {
-                    cast(&column, field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(weights.len()));
-        let rows = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
-        Ok(ChangeBatch::new(rows, Int64Array::from(weights)))
+        Ok(changes_in_schema(
+            &self.schema,
+            columns,
+            Int64Array::from(weights),
+        )?)
     }
 
     fn release(&mut self, slot: usize, key: &[u8]) {
-        self.slots.remove(key);
+        self.groups.remove(key);
         for call in &mut self.calls {
             call.reset(slot);
         }
         self.row_counts[slot] = 0;
-        self.free_slots.push(slot);
     }
 }
 
@@ -276,7 +305,7 @@ impl Operator for Aggregate {
                 let keys = converter.convert_columns(&columns)?;
                 let mut group_slots = Vec::with_capacity(rows);
                 for key in keys.iter() {
-                    let slot = self.slot_for(key.as_ref());
+                    let slot = self.slot_for(key.as_ref())?;
                     self.touch(slot, key.as_ref())?;
                     group_slots.push(slot);
                 }
@@ -353,8 +382,8 @@ impl Operator for Aggregate {
         let mut encoder = Encoder::default();
         encoder
             .u8(u8::from(self.global_row_emitted))
-            .u64(self.slots.len() as u64);
-        for (key, &slot) in &self.slots {
+            .u64(self.groups.len() as u64);
+        for (key, slot) in self.groups.iter() {
             encoder.bytes(key).i64(self.row_counts[slot]);
             for call in &self.calls {
                 call.checkpoint(slot, &mut encoder);
@@ -369,18 +398,20 @@ impl Operator for Aggregate {
                 "cannot restore an aggregate: {reason}"
             )))
         };
-        let keys: Vec<Box<[u8]>> = self.slots.keys().cloned().collect();
-        for key in keys {
-            if let Some(&slot) = self.slots.get(&key) {
-                self.release(slot, &key);
-            }
+        let live: Vec<(Box<[u8]>, usize)> = self
+            .groups
+            .iter()
+            .map(|(key, slot)| (key.into(), slot))
+            .collect();
+        for (key, slot) in live {
+            self.release(slot, &key);
         }
         let mut decoder = Decoder::new(state);
         self.global_row_emitted = decoder.u8().map_err(corrupted)? == 1;
         let groups = decoder.count().map_err(corrupted)?;
         for _ in 0..groups {
             let key = decoder.bytes().map_err(corrupted)?;
-            let slot = self.slot_for(key);
+            let slot = self.slot_for(key)?;
             self.row_counts[slot] = decoder.i64().map_err(corrupted)?;
             for call in &mut self.calls {
                 call.restore(slot, &mut decoder).map_err(corrupted)?;
@@ -388,7 +419,7 @@ impl Operator for Aggregate {
         }
         if self.is_global() {
             // The global group always exists, even when the checkpoint saw no rows.
-            self.slot_for(&[]);
+            self.slot_for(&[])?;
         }
         Ok(())
     }
@@ -427,26 +458,13 @@ impl CallState {
                 Sums::Moments(Vec::new())
             }
             StringAgg | ArrayAgg => {
-                let order_converter = RowConverter::new(
-                    call.order_by
-                        .iter()
-                        .map(|key| {
-                            SortField::new_with_options(
-                                key.data_type.clone(),
-                                datafusion::arrow::compute::SortOptions {
-                                    descending: key.descending,
-                                    nulls_first: key.nulls_first,
-                                },
-                            )
-                        })
-                        .collect(),
-                )?;
+                let order_converter = order_converter(&call.order_by)?;
                 Sums::Ordered(Vec::new(), value_converter()?, order_converter)
             }
             Sum | Avg => match call.input_type {
                 ref float if float.is_floating() => Sums::Float(Vec::new()),
-                ref integer if integer.is_integer() => Sums::Integer(Vec::new()),
-                DataType::Decimal128(_, _) => Sums::Integer(Vec::new()),
+                ref integer if integer.is_integer() => Sums::Integer(IntegerSums::default()),
+                DataType::Decimal128(_, _) => Sums::Integer(IntegerSums::default()),
                 ref other => {
                     return Err(ExecutionError::Internal(format!(
                         "{:?} over {other} is not maintained incrementally",
@@ -473,7 +491,7 @@ impl CallState {
         encoder.i64(self.non_null[slot]);
         match &self.sums {
             Sums::Integer(sums) => {
-                encoder.i128(sums[slot]);
+                encoder.i128(sums.get(slot));
             }
             Sums::Float(sums) => {
                 encoder.f64(sums[slot]);
@@ -509,7 +527,7 @@ impl CallState {
     fn restore(&mut self, slot: usize, decoder: &mut Decoder) -> Result<(), DecodeError> {
         self.non_null[slot] = decoder.i64()?;
         match &mut self.sums {
-            Sums::Integer(sums) => sums[slot] = decoder.i128()?,
+            Sums::Integer(sums) => sums.set(slot, decoder.i128()?),
             Sums::Float(sums) => sums[slot] = decoder.f64()?,
             Sums::Extremes(multisets, _) => {
                 let count = decoder.count()?;
@@ -543,7 +561,7 @@ impl CallState {
     fn grow(&mut self) {
         self.non_null.push(0);
         match &mut self.sums {
-            Sums::Integer(sums) => sums.push(0),
+            Sums::Integer(sums) => sums.push_zero(),
             Sums::Float(sums) => sums.push(0.0),
             Sums::Extremes(values, _) => values.push(BTreeMap::new()),
             Sums::Trues(trues) => trues.push(0),
@@ -559,7 +577,7 @@ impl CallState {
     fn reset(&mut self, slot: usize) {
         self.non_null[slot] = 0;
         match &mut self.sums {
-            Sums::Integer(sums) => sums[slot] = 0,
+            Sums::Integer(sums) => sums.set(slot, 0),
             Sums::Float(sums) => sums[slot] = 0.0,
             Sums::Extremes(values, _) => values[slot].clear(),
             Sums::Trues(trues) => trues[slot] = 0,
@@ -634,7 +652,7 @@ impl CallState {
                 let values = integer_values(&argument)?;
                 for (row, (&slot, &weight)) in rows {
                     if let Some(value) = values[row] {
-                        sums[slot] += value * weight as i128;
+                        sums.add(slot, value * weight as i128);
                     }
                 }
             }
@@ -723,7 +741,7 @@ impl CallState {
         Ok(match (&self.call.function, &self.sums) {
             (Count, _) => AggregateValue::Integer(non_null as i128),
             (_, _) if non_null == 0 => AggregateValue::Null,
-            (Sum, Sums::Integer(sums)) => AggregateValue::Integer(sums[slot]),
+            (Sum, Sums::Integer(sums)) => AggregateValue::Integer(sums.get(slot)),
             (Sum, Sums::Float(sums)) => AggregateValue::Float(sums[slot]),
             (Avg, Sums::Float(sums)) => AggregateValue::Float(sums[slot] / non_null as f64),
             (Avg, Sums::Integer(sums)) => {
@@ -733,7 +751,8 @@ impl CallState {
                         DataType::Decimal128(_, output_scale),
                     ) => {
                         // Postgres's rule, which ad hoc queries follow too (planner::postgres_avg).
-                        match rounded_average(sums[slot], non_null, *input_scale, *output_scale) {
+                        match rounded_average(sums.get(slot), non_null, *input_scale, *output_scale)
+                        {
                             Some(average) => AggregateValue::Integer(average),
                             None => {
                                 return Err(ExecutionError::NumericOutOfRange(
@@ -743,7 +762,7 @@ impl CallState {
                             }
                         }
                     }
-                    _ => AggregateValue::Float(sums[slot] as f64 / non_null as f64),
+                    _ => AggregateValue::Float(sums.get(slot) as f64 / non_null as f64),
                 }
             }
             (Min, Sums::Extremes(multisets, _)) => match multisets[slot].first_key_value() {

@@ -141,6 +141,31 @@ pub fn row_converter_for(schema: &SchemaRef) -> Result<RowConverter, ArrowError>
     )
 }
 
+/// A change batch of `columns` under `schema`, each column cast to the schema's type where it
+/// differs (an operator computes in its own types, say Int64 counts for an INT column), with
+/// `weights`.
+pub fn changes_in_schema(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    weights: Int64Array,
+) -> Result<ChangeBatch, ArrowError> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column)
+            } else {
+                datafusion::arrow::compute::cast(&column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options =
+        datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(weights.len()));
+    let rows = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
+    Ok(ChangeBatch::new(rows, weights))
+}
+
 /// Replaces the schema of `batch` (same types, other names or nullability).
 pub fn with_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = batch.columns().to_vec();

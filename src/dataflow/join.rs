@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::change_batch::row_converter_for;
+use super::change_batch::{changes_in_schema, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -302,21 +302,11 @@ impl Join {
         columns: Vec<ArrayRef>,
         weights: Int64Array,
     ) -> Result<ChangeBatch, DataflowError> {
-        let schema = &self.definition.output_schema;
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column)
-                } else {
-                    cast(&column, field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(weights.len()));
-        let rows = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
-        Ok(ChangeBatch::new(rows, weights))
+        Ok(changes_in_schema(
+            &self.definition.output_schema,
+            columns,
+            weights,
+        )?)
     }
 
     /// The output of rows of `side` stored as bytes, whose match state flipped.

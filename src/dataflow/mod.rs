@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod change_batch;
 pub mod filter;
+pub mod group_index;
 pub mod join;
 pub mod project;
 pub mod top_n;

@@ -4,15 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, UInt64Array,
-};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::change_batch::row_converter_for;
+use super::change_batch::{changes_in_schema, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -69,6 +67,23 @@ struct WindowRow {
     number: u64,
 }
 
+/// A row converter whose byte order is the ORDER BY's: directions and NULL placement included.
+pub fn order_converter(keys: &[SortKey]) -> Result<RowConverter, ArrowError> {
+    RowConverter::new(
+        keys.iter()
+            .map(|key| {
+                SortField::new_with_options(
+                    key.data_type.clone(),
+                    datafusion::arrow::compute::SortOptions {
+                        descending: key.descending,
+                        nulls_first: key.nulls_first,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
 impl TopN {
     pub fn new(definition: TopNDefinition) -> Result<Self, DataflowError> {
         let partition_converter = if definition.partition_by.is_empty() {
@@ -82,21 +97,7 @@ impl TopN {
                     .collect(),
             )?)
         };
-        let order_converter = RowConverter::new(
-            definition
-                .order_by
-                .iter()
-                .map(|key| {
-                    SortField::new_with_options(
-                        key.data_type.clone(),
-                        datafusion::arrow::compute::SortOptions {
-                            descending: key.descending,
-                            nulls_first: key.nulls_first,
-                        },
-                    )
-                })
-                .collect(),
-        )?;
+        let order_converter = order_converter(&definition.order_by)?;
         let row_converter = row_converter_for(&definition.input_schema)?;
         Ok(Self {
             definition,
@@ -147,22 +148,12 @@ impl TopN {
                 .collect();
             columns.push(Arc::new(numbers));
         }
-        let schema = &self.definition.output_schema;
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column)
-                } else {
-                    cast(&column, field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-        let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
         let weights: Int64Array = rows.iter().map(|(_, weight)| *weight).collect();
-        Ok(ChangeBatch::new(batch, weights))
+        Ok(changes_in_schema(
+            &self.definition.output_schema,
+            columns,
+            weights,
+        )?)
     }
 }
 

@@ -5,8 +5,12 @@
 pub mod kafka;
 pub mod workload;
 
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::array_value_to_string;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tributary::session::{QueryResult, Session};
 
 /// A running server; dropping it shuts the server down.
 pub struct TestServer {
@@ -90,4 +94,56 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// Whether two renderings by [`sorted_rows`] hold the same rows. Floating-point cells (marked `~`) may
+/// differ in their last digits: variances are summed in another order than DataFusion sums
+/// them.
+pub fn same_rows(maintained: &[String], recomputed: &[String]) -> bool {
+    let same_cell = |a: &str, b: &str| match (a.strip_prefix('~'), b.strip_prefix('~')) {
+        (Some(a), Some(b)) => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(a), Ok(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+            _ => a == b,
+        },
+        _ => a == b,
+    };
+    maintained.len() == recomputed.len()
+        && maintained.iter().zip(recomputed).all(|(a, b)| {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.split('|').collect(), b.split('|').collect());
+            a.len() == b.len() && a.iter().zip(&b).all(|(a, b)| same_cell(a, b))
+        })
+}
+
+/// The rows `sql` returns through `session`, rendered `a|b|c` and sorted; floating-point
+/// cells are marked `~` for [`same_rows`].
+pub async fn sorted_rows(session: &Session, sql: &str) -> Result<Vec<String>> {
+    let mut results = session
+        .execute(sql)
+        .await
+        .with_context(|| sql.to_string())?;
+    let Some(QueryResult::Rows { batches, .. }) = results.pop() else {
+        bail!("{sql} returned no rows");
+    };
+    let mut rendered = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let cells = batch
+                .columns()
+                .iter()
+                .map(|column| {
+                    if column.is_null(row) {
+                        Ok("NULL".to_string())
+                    } else if column.data_type() == &DataType::Float64 {
+                        // Marked, to be compared approximately (see `same_rows`).
+                        Ok(format!("~{}", array_value_to_string(column, row)?))
+                    } else {
+                        array_value_to_string(column, row)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rendered.push(cells.join("|"));
+        }
+    }
+    rendered.sort();
+    Ok(rendered)
 }
