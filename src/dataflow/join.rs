@@ -259,6 +259,7 @@ impl Join {
     ) -> Result<Option<ChangeBatch>, DataflowError> {
         let alone = self.definition.kind.alone(side);
         let keep: Vec<u32> = (0..matched.len() as u32)
+            .filter(|&row| weights[row as usize] != 0)
             .filter(|&row| match alone {
                 Alone::Nothing => false,
                 Alone::WhenUnmatched => !matched[row as usize],
