@@ -10,6 +10,7 @@
 mod common;
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
@@ -22,18 +23,28 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use common::TestServer;
 use common::workload::{BASE_VIEWS, Family, TABLES, random_change, random_query};
 
-async fn postgres() -> Result<Client> {
-    let url = match std::env::var("TRIBUTARY_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
+/// The oracle's connection string; `scripts/postgres start` runs once per test process.
+fn postgres_url() -> Result<String> {
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("TRIBUTARY_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
         _ => {
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
-            let status = Command::new(script).arg("start").status()?;
-            if !status.success() {
-                bail!("scripts/postgres start failed");
+            match Command::new(script).arg("start").status() {
+                Ok(status) if status.success() => {
+                    Ok("host=127.0.0.1 port=5499 user=postgres dbname=postgres".to_string())
+                }
+                Ok(status) => Err(format!("scripts/postgres start failed: {status}")),
+                Err(error) => Err(format!("cannot run scripts/postgres: {error}")),
             }
-            "host=127.0.0.1 port=5499 user=postgres dbname=postgres".to_string()
         }
-    };
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+async fn postgres() -> Result<Client> {
+    let url = tokio::task::spawn_blocking(postgres_url).await??;
     let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
         .with_context(|| format!("connect to PostgreSQL at {url}"))?;

@@ -30,6 +30,10 @@ mod durability;
 /// How long FLUSH waits for the sources to catch up before it gives up.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How often the coordinator looks for temporal filters with rows due to enter or leave: the
+/// lag of such a view behind the clock.
+const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A relation to add to the catalog. Materialized views bring the dataflow that maintains them.
 pub struct NewRelation {
     pub name: String,
@@ -393,6 +397,9 @@ impl Engine {
             .unwrap_or(std::time::Duration::from_secs(3600));
         let mut checkpoint_ticker = tokio::time::interval(interval);
         checkpoint_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Temporal filters' rows enter and leave with the clock, not with input.
+        let mut clock_ticker = tokio::time::interval(CLOCK_TICK);
+        clock_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let command = match pending.take() {
                 Some(command) => command,
@@ -403,6 +410,10 @@ impl Engine {
                     },
                     _ = checkpoint_ticker.tick() => {
                         self.checkpoint(false);
+                        continue;
+                    }
+                    _ = clock_ticker.tick() => {
+                        self.advance_clock();
                         continue;
                     }
                     _ = shutdown.changed() => break,
@@ -482,6 +493,22 @@ impl Engine {
         }
         for reply in syncs {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Runs an epoch without input when a view's clock-driven rows are due to enter or leave.
+    fn advance_clock(&mut self) {
+        if self.recovery != Recovery::Off {
+            return;
+        }
+        let now = crate::planner::temporal::clock_nanoseconds();
+        let due = self.views.values().any(|view| {
+            view.failed.is_none() && view.dataflow.wakeup().is_some_and(|due| due <= now)
+        });
+        if due {
+            let epoch = self.next_epoch();
+            self.propagate(HashMap::new(), epoch);
+            self.publish();
         }
     }
 
@@ -643,15 +670,18 @@ impl Engine {
 
     /// Runs every materialized view, oldest first, over the epoch's changes of its input.
     fn propagate(&mut self, mut deltas: HashMap<RelationId, Vec<ChangeBatch>>, epoch: Epoch) {
+        let now = crate::planner::temporal::clock_nanoseconds();
         for (&id, view) in self.views.iter_mut() {
             if view.failed.is_some() {
                 continue;
             }
+            // A view runs when an input changed, or when its clock-driven rows are due.
             if !view
                 .dataflow
                 .inputs()
                 .iter()
                 .any(|input| deltas.contains_key(input))
+                && view.dataflow.wakeup().is_none_or(|due| due > now)
             {
                 continue;
             }

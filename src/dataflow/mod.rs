@@ -7,6 +7,7 @@ pub mod filter;
 pub mod group_index;
 pub mod join;
 pub mod project;
+pub mod temporal_filter;
 pub mod top_n;
 pub mod union;
 
@@ -36,6 +37,12 @@ pub trait Operator: Send {
     /// operators hold nothing back.
     fn barrier(&mut self, _epoch: Epoch) -> Result<Vec<ChangeBatch>, DataflowError> {
         Ok(Vec::new())
+    }
+
+    /// The clock time (nanoseconds since 1970) at which the operator has output due without
+    /// any input: a temporal filter's next row to enter or leave. Others never do.
+    fn wakeup(&self) -> Option<i64> {
+        None
     }
 
     /// The operator's state, encoded for a checkpoint. Stateless operators have none.
@@ -115,6 +122,15 @@ impl Dataflow {
             }
         }
         relations
+    }
+
+    /// The earliest time any operator has output due without input (see
+    /// [`Operator::wakeup`]).
+    pub fn wakeup(&self) -> Option<i64> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.operator.wakeup())
+            .min()
     }
 
     /// Runs one epoch: feeds every node the epoch's changes of its inputs, port by port, closes

@@ -16,6 +16,7 @@ use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction};
 use crate::dataflow::filter::Filter;
 use crate::dataflow::join::{Join, JoinDefinition, JoinKind};
 use crate::dataflow::project::Project;
+use crate::dataflow::temporal_filter::TemporalFilter;
 use crate::dataflow::top_n::{SortKey, TopN, TopNDefinition};
 use crate::dataflow::union::Union;
 use crate::dataflow::{Dataflow, Node, Operator, Stream};
@@ -55,9 +56,14 @@ impl Builder {
     /// Appends the nodes computing `plan` and returns the stream of its changes.
     fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         for expression in plan.expressions() {
-            if expression.is_volatile() {
+            // A filter's comparisons with now() become a temporal filter (below); every other
+            // volatile call is refused.
+            let temporal =
+                matches!(plan, LogicalPlan::Filter(_)) && super::temporal::reads_clock(&expression);
+            if expression.is_volatile() && !temporal {
                 return Err(PlanError::Unsupported(format!(
-                    "volatile function in materialized view: {expression}"
+                    "volatile function in materialized view: {}",
+                    super::temporal::shown(&expression)
                 ))
                 .into());
             }
@@ -109,9 +115,39 @@ impl Builder {
                 if let Some((window, projections)) = window_below(&filter.input) {
                     return self.lower_row_number_filter(filter, window, &projections);
                 }
-                let input = self.lower_node(&filter.input)?;
-                let predicate = physical(&filter.predicate, filter.input.schema())?;
-                Ok(self.push(Filter::new(predicate), vec![input]))
+                let mut stream = self.lower_node(&filter.input)?;
+                let schema = filter.input.schema();
+                let (temporal, plain): (Vec<Expr>, Vec<Expr>) =
+                    split_conjunction(&filter.predicate)
+                        .into_iter()
+                        .cloned()
+                        .partition(super::temporal::reads_clock);
+                if let Some(predicate) = conjunction(plain) {
+                    if predicate.is_volatile() {
+                        return Err(PlanError::Unsupported(format!(
+                            "volatile function in materialized view: {predicate}"
+                        ))
+                        .into());
+                    }
+                    stream = self.push(Filter::new(physical(&predicate, schema)?), vec![stream]);
+                }
+                if !temporal.is_empty() {
+                    let bounds = temporal
+                        .iter()
+                        .map(|conjunct| {
+                            let (row_side, bound) = super::temporal::bound(conjunct)?;
+                            if row_side.is_volatile() {
+                                return Err(unsupported(&format!(
+                                    "volatile function in {conjunct}"
+                                )));
+                            }
+                            Ok((physical(&row_side, schema)?, bound))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let operator = TemporalFilter::new(bounds, nullable_schema(schema))?;
+                    stream = self.push(operator, vec![stream]);
+                }
+                Ok(stream)
             }
             LogicalPlan::Aggregate(aggregate) => {
                 let input = self.lower_node(&aggregate.input)?;
@@ -295,6 +331,9 @@ impl Builder {
         window: &datafusion::logical_expr::Window,
         projections: &[&datafusion::logical_expr::Projection],
     ) -> Result<Stream> {
+        if super::temporal::reads_clock(&filter.predicate) {
+            return Err(unsupported("now() in a filter over ROW_NUMBER()"));
+        }
         let number_column = window
             .schema
             .fields()

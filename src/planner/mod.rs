@@ -10,6 +10,7 @@ pub mod session_functions;
 pub mod set_operations;
 pub mod subqueries;
 pub mod system;
+pub mod temporal;
 
 use std::sync::Arc;
 

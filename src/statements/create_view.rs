@@ -47,6 +47,11 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         .into());
     }
     let depends_on = dependencies(session, &query_statement)?;
+    let logical = match kind {
+        // now() must stay live in a maintained view, not be folded into its creation time.
+        RelationKind::MaterializedView => crate::planner::temporal::keep_now_live(logical)?,
+        _ => logical,
+    };
     let optimized = session.state.optimize(&logical)?;
     let schema = view_schema(create, &optimized)?;
     let dataflow = match kind {
