@@ -1,6 +1,7 @@
 //! Temporal filters over the real server: rows leave a `ts > now() - INTERVAL` view and enter a
-//! `ts <= now()` view as the clock passes their times, with no input; a deleted row never
-//! enters; scheduled rows survive a restart; and now() anywhere else in a view is 0A000.
+//! `ts <= now()` view as the clock passes their times, with no input (also inside a subquery);
+//! a deleted row never enters; scheduled rows survive a restart; and now() anywhere else in a
+//! view is 0A000.
 
 mod common;
 
@@ -42,6 +43,8 @@ async fn rows_enter_and_leave_with_the_clock() -> Result<()> {
             "CREATE TABLE events (id INT, ts TIMESTAMPTZ);
              CREATE MATERIALIZED VIEW recent AS SELECT id FROM events WHERE ts > now() - INTERVAL '2 seconds';
              CREATE MATERIALIZED VIEW arrived AS SELECT id FROM events WHERE now() >= ts AND id > 0;
+             CREATE MATERIALIZED VIEW recent_by_subquery AS SELECT id FROM events
+               WHERE id IN (SELECT id FROM events WHERE ts > now() - INTERVAL '2 seconds');
              INSERT INTO events VALUES (1, now()), (2, now() - INTERVAL '10 seconds'),
                (3, now() + INTERVAL '1 second'), (4, now() + INTERVAL '1 hour'), (5, NULL);",
         )
@@ -51,6 +54,8 @@ async fn rows_enter_and_leave_with_the_clock() -> Result<()> {
     // Row 3 arrives after about a second, row 1 leaves after about two; nothing is written.
     wait_for(&client, "arrived", &[1, 2, 3]).await?;
     wait_for(&client, "recent", &[3, 4]).await?;
+    // now() inside a subquery is live too.
+    wait_for(&client, "recent_by_subquery", &[3, 4]).await?;
     // A row deleted before its time never enters.
     client
         .batch_execute(

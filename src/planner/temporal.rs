@@ -50,10 +50,11 @@ fn live_now() -> Arc<ScalarUDF> {
     ))
 }
 
-/// Replaces every `now()` (and `current_timestamp`) in `plan` by the volatile [`LIVE_NOW`].
+/// Replaces every `now()` (and `current_timestamp`) in `plan`, subqueries included, by the
+/// volatile [`LIVE_NOW`].
 pub fn keep_now_live(plan: LogicalPlan) -> Result<LogicalPlan> {
     let function = live_now();
-    let rewritten = plan.transform_up(|node| {
+    let rewritten = plan.transform_up_with_subqueries(|node| {
         node.map_expressions(|expression| {
             expression.transform_up(|inner| match inner {
                 Expr::ScalarFunction(call) if call.func.name() == "now" => Ok(Transformed::yes(
