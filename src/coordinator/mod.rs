@@ -788,7 +788,7 @@ impl Engine {
                 // Backfill: the input's current rows enter the new dataflow as one big insertion;
                 // from then on it sees only changes.
                 let mut inputs = HashMap::new();
-                for input in dataflow.inputs() {
+                for &input in dataflow.inputs() {
                     inputs.insert(input, self.current_rows(input)?);
                 }
                 let output = dataflow.step(&inputs, epoch).map_err(Error::from)?;

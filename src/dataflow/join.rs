@@ -105,6 +105,8 @@ pub struct Join {
     key_converter: RowConverter,
     sides: [SideState; 2],
     null_aware: Option<NullAwareState>,
+    /// The schema an extra ON condition is evaluated on: the left columns, then the right.
+    pair_schema: SchemaRef,
 }
 
 /// One input's rows, indexed by join key.
@@ -192,11 +194,21 @@ impl Join {
             regime_before: None,
             pending: Vec::new(),
         });
+        let pair_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            definition
+                .left_schema
+                .fields()
+                .iter()
+                .chain(definition.right_schema.fields().iter())
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
         Ok(Self {
             definition,
             key_converter,
             sides,
             null_aware,
+            pair_schema,
         })
     }
 
@@ -489,7 +501,7 @@ impl Operator for Join {
             };
             if let Some(filter) = &self.definition.filter {
                 let options = RecordBatchOptions::new().with_row_count(Some(pair_rows.len()));
-                let pair_schema = self.pair_schema();
+                let pair_schema = Arc::clone(&self.pair_schema);
                 let pairs =
                     RecordBatch::try_new_with_options(pair_schema, columns.clone(), &options)?;
                 let mask = filter.evaluate(&pairs)?.into_array(pair_rows.len())?;
@@ -739,20 +751,6 @@ impl Operator for Join {
             description.push_str(" (NOT IN)");
         }
         description
-    }
-}
-
-impl Join {
-    /// The schema an extra ON condition is evaluated on: the left columns, then the right.
-    fn pair_schema(&self) -> SchemaRef {
-        let fields: Vec<_> = self.sides[0]
-            .schema
-            .fields()
-            .iter()
-            .chain(self.sides[1].schema.fields().iter())
-            .cloned()
-            .collect();
-        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
     }
 }
 

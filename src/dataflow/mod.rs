@@ -86,6 +86,8 @@ pub struct Node {
 /// view's changes. A relation read twice (a self-join) feeds both ports the same changes.
 pub struct Dataflow {
     nodes: Vec<Node>,
+    /// The relations the nodes read, each once: the coordinator asks on every epoch.
+    inputs: Vec<RelationId>,
 }
 
 impl Dataflow {
@@ -106,22 +108,22 @@ impl Dataflow {
         if nodes.is_empty() {
             return Err(ExecutionError::Internal("a dataflow without operators".into()).into());
         }
-        Ok(Self { nodes })
-    }
-
-    /// The relations the dataflow reads, each once, in the order first read.
-    pub fn inputs(&self) -> Vec<RelationId> {
-        let mut relations = Vec::new();
-        for node in &self.nodes {
+        let mut inputs = Vec::new();
+        for node in &nodes {
             for input in &node.inputs {
                 if let Stream::Relation(id) = input
-                    && !relations.contains(id)
+                    && !inputs.contains(id)
                 {
-                    relations.push(*id);
+                    inputs.push(*id);
                 }
             }
         }
-        relations
+        Ok(Self { nodes, inputs })
+    }
+
+    /// The relations the dataflow reads, each once, in the order first read.
+    pub fn inputs(&self) -> &[RelationId] {
+        &self.inputs
     }
 
     /// The earliest time any operator has output due without input (see
