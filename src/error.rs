@@ -13,6 +13,9 @@ pub enum ParseError {
     /// A TUMBLE or HOP whose size or slide cannot make windows.
     #[error("{0}")]
     InvalidWindow(String),
+    /// A WATERMARK FOR clause whose delay is not a constant interval behind its column.
+    #[error("{0}")]
+    InvalidWatermark(String),
 }
 
 /// Errors while planning a statement against the catalog.
@@ -181,6 +184,7 @@ impl Error {
             Error::Parse(error) => match error {
                 ParseError::Syntax(_) => "42601",
                 ParseError::InvalidWindow(_) => "22023",
+                ParseError::InvalidWatermark(_) => "22023",
             },
             Error::Plan(error) => match error {
                 PlanError::UndefinedTable(_) => "42P01",

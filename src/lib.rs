@@ -9,8 +9,8 @@
 //!    and hands the changes to the coordinator. Malformed messages are recorded, not fatal.
 //! 2. [`server`] accepts Postgres connections (pgwire) and hands each query to its [`session`].
 //! 3. [`session`] runs a statement: [`sql`] parses it in the Postgres dialect (plus Tributary's
-//!    own CREATE SOURCE / SINK / CONNECTION and FLUSH, and TUMBLE / HOP windows expanded into
-//!    plain SQL), [`statements`] dispatches on its kind, and [`planner`] plans it with
+//!    own CREATE SOURCE / SINK / CONNECTION and FLUSH, WATERMARK FOR and EMIT ON WINDOW CLOSE,
+//!    and TUMBLE / HOP windows expanded into plain SQL), [`statements`] dispatches on its kind, and [`planner`] plans it with
 //!    DataFusion against the snapshot the statement pinned.
 //! 4. Source changes, table writes (INSERT, UPDATE, DELETE) and catalog changes go to the
 //!    [`coordinator`], the single owner of all state. It applies them to [`storage`] in epochs,
@@ -18,7 +18,9 @@
 //! 5. Each materialized view is a [`dataflow`] lowered from DataFusion's optimized logical plan
 //!    ([`planner::lower`]): a graph of filter, project, aggregate, join, union and top-N
 //!    operators that turn input changes into output changes, doing work proportional to the
-//!    change (a relation read twice, as in a self-join, feeds both ports).
+//!    change (a relation read twice, as in a self-join, feeds both ports). A view that emits
+//!    on window close reads each watermarked relation through a filter that keeps late changes
+//!    out, and its windowed aggregate emits a window once the watermark passes its end.
 //! 6. At the epoch's barrier the view's changes land in its arrangement ([`storage`]), each sink
 //!    is sent its relation's changes, and the coordinator publishes one snapshot of every
 //!    relation at that epoch ([`catalog`] included). A statement that caused the epoch returns

@@ -66,6 +66,17 @@ pub struct Relation {
     /// The statement that created it, as written: what checkpoints keep and recovery plans
     /// again.
     pub sql: String,
+    /// A table's or source's event time, declared with `WATERMARK FOR`.
+    pub watermark: Option<Watermark>,
+}
+
+/// `WATERMARK FOR column AS column - delay`: the column holding a row's event time, and how far
+/// behind the greatest event time seen the watermark trails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// Index of the timestamp column in the relation's schema.
+    pub column: usize,
+    pub delay_nanoseconds: i64,
 }
 
 #[derive(Debug, Clone, Default)]

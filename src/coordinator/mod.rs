@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::catalog::{Catalog, Relation, RelationId, RelationKind};
+use crate::catalog::{Catalog, Relation, RelationId, RelationKind, Watermark};
 use crate::connectors::envelope::{KeyUpdate, KeyedRows};
 use crate::connectors::sink::{ExactlyOnce, SinkBatch, SinkHandle};
 use crate::connectors::source::SourceHandle;
@@ -48,6 +48,8 @@ pub struct NewRelation {
     pub sql: String,
     /// Set when recovery recreates the relation: the id it had.
     pub recovered_id: Option<RelationId>,
+    /// A table's or source's event time.
+    pub watermark: Option<Watermark>,
 }
 
 /// A change to one table, computed by the coordinator against the table's current rows so that
@@ -732,7 +734,14 @@ impl Engine {
         for (&id, source) in &self.keyed_sources {
             data.insert(id, RelationData::View(source.snapshot()));
         }
+        let mut late_rows = Vec::new();
         for (&id, view) in &self.views {
+            late_rows.extend(
+                view.dataflow
+                    .late_rows()
+                    .into_iter()
+                    .map(|counts| (id, counts)),
+            );
             let state = match &view.failed {
                 Some(error) => RelationData::Failed(error.clone()),
                 None => RelationData::View(view.arrangement.snapshot()),
@@ -749,6 +758,7 @@ impl Engine {
                 .durability
                 .as_ref()
                 .map(|durability| Arc::clone(&durability.reports)),
+            late_rows,
         };
         self.publisher.send_replace(Arc::new(snapshot));
     }
@@ -782,6 +792,7 @@ impl Engine {
             connector,
             sql,
             recovered_id: _,
+            watermark,
         } = relation;
         let maintained = match (kind, dataflow) {
             (RelationKind::MaterializedView, Some(mut dataflow)) => {
@@ -869,6 +880,7 @@ impl Engine {
             depends_on,
             connector,
             sql,
+            watermark,
         })?;
         debug_assert_eq!(added.id, id);
         if let Some((handle, status)) = source {

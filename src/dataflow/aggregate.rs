@@ -15,6 +15,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::change_batch::changes_in_schema;
 use super::group_index::GroupIndex;
 use super::top_n::{OrderedRows, SortKey, order_converter};
+use super::watermark::{WatermarkCell, timestamp_nanoseconds};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -65,6 +66,11 @@ pub struct AggregateCall {
 /// `-old row` and `+new row` (only `+new` if it is new, only `-old` if its last row left). A
 /// global aggregate (no GROUP BY) has one group that always exists, so it emits a row even for an
 /// empty input, as Postgres does. Work per epoch is O(changes + touched groups).
+///
+/// Emitting on window close ([`Aggregate::close_windows`]) changes when groups are emitted, not
+/// what they hold: a group of a window still open emits nothing; when the watermark reaches the
+/// window's end, each of its groups emits its final row once and its state is freed. The
+/// watermark's filter keeps out the changes that could still touch a closed window.
 pub struct Aggregate {
     group_expressions: Vec<Arc<dyn PhysicalExpr>>,
     group_converter: Option<RowConverter>,
@@ -79,6 +85,29 @@ pub struct Aggregate {
     touched_mark: Vec<bool>,
     /// A global aggregate emits its first row at the first barrier, even with no input.
     global_row_emitted: bool,
+    /// Set when the aggregate emits each window once, when it closes.
+    closing: Option<ClosingWindows>,
+}
+
+/// How an aggregate that emits on window close finds a group's window and when it closes.
+pub struct WindowClosing {
+    /// The group expression holding the window's bound (window_end or window_start).
+    pub group_column: usize,
+    /// Added to that bound to give the window's end: 0 for window_end, the size for
+    /// window_start.
+    pub end_offset_nanoseconds: i64,
+    /// The watermarks of the inputs: windows ending at or before the least of them are
+    /// closed.
+    pub watermarks: Vec<WatermarkCell>,
+}
+
+struct ClosingWindows {
+    definition: WindowClosing,
+    /// Per slot, the end of its group's window (nanoseconds since 1970).
+    window_ends: Vec<i64>,
+    /// Open windows by end, with the slots of their groups. A slot released and reused may be
+    /// listed under a window it no longer belongs to; closing checks `window_ends`.
+    open: BTreeMap<i64, Vec<u32>>,
 }
 
 struct Touched {
@@ -203,6 +232,7 @@ impl Aggregate {
             touched: Vec::new(),
             touched_mark: Vec::new(),
             global_row_emitted: false,
+            closing: None,
         };
         if aggregate.is_global() {
             aggregate.slot_for(&[])?;
@@ -210,11 +240,29 @@ impl Aggregate {
         Ok(aggregate)
     }
 
+    /// Makes the aggregate emit each group once, when the watermark closes its window (EMIT ON
+    /// WINDOW CLOSE), and free the group then.
+    pub fn close_windows(mut self, closing: WindowClosing) -> Result<Self, DataflowError> {
+        if self.is_global() || closing.group_column >= self.group_expressions.len() {
+            return Err(ExecutionError::Internal(
+                "emitting on window close needs a window among the group keys".into(),
+            )
+            .into());
+        }
+        self.closing = Some(ClosingWindows {
+            definition: closing,
+            window_ends: vec![i64::MAX; self.row_counts.len()],
+            open: BTreeMap::new(),
+        });
+        Ok(self)
+    }
+
     fn is_global(&self) -> bool {
         self.group_converter.is_none()
     }
 
-    fn slot_for(&mut self, key: &[u8]) -> Result<usize, DataflowError> {
+    /// The group's slot, and whether the group is new.
+    fn slot_for(&mut self, key: &[u8]) -> Result<(usize, bool), DataflowError> {
         let (slot, created) = self.groups.get_or_insert(key)?;
         if created && slot == self.row_counts.len() {
             self.row_counts.push(0);
@@ -222,8 +270,11 @@ impl Aggregate {
             for call in &mut self.calls {
                 call.grow();
             }
+            if let Some(closing) = &mut self.closing {
+                closing.window_ends.push(i64::MAX);
+            }
         }
-        Ok(slot)
+        Ok((slot, created))
     }
 
     fn touch(&mut self, slot: usize, key: &[u8]) -> Result<(), DataflowError> {
@@ -231,7 +282,10 @@ impl Aggregate {
             return Ok(());
         }
         self.touched_mark[slot] = true;
-        let existed = if self.is_global() {
+        // A group of an open window has shown nothing yet.
+        let existed = if self.closing.is_some() {
+            false
+        } else if self.is_global() {
             self.global_row_emitted
         } else {
             self.row_counts[slot] > 0
@@ -284,6 +338,117 @@ impl Aggregate {
     }
 }
 
+impl Aggregate {
+    /// Emit on window close, at a barrier: groups of open windows stay silent (and those whose
+    /// last row left are freed); each group of a window the watermark has closed emits its final
+    /// row and is freed.
+    fn close_due_windows(&mut self) -> Result<Vec<ChangeBatch>, DataflowError> {
+        for entry in std::mem::take(&mut self.touched) {
+            self.touched_mark[entry.slot] = false;
+            let count = self.row_counts[entry.slot];
+            if count < 0 {
+                return Err(ExecutionError::Internal(format!(
+                    "aggregate group holds {count} rows: more deletions than insertions arrived"
+                ))
+                .into());
+            }
+            if count == 0 {
+                self.release(entry.slot, &entry.key);
+            }
+        }
+        let Some(closing) = &mut self.closing else {
+            return Ok(Vec::new());
+        };
+        let watermark = closing
+            .definition
+            .watermarks
+            .iter()
+            .map(WatermarkCell::get)
+            .min()
+            .unwrap_or(super::watermark::NO_WATERMARK);
+        let mut closed: Vec<usize> = Vec::new();
+        while let Some(entry) = closing.open.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let (end, mut slots) = entry.remove_entry();
+            slots.sort_unstable();
+            slots.dedup();
+            closed.extend(
+                slots
+                    .into_iter()
+                    .map(|slot| slot as usize)
+                    .filter(|&slot| closing.window_ends[slot] == end),
+            );
+        }
+        closed.retain(|&slot| self.row_counts[slot] > 0);
+        if closed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Box<[u8]>> = closed
+            .iter()
+            .map(|&slot| self.groups.key(slot).into())
+            .collect();
+        let values = closed
+            .iter()
+            .map(|&slot| self.values(slot))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_slices: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        let output = self.build_output(&key_slices, &values, vec![1; closed.len()])?;
+        for (slot, key) in closed.into_iter().zip(&keys) {
+            self.release(slot, key);
+        }
+        Ok(vec![output])
+    }
+
+    /// After a restore: finds every group's window again from its key.
+    fn reopen_windows(&mut self) -> Result<(), DataflowError> {
+        let (Some(closing), Some(converter)) = (&mut self.closing, &self.group_converter) else {
+            return Ok(());
+        };
+        closing.open.clear();
+        closing.window_ends.fill(i64::MAX);
+        let live: Vec<(Box<[u8]>, usize)> = self
+            .groups
+            .iter()
+            .map(|(key, slot)| (key.into(), slot))
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let parser = converter.parser();
+        let columns = converter.convert_rows(live.iter().map(|(key, _)| parser.parse(key)))?;
+        let ends = window_ends(
+            &columns[closing.definition.group_column],
+            closing.definition.end_offset_nanoseconds,
+        )?;
+        for ((_, slot), end) in live.iter().zip(ends) {
+            closing.open_window(*slot, end);
+        }
+        Ok(())
+    }
+}
+
+impl ClosingWindows {
+    fn open_window(&mut self, slot: usize, end: i64) {
+        self.window_ends[slot] = end;
+        self.open.entry(end).or_default().push(slot as u32);
+    }
+}
+
+/// The end of each row's window, from the bound the group key holds; a window without a bound
+/// never closes.
+fn window_ends(bounds: &ArrayRef, end_offset_nanoseconds: i64) -> Result<Vec<i64>, DataflowError> {
+    Ok(timestamp_nanoseconds(bounds)?
+        .into_iter()
+        .map(|bound| {
+            bound.map_or(i64::MAX, |bound| {
+                bound.saturating_add(end_offset_nanoseconds)
+            })
+        })
+        .collect())
+}
+
 impl Operator for Aggregate {
     fn process(
         &mut self,
@@ -303,9 +468,21 @@ impl Operator for Aggregate {
                     .map(|expression| expression.evaluate(&input.rows)?.into_array(rows))
                     .collect::<Result<Vec<_>, _>>()?;
                 let keys = converter.convert_columns(&columns)?;
+                let window_ends = match &self.closing {
+                    Some(closing) => Some(window_ends(
+                        &columns[closing.definition.group_column],
+                        closing.definition.end_offset_nanoseconds,
+                    )?),
+                    None => None,
+                };
                 let mut group_slots = Vec::with_capacity(rows);
-                for key in keys.iter() {
-                    let slot = self.slot_for(key.as_ref())?;
+                for (row, key) in keys.iter().enumerate() {
+                    let (slot, created) = self.slot_for(key.as_ref())?;
+                    if created
+                        && let (Some(closing), Some(ends)) = (&mut self.closing, &window_ends)
+                    {
+                        closing.open_window(slot, ends[row]);
+                    }
                     self.touch(slot, key.as_ref())?;
                     group_slots.push(slot);
                 }
@@ -323,6 +500,9 @@ impl Operator for Aggregate {
     }
 
     fn barrier(&mut self, _epoch: Epoch) -> Result<Vec<ChangeBatch>, DataflowError> {
+        if self.closing.is_some() {
+            return self.close_due_windows();
+        }
         let touched = std::mem::take(&mut self.touched);
         let mut keys: Vec<&[u8]> = Vec::new();
         let mut values = Vec::new();
@@ -411,7 +591,7 @@ impl Operator for Aggregate {
         let groups = decoder.count().map_err(corrupted)?;
         for _ in 0..groups {
             let key = decoder.bytes().map_err(corrupted)?;
-            let slot = self.slot_for(key)?;
+            let (slot, _) = self.slot_for(key)?;
             self.row_counts[slot] = decoder.i64().map_err(corrupted)?;
             for call in &mut self.calls {
                 call.restore(slot, &mut decoder).map_err(corrupted)?;
@@ -421,6 +601,7 @@ impl Operator for Aggregate {
             // The global group always exists, even when the checkpoint saw no rows.
             self.slot_for(&[])?;
         }
+        self.reopen_windows()?;
         Ok(())
     }
 
@@ -1017,5 +1198,124 @@ mod rounding_tests {
         assert_eq!(rounded_average(1, 3, 0, 2), Some(33));
         assert_eq!(rounded_average(6, 3, 0, 2), Some(200));
         assert_eq!(rounded_average(i128::MAX, 1, 0, 2), None);
+    }
+}
+
+#[cfg(test)]
+mod window_close_tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::dataflow::watermark::{LateRowFilter, WatermarkCell};
+
+    fn window_ends(ends: &[i64]) -> ChangeBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "window_end",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        )]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMicrosecondArray::from(ends.to_vec()))],
+        )
+        .unwrap();
+        ChangeBatch::insertions(rows)
+    }
+
+    /// Counts rows per window_end, emitting on window close by the watermark of a filter on the
+    /// same column with a delay of 1 µs (a window closes when the greatest time seen passes its
+    /// end).
+    fn counting() -> (LateRowFilter, Aggregate) {
+        let cell = WatermarkCell::default();
+        let filter = LateRowFilter::new(0, 0, 1000, cell.clone());
+        let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new("window_end", 0));
+        let output = Arc::new(Schema::new(vec![
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let count = AggregateCall {
+            function: AggregateFunction::Count,
+            argument: Arc::clone(&column),
+            input_type: DataType::Timestamp(TimeUnit::Microsecond, None),
+            output_type: DataType::Int64,
+            distinct: false,
+            filter: None,
+            order_by: Vec::new(),
+            delimiter: String::new(),
+        };
+        let aggregate = Aggregate::new(
+            vec![column],
+            vec![DataType::Timestamp(TimeUnit::Microsecond, None)],
+            vec![count],
+            output,
+        )
+        .unwrap()
+        .close_windows(WindowClosing {
+            group_column: 0,
+            end_offset_nanoseconds: 0,
+            watermarks: vec![cell],
+        })
+        .unwrap();
+        (filter, aggregate)
+    }
+
+    fn epoch(
+        filter: &mut LateRowFilter,
+        aggregate: &mut Aggregate,
+        ends: &[i64],
+    ) -> Vec<(i64, i64)> {
+        for batch in filter.process(0, window_ends(ends)).unwrap() {
+            aggregate.process(0, batch).unwrap();
+        }
+        filter.barrier(0).unwrap();
+        let mut emitted = Vec::new();
+        for batch in aggregate.barrier(0).unwrap() {
+            let ends = batch
+                .rows
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            let counts = batch.rows.column(1).as_primitive::<Int64Type>();
+            assert!(batch.weights.values().iter().all(|&weight| weight == 1));
+            emitted.extend((0..batch.len()).map(|row| (ends.value(row), counts.value(row))));
+        }
+        emitted.sort_unstable();
+        emitted
+    }
+
+    #[test]
+    fn closed_windows_emit_once_and_are_freed() {
+        let (mut filter, mut aggregate) = counting();
+        assert_eq!(
+            epoch(&mut filter, &mut aggregate, &[10, 20, 20]),
+            vec![(10, 1)]
+        );
+        assert_eq!(
+            aggregate.groups.len(),
+            1,
+            "the closed window's group is freed"
+        );
+        assert_eq!(epoch(&mut filter, &mut aggregate, &[30, 20]), vec![(20, 3)]);
+        assert_eq!(aggregate.groups.len(), 1);
+        // Behind the watermark: kept out, nothing emitted again.
+        assert_eq!(epoch(&mut filter, &mut aggregate, &[10]), vec![]);
+        let state = aggregate.checkpoint().unwrap().unwrap();
+        let (mut restored_filter, mut restored) = counting();
+        restored.restore(&state).unwrap();
+        restored_filter
+            .restore(&filter.checkpoint().unwrap().unwrap())
+            .unwrap();
+        assert_eq!(
+            epoch(&mut restored_filter, &mut restored, &[40, 30]),
+            vec![(30, 2)]
+        );
+        assert_eq!(restored.groups.len(), 1);
     }
 }

@@ -10,6 +10,7 @@ pub mod project;
 pub mod temporal_filter;
 pub mod top_n;
 pub mod union;
+pub mod watermark;
 
 use std::collections::HashMap;
 
@@ -42,6 +43,12 @@ pub trait Operator: Send {
     /// The clock time (nanoseconds since 1970) at which the operator has output due without
     /// any input: a temporal filter's next row to enter or leave. Others never do.
     fn wakeup(&self) -> Option<i64> {
+        None
+    }
+
+    /// The rows the operator kept out for arriving behind a watermark. Only a watermark's
+    /// filter keeps any out.
+    fn late_rows(&self) -> Option<watermark::LateRows> {
         None
     }
 
@@ -133,6 +140,14 @@ impl Dataflow {
             .iter()
             .filter_map(|node| node.operator.wakeup())
             .min()
+    }
+
+    /// What the dataflow's watermark filters kept out, one entry per relation.
+    pub fn late_rows(&self) -> Vec<watermark::LateRows> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.operator.late_rows())
+            .collect()
     }
 
     /// Runs one epoch: feeds every node the epoch's changes of its inputs, port by port, closes

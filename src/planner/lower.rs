@@ -12,21 +12,55 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::context::RelationProvider;
-use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction};
+use crate::catalog::{RelationId, Watermark};
+use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction, WindowClosing};
 use crate::dataflow::filter::Filter;
 use crate::dataflow::join::{Join, JoinDefinition, JoinKind};
 use crate::dataflow::project::Project;
 use crate::dataflow::temporal_filter::TemporalFilter;
 use crate::dataflow::top_n::{SortKey, TopN, TopNDefinition};
 use crate::dataflow::union::Union;
+use crate::dataflow::watermark::{LateRowFilter, WatermarkCell};
 use crate::dataflow::{Dataflow, Node, Operator, Stream};
 use crate::error::{Error, PlanError, Result};
 
+/// When a materialized view emits its changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emit {
+    /// Every epoch, as its inputs change.
+    OnUpdate,
+    /// EMIT ON WINDOW CLOSE: each window's aggregate once, when the watermark passes its end.
+    /// `window_sizes` are the sizes (nanoseconds) of the view's TUMBLE and HOP windows.
+    OnWindowClose { window_sizes: Vec<i128> },
+}
+
 /// Lowers `plan` (already analyzed and optimized) into the dataflow that maintains it.
-pub fn lower(plan: &LogicalPlan) -> Result<Dataflow> {
+pub fn lower(plan: &LogicalPlan, emit: Emit) -> Result<Dataflow> {
     let plan = super::subqueries::scalar_subqueries_as_joins(plan.clone())?;
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        nodes: Vec::new(),
+        window_close: match emit {
+            Emit::OnUpdate => None,
+            Emit::OnWindowClose { window_sizes } => Some(WindowCloseBuilder {
+                window_sizes,
+                late_row_filters: Vec::new(),
+                closing_aggregates: 0,
+            }),
+        },
+    };
     let output = builder.lower_node(&plan)?;
+    if let Some(window_close) = &builder.window_close {
+        if window_close.late_row_filters.is_empty() {
+            return Err(unsupported(
+                "EMIT ON WINDOW CLOSE over relations without a WATERMARK",
+            ));
+        }
+        if window_close.closing_aggregates == 0 {
+            return Err(unsupported(
+                "EMIT ON WINDOW CLOSE without an aggregate grouped by window_start or window_end",
+            ));
+        }
+    }
     if output != Stream::Node(builder.nodes.len().wrapping_sub(1)) {
         // The view is its input as it stands (`SELECT * FROM t`): one pass-through node.
         builder.push(Union::new(nullable_schema(plan.schema())), vec![output]);
@@ -35,9 +69,18 @@ pub fn lower(plan: &LogicalPlan) -> Result<Dataflow> {
 }
 
 /// The nodes lowered so far, in topological order.
-#[derive(Default)]
 struct Builder {
     nodes: Vec<Node>,
+    window_close: Option<WindowCloseBuilder>,
+}
+
+/// What lowering a view that emits on window close keeps track of.
+struct WindowCloseBuilder {
+    window_sizes: Vec<i128>,
+    /// One filter per relation with a watermark, shared by every scan of the relation (a HOP
+    /// reads it once per window), so each late row is counted once.
+    late_row_filters: Vec<(RelationId, Stream, WatermarkCell)>,
+    closing_aggregates: usize,
 }
 
 fn unsupported(what: &str) -> Error {
@@ -81,6 +124,11 @@ impl Builder {
                 let source_dfschema =
                     DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source_schema)?;
                 let mut stream = Stream::Relation(relation.id());
+                if let (Some(watermark), Some(_)) =
+                    (relation.relation().watermark, &self.window_close)
+                {
+                    stream = self.late_row_filter(relation.id(), watermark);
+                }
                 for filter in &scan.filters {
                     let predicate = physical(filter, &source_dfschema)?;
                     stream = self.push(Filter::new(predicate), vec![stream]);
@@ -182,8 +230,11 @@ impl Builder {
                         aggregate_call(expression, input_schema, output_type)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let operator =
+                let mut operator =
                     Aggregate::new(group_expressions, group_types, calls, output_schema)?;
+                if let Some(closing) = self.window_closing(&aggregate.group_expr)? {
+                    operator = operator.close_windows(closing)?;
+                }
                 Ok(self.push(operator, vec![input]))
             }
             LogicalPlan::Join(join) => self.lower_join(join),
@@ -231,6 +282,80 @@ impl Builder {
             | LogicalPlan::Copy(_)
             | LogicalPlan::DescribeTable(_) => Err(unsupported("a statement")),
         }
+    }
+
+    /// The stream of a watermarked relation's changes without the late ones: the relation's
+    /// filter, made on its first scan.
+    fn late_row_filter(&mut self, relation: RelationId, watermark: Watermark) -> Stream {
+        if let Some(window_close) = &self.window_close
+            && let Some((_, stream, _)) = window_close
+                .late_row_filters
+                .iter()
+                .find(|(id, _, _)| *id == relation)
+        {
+            return *stream;
+        }
+        let cell = WatermarkCell::default();
+        let filter = LateRowFilter::new(
+            relation,
+            watermark.column,
+            watermark.delay_nanoseconds,
+            cell.clone(),
+        );
+        let stream = self.push(filter, vec![Stream::Relation(relation)]);
+        if let Some(window_close) = &mut self.window_close {
+            window_close.late_row_filters.push((relation, stream, cell));
+        }
+        stream
+    }
+
+    /// For a view that emits on window close, how an aggregate grouped by `window_end` (or
+    /// `window_start` of windows of one size) closes its groups; `None` for other aggregates.
+    fn window_closing(&mut self, group_expressions: &[Expr]) -> Result<Option<WindowClosing>> {
+        let Some(window_close) = &mut self.window_close else {
+            return Ok(None);
+        };
+        let column_named = |wanted: &str| {
+            group_expressions.iter().position(
+                |expression| matches!(expression, Expr::Column(column) if column.name == wanted),
+            )
+        };
+        let (group_column, end_offset_nanoseconds) = match (
+            column_named("window_end"),
+            column_named("window_start"),
+        ) {
+            (Some(column), _) => (column, 0),
+            (None, Some(column)) => {
+                let mut sizes = window_close.window_sizes.clone();
+                sizes.sort_unstable();
+                sizes.dedup();
+                match sizes.as_slice() {
+                    [size] => (
+                        column,
+                        i64::try_from(*size).map_err(|_| unsupported("a window this long"))?,
+                    ),
+                    _ => {
+                        return Err(unsupported(
+                            "EMIT ON WINDOW CLOSE grouped by window_start of windows of different sizes (group by window_end)",
+                        ));
+                    }
+                }
+            }
+            (None, None) => return Ok(None),
+        };
+        if window_close.late_row_filters.is_empty() {
+            return Ok(None);
+        }
+        window_close.closing_aggregates += 1;
+        Ok(Some(WindowClosing {
+            group_column,
+            end_offset_nanoseconds,
+            watermarks: window_close
+                .late_row_filters
+                .iter()
+                .map(|(_, _, cell)| cell.clone())
+                .collect(),
+        }))
     }
 
     fn lower_join(&mut self, join: &datafusion::logical_expr::Join) -> Result<Stream> {

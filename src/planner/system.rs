@@ -35,14 +35,18 @@ enum SystemRelation {
     /// The recent checkpoints: epoch, when, how long (and how much of it the coordinator
     /// paused), how big, and the error of a failed one.
     Checkpoints,
+    /// Per view emitting on window close and watermarked relation it reads: the rows kept out
+    /// for arriving behind the watermark, and the watermark.
+    LateRows,
 }
 
-const SYSTEM_RELATIONS: [(&str, SystemRelation); 5] = [
+const SYSTEM_RELATIONS: [(&str, SystemRelation); 6] = [
     ("relations", SystemRelation::Relations),
     ("source_progress", SystemRelation::SourceProgress),
     ("source_errors", SystemRelation::SourceErrors),
     ("sink_progress", SystemRelation::SinkProgress),
     ("checkpoints", SystemRelation::Checkpoints),
+    ("late_rows", SystemRelation::LateRows),
 ];
 
 #[derive(Debug)]
@@ -164,6 +168,16 @@ fn schema(relation: SystemRelation) -> SchemaRef {
             Field::new("capture_ms", DataType::Float64, true),
             bigint("bytes"),
             text("error"),
+        ],
+        SystemRelation::LateRows => vec![
+            text("view"),
+            text("relation"),
+            bigint("late_rows"),
+            Field::new(
+                "watermark",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
         ],
     };
     Arc::new(Schema::new(fields))
@@ -287,6 +301,33 @@ fn columns(relation: SystemRelation, snapshot: &Snapshot) -> Vec<ArrayRef> {
                 Arc::new(StringArray::from_iter_values(
                     sinks.iter().map(|s| lock(&s.state).clone()),
                 )),
+            ]
+        }
+        SystemRelation::LateRows => {
+            let name = |id| {
+                snapshot
+                    .catalog
+                    .by_id(id)
+                    .map(|relation| relation.name.clone())
+                    .unwrap_or_default()
+            };
+            let rows = &snapshot.late_rows;
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(view, _)| name(*view)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(_, counts)| name(counts.relation)),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|(_, counts)| counts.rows as i64),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(
+                    |(_, counts)| {
+                        (counts.watermark != crate::dataflow::watermark::NO_WATERMARK)
+                            .then(|| counts.watermark.div_euclid(1000))
+                    },
+                ))),
             ]
         }
         SystemRelation::Checkpoints => {

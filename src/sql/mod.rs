@@ -1,5 +1,6 @@
 //! The Postgres dialect over DataFusion: parsing, Postgres column names and SQL types.
 
+pub mod event_time;
 pub mod names;
 pub mod streaming;
 pub mod types;
@@ -41,8 +42,23 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
         ParseError::Syntax(message.trim_start_matches("sql parser error: ").to_string())
     })?;
     for statement in &mut statements {
-        if let Statement::Standard(statement) = statement {
-            windows::expand_time_windows(statement)?;
+        match statement {
+            Statement::Standard(statement) => {
+                windows::expand_time_windows(statement)?;
+            }
+            Statement::Streaming(StreamingStatement::CreateWindowCloseView {
+                create,
+                window_sizes,
+                ..
+            }) => {
+                let mut view =
+                    datafusion::sql::sqlparser::ast::Statement::CreateView((**create).clone());
+                *window_sizes = windows::expand_time_windows(&mut view)?;
+                if let datafusion::sql::sqlparser::ast::Statement::CreateView(expanded) = view {
+                    **create = expanded;
+                }
+            }
+            Statement::Streaming(_) => {}
         }
     }
     Ok(statements)
@@ -63,7 +79,20 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
         if expecting_delimiter {
             return parser.expected("end of statement", parser.peek_token());
         }
-        let statement = if streaming::starts_streaming_statement(&parser) {
+        let statement = if let Some(clauses) = event_time::cut_event_time_clauses(&parser)? {
+            let start = parser.peek_token().span.start;
+            let mut statement = with_event_time(
+                clauses.remaining,
+                clauses.watermark,
+                clauses.emit_on_window_close,
+            )?;
+            for _ in 0..clauses.length {
+                parser.next_token_no_skip();
+            }
+            let end = parser.peek_token().span.start;
+            statement.set_sql(statement_text(sql, start, end));
+            Statement::Streaming(statement)
+        } else if streaming::starts_streaming_statement(&parser) {
             let start = parser.peek_token().span.start;
             let mut statement = streaming::parse_streaming_statement(&mut parser)?;
             let end = parser.peek_token().span.start;
@@ -76,6 +105,64 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// Parses a statement whose event-time clauses were cut out of its tokens, and puts them back
+/// into the statement.
+fn with_event_time(
+    tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+    watermark: Option<event_time::WatermarkClause>,
+    emit_on_window_close: bool,
+) -> Result<StreamingStatement, ParserError> {
+    use datafusion::sql::sqlparser::ast::Statement as Ast;
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let statement = if streaming::starts_streaming_statement(&parser) {
+        match streaming::parse_streaming_statement(&mut parser)? {
+            StreamingStatement::CreateSource(mut source) if !emit_on_window_close => {
+                source.watermark = watermark;
+                StreamingStatement::CreateSource(source)
+            }
+            _ => {
+                return Err(ParserError::ParserError(
+                    "WATERMARK FOR belongs among the columns of CREATE TABLE or CREATE SOURCE"
+                        .into(),
+                ));
+            }
+        }
+    } else {
+        match (parser.parse_statement()?, watermark) {
+            (Ast::CreateTable(create), Some(watermark)) if !emit_on_window_close => {
+                StreamingStatement::CreateTable {
+                    sql: String::new(),
+                    create: Box::new(create),
+                    watermark,
+                }
+            }
+            (Ast::CreateView(create), None) if create.materialized => {
+                StreamingStatement::CreateWindowCloseView {
+                    sql: String::new(),
+                    create: Box::new(create),
+                    window_sizes: Vec::new(),
+                }
+            }
+            (Ast::CreateView(_), None) => {
+                return Err(ParserError::ParserError(
+                    "EMIT ON WINDOW CLOSE needs a materialized view".into(),
+                ));
+            }
+            _ => {
+                return Err(ParserError::ParserError(
+                    "WATERMARK FOR belongs among the columns of CREATE TABLE or CREATE SOURCE"
+                        .into(),
+                ));
+            }
+        }
+    };
+    if parser.peek_token().token != Token::EOF {
+        return parser.expected("end of statement", parser.peek_token());
+    }
+    Ok(statement)
 }
 
 /// The text between two token positions; `end` at line 0 (the end of input) means the rest.

@@ -3,10 +3,11 @@
 
 use std::fmt;
 
-use datafusion::sql::sqlparser::ast::ColumnDef;
+use datafusion::sql::sqlparser::ast::{ColumnDef, CreateTable, CreateView};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::event_time::WatermarkClause;
 use super::identifier;
 
 /// A statement sqlparser does not know.
@@ -24,6 +25,22 @@ pub enum StreamingStatement {
     Show(ConnectorKind),
     /// Waits until every source has ingested what its topics held when FLUSH began.
     Flush,
+    /// CREATE TABLE with a WATERMARK among its columns.
+    CreateTable {
+        /// The statement as written: what the catalog keeps and recovery plans again.
+        sql: String,
+        create: Box<CreateTable>,
+        watermark: WatermarkClause,
+    },
+    /// CREATE MATERIALIZED VIEW ... EMIT ON WINDOW CLOSE.
+    CreateWindowCloseView {
+        /// The statement as written: what the catalog keeps and recovery plans again.
+        sql: String,
+        /// With its TUMBLE and HOP windows expanded.
+        create: Box<CreateView>,
+        /// The sizes of those windows, in nanoseconds.
+        window_sizes: Vec<i128>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +72,8 @@ pub struct CreateSource {
     pub include: Vec<Include>,
     /// `ERRORS TO KAFKA TOPIC 'name'`: malformed messages are also forwarded there.
     pub errors_topic: Option<String>,
+    /// `WATERMARK FOR column AS ...` among the columns.
+    pub watermark: Option<WatermarkClause>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +171,8 @@ impl StreamingStatement {
             StreamingStatement::CreateConnection(create) => create.sql = text.to_string(),
             StreamingStatement::CreateSource(create) => create.sql = text.to_string(),
             StreamingStatement::CreateSink(create) => create.sql = text.to_string(),
+            StreamingStatement::CreateTable { sql, .. }
+            | StreamingStatement::CreateWindowCloseView { sql, .. } => *sql = text.to_string(),
             StreamingStatement::Drop { .. }
             | StreamingStatement::Show(_)
             | StreamingStatement::Flush => {}
@@ -247,6 +268,7 @@ fn create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
         envelope: Envelope::None,
         include: Vec::new(),
         errors_topic: None,
+        watermark: None,
     };
     // The clauses after FROM KAFKA may come in any order, each at most once.
     let mut seen = Vec::new();

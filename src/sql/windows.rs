@@ -26,15 +26,20 @@ const MOST_WINDOWS_PER_ROW: i64 = 100;
 
 const NANOSECONDS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 
-/// Replaces every TUMBLE(...) and HOP(...) in `statement`'s FROM clauses by its subquery.
-pub fn expand_time_windows(statement: &mut Statement) -> Result<(), ParseError> {
-    match statement.visit(&mut WindowExpander) {
+/// Replaces every TUMBLE(...) and HOP(...) in `statement`'s FROM clauses by its subquery, and
+/// returns the windows' sizes in nanoseconds.
+pub fn expand_time_windows(statement: &mut Statement) -> Result<Vec<i128>, ParseError> {
+    let mut expander = WindowExpander::default();
+    match statement.visit(&mut expander) {
         ControlFlow::Break(error) => Err(error),
-        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Continue(()) => Ok(expander.sizes),
     }
 }
 
-struct WindowExpander;
+#[derive(Default)]
+struct WindowExpander {
+    sizes: Vec<i128>,
+}
 
 impl VisitorMut for WindowExpander {
     type Break = ParseError;
@@ -55,7 +60,8 @@ impl VisitorMut for WindowExpander {
         }
         let expanded = window_subquery(&function, &arguments.args, alias.take());
         match expanded {
-            Ok(derived) => {
+            Ok((derived, size)) => {
+                self.sizes.push(size);
                 *factor = derived;
                 ControlFlow::Continue(())
             }
@@ -72,7 +78,7 @@ fn window_subquery(
     function: &str,
     arguments: &[FunctionArg],
     alias: Option<TableAlias>,
-) -> Result<TableFactor, ParseError> {
+) -> Result<(TableFactor, i128), ParseError> {
     let name = function.to_uppercase();
     let expressions = arguments
         .iter()
@@ -106,8 +112,8 @@ fn window_subquery(
             )));
         }
     };
-    let size_nanoseconds = duration(&name, "size", size)?;
-    let slide_nanoseconds = duration(&name, "slide", slide)?;
+    let size_nanoseconds = duration(&name, "size", size, false)?;
+    let slide_nanoseconds = duration(&name, "slide", slide, false)?;
     if size_nanoseconds % slide_nanoseconds != 0 {
         return Err(invalid(format!(
             "HOP size ({size}) must be a multiple of its slide ({slide})"
@@ -153,17 +159,23 @@ fn window_subquery(
             at: None,
         }
     });
-    Ok(TableFactor::Derived {
+    let derived = TableFactor::Derived {
         lateral: false,
         subquery,
         alias: Some(alias),
         sample: None,
-    })
+    };
+    Ok((derived, size_nanoseconds))
 }
 
 /// A window length in nanoseconds: a constant, positive interval without months (a month has
-/// no fixed length).
-fn duration(function: &str, what: &str, expression: &Expr) -> Result<i128, ParseError> {
+/// no fixed length). `zero_allowed` admits a zero interval too.
+pub(super) fn duration(
+    function: &str,
+    what: &str,
+    expression: &Expr,
+    zero_allowed: bool,
+) -> Result<i128, ParseError> {
     let not_constant = || {
         invalid(format!(
             "the {what} of {function} must be a constant interval such as INTERVAL '10 seconds', not {expression}"
@@ -192,9 +204,14 @@ fn duration(function: &str, what: &str, expression: &Expr) -> Result<i128, Parse
     }
     let nanoseconds =
         i128::from(parsed.days) * NANOSECONDS_PER_DAY + i128::from(parsed.nanoseconds);
-    if nanoseconds <= 0 {
+    if nanoseconds < 0 || (nanoseconds == 0 && !zero_allowed) {
+        let bound = if zero_allowed {
+            "must not be negative"
+        } else {
+            "must be positive"
+        };
         return Err(invalid(format!(
-            "the {what} of {function} must be positive, not {expression}"
+            "the {what} of {function} {bound}, not {expression}"
         )));
     }
     Ok(nanoseconds)

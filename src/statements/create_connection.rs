@@ -36,6 +36,7 @@ pub(super) async fn execute(session: &Session, create: &CreateConnection) -> Res
         depends_on: Vec::new(),
         dataflow: None,
         connector: Some(ConnectorDefinition::Connection(endpoint)),
+        watermark: None,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE CONNECTION")))

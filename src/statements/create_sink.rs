@@ -91,6 +91,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSink) -> Result<Qu
         depends_on,
         dataflow: None,
         connector: Some(ConnectorDefinition::Sink(Arc::new(definition))),
+        watermark: None,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SINK")))

@@ -35,6 +35,11 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
             true,
         ));
     }
+    let watermark = create
+        .watermark
+        .as_ref()
+        .map(|clause| super::create_table::resolve_watermark(clause, &all_fields))
+        .transpose()?;
     let topic = create
         .kafka
         .topic
@@ -79,6 +84,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         depends_on: connection.into_iter().collect(),
         dataflow: None,
         connector: Some(ConnectorDefinition::Source(Arc::new(definition))),
+        watermark,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SOURCE")))

@@ -1,21 +1,29 @@
-//! CREATE TABLE: columns with Postgres types and NOT NULL.
+//! CREATE TABLE: columns with Postgres types and NOT NULL, and an optional event time
+//! (`WATERMARK FOR`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable, Statement};
 
-use crate::catalog::RelationKind;
+use crate::catalog::{RelationKind, Watermark};
 use crate::coordinator::NewRelation;
 use crate::error::{PlanError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
+use crate::sql::event_time::WatermarkClause;
 use crate::sql::{identifier, relation_name, types};
 
 /// Field metadata key holding the declared length of a VARCHAR(n) column, checked on writes.
 pub const MAX_LENGTH_KEY: &str = "tributary.max_length";
 
-pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<QueryResult> {
+/// `event_time` is the WATERMARK clause, with the statement as written (which the catalog keeps:
+/// sqlparser cannot print the clause back).
+pub(super) async fn execute(
+    session: &Session,
+    create: &CreateTable,
+    event_time: Option<(&WatermarkClause, &str)>,
+) -> Result<QueryResult> {
     if create.query.is_some() {
         return Err(
             PlanError::Unsupported("CREATE TABLE ... AS is not supported yet".into()).into(),
@@ -28,8 +36,15 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
     }
     let name = relation_name(&create.name)?;
     let fields = fields(&create.columns)?;
+    let watermark = event_time
+        .map(|(clause, _)| resolve_watermark(clause, &fields))
+        .transpose()?;
+    let sql = match event_time {
+        Some((_, written)) => written.to_string(),
+        None => Statement::CreateTable(create.clone()).to_string(),
+    };
     let relation = NewRelation {
-        sql: Statement::CreateTable(create.clone()).to_string(),
+        sql,
         recovered_id: None,
         name,
         kind: RelationKind::Table,
@@ -38,9 +53,30 @@ pub(super) async fn execute(session: &Session, create: &CreateTable) -> Result<Q
         depends_on: Vec::new(),
         dataflow: None,
         connector: None,
+        watermark,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
+}
+
+/// The column a WATERMARK clause names among `fields`, which must be a timestamp, and its delay.
+pub(super) fn resolve_watermark(clause: &WatermarkClause, fields: &[Field]) -> Result<Watermark> {
+    let (column, delay_nanoseconds) = clause.resolve()?;
+    let index = fields
+        .iter()
+        .position(|field| field.name() == &column)
+        .ok_or_else(|| PlanError::UndefinedColumn(column.clone()))?;
+    if !matches!(fields[index].data_type(), DataType::Timestamp(_, _)) {
+        return Err(PlanError::DatatypeMismatch(format!(
+            "WATERMARK FOR {column}: an event time must be a timestamp or timestamptz, not {}",
+            crate::server::arrow_type_name(fields[index].data_type())
+        ))
+        .into());
+    }
+    Ok(Watermark {
+        column: index,
+        delay_nanoseconds,
+    })
 }
 
 /// Arrow fields for column definitions: Postgres types, NOT NULL, VARCHAR(n) lengths.

@@ -13,11 +13,17 @@ use super::plan;
 use crate::catalog::{RelationId, RelationKind};
 use crate::coordinator::NewRelation;
 use crate::error::{CatalogError, PlanError, Result};
-use crate::planner::lower::lower;
+use crate::planner::lower::{Emit, lower};
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::{identifier, names, relation_name};
 
-pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<QueryResult> {
+/// `window_close` is set for `EMIT ON WINDOW CLOSE`: the sizes of the view's windows, and the
+/// statement as written (which the catalog keeps: sqlparser cannot print the clause back).
+pub(super) async fn execute(
+    session: &Session,
+    create: &CreateView,
+    window_close: Option<(&[i128], &str)>,
+) -> Result<QueryResult> {
     if create.or_replace || create.or_alter {
         return Err(
             PlanError::Unsupported("CREATE OR REPLACE VIEW is not supported yet".into()).into(),
@@ -55,11 +61,22 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
     let optimized = session.state.optimize(&logical)?;
     let schema = view_schema(create, &optimized)?;
     let dataflow = match kind {
-        RelationKind::MaterializedView => Some(lower(&optimized)?),
+        RelationKind::MaterializedView => {
+            let emit = match window_close {
+                Some((window_sizes, _)) => Emit::OnWindowClose {
+                    window_sizes: window_sizes.to_vec(),
+                },
+                None => Emit::OnUpdate,
+            };
+            Some(lower(&optimized, emit)?)
+        }
         _ => None,
     };
     let relation = NewRelation {
-        sql: Statement::CreateView(create.clone()).to_string(),
+        sql: match window_close {
+            Some((_, written)) => written.to_string(),
+            None => Statement::CreateView(create.clone()).to_string(),
+        },
         recovered_id: None,
         name,
         kind,
@@ -68,6 +85,7 @@ pub(super) async fn execute(session: &Session, create: &CreateView) -> Result<Qu
         depends_on,
         dataflow,
         connector: None,
+        watermark: None,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new(tag)))

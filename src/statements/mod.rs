@@ -61,6 +61,16 @@ async fn execute_streaming(
         } => drop_connector::execute(session, *kind, names, *if_exists, *cascade).await,
         StreamingStatement::Show(kind) => show_connectors::execute(session, *kind),
         StreamingStatement::Flush => flush::execute(session).await,
+        StreamingStatement::CreateTable {
+            sql,
+            create,
+            watermark,
+        } => create_table::execute(session, create, Some((watermark, sql))).await,
+        StreamingStatement::CreateWindowCloseView {
+            sql,
+            create,
+            window_sizes,
+        } => create_view::execute(session, create, Some((window_sizes, sql))).await,
     }
 }
 
@@ -76,8 +86,8 @@ async fn execute_standard(
         Statement::Insert(_) => insert::execute(session, statement, parameters).await,
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
-        Statement::CreateTable(create) => create_table::execute(session, create).await,
-        Statement::CreateView(create) => create_view::execute(session, create).await,
+        Statement::CreateTable(create) => create_table::execute(session, create, None).await,
+        Statement::CreateView(create) => create_view::execute(session, create, None).await,
         Statement::Drop {
             object_type,
             if_exists,

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub connectors: Arc<crate::connectors::status::ConnectorStatuses>,
     /// Recent checkpoints and how they went; `None` for a server without a data directory.
     pub checkpoints: Option<Arc<crate::coordinator::CheckpointReports>>,
+    /// Per view that emits on window close and relation it reads with a watermark: the rows
+    /// kept out for arriving late, and the watermark.
+    pub late_rows: Vec<(RelationId, crate::dataflow::watermark::LateRows)>,
 }
 
 impl Snapshot {
