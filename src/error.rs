@@ -327,6 +327,11 @@ fn classify_datafusion(error: &DataFusionError) -> Error {
             },
         },
         DataFusionError::IoError(io) => ExecutionError::Internal(io.to_string()).into(),
+        // Parquet is compiled in (datafusion-pg-catalog asks for DataFusion's default features)
+        // but Tributary reads no Parquet files.
+        DataFusionError::ParquetError(parquet) => {
+            ExecutionError::Internal(parquet.to_string()).into()
+        }
         DataFusionError::ObjectStore(store) => ExecutionError::Internal(store.to_string()).into(),
         DataFusionError::ExecutionJoin(join) => ExecutionError::Internal(join.to_string()).into(),
         DataFusionError::ResourcesExhausted(message)

@@ -40,6 +40,7 @@ pub mod connectors;
 pub mod coordinator;
 pub mod dataflow;
 pub mod error;
+pub mod pg_catalog;
 pub mod planner;
 pub mod recovery;
 pub mod server;

@@ -73,10 +73,6 @@ pub fn session_context(
             .clone()
             .with_aliases(["variance"]),
     );
-    // Registered after DataFusion's own, so version() is Tributary's.
-    for function in super::session_functions::session_functions(variables) {
-        context.register_udf(function);
-    }
     let public = Arc::new(UserSchema {
         pinned: Arc::clone(&pinned),
         context: OnceLock::new(),
@@ -88,9 +84,14 @@ pub fn session_context(
     datafusion::catalog::CatalogProvider::register_schema(
         &catalog,
         SYSTEM_SCHEMA,
-        Arc::new(super::system::SystemSchema::new(pinned)),
+        Arc::new(super::system::SystemSchema::new(Arc::clone(&pinned))),
     )?;
     context.register_catalog(CATALOG, Arc::new(catalog));
+    crate::pg_catalog::install(&context, Arc::clone(&pinned))?;
+    // Registered after DataFusion's and pg_catalog's, so version() is Tributary's.
+    for function in super::session_functions::session_functions(variables) {
+        context.register_udf(function);
+    }
     Ok(context)
 }
 

@@ -4,7 +4,7 @@
 mod encode;
 mod parameters;
 mod statement;
-mod types;
+pub(crate) mod types;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -13,14 +13,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Sink;
+use futures::SinkExt;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{Response, Tag};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::Describe;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -296,6 +299,39 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// Describing a statement that returns no rows but takes parameters (`INSERT ... VALUES
+    /// ($1)`) must answer ParameterDescription and NoData; pgwire's default sends an empty
+    /// RowDescription instead, and PgJDBC then expects rows from the INSERT.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        const STATEMENT: u8 = b'S';
+        if message.target_type == STATEMENT {
+            let name = message.name.as_deref().unwrap_or("");
+            if let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
+                && statement.statement.result_schema.is_none()
+            {
+                let described = self.do_describe_statement(client, &statement).await?;
+                client
+                    .send(PgWireBackendMessage::ParameterDescription(
+                        ParameterDescription::new(
+                            described.parameters.iter().map(|t| t.oid()).collect(),
+                        ),
+                    ))
+                    .await?;
+                client
+                    .send(PgWireBackendMessage::NoData(NoData::default()))
+                    .await?;
+                return Ok(());
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_query<C>(

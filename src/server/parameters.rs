@@ -57,6 +57,10 @@ fn decode_one(
                     index + 1
                 ))
             })?;
+            let text = match target {
+                DataType::Date32 | DataType::Timestamp(_, None) => without_utc_offset(text),
+                _ => text,
+            };
             ScalarValue::Utf8(Some(text.to_string()))
         }
         FieldFormat::Binary => decode_binary(portal, index, pg_type)?,
@@ -65,6 +69,33 @@ fn decode_one(
         return Ok(value);
     }
     Ok(value.cast_to(target)?)
+}
+
+/// A date or timestamp without time zone ignores the UTC offset written after it, as Postgres
+/// does: PgJDBC sends `setDate` as `2026-01-02 +00` and `setTimestamp` with the JVM's offset.
+fn without_utc_offset(text: &str) -> &str {
+    let trimmed = text.trim_end();
+    let Some(sign) = trimmed.rfind(['+', '-']) else {
+        return text;
+    };
+    let offset = &trimmed[sign + 1..];
+    // The sign must follow a time or a space (not the dashes of the date itself), and what
+    // comes after it must read as hh, hh:mm or hh:mm:ss.
+    let follows_time = trimmed[..sign]
+        .chars()
+        .last()
+        .is_some_and(|before| before == ' ' || before.is_ascii_digit())
+        && trimmed[..sign].contains([' ', 'T', ':']);
+    let is_offset = !offset.is_empty()
+        && offset.len() <= 8
+        && offset
+            .split(':')
+            .all(|part| part.len() == 2 && part.chars().all(|c| c.is_ascii_digit()));
+    if follows_time && is_offset {
+        trimmed[..sign].trim_end()
+    } else {
+        text
+    }
 }
 
 fn decode_binary(
@@ -133,6 +164,29 @@ fn decode_binary(
                 .parameter::<Vec<u8>>(index, pg_type)
                 .map_err(invalid)?,
         ),
+        Type::INTERVAL => match portal.parameters.get(index).cloned().flatten() {
+            None => ScalarValue::IntervalMonthDayNano(None),
+            // Microseconds (8 bytes), then days and months (4 bytes each), big-endian.
+            Some(bytes) => {
+                let raw: [u8; 16] = bytes.as_ref().try_into().map_err(|_| {
+                    Error::from(ExecutionError::InvalidTextRepresentation(format!(
+                        "parameter ${}: a binary interval is 16 bytes, not {}",
+                        index + 1,
+                        bytes.len()
+                    )))
+                })?;
+                let microseconds = i64::from_be_bytes(raw[0..8].try_into().unwrap_or_default());
+                let days = i32::from_be_bytes(raw[8..12].try_into().unwrap_or_default());
+                let months = i32::from_be_bytes(raw[12..16].try_into().unwrap_or_default());
+                ScalarValue::IntervalMonthDayNano(Some(
+                    datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+                        months,
+                        days,
+                        microseconds.saturating_mul(1000),
+                    ),
+                ))
+            }
+        },
         ref other => {
             return Err(PlanError::Unsupported(format!(
                 "binary parameters of type {} are not supported; send them as text",
@@ -141,4 +195,28 @@ fn decode_binary(
             .into());
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_utc_offset;
+
+    #[test]
+    fn offsets_after_dates_and_times_are_dropped() {
+        assert_eq!(without_utc_offset("2026-01-02 +00"), "2026-01-02");
+        assert_eq!(
+            without_utc_offset("2026-01-02 03:04:05+01"),
+            "2026-01-02 03:04:05"
+        );
+        assert_eq!(
+            without_utc_offset("2026-01-02 03:04:05.5-05:30"),
+            "2026-01-02 03:04:05.5"
+        );
+        assert_eq!(without_utc_offset("2026-01-02"), "2026-01-02");
+        assert_eq!(
+            without_utc_offset("2026-01-02 03:04:05"),
+            "2026-01-02 03:04:05"
+        );
+        assert_eq!(without_utc_offset("-2026"), "-2026");
+    }
 }

@@ -99,7 +99,13 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
             statement.set_sql(statement_text(sql, start, end));
             Statement::Streaming(statement)
         } else {
-            Statement::Standard(parser.parse_statement()?)
+            let start = parser.peek_token().span.start;
+            let statement = parser.parse_statement()?;
+            let end = parser.peek_token().span.start;
+            Statement::Standard(crate::pg_catalog::rewrite::for_catalog_queries(
+                statement_text(sql, start, end),
+                statement,
+            ))
         };
         statements.push(statement);
         expecting_delimiter = true;

@@ -105,7 +105,9 @@ async fn execute_standard(
         | Statement::Deallocate { .. }
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
-        | Statement::Rollback { .. } => set::execute(session, statement),
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => set::execute(session, statement),
         other => Err(PlanError::Unsupported(format!(
             "statement not supported: {}",
             first_words(&other.to_string())

@@ -119,11 +119,18 @@ pub(super) fn execute(session: &Session, statement: &Statement) -> Result<QueryR
             rows: None,
             transaction: Some(TransactionChange::End),
         })),
+        // Every statement commits on its own (see the README), so savepoints mark nothing and
+        // ROLLBACK TO one leaves the transaction block open, as in Postgres.
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Ok(command("ROLLBACK")),
         Statement::Rollback { .. } => Ok(QueryResult::Command(CommandTag {
             command: "ROLLBACK".into(),
             rows: None,
             transaction: Some(TransactionChange::End),
         })),
+        Statement::Savepoint { .. } => Ok(command("SAVEPOINT")),
+        Statement::ReleaseSavepoint { .. } => Ok(command("RELEASE")),
         other => Err(PlanError::Unsupported(format!("statement not supported: {other}")).into()),
     }
 }

@@ -1,0 +1,686 @@
+//! pg_catalog for Postgres clients and BI tools: datafusion-pg-catalog's tables and functions,
+//! with what it lacks filled from Tributary's catalog (materialized views, view definitions).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::kernels::zip::zip;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DataFusionResult};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
+
+use crate::catalog::RelationKind;
+use crate::planner::context::{CATALOG, PUBLIC_SCHEMA, PinnedSnapshot};
+
+pub mod rewrite;
+
+pub const PG_CATALOG_SCHEMA: &str = "pg_catalog";
+
+/// Installs pg_catalog and the functions clients call into a session's context. Tributary's
+/// own session functions are registered after this, so theirs (version(), current_database())
+/// win where both exist.
+pub fn install(context: &SessionContext, pinned: Arc<PinnedSnapshot>) -> DataFusionResult<()> {
+    // The library's setup registers its functions, type names and coercions, and a pg_catalog
+    // over the session's own catalog list, which would hold the context that holds it: a
+    // cycle that leaks every session. That schema is replaced below by one reading the
+    // pinned snapshot.
+    datafusion_pg_catalog::setup_pg_catalog(context, CATALOG, EmptyContextProvider)
+        .map_err(|error| *error)?;
+    let catalog = context
+        .catalog(CATALOG)
+        .ok_or_else(|| DataFusionError::Internal(format!("no catalog {CATALOG}")))?;
+    let library = Arc::new(PgCatalogSchemaProvider::try_new(
+        SnapshotCatalog {
+            pinned: Arc::clone(&pinned),
+        },
+        static_tables()?,
+        EmptyContextProvider,
+    )?);
+    catalog.register_schema(PG_CATALOG_SCHEMA, Arc::new(PgCatalog { library, pinned }))?;
+    for function in missing_functions() {
+        context.register_udf(function);
+    }
+    Ok(())
+}
+
+/// pg_type, pg_proc and the other fixed tables, decoded once per process and shared by every
+/// session.
+fn static_tables() -> DataFusionResult<Arc<PgCatalogStaticTables>> {
+    static TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
+    if let Some(tables) = TABLES.get() {
+        return Ok(Arc::clone(tables));
+    }
+    let tables = Arc::new(PgCatalogStaticTables::try_new()?);
+    Ok(Arc::clone(TABLES.get_or_init(|| tables)))
+}
+
+/// What the library's pg_class, pg_attribute and pg_namespace list: the public schema's
+/// relations, as of the statement's snapshot. The `tributary` system relations stay out: every
+/// relation listed here is on the search path (the library's pg_table_is_visible says yes to
+/// all), which they are not.
+#[derive(Debug, Clone)]
+struct SnapshotCatalog {
+    pinned: Arc<PinnedSnapshot>,
+}
+
+#[async_trait]
+impl CatalogInfo for SnapshotCatalog {
+    async fn catalog_names(&self) -> DataFusionResult<Vec<String>> {
+        Ok(vec![CATALOG.to_string()])
+    }
+
+    async fn schema_names(&self, catalog: &str) -> DataFusionResult<Option<Vec<String>>> {
+        Ok((catalog == CATALOG).then(|| vec![PUBLIC_SCHEMA.to_string()]))
+    }
+
+    async fn table_names(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> DataFusionResult<Option<Vec<String>>> {
+        if catalog != CATALOG {
+            return Ok(None);
+        }
+        Ok(match schema {
+            PUBLIC_SCHEMA => Some(
+                self.pinned
+                    .get()
+                    .catalog
+                    .relations()
+                    .filter(|relation| relation.kind.is_queryable())
+                    .map(|relation| relation.name.clone())
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> DataFusionResult<Option<SchemaRef>> {
+        if catalog != CATALOG {
+            return Ok(None);
+        }
+        Ok(match schema {
+            PUBLIC_SCHEMA => self
+                .pinned
+                .get()
+                .catalog
+                .get(table)
+                .filter(|relation| relation.kind.is_queryable())
+                .map(|relation| Arc::clone(&relation.schema)),
+            _ => None,
+        })
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> DataFusionResult<Option<TableType>> {
+        if catalog != CATALOG {
+            return Ok(None);
+        }
+        Ok(match schema {
+            PUBLIC_SCHEMA => self.pinned.get().catalog.get(table).map(|relation| {
+                match relation.kind {
+                    RelationKind::Table | RelationKind::Source => TableType::Base,
+                    // pg_class shows materialized views as 'm' (see Patch).
+                    RelationKind::View
+                    | RelationKind::MaterializedView
+                    | RelationKind::Sink
+                    | RelationKind::Connection => TableType::View,
+                }
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// Functions psql's `\\d` family calls that the library does not define. Tributary has no user
+/// functions, types or comments: every object is visible, and descriptions are NULL.
+fn missing_functions() -> Vec<ScalarUDF> {
+    vec![
+        constant("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
+        constant("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
+        constant(
+            "pg_get_function_result",
+            ScalarValue::Utf8(Some(String::new())),
+        ),
+        constant(
+            "pg_get_function_arguments",
+            ScalarValue::Utf8(Some(String::new())),
+        ),
+        constant("col_description", ScalarValue::Utf8(None)),
+        constant("obj_description", ScalarValue::Utf8(None)),
+        constant("shobj_description", ScalarValue::Utf8(None)),
+        // There are no indexes, constraints or triggers to describe.
+        constant("pg_get_indexdef", ScalarValue::Utf8(None)),
+        constant("pg_get_triggerdef", ScalarValue::Utf8(None)),
+        constant("pg_get_ruledef", ScalarValue::Utf8(None)),
+        // Rows live in memory, not in relation files: nothing on disk to measure.
+        constant("pg_table_size", ScalarValue::Int64(Some(0))),
+        constant("pg_indexes_size", ScalarValue::Int64(Some(0))),
+        constant("pg_database_size", ScalarValue::Int64(Some(0))),
+        ScalarUDF::new_from_impl(SizePretty::default()),
+        // PgJDBC's getPrimaryKeys numbers index keys with information_schema._pg_expandarray
+        // (a record of the element and its position); there are no indexes to expand.
+        constant(
+            "_pg_expandarray",
+            ScalarValue::Struct(Arc::new(datafusion::arrow::array::StructArray::new_null(
+                vec![
+                    Field::new("x", DataType::Int16, true),
+                    Field::new("n", DataType::Int32, true),
+                ]
+                .into(),
+                1,
+            ))),
+        ),
+    ]
+}
+
+fn constant(name: &str, value: ScalarValue) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Constant {
+        name: name.to_string(),
+        signature: Signature::variadic_any(Volatility::Stable),
+        value,
+    })
+}
+
+/// A catalog function whose answer does not depend on its arguments, whatever they are.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Constant {
+    name: String,
+    signature: Signature,
+    value: ScalarValue,
+}
+
+impl ScalarUDFImpl for Constant {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
+        Ok(self.value.data_type())
+    }
+
+    fn invoke_with_args(&self, arguments: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        let rows = arguments.args.iter().find_map(|argument| match argument {
+            ColumnarValue::Array(array) => Some(array.len()),
+            ColumnarValue::Scalar(_) => None,
+        });
+        Ok(match rows {
+            Some(rows) => ColumnarValue::Array(self.value.to_array_of_size(rows)?),
+            None => ColumnarValue::Scalar(self.value.clone()),
+        })
+    }
+}
+
+/// `pg_size_pretty(bytes)`: Postgres's rounding, halving into kB, MB, GB, TB and PB while the
+/// number is at least 10,240 of the current unit.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SizePretty {
+    signature: Signature,
+}
+
+impl Default for SizePretty {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Int64], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SizePretty {
+    fn name(&self) -> &str {
+        "pg_size_pretty"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, arguments: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        let sizes = ColumnarValue::values_to_arrays(&arguments.args)?;
+        let sizes = sizes
+            .first()
+            .and_then(|sizes| sizes.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(|| DataFusionError::Internal("pg_size_pretty takes a bigint".into()))?;
+        let pretty: StringArray = sizes.iter().map(|size| size.map(size_pretty)).collect();
+        Ok(ColumnarValue::Array(Arc::new(pretty)))
+    }
+}
+
+fn size_pretty(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes.unsigned_abs() < 10 * 1024 {
+        return format!("{bytes} bytes");
+    }
+    // Each step halves first, then rounds the last halving: Postgres's half_rounded().
+    let mut size = bytes / 512;
+    let mut unit = 0;
+    while size.unsigned_abs() >= 20 * 1024 - 1 && unit + 1 < UNITS.len() {
+        size /= 1024;
+        unit += 1;
+    }
+    let rounded = (size + size.signum()) / 2;
+    format!("{rounded} {}", UNITS[unit])
+}
+
+/// The library's pg_catalog, with the relations it leaves empty or gets wrong for Tributary
+/// answered from the pinned snapshot.
+#[derive(Debug)]
+struct PgCatalog {
+    library: Arc<PgCatalogSchemaProvider<SnapshotCatalog, EmptyContextProvider>>,
+    pinned: Arc<PinnedSnapshot>,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.library.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DataFusionResult<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = self.library.table(name).await? else {
+            return Ok(None);
+        };
+        let patch = match name.to_ascii_lowercase().as_str() {
+            "pg_class" => Patch::MaterializedViewKinds,
+            "pg_attribute" => Patch::ColumnConstraints,
+            "pg_views" => Patch::Views,
+            "pg_matviews" => Patch::MaterializedViews,
+            _ => return Ok(Some(table)),
+        };
+        Ok(Some(Arc::new(PatchedTable {
+            library: table,
+            library_schema: Arc::clone(&self.library) as Arc<dyn SchemaProvider>,
+            patch,
+            pinned: Arc::clone(&self.pinned),
+        })))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.library.table_exist(name)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Patch {
+    /// pg_class knows only tables and views: materialized views become relkind 'm'.
+    MaterializedViewKinds,
+    /// pg_attribute sees the columns as DataFusion scans them (all nullable, no type
+    /// modifiers, some types unknown): NOT NULL, NUMERIC(p, s) and the type OIDs the protocol
+    /// sends come from the catalog.
+    ColumnConstraints,
+    /// pg_views is empty in the library: one row per view, with its definition.
+    Views,
+    /// pg_matviews likewise, per materialized view.
+    MaterializedViews,
+}
+
+/// One of the library's tables, corrected when scanned.
+#[derive(Debug)]
+struct PatchedTable {
+    library: Arc<dyn TableProvider>,
+    /// The library's pg_catalog, for the relations a patch joins with.
+    library_schema: Arc<dyn SchemaProvider>,
+    patch: Patch,
+    pinned: Arc<PinnedSnapshot>,
+}
+
+/// Columns of pg_class the library leaves out, NULL for every relation: storage options and
+/// access privileges.
+const PG_CLASS_EXTRA_COLUMNS: [&str; 2] = ["reloptions", "relacl"];
+
+#[async_trait]
+impl TableProvider for PatchedTable {
+    fn schema(&self) -> SchemaRef {
+        let library = self.library.schema();
+        match self.patch {
+            Patch::MaterializedViewKinds => {
+                let mut fields: Vec<FieldRef> = library.fields().iter().cloned().collect();
+                for name in PG_CLASS_EXTRA_COLUMNS {
+                    if library.index_of(name).is_err() {
+                        fields.push(Arc::new(Field::new(
+                            name,
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                            true,
+                        )));
+                    }
+                }
+                Arc::new(Schema::new(fields))
+            }
+            _ => library,
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        self.library.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let batch = match self.patch {
+            Patch::MaterializedViewKinds => {
+                let batches = scan_all(self.library.as_ref(), state).await?;
+                let batches = batches
+                    .iter()
+                    .map(|batch| self.with_extra_columns(self.materialized_view_kinds(batch)?))
+                    .collect::<DataFusionResult<Vec<_>>>()?;
+                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
+                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
+            }
+            Patch::ColumnConstraints => {
+                let public_relations = self.public_relation_oids(state).await?;
+                let batches = scan_all(self.library.as_ref(), state).await?;
+                let batches = batches
+                    .iter()
+                    .map(|batch| self.column_constraints(batch, &public_relations))
+                    .collect::<DataFusionResult<Vec<_>>>()?;
+                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
+                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
+            }
+            Patch::Views => self.views(&schema, RelationKind::View)?,
+            Patch::MaterializedViews => self.views(&schema, RelationKind::MaterializedView)?,
+        };
+        MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
+            .map(|exec| exec as Arc<dyn ExecutionPlan>)
+    }
+}
+
+impl PatchedTable {
+    /// The relations of the public schema by pg_class oid, from the library's own tables (it
+    /// numbers them).
+    async fn public_relation_oids(
+        &self,
+        state: &dyn Session,
+    ) -> DataFusionResult<HashMap<i64, String>> {
+        let mut public_namespace = None;
+        if let Some(namespaces) = self.library_schema.table("pg_namespace").await? {
+            for batch in scan_all(namespaces.as_ref(), state).await? {
+                let oids = integer_column(&batch, "oid")?;
+                let names = text_column(&batch, "nspname")?;
+                for (oid, name) in oids.into_iter().zip(names) {
+                    if name.as_deref() == Some(PUBLIC_SCHEMA) {
+                        public_namespace = oid;
+                    }
+                }
+            }
+        }
+        let mut relations = HashMap::new();
+        if let (Some(public), Some(classes)) = (
+            public_namespace,
+            self.library_schema.table("pg_class").await?,
+        ) {
+            for batch in scan_all(classes.as_ref(), state).await? {
+                let oids = integer_column(&batch, "oid")?;
+                let names = text_column(&batch, "relname")?;
+                let namespaces = integer_column(&batch, "relnamespace")?;
+                for ((oid, name), namespace) in oids.into_iter().zip(names).zip(namespaces) {
+                    if let (Some(oid), Some(name), Some(namespace)) = (oid, name, namespace)
+                        && namespace == public
+                    {
+                        relations.insert(oid, name);
+                    }
+                }
+            }
+        }
+        Ok(relations)
+    }
+
+    /// attnotnull and atttypmod of the public relations' columns, as declared.
+    fn column_constraints(
+        &self,
+        batch: &RecordBatch,
+        public_relations: &HashMap<i64, String>,
+    ) -> DataFusionResult<RecordBatch> {
+        let snapshot = self.pinned.get();
+        let schema = batch.schema();
+        let (Ok(not_null_index), Ok(modifier_index), Ok(type_index)) = (
+            schema.index_of("attnotnull"),
+            schema.index_of("atttypmod"),
+            schema.index_of("atttypid"),
+        ) else {
+            return Ok(batch.clone());
+        };
+        let mut types: Vec<Option<i64>> = integer_column(batch, "atttypid")?;
+        let relations = integer_column(batch, "attrelid")?;
+        let names = text_column(batch, "attname")?;
+        let mut not_null: Vec<bool> = batch
+            .column(not_null_index)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .map(|column| column.iter().map(|value| value.unwrap_or(false)).collect())
+            .unwrap_or_else(|| vec![false; batch.num_rows()]);
+        let mut modifiers: Vec<i32> = integer_column(batch, "atttypmod")?
+            .into_iter()
+            .map(|value| {
+                value
+                    .and_then(|value| i32::try_from(value).ok())
+                    .unwrap_or(-1)
+            })
+            .collect();
+        for (row, (relation, name)) in relations.iter().zip(&names).enumerate() {
+            let declared = relation
+                .and_then(|oid| public_relations.get(&oid))
+                .and_then(|relation| snapshot.catalog.get(relation))
+                .zip(name.as_deref())
+                .and_then(|(relation, name)| relation.schema.field_with_name(name).ok().cloned());
+            if let Some(field) = declared {
+                not_null[row] = !field.is_nullable();
+                // The type OIDs the wire protocol sends (the library's table lacks some, such
+                // as interval's).
+                if let Some(pg_type) = crate::server::types::arrow_to_pg_type(field.data_type()) {
+                    types[row] = Some(i64::from(pg_type.oid()));
+                }
+                if let datafusion::arrow::datatypes::DataType::Decimal128(precision, scale) =
+                    field.data_type()
+                {
+                    // Postgres packs NUMERIC(p, s) as ((p << 16) | s) + 4.
+                    modifiers[row] = ((i32::from(*precision) << 16) | i32::from(*scale as u8)) + 4;
+                }
+            }
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns[not_null_index] = Arc::new(BooleanArray::from(not_null));
+        columns[modifier_index] = Arc::new(datafusion::arrow::array::Int32Array::from(modifiers));
+        let types = datafusion::arrow::array::Int64Array::from(types);
+        columns[type_index] =
+            datafusion::arrow::compute::cast(&types, schema.field(type_index).data_type())?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// relkind 'm' for the rows naming a materialized view in the public schema.
+    fn materialized_view_kinds(&self, batch: &RecordBatch) -> DataFusionResult<RecordBatch> {
+        let snapshot = self.pinned.get();
+        let schema = batch.schema();
+        let Ok(kind_index) = schema.index_of("relkind") else {
+            return Ok(batch.clone());
+        };
+        let names = text_column(batch, "relname")?;
+        let materialized: BooleanArray = names
+            .iter()
+            .map(|name| {
+                Some(name.as_deref().is_some_and(|name| {
+                    snapshot
+                        .catalog
+                        .get(name)
+                        .is_some_and(|relation| relation.kind == RelationKind::MaterializedView)
+                }))
+            })
+            .collect();
+        if materialized.true_count() == 0 {
+            return Ok(batch.clone());
+        }
+        let kinds = zip(
+            &materialized,
+            &datafusion::arrow::array::Scalar::new(StringArray::from(vec!["m"])),
+            batch.column(kind_index),
+        )?;
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns[kind_index] = kinds;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// The library's pg_class rows with the columns it lacks, NULL.
+    fn with_extra_columns(&self, batch: RecordBatch) -> DataFusionResult<RecordBatch> {
+        let schema = self.schema();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for field in schema.fields().iter().skip(columns.len()) {
+            columns.push(datafusion::arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            ));
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// pg_views or pg_matviews: schema, name, owner and definition of every view of `kind`; the
+    /// other columns (tablespace, indexes) say there are none, and a materialized view is
+    /// always populated.
+    fn views(&self, schema: &SchemaRef, kind: RelationKind) -> DataFusionResult<RecordBatch> {
+        let snapshot = self.pinned.get();
+        let views: Vec<_> = snapshot
+            .catalog
+            .relations()
+            .filter(|relation| relation.kind == kind)
+            .collect();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "schemaname" => Arc::new(StringArray::from_iter_values(
+                        views.iter().map(|_| PUBLIC_SCHEMA),
+                    )),
+                    "viewname" | "matviewname" => Arc::new(StringArray::from_iter_values(
+                        views.iter().map(|view| view.name.as_str()),
+                    )),
+                    "viewowner" | "matviewowner" => Arc::new(StringArray::from_iter_values(
+                        views.iter().map(|_| "tributary"),
+                    )),
+                    "definition" => Arc::new(StringArray::from_iter(
+                        views.iter().map(|view| view.definition.as_deref()),
+                    )),
+                    "hasindexes" => Arc::new(BooleanArray::from(vec![false; views.len()])),
+                    "ispopulated" => Arc::new(BooleanArray::from(vec![true; views.len()])),
+                    _ => datafusion::arrow::array::new_null_array(field.data_type(), views.len()),
+                }
+            })
+            .collect();
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+/// Every row of a library table.
+async fn scan_all(
+    table: &dyn TableProvider,
+    state: &dyn Session,
+) -> DataFusionResult<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> DataFusionResult<&'a ArrayRef> {
+    let index = batch.schema().index_of(name)?;
+    Ok(batch.column(index))
+}
+
+fn integer_column(batch: &RecordBatch, name: &str) -> DataFusionResult<Vec<Option<i64>>> {
+    let column = datafusion::arrow::compute::cast(
+        column(batch, name)?,
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )?;
+    let column = column
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .ok_or_else(|| DataFusionError::Internal("an integer column is not integer".into()))?;
+    Ok(column.iter().collect())
+}
+
+fn text_column(batch: &RecordBatch, name: &str) -> DataFusionResult<Vec<Option<String>>> {
+    let column = datafusion::arrow::compute::cast(
+        column(batch, name)?,
+        &datafusion::arrow::datatypes::DataType::Utf8,
+    )?;
+    let column = column
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("a text column is not text".into()))?;
+    Ok(column
+        .iter()
+        .map(|value| value.map(str::to_string))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_pretty;
+
+    #[test]
+    fn sizes_print_as_postgres_prints_them() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(10_485_760), "10 MB");
+        assert_eq!(size_pretty(1_073_741_824), "1024 MB");
+        assert_eq!(size_pretty(-20_000), "-20 kB");
+    }
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use std::sync::Arc;
+
+    use crate::planner::context::{PinnedSnapshot, session_context};
+    use crate::session::SessionVariables;
+
+    /// pg_catalog must not hold the context that holds it: every connection builds one.
+    #[test]
+    fn a_dropped_session_context_is_freed() {
+        let pinned = Arc::new(PinnedSnapshot::default());
+        let variables = Arc::new(SessionVariables::default());
+        for _ in 0..3 {
+            let context = session_context(Arc::clone(&pinned), Arc::clone(&variables)).unwrap();
+            let weak = Arc::downgrade(&context);
+            drop(context);
+            assert!(weak.upgrade().is_none(), "the session context leaked");
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The queries clients send about the catalog, rewritten into SQL DataFusion plans:
+//! datafusion-pg-catalog's rules (`OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`, qualified
+//! function names, ...) and its replacements for psql queries not worth planning.
+
+use std::ops::ControlFlow;
+use std::sync::OnceLock;
+
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, ObjectName,
+    SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut, visit_expressions,
+    visit_relations,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+/// Functions about the catalog whose names do not start with `pg_`.
+const CATALOG_FUNCTIONS: &[&str] = &[
+    "to_regtype",
+    "to_regclass",
+    "format_type",
+    "obj_description",
+    "col_description",
+    "shobj_description",
+    "has_table_privilege",
+    "has_schema_privilege",
+    "has_database_privilege",
+    "current_schemas",
+];
+
+/// Whether a statement reads the catalogs: a relation of pg_catalog or information_schema (or
+/// named `pg_...`), a `pg_...` or `pg_catalog.` function, or a cast to a `reg...` type. Only
+/// those go through the rewrite, whose rules are meant for catalog queries (one drops
+/// subqueries from SELECT lists).
+fn reads_catalog(statement: &Statement) -> bool {
+    let catalog_name = |name: &ObjectName| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|part| part.as_ident())
+            .map(|ident| ident.value.to_ascii_lowercase())
+            .collect();
+        parts
+            .iter()
+            .any(|part| part == "pg_catalog" || part == "information_schema")
+            || parts.last().is_some_and(|last| {
+                last.starts_with("pg_") || CATALOG_FUNCTIONS.contains(&last.as_str())
+            })
+    };
+    let relations = visit_relations(statement, |relation| {
+        if catalog_name(relation) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    if relations.is_break() {
+        return true;
+    }
+    visit_expressions(statement, |expression| match expression {
+        Expr::Function(function) if catalog_name(&function.name) => ControlFlow::Break(()),
+        Expr::Cast { data_type, .. }
+            if data_type.to_string().to_ascii_lowercase().contains("reg") =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// `statement` (parsed from `text`) as DataFusion can plan it: rewritten when it reads the
+/// catalogs, unchanged otherwise or when the rewrite does not give one statement back.
+pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
+    if !matches!(statement, Statement::Query(_)) {
+        return statement;
+    }
+    let _ = statement.visit(&mut LikeEscapes);
+    let _ = statement.visit(&mut CurrentCatalog);
+    if !reads_catalog(&statement) {
+        return statement;
+    }
+    // The library parses the text again, so the rewrites above run again after it.
+    static PARSER: OnceLock<PostgresCompatibilityParser> = OnceLock::new();
+    let parser = PARSER.get_or_init(PostgresCompatibilityParser::new);
+    let mut statement = match parser.parse(text) {
+        Ok(mut statements) if statements.len() == 1 => statements.pop().unwrap_or(statement),
+        _ => statement,
+    };
+    let _ = statement.visit(&mut EmptyRelationOptions);
+    let _ = statement.visit(&mut ArraySubqueries);
+    let _ = statement.visit(&mut ViewDefinitions);
+    let _ = statement.visit(&mut NameToOid);
+    let _ = statement.visit(&mut LikeEscapes);
+    let _ = statement.visit(&mut CurrentCatalog);
+    let _ = statement.visit(&mut InformationSchemaFunctions);
+    let _ = statement.visit(&mut RecordFields);
+    let _ = statement.visit(&mut FunctionNames);
+    let _ = statement.visit(&mut ScalarSubqueries);
+    let _ = statement.visit(&mut IndexKeys);
+    statement
+}
+
+/// `current_catalog`, SQL's name for the database (PgJDBC's getSchemas selects it), is
+/// `current_database()`.
+struct CurrentCatalog;
+
+impl VisitorMut for CurrentCatalog {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        // sqlparser reads it as a function call without parentheses, or as a column.
+        let named = match expression {
+            Expr::Identifier(ident) => {
+                ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_catalog")
+            }
+            Expr::Function(function) => {
+                matches!(function.args, FunctionArguments::None)
+                    && last_name_is(&function.name, "current_catalog")
+            }
+            _ => false,
+        };
+        if named
+            && let Ok(call) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql("current_database()")
+                .and_then(|mut parser| parser.parse_expr())
+        {
+            *expression = call;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `(record).field` (PgJDBC reads `(information_schema._pg_expandarray(i.indkey)).n`), which
+/// DataFusion's SQL planner refuses on an expression, becomes `get_field(record, 'field')`.
+struct RecordFields;
+
+impl VisitorMut for RecordFields {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Expr::CompoundFieldAccess { root, access_chain } = expression else {
+            return ControlFlow::Continue(());
+        };
+        let mut sql = root.to_string();
+        for access in access_chain.iter() {
+            match access {
+                AccessExpr::Dot(Expr::Identifier(field)) => {
+                    sql = format!("get_field({sql}, '{}')", field.value.replace('\'', "''"));
+                }
+                _ => return ControlFlow::Continue(()),
+            }
+        }
+        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            *expression = call;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema._pg_expandarray(...)`: functions are registered without a schema.
+struct InformationSchemaFunctions;
+
+impl VisitorMut for InformationSchemaFunctions {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expression
+            && function.name.0.len() == 2
+            && function.name.0[0]
+                .as_ident()
+                .is_some_and(|schema| schema.value.eq_ignore_ascii_case("information_schema"))
+        {
+            function.name.0.remove(0);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `typinput = 'pg_catalog.array_in'::regproc` (PgJDBC asks so whether a type is an array):
+/// the library's regproc columns of pg_type hold function names, while its rewrite of the cast
+/// looks the function's oid up in pg_proc. Compared with such a column, the cast (or that
+/// lookup) becomes the bare function name.
+struct FunctionNames;
+
+/// pg_type's columns naming functions.
+const FUNCTION_NAME_COLUMNS: [&str; 4] = ["typinput", "typoutput", "typreceive", "typsend"];
+
+impl VisitorMut for FunctionNames {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Expr::BinaryOp { left, right, .. } = expression else {
+            return ControlFlow::Continue(());
+        };
+        let names_function = |column: &Expr| {
+            let text = column.to_string().to_ascii_lowercase();
+            FUNCTION_NAME_COLUMNS
+                .iter()
+                .any(|name| text.rsplit('.').next() == Some(name))
+        };
+        if names_function(left)
+            && let Some(name) = function_name(right)
+        {
+            **right = Expr::value(Value::SingleQuotedString(name));
+        } else if names_function(right)
+            && let Some(name) = function_name(left)
+        {
+            **left = Expr::value(Value::SingleQuotedString(name));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The function a `'name'::regproc` cast, or the library's pg_proc lookup of one, names,
+/// without its schema.
+fn function_name(expression: &Expr) -> Option<String> {
+    let quoted = match expression {
+        Expr::Cast {
+            expr, data_type, ..
+        } if data_type
+            .to_string()
+            .to_ascii_lowercase()
+            .ends_with("regproc") =>
+        {
+            expr.to_string()
+        }
+        Expr::Subquery(query) => {
+            let text = query.to_string();
+            let lookup = text.find("proname = ")?;
+            if !text.contains("pg_proc") {
+                return None;
+            }
+            text[lookup + "proname = ".len()..].to_string()
+        }
+        _ => return None,
+    };
+    let name = quoted.strip_prefix('\'')?.split('\'').next()?;
+    Some(name.rsplit('.').next().unwrap_or(name).to_string())
+}
+
+/// psql 15's `\d+` lists a relation's storage options with
+/// `array_to_string(c.reloptions || array(select ... unnest(tc.reloptions) ...), ', ')`;
+/// Tributary's relations have none, so the call becomes `''`.
+struct EmptyRelationOptions;
+
+impl VisitorMut for EmptyRelationOptions {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Expr::Function(function) = expression else {
+            return ControlFlow::Continue(());
+        };
+        let named = last_name_is(&function.name, "array_to_string");
+        let FunctionArguments::List(arguments) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        let reads_options = arguments.args.first().is_some_and(|argument| {
+            matches!(argument, FunctionArg::Unnamed(FunctionArgExpr::Expr(first))
+                if first.to_string().to_ascii_lowercase().contains("reloptions"))
+        });
+        if named && reads_options {
+            *expression = Expr::value(Value::SingleQuotedString(String::new()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `ARRAY(SELECT x ...)` (psql's `\du` lists role memberships so), which DataFusion does not
+/// know, becomes the scalar subquery `(SELECT array_agg(element) FROM (SELECT x ...) AS
+/// array_subquery(element))`, which it decorrelates.
+struct ArraySubqueries;
+
+impl VisitorMut for ArraySubqueries {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Expr::Function(function) = expression else {
+            return ControlFlow::Continue(());
+        };
+        let FunctionArguments::Subquery(query) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        if !function.name.to_string().eq_ignore_ascii_case("array") {
+            return ControlFlow::Continue(());
+        }
+        let sql = format!(
+            "SELECT array_agg(array_subquery.element) FROM ({query}) AS array_subquery(element)"
+        );
+        if let Some(query) = parse_query(&sql) {
+            *expression = Expr::Subquery(query);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `pg_get_viewdef(oid [, pretty])` becomes a subquery over pg_views and pg_matviews (which
+/// hold the definitions) joined with pg_class (which numbers the relations).
+struct ViewDefinitions;
+
+impl VisitorMut for ViewDefinitions {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Some(relation) = first_argument_of(expression, "pg_get_viewdef") else {
+            return ControlFlow::Continue(());
+        };
+        let sql = format!(
+            "SELECT views.definition FROM pg_catalog.pg_class AS classes \
+             JOIN (SELECT viewname AS name, definition FROM pg_catalog.pg_views \
+                   UNION ALL SELECT matviewname, definition FROM pg_catalog.pg_matviews) AS views \
+             ON views.name = classes.relname WHERE classes.oid = ({relation})"
+        );
+        if let Some(query) = parse_query(&sql) {
+            *expression = Expr::Subquery(query);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `to_regtype(name)` and `to_regclass(name)`: the oid of the type or relation so named, or
+/// NULL, as subqueries over pg_type and pg_class (names without a schema).
+struct NameToOid;
+
+impl VisitorMut for NameToOid {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        for (function, table, column) in [
+            ("to_regtype", "pg_type", "typname"),
+            ("to_regclass", "pg_class", "relname"),
+        ] {
+            if let Some(argument) = first_argument_of(expression, function) {
+                let sql = format!(
+                    "SELECT max(oid) FROM pg_catalog.{table} WHERE {column} = CAST(({argument}) AS TEXT)"
+                );
+                if let Some(query) = parse_query(&sql) {
+                    *expression = Expr::Subquery(query);
+                }
+                break;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `x LIKE pattern ESCAPE 'c'` (SQLAlchemy escapes with '/'): DataFusion knows only the
+/// backslash, so the pattern's backslashes are doubled and its escape character becomes a
+/// backslash. (A doubled escape character then reads as an escaped backslash.)
+struct LikeEscapes;
+
+impl VisitorMut for LikeEscapes {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let (Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        }) = expression
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(Value::SingleQuotedString(escape)) = escape_char.as_ref().map(|c| &c.value) else {
+            return ControlFlow::Continue(());
+        };
+        if escape == "\\" {
+            return ControlFlow::Continue(());
+        }
+        let sql = format!(
+            "replace(replace({pattern}, '\\', '\\\\'), '{}', '\\')",
+            escape.replace('\'', "''")
+        );
+        if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            **pattern = rewritten;
+            *escape_char = None;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Catalog queries look up one value with a correlated subquery that is not an aggregate
+/// (`(SELECT collname FROM pg_collation WHERE oid = a.attcollation)`), which DataFusion cannot
+/// decorrelate. One that selects a column takes `max()` of it (at most one row matches a
+/// catalog key); one that computes something (`pg_get_expr(...)` of a default,
+/// `json_build_object(...)` of an identity) asks about what Tributary does not have, and is
+/// NULL.
+struct ScalarSubqueries;
+
+impl VisitorMut for ScalarSubqueries {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let Expr::Subquery(query) = expression else {
+            return ControlFlow::Continue(());
+        };
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped =
+            !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
+        if grouped || select.projection.len() != 1 || aggregates(&select.projection[0]) {
+            return ControlFlow::Continue(());
+        }
+        let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) =
+            &mut select.projection[0]
+        else {
+            return ControlFlow::Continue(());
+        };
+        match value {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                if let Ok(maximum) = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&format!("max({value})"))
+                    .and_then(|mut parser| parser.parse_expr())
+                {
+                    *value = maximum;
+                }
+            }
+            _ => *expression = Expr::value(Value::Null),
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether a SELECT item calls an aggregate (of those catalog queries use).
+fn aggregates(item: &SelectItem) -> bool {
+    let text = item.to_string().to_ascii_lowercase();
+    [
+        "count(",
+        "max(",
+        "min(",
+        "sum(",
+        "array_agg(",
+        "string_agg(",
+        "bool_or(",
+        "bool_and(",
+    ]
+    .iter()
+    .any(|aggregate| text.contains(aggregate))
+}
+
+/// Tributary has no indexes or constraints (pg_index is empty), but SQLAlchemy lists their
+/// columns with `unnest(indkey)` (and indclass, conkey, ...) and `generate_subscripts(indkey,
+/// 1)` over an int2vector, and DataFusion has no generate_subscripts: over an empty pg_index
+/// both become NULLs. They stay tied to their argument (`NULLIF(n, n)` of its length): as
+/// constants, DataFusion 55's plan checker rejects the ORDER BY of the aggregate reading them.
+struct IndexKeys;
+
+impl VisitorMut for IndexKeys {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        let (result_type, argument) =
+            if let Some(argument) = first_argument_of(expression, "generate_subscripts") {
+                ("INT", argument)
+            } else if let Some(argument) = first_argument_of(expression, "unnest") {
+                let text = argument.to_string().to_ascii_lowercase();
+                let column = text.rsplit('.').next().unwrap_or_default();
+                if !(column.starts_with("ind") || column.starts_with("con")) {
+                    return ControlFlow::Continue(());
+                }
+                ("SMALLINT", argument)
+            } else {
+                return ControlFlow::Continue(());
+            };
+        let length = format!("length(CAST({argument} AS TEXT))");
+        let replacement = format!("CAST(NULLIF({length}, {length}) AS {result_type})");
+        if let Ok(null) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&replacement)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            *expression = null;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether the last part of a (possibly schema-qualified) name is `wanted`.
+fn last_name_is(name: &ObjectName, wanted: &str) -> bool {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|ident| ident.value.eq_ignore_ascii_case(wanted))
+}
+
+/// The first argument of a call to `function`, when `expression` is one.
+fn first_argument_of(expression: &Expr, function: &str) -> Option<Expr> {
+    let Expr::Function(call) = expression else {
+        return None;
+    };
+    if !last_name_is(&call.name, function) {
+        return None;
+    }
+    let FunctionArguments::List(arguments) = &call.args else {
+        return None;
+    };
+    match arguments.args.first() {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) => Some(argument.clone()),
+        _ => None,
+    }
+}
+
+fn parse_query(sql: &str) -> Option<Box<datafusion::sql::sqlparser::ast::Query>> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_query())
+        .ok()
+}

@@ -1,0 +1,123 @@
+"""psycopg 3 and SQLAlchemy 2 against a running Tributary: typed values in text and binary
+formats, server-side prepared statements with parameters, and the introspection SQLAlchemy's
+inspector (and Superset on top of it) runs.
+
+    test_clients.py --port 6570
+
+Exits non-zero, with the failing check, on the first difference.
+"""
+
+import argparse
+import datetime
+import decimal
+
+import psycopg
+import sqlalchemy
+from sqlalchemy import inspect
+
+
+EXPECTED_ROW = (
+    1,
+    9_000_000_000,
+    decimal.Decimal("12.50"),
+    2.5,
+    "ada",
+    True,
+    datetime.datetime(2026, 1, 2, 3, 4, 5),
+    datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+    datetime.date(2026, 1, 2),
+    datetime.timedelta(days=1, hours=2),
+)
+
+
+def check(what, actual, expected):
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def psycopg_checks(url):
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE readings (i INT, b BIGINT, n NUMERIC(10, 2), d DOUBLE PRECISION, "
+            "t TEXT, flag BOOLEAN, at TIMESTAMP, at_utc TIMESTAMPTZ, day DATE, span INTERVAL)"
+        )
+        connection.execute(
+            "CREATE MATERIALIZED VIEW per_text AS "
+            "SELECT t, count(*) AS n, sum(b) AS total FROM readings GROUP BY t"
+        )
+        # Parameters travel separately (extended protocol), typed by psycopg.
+        connection.execute(
+            "INSERT INTO readings VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            EXPECTED_ROW,
+        )
+        connection.execute(
+            "INSERT INTO readings VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (2, 1, decimal.Decimal("1.00"), -1.0, "bob", False, None, None, None, None),
+        )
+        for binary in (False, True):
+            with connection.cursor(binary=binary) as cursor:
+                cursor.execute("SELECT * FROM readings WHERE i = %s", (1,))
+                check(f"typed row (binary={binary})", cursor.fetchone(), EXPECTED_ROW)
+                # prepare=True makes a named server-side statement, reused on the next call.
+                for name, count in (("ada", 1), ("bob", 1), ("nobody", None)):
+                    cursor.execute(
+                        "SELECT n, total FROM per_text WHERE t = %s", (name,), prepare=True
+                    )
+                    row = cursor.fetchone()
+                    check(
+                        f"view row for {name} (binary={binary})",
+                        row and row[0],
+                        count,
+                    )
+        row = connection.execute("SELECT total FROM per_text WHERE t = 'ada'").fetchone()
+        check("sum of bigint is numeric", row, (decimal.Decimal(9_000_000_000),))
+        check(
+            "server_version",
+            connection.info.parameter_status("server_version").split(".")[0],
+            "16",
+        )
+
+
+def sqlalchemy_checks(url):
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE VIEW bobs AS SELECT i, t FROM readings WHERE t = 'bob'"))
+    inspector = inspect(engine)
+    check("schemas", "public" in inspector.get_schema_names(), True)
+    check("tables", inspector.get_table_names(), ["readings"])
+    check("views", inspector.get_view_names(), ["bobs"])
+    check("materialized views", inspector.get_materialized_view_names(), ["per_text"])
+    columns = {column["name"]: column for column in inspector.get_columns("readings")}
+    check(
+        "column names",
+        list(columns),
+        ["i", "b", "n", "d", "t", "flag", "at", "at_utc", "day", "span"],
+    )
+    check("INT column", type(columns["i"]["type"]).__name__, "INTEGER")
+    check("NUMERIC column", str(columns["n"]["type"]), "NUMERIC(10, 2)")
+    check("TIMESTAMPTZ column", columns["at_utc"]["type"].timezone, True)
+    view_columns = [column["name"] for column in inspector.get_columns("per_text")]
+    check("materialized view columns", view_columns, ["t", "n", "total"])
+    readings = sqlalchemy.Table("readings", sqlalchemy.MetaData(), autoload_with=engine)
+    query = (
+        sqlalchemy.select(readings.c.t, readings.c.b)
+        .where(readings.c.i > sqlalchemy.bindparam("low"))
+        .order_by(readings.c.t)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query, {"low": 0}).all()
+    check("Core query", [tuple(row) for row in rows], [("ada", 9_000_000_000), ("bob", 1)])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    arguments = parser.parse_args()
+    url = f"postgresql://tester@127.0.0.1:{arguments.port}/tributary"
+    psycopg_checks(url)
+    sqlalchemy_checks(url)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+//! psql, the real client, against the real server: the `\d` family, `\x` and `\timing` read the
+//! catalogs as psql 15 queries them. The script and the output it must print are in
+//! `tests/clients/psql/`; `TRIBUTARY_BLESS=1` rewrites the expected output after a deliberate
+//! change (review the diff).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::TestServer;
+
+fn psql(port: u16, arguments: &[&str]) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "tester",
+        ])
+        .args(["-d", "tributary", "-v", "ON_ERROR_STOP=1"])
+        .args(arguments)
+        .env("PGTZ", "UTC")
+        .output()
+        .expect("psql must be installed: scripts/postgres start installs it")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_describe_commands_show_every_relation_kind() {
+    let server = TestServer::start().await;
+    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/psql");
+    let script = directory.join("describe.sql");
+    let expected_path = directory.join("describe.expected");
+    let port = server.port;
+    let output =
+        tokio::task::spawn_blocking(move || psql(port, &["-f", &script.display().to_string()]))
+            .await
+            .expect("psql ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "psql failed: {stderr}\n{stdout}");
+    assert!(stderr.is_empty(), "psql reported: {stderr}");
+    if std::env::var("TRIBUTARY_BLESS").is_ok() {
+        std::fs::write(&expected_path, &stdout).expect("write the expected output");
+    }
+    let expected = std::fs::read_to_string(&expected_path).expect("expected output");
+    assert_eq!(stdout, expected, "psql printed something else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timing_prints_the_duration_of_each_statement() {
+    let server = TestServer::start().await;
+    let port = server.port;
+    let output = tokio::task::spawn_blocking(move || {
+        psql(port, &["-c", "\\timing on", "-c", "SELECT 1 AS one"])
+    })
+    .await
+    .expect("psql ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Timing is on."), "{stdout}");
+    assert!(stdout.contains(" one \n-----\n   1\n(1 row)"), "{stdout}");
+    assert!(stdout.contains("Time: "), "{stdout}");
+}
