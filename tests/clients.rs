@@ -77,3 +77,30 @@ async fn java_pgjdbc() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres() {
+    let modules = tokio::task::spawn_blocking(|| setup("scripts/node-modules"))
+        .await
+        .expect("node_modules");
+    run_client("tests/clients/node/client_test.js", move |port| {
+        let mut command = Command::new("node");
+        command
+            .env("NODE_PATH", modules)
+            .arg(root().join("tests/clients/node/client_test.js"))
+            .arg(port.to_string());
+        command
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_pgx() {
+    run_client("tests/clients/go", move |port| {
+        let mut command = Command::new("go");
+        in_directory(&mut command, &root().join("tests/clients/go"));
+        command.args(["run", "."]).arg(port.to_string());
+        command
+    })
+    .await;
+}

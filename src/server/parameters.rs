@@ -58,10 +58,13 @@ fn decode_one(
                 ))
             })?;
             let text = match target {
-                DataType::Date32 | DataType::Timestamp(_, None) => without_utc_offset(text),
-                _ => text,
+                DataType::Date32 | DataType::Timestamp(_, None) => {
+                    without_utc_offset(text).to_string()
+                }
+                DataType::Interval(_) => interval_units(text),
+                _ => text.to_string(),
             };
-            ScalarValue::Utf8(Some(text.to_string()))
+            ScalarValue::Utf8(Some(text))
         }
         FieldFormat::Binary => decode_binary(portal, index, pg_type)?,
     };
@@ -69,6 +72,34 @@ fn decode_one(
         return Ok(value);
     }
     Ok(value.cast_to(target)?)
+}
+
+/// An interval as Postgres writes it (`1 day 02:00:00`, `-01:30`) in the units Arrow's parser
+/// reads (`1 day 2 hours 0 minutes 0 seconds`): node-postgres and psycopg send intervals so.
+fn interval_units(text: &str) -> String {
+    text.split_whitespace()
+        .map(|word| {
+            let (sign, clock) = match word.strip_prefix('-') {
+                Some(rest) => ("-", rest),
+                None => ("", word.strip_prefix('+').unwrap_or(word)),
+            };
+            let parts: Vec<&str> = clock.split(':').collect();
+            let numeric = |part: &&str| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_digit() || c == '.')
+            };
+            if !(2..=3).contains(&parts.len()) || !parts.iter().all(numeric) {
+                return word.to_string();
+            }
+            let units = ["hours", "minutes", "seconds"];
+            parts
+                .iter()
+                .zip(units)
+                .map(|(value, unit)| format!("{sign}{value} {unit}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A date or timestamp without time zone ignores the UTC offset written after it, as Postgres
@@ -199,7 +230,21 @@ fn decode_binary(
 
 #[cfg(test)]
 mod tests {
-    use super::without_utc_offset;
+    use super::{interval_units, without_utc_offset};
+
+    #[test]
+    fn clock_times_in_intervals_become_units() {
+        assert_eq!(
+            interval_units("1 day 02:00:00"),
+            "1 day 02 hours 00 minutes 00 seconds"
+        );
+        assert_eq!(interval_units("-01:30"), "-01 hours -30 minutes");
+        assert_eq!(
+            interval_units("3 mons 00:00:01.5"),
+            "3 mons 00 hours 00 minutes 01.5 seconds"
+        );
+        assert_eq!(interval_units("5 seconds"), "5 seconds");
+    }
 
     #[test]
     fn offsets_after_dates_and_times_are_dropped() {

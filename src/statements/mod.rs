@@ -23,7 +23,7 @@ pub use create_table::MAX_LENGTH_KEY;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan};
 use datafusion::sql::parser::Statement as DataFusionStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 
 use crate::catalog::{Relation, RelationKind};
 use crate::error::{CatalogError, PlanError, Result};
@@ -81,6 +81,9 @@ async fn execute_standard(
 ) -> Result<QueryResult> {
     match statement {
         Statement::Query(_) | Statement::Explain { .. } => {
+            if let Some(create) = explained_materialized_view(statement) {
+                return create_view::explain(session, create).await;
+            }
             query::execute(session, statement, parameters).await
         }
         Statement::Insert(_) => insert::execute(session, statement, parameters).await,
@@ -127,6 +130,18 @@ async fn create_relation(
     session.coordinator.create(relation, if_not_exists).await
 }
 
+/// The view of `EXPLAIN CREATE MATERIALIZED VIEW ...`, which shows a dataflow rather than
+/// DataFusion's plan.
+fn explained_materialized_view(statement: &Statement) -> Option<&CreateView> {
+    match statement {
+        Statement::Explain { statement, .. } => match statement.as_ref() {
+            Statement::CreateView(create) if create.materialized => Some(create),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 pub(crate) async fn describe(
     session: &Session,
     statement: &crate::sql::Statement,
@@ -142,6 +157,12 @@ pub(crate) async fn describe(
         crate::sql::Statement::Streaming(_) => return Ok(Description::default()),
     };
     match statement {
+        Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::CreateView(create) if create.materialized) => {
+            Ok(Description {
+                parameter_types: Vec::new(),
+                result_schema: Some(create_view::explain_schema()),
+            })
+        }
         Statement::Query(_) | Statement::Explain { .. } => {
             query::describe(session, statement).await
         }
