@@ -86,6 +86,20 @@ fn copy_directory(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies the live directory under `root` as a crash would leave it, recovers a new server from
+/// the copy, and stops the old one.
+async fn crash_and_recover(
+    server: Server,
+    root: &Path,
+    checkpoint_interval: Duration,
+) -> Result<Server> {
+    let crashed = root.join("1");
+    copy_directory(&root.join("0"), &crashed)?;
+    let recovered = Server::start(Some(&crashed), checkpoint_interval).await?;
+    server.stop().await;
+    Ok(recovered)
+}
+
 async fn run_case(family: Family, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     let root = std::env::temp_dir().join(format!(
@@ -119,12 +133,9 @@ async fn run_case(family: Family, seed: u64) -> Result<()> {
     let crash_at = durable.then(|| rng.random_range(0..steps));
     for step in 0..steps {
         if crash_at == Some(step) {
-            let crashed = root.join("1");
-            copy_directory(&live, &crashed)?;
-            let recovered = Server::start(Some(&crashed), checkpoint_interval)
+            server = crash_and_recover(server, &root, checkpoint_interval)
                 .await
                 .with_context(|| format!("seed {seed}: recovery after {}", history.join(";\n")))?;
-            std::mem::replace(&mut server, recovered).stop().await;
             history.push("-- crash and recover".to_string());
         }
         // Views are created at random points: some over empty tables, some after data.
@@ -379,12 +390,9 @@ async fn run_event_time_case(seed: u64) -> Result<()> {
     let crash_at = durable.then(|| rng.random_range(0..steps));
     for step in 0..steps {
         if crash_at == Some(step) {
-            let crashed = root.join("1");
-            copy_directory(&live, &crashed)?;
-            let recovered = Server::start(Some(&crashed), checkpoint_interval)
+            server = crash_and_recover(server, &root, checkpoint_interval)
                 .await
                 .with_context(|| format!("seed {seed}: recovery after {}", history.join(";\n")))?;
-            std::mem::replace(&mut server, recovered).stop().await;
             history.push("-- crash and recover".to_string());
         }
         if models.len() < view_count && (step == 0 || rng.random_bool(0.3)) {

@@ -329,6 +329,18 @@ impl Aggregate {
         )?)
     }
 
+    /// The group's row count, which more deletions than insertions would make negative.
+    fn row_count(&self, slot: usize) -> Result<i64, DataflowError> {
+        let count = self.row_counts[slot];
+        if count < 0 {
+            return Err(ExecutionError::Internal(format!(
+                "aggregate group holds {count} rows: more deletions than insertions arrived"
+            ))
+            .into());
+        }
+        Ok(count)
+    }
+
     fn release(&mut self, slot: usize, key: &[u8]) {
         self.groups.remove(key);
         for call in &mut self.calls {
@@ -345,13 +357,7 @@ impl Aggregate {
     fn close_due_windows(&mut self) -> Result<Vec<ChangeBatch>, DataflowError> {
         for entry in std::mem::take(&mut self.touched) {
             self.touched_mark[entry.slot] = false;
-            let count = self.row_counts[entry.slot];
-            if count < 0 {
-                return Err(ExecutionError::Internal(format!(
-                    "aggregate group holds {count} rows: more deletions than insertions arrived"
-                ))
-                .into());
-            }
+            let count = self.row_count(entry.slot)?;
             if count == 0 {
                 self.release(entry.slot, &entry.key);
             }
@@ -515,13 +521,7 @@ impl Operator for Aggregate {
         }
         for (index, entry) in touched.iter().enumerate() {
             self.touched_mark[entry.slot] = false;
-            let count = self.row_counts[entry.slot];
-            if count < 0 {
-                return Err(ExecutionError::Internal(format!(
-                    "aggregate group holds {count} rows: more deletions than insertions arrived"
-                ))
-                .into());
-            }
+            let count = self.row_count(entry.slot)?;
             let exists = self.is_global() || count > 0;
             let after = if exists {
                 Some(self.values(entry.slot)?)
