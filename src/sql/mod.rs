@@ -8,7 +8,7 @@ pub mod windows;
 
 use std::fmt;
 
-use datafusion::sql::sqlparser::ast::ObjectName;
+use datafusion::sql::sqlparser::ast::{self, ObjectName};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token};
@@ -102,10 +102,18 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
             let start = parser.peek_token().span.start;
             let statement = parser.parse_statement()?;
             let end = parser.peek_token().span.start;
-            Statement::Standard(crate::pg_catalog::rewrite::for_catalog_queries(
-                statement_text(sql, start, end),
-                statement,
-            ))
+            // Only queries are rewritten; finding a statement's text costs a scan of the input
+            // up to it, which a script of many INSERTs should not pay for each.
+            let statement = match statement {
+                query @ ast::Statement::Query(_) => {
+                    crate::pg_catalog::rewrite::for_catalog_queries(
+                        statement_text(sql, start, end),
+                        query,
+                    )
+                }
+                other => other,
+            };
+            Statement::Standard(statement)
         };
         statements.push(statement);
         expecting_delimiter = true;
