@@ -99,6 +99,8 @@ pub enum ExecutionError {
     UndefinedParameter(String),
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     #[error("the server is shutting down")]
     Shutdown,
     #[error("internal error: {0}")]
@@ -239,6 +241,7 @@ impl ExecutionError {
             ExecutionError::InvalidParameterValue(_) => "22023",
             ExecutionError::UndefinedParameter(_) => "42704",
             ExecutionError::QueryCanceled => "57014",
+            ExecutionError::StatementTimeout => "57014",
             ExecutionError::Shutdown => "57P01",
             ExecutionError::Internal(_) => "XX000",
         }

@@ -105,6 +105,7 @@ pub const DEFAULT_SETTINGS: &[(&str, &str, &str)] = &[
     ("server_version", "16.6", "Shows the server version (Postgres-compatible)."),
     ("server_version_num", "160006", "Shows the server version as an integer."),
     ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
+    ("statement_timeout", "0", "Sets the maximum allowed duration of any query (0: no limit)."),
     ("timezone", "UTC", "Sets the time zone for displaying and interpreting time stamps."),
     ("transaction_isolation", "read committed", "Sets the current transaction's isolation level."),
 ];
@@ -235,7 +236,24 @@ impl Session {
         // A panic while planning or running one statement must not take the connection (or the
         // server) down: it becomes an internal error and the session stays usable.
         let run = statements::execute(self, statement, parameters);
-        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+        let run = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run));
+        // statement_timeout bounds queries only: a write or DDL is applied in its epoch as a
+        // whole, and giving up on waiting for it would not undo it.
+        let limit = match statement {
+            Statement::Standard(datafusion::sql::sqlparser::ast::Statement::Query(_)) => {
+                statement_timeout(&self.variables)?
+            }
+            _ => None,
+        };
+        let outcome = match limit {
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(outcome) => outcome,
+                // Dropping the query's future stops its execution.
+                Err(_) => return Err(ExecutionError::StatementTimeout.into()),
+            },
+            None => run.await,
+        };
+        match outcome {
             Ok(result) => result,
             Err(panic) => {
                 let message = crate::error::panic_message(&panic);
@@ -261,4 +279,39 @@ impl Session {
             Err(panic) => Err(ExecutionError::Internal(crate::error::panic_message(&panic)).into()),
         }
     }
+}
+
+/// The session's statement_timeout: `None` for 0 (no limit).
+fn statement_timeout(variables: &SessionVariables) -> Result<Option<std::time::Duration>> {
+    parse_statement_timeout(&variables.get("statement_timeout").unwrap_or_default())
+}
+
+/// A statement_timeout in Postgres's forms: a number of milliseconds, or a number with a unit
+/// (us, ms, s, min, h, d); `None` for 0 (no limit).
+pub(crate) fn parse_statement_timeout(value: &str) -> Result<Option<std::time::Duration>> {
+    let text = value.trim().trim_matches('\'').to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || {
+        ExecutionError::InvalidParameterValue(format!(
+            "invalid value for parameter \"statement_timeout\": \"{value}\""
+        ))
+    };
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let milliseconds_per_unit = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(invalid().into()),
+    };
+    let milliseconds = number * milliseconds_per_unit;
+    if !milliseconds.is_finite() || milliseconds < 0.0 {
+        return Err(invalid().into());
+    }
+    Ok((milliseconds > 0.0).then(|| std::time::Duration::from_secs_f64(milliseconds / 1000.0)))
 }

@@ -75,6 +75,12 @@ pub(super) fn execute(session: &Session, statement: &Statement) -> Result<QueryR
                 .map(|value| value.to_string().trim_matches('\'').to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
+            if variable
+                .to_string()
+                .eq_ignore_ascii_case("statement_timeout")
+            {
+                crate::session::parse_statement_timeout(&value)?;
+            }
             variables.set(&variable.to_string(), value);
             Ok(command("SET"))
         }
