@@ -32,7 +32,8 @@
 //!    second. On start, [`recovery`] loads the newest complete checkpoint, replays the log
 //!    after it and restarts the sources from their stored offsets.
 //! 8. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
-//!    text or binary format. Errors from every stage are typed ([`error`]) and carry the SQLSTATE
+//!    text or binary format. Catalog queries from psql, JDBC and SQLAlchemy read
+//!    [`pg_catalog`], built from the same snapshot. Errors from every stage are typed ([`error`]) and carry the SQLSTATE
 //!    Postgres would send.
 
 pub mod catalog;
