@@ -16,6 +16,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -23,6 +24,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use crate::catalog::RelationKind;
@@ -36,27 +39,81 @@ pub const PG_CATALOG_SCHEMA: &str = "pg_catalog";
 /// own session functions are registered after this, so theirs (version(), current_database())
 /// win where both exist.
 pub fn install(context: &SessionContext, pinned: Arc<PinnedSnapshot>) -> DataFusionResult<()> {
-    // The library's setup registers its functions, type names and coercions, and a pg_catalog
-    // over the session's own catalog list, which would hold the context that holds it: a
-    // cycle that leaks every session. That schema is replaced below by one reading the
-    // pinned snapshot.
-    datafusion_pg_catalog::setup_pg_catalog(context, CATALOG, EmptyContextProvider)
-        .map_err(|error| *error)?;
     let catalog = context
         .catalog(CATALOG)
         .ok_or_else(|| DataFusionError::Internal(format!("no catalog {CATALOG}")))?;
+    let static_tables = static_tables()?;
+    // The library's setup_pg_catalog, less its two costs per connection: it decodes the static
+    // tables again (3.6 ms, most of a session's start) and its pg_catalog reads the session's
+    // own catalog list, which would hold the context that holds it, leaking every session.
     let library = Arc::new(PgCatalogSchemaProvider::try_new(
         SnapshotCatalog {
             pinned: Arc::clone(&pinned),
         },
-        static_tables()?,
+        Arc::clone(&static_tables),
         EmptyContextProvider,
     )?);
     catalog.register_schema(PG_CATALOG_SCHEMA, Arc::new(PgCatalog { library, pinned }))?;
-    for function in missing_functions() {
+    for function in library_functions().into_iter().chain(missing_functions()) {
         context.register_udf(function);
     }
+    context.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
+    // Postgres's oid-alias type names (regclass, regtype, ...) parse, as int4.
+    {
+        let state = context.state_ref();
+        let existing = state.read().clone();
+        let with_oid_types = SessionStateBuilder::new_from_existing(existing)
+            .with_type_planner(Arc::new(PgOidTypePlanner))
+            .build();
+        *state.write() = with_oid_types;
+    }
+    // generate_series/range take int4 bounds (array_upper's) as Postgres does.
+    CoerceIntArgsToBigInt::widen(context);
     Ok(())
+}
+
+/// The functions datafusion-pg-catalog's setup registers.
+fn library_functions() -> Vec<ScalarUDF> {
+    use datafusion_pg_catalog::pg_catalog::{
+        array_bounds_udf, format_type, has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+    };
+    use datafusion_pg_catalog::pg_catalog::{
+        create_current_database_udf, create_current_schema_udf, create_current_schemas_udf,
+        create_pg_backend_pid_udf, create_pg_encoding_to_char_udf, create_pg_get_constraintdef,
+        create_pg_get_partition_ancestors_udf, create_pg_get_partkeydef_udf,
+        create_pg_get_statisticsobjdef_columns_udf, create_pg_get_userbyid_udf,
+        create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
+        create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
+        create_session_user_udf,
+    };
+    vec![
+        create_current_database_udf(CATALOG),
+        create_current_schema_udf(),
+        create_current_schemas_udf(),
+        create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        create_pg_table_is_visible(),
+        format_type::create_format_type_udf(),
+        create_session_user_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        create_pg_get_partkeydef_udf(),
+        create_pg_relation_is_publishable_udf(),
+        create_pg_get_statisticsobjdef_columns_udf(),
+        create_pg_encoding_to_char_udf(),
+        create_pg_backend_pid_udf(),
+        create_pg_relation_size_udf(),
+        create_pg_total_relation_size_udf(),
+        create_pg_stat_get_numscans(),
+        create_pg_get_constraintdef(),
+        create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        array_bounds_udf::create_array_upper_udf(),
+        array_bounds_udf::create_array_lower_udf(),
+    ]
 }
 
 /// pg_type, pg_proc and the other fixed tables, decoded once per process and shared by every

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, ObjectName,
-    SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut, visit_expressions,
+    SelectItem, SetExpr, Statement, Value, visit_expressions, visit_expressions_mut,
     visit_relations,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -69,14 +69,22 @@ fn reads_catalog(statement: &Statement) -> bool {
     .is_break()
 }
 
+/// Runs `rule` on every expression of `statement`, innermost first.
+fn apply(statement: &mut Statement, rule: fn(&mut Expr)) {
+    let _ = visit_expressions_mut(statement, |expression| {
+        rule(expression);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// `statement` (parsed from `text`) as DataFusion can plan it: rewritten when it reads the
 /// catalogs, unchanged otherwise or when the rewrite does not give one statement back.
 pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     if !matches!(statement, Statement::Query(_)) {
         return statement;
     }
-    let _ = statement.visit(&mut LikeEscapes);
-    let _ = statement.visit(&mut CurrentCatalog);
+    apply(&mut statement, like_escapes);
+    apply(&mut statement, current_catalog);
     if !reads_catalog(&statement) {
         return statement;
     }
@@ -87,96 +95,68 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
         Ok(mut statements) if statements.len() == 1 => statements.pop().unwrap_or(statement),
         _ => statement,
     };
-    let _ = statement.visit(&mut EmptyRelationOptions);
-    let _ = statement.visit(&mut ArraySubqueries);
-    let _ = statement.visit(&mut ViewDefinitions);
-    let _ = statement.visit(&mut NameToOid);
-    let _ = statement.visit(&mut LikeEscapes);
-    let _ = statement.visit(&mut CurrentCatalog);
-    let _ = statement.visit(&mut InformationSchemaFunctions);
-    let _ = statement.visit(&mut RecordFields);
-    let _ = statement.visit(&mut FunctionNames);
-    let _ = statement.visit(&mut ScalarSubqueries);
-    let _ = statement.visit(&mut IndexKeys);
+    apply(&mut statement, empty_relation_options);
+    apply(&mut statement, array_subqueries);
+    apply(&mut statement, view_definitions);
+    apply(&mut statement, name_to_oid);
+    apply(&mut statement, like_escapes);
+    apply(&mut statement, current_catalog);
+    apply(&mut statement, information_schema_functions);
+    apply(&mut statement, record_fields);
+    apply(&mut statement, function_names);
+    apply(&mut statement, scalar_subqueries);
+    apply(&mut statement, index_keys);
     statement
 }
 
 /// `current_catalog`, SQL's name for the database (PgJDBC's getSchemas selects it), is
 /// `current_database()`.
-struct CurrentCatalog;
-
-impl VisitorMut for CurrentCatalog {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        // sqlparser reads it as a function call without parentheses, or as a column.
-        let named = match expression {
-            Expr::Identifier(ident) => {
-                ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_catalog")
-            }
-            Expr::Function(function) => {
-                matches!(function.args, FunctionArguments::None)
-                    && last_name_is(&function.name, "current_catalog")
-            }
-            _ => false,
-        };
-        if named
-            && let Ok(call) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql("current_database()")
-                .and_then(|mut parser| parser.parse_expr())
-        {
-            *expression = call;
+fn current_catalog(expression: &mut Expr) {
+    // sqlparser reads it as a function call without parentheses, or as a column.
+    let named = match expression {
+        Expr::Identifier(ident) => {
+            ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_catalog")
         }
-        ControlFlow::Continue(())
+        Expr::Function(function) => {
+            matches!(function.args, FunctionArguments::None)
+                && last_name_is(&function.name, "current_catalog")
+        }
+        _ => false,
+    };
+    if named && let Some(call) = parse_expr("current_database()") {
+        *expression = call;
     }
 }
 
 /// `(record).field` (PgJDBC reads `(information_schema._pg_expandarray(i.indkey)).n`), which
 /// DataFusion's SQL planner refuses on an expression, becomes `get_field(record, 'field')`.
-struct RecordFields;
-
-impl VisitorMut for RecordFields {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Expr::CompoundFieldAccess { root, access_chain } = expression else {
-            return ControlFlow::Continue(());
-        };
-        let mut sql = root.to_string();
-        for access in access_chain.iter() {
-            match access {
-                AccessExpr::Dot(Expr::Identifier(field)) => {
-                    sql = format!("get_field({sql}, '{}')", field.value.replace('\'', "''"));
-                }
-                _ => return ControlFlow::Continue(()),
+fn record_fields(expression: &mut Expr) {
+    let Expr::CompoundFieldAccess { root, access_chain } = expression else {
+        return;
+    };
+    let mut sql = root.to_string();
+    for access in access_chain.iter() {
+        match access {
+            AccessExpr::Dot(Expr::Identifier(field)) => {
+                sql = format!("get_field({sql}, '{}')", field.value.replace('\'', "''"));
             }
+            _ => return,
         }
-        if let Ok(call) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&sql)
-            .and_then(|mut parser| parser.parse_expr())
-        {
-            *expression = call;
-        }
-        ControlFlow::Continue(())
+    }
+    if let Some(call) = parse_expr(&sql) {
+        *expression = call;
     }
 }
 
 /// `information_schema._pg_expandarray(...)`: functions are registered without a schema.
-struct InformationSchemaFunctions;
-
-impl VisitorMut for InformationSchemaFunctions {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Function(function) = expression
-            && function.name.0.len() == 2
-            && function.name.0[0]
-                .as_ident()
-                .is_some_and(|schema| schema.value.eq_ignore_ascii_case("information_schema"))
-        {
-            function.name.0.remove(0);
-        }
-        ControlFlow::Continue(())
+fn information_schema_functions(expression: &mut Expr) {
+    if let Expr::Function(function) = expression
+        && function.name.0.len() == 2
+        && function.name.0[0]
+            .as_ident()
+            .is_some_and(|schema| schema.value.eq_ignore_ascii_case("information_schema"))
+    {
+        function.name.0.remove(0);
     }
 }
 
@@ -184,34 +164,27 @@ impl VisitorMut for InformationSchemaFunctions {
 /// the library's regproc columns of pg_type hold function names, while its rewrite of the cast
 /// looks the function's oid up in pg_proc. Compared with such a column, the cast (or that
 /// lookup) becomes the bare function name.
-struct FunctionNames;
-
 /// pg_type's columns naming functions.
 const FUNCTION_NAME_COLUMNS: [&str; 4] = ["typinput", "typoutput", "typreceive", "typsend"];
 
-impl VisitorMut for FunctionNames {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Expr::BinaryOp { left, right, .. } = expression else {
-            return ControlFlow::Continue(());
-        };
-        let names_function = |column: &Expr| {
-            let text = column.to_string().to_ascii_lowercase();
-            FUNCTION_NAME_COLUMNS
-                .iter()
-                .any(|name| text.rsplit('.').next() == Some(name))
-        };
-        if names_function(left)
-            && let Some(name) = function_name(right)
-        {
-            **right = Expr::value(Value::SingleQuotedString(name));
-        } else if names_function(right)
-            && let Some(name) = function_name(left)
-        {
-            **left = Expr::value(Value::SingleQuotedString(name));
-        }
-        ControlFlow::Continue(())
+fn function_names(expression: &mut Expr) {
+    let Expr::BinaryOp { left, right, .. } = expression else {
+        return;
+    };
+    let names_function = |column: &Expr| {
+        let text = column.to_string().to_ascii_lowercase();
+        FUNCTION_NAME_COLUMNS
+            .iter()
+            .any(|name| text.rsplit('.').next() == Some(name))
+    };
+    if names_function(left)
+        && let Some(name) = function_name(right)
+    {
+        **right = Expr::value(Value::SingleQuotedString(name));
+    } else if names_function(right)
+        && let Some(name) = function_name(left)
+    {
+        **left = Expr::value(Value::SingleQuotedString(name));
     }
 }
 
@@ -245,148 +218,110 @@ fn function_name(expression: &Expr) -> Option<String> {
 /// psql 15's `\d+` lists a relation's storage options with
 /// `array_to_string(c.reloptions || array(select ... unnest(tc.reloptions) ...), ', ')`;
 /// Tributary's relations have none, so the call becomes `''`.
-struct EmptyRelationOptions;
-
-impl VisitorMut for EmptyRelationOptions {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Expr::Function(function) = expression else {
-            return ControlFlow::Continue(());
-        };
-        let named = last_name_is(&function.name, "array_to_string");
-        let FunctionArguments::List(arguments) = &function.args else {
-            return ControlFlow::Continue(());
-        };
-        let reads_options = arguments.args.first().is_some_and(|argument| {
-            matches!(argument, FunctionArg::Unnamed(FunctionArgExpr::Expr(first))
-                if first.to_string().to_ascii_lowercase().contains("reloptions"))
-        });
-        if named && reads_options {
-            *expression = Expr::value(Value::SingleQuotedString(String::new()));
-        }
-        ControlFlow::Continue(())
+fn empty_relation_options(expression: &mut Expr) {
+    let Expr::Function(function) = expression else {
+        return;
+    };
+    let named = last_name_is(&function.name, "array_to_string");
+    let FunctionArguments::List(arguments) = &function.args else {
+        return;
+    };
+    let reads_options = arguments.args.first().is_some_and(|argument| {
+        matches!(argument, FunctionArg::Unnamed(FunctionArgExpr::Expr(first))
+            if first.to_string().to_ascii_lowercase().contains("reloptions"))
+    });
+    if named && reads_options {
+        *expression = Expr::value(Value::SingleQuotedString(String::new()));
     }
 }
 
 /// `ARRAY(SELECT x ...)` (psql's `\du` lists role memberships so), which DataFusion does not
 /// know, becomes the scalar subquery `(SELECT array_agg(element) FROM (SELECT x ...) AS
 /// array_subquery(element))`, which it decorrelates.
-struct ArraySubqueries;
-
-impl VisitorMut for ArraySubqueries {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Expr::Function(function) = expression else {
-            return ControlFlow::Continue(());
-        };
-        let FunctionArguments::Subquery(query) = &function.args else {
-            return ControlFlow::Continue(());
-        };
-        if !function.name.to_string().eq_ignore_ascii_case("array") {
-            return ControlFlow::Continue(());
-        }
-        let sql = format!(
-            "SELECT array_agg(array_subquery.element) FROM ({query}) AS array_subquery(element)"
-        );
-        if let Some(query) = parse_query(&sql) {
-            *expression = Expr::Subquery(query);
-        }
-        ControlFlow::Continue(())
+fn array_subqueries(expression: &mut Expr) {
+    let Expr::Function(function) = expression else {
+        return;
+    };
+    let FunctionArguments::Subquery(query) = &function.args else {
+        return;
+    };
+    if !function.name.to_string().eq_ignore_ascii_case("array") {
+        return;
+    }
+    let sql = format!(
+        "SELECT array_agg(array_subquery.element) FROM ({query}) AS array_subquery(element)"
+    );
+    if let Some(query) = parse_query(&sql) {
+        *expression = Expr::Subquery(query);
     }
 }
 
 /// `pg_get_viewdef(oid [, pretty])` becomes a subquery over pg_views and pg_matviews (which
 /// hold the definitions) joined with pg_class (which numbers the relations).
-struct ViewDefinitions;
-
-impl VisitorMut for ViewDefinitions {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Some(relation) = first_argument_of(expression, "pg_get_viewdef") else {
-            return ControlFlow::Continue(());
-        };
-        let sql = format!(
-            "SELECT views.definition FROM pg_catalog.pg_class AS classes \
-             JOIN (SELECT viewname AS name, definition FROM pg_catalog.pg_views \
-                   UNION ALL SELECT matviewname, definition FROM pg_catalog.pg_matviews) AS views \
-             ON views.name = classes.relname WHERE classes.oid = ({relation})"
-        );
-        if let Some(query) = parse_query(&sql) {
-            *expression = Expr::Subquery(query);
-        }
-        ControlFlow::Continue(())
+fn view_definitions(expression: &mut Expr) {
+    let Some(relation) = first_argument_of(expression, "pg_get_viewdef") else {
+        return;
+    };
+    let sql = format!(
+        "SELECT views.definition FROM pg_catalog.pg_class AS classes \
+         JOIN (SELECT viewname AS name, definition FROM pg_catalog.pg_views \
+               UNION ALL SELECT matviewname, definition FROM pg_catalog.pg_matviews) AS views \
+         ON views.name = classes.relname WHERE classes.oid = ({relation})"
+    );
+    if let Some(query) = parse_query(&sql) {
+        *expression = Expr::Subquery(query);
     }
 }
 
 /// `to_regtype(name)` and `to_regclass(name)`: the oid of the type or relation so named, or
 /// NULL, as subqueries over pg_type and pg_class (names without a schema).
-struct NameToOid;
-
-impl VisitorMut for NameToOid {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        for (function, table, column) in [
-            ("to_regtype", "pg_type", "typname"),
-            ("to_regclass", "pg_class", "relname"),
-        ] {
-            if let Some(argument) = first_argument_of(expression, function) {
-                let sql = format!(
-                    "SELECT max(oid) FROM pg_catalog.{table} WHERE {column} = CAST(({argument}) AS TEXT)"
-                );
-                if let Some(query) = parse_query(&sql) {
-                    *expression = Expr::Subquery(query);
-                }
-                break;
+fn name_to_oid(expression: &mut Expr) {
+    for (function, table, column) in [
+        ("to_regtype", "pg_type", "typname"),
+        ("to_regclass", "pg_class", "relname"),
+    ] {
+        if let Some(argument) = first_argument_of(expression, function) {
+            let sql = format!(
+                "SELECT max(oid) FROM pg_catalog.{table} WHERE {column} = CAST(({argument}) AS TEXT)"
+            );
+            if let Some(query) = parse_query(&sql) {
+                *expression = Expr::Subquery(query);
             }
+            break;
         }
-        ControlFlow::Continue(())
     }
 }
 
 /// `x LIKE pattern ESCAPE 'c'` (SQLAlchemy escapes with '/'): DataFusion knows only the
 /// backslash, so the pattern's backslashes are doubled and its escape character becomes a
 /// backslash. (A doubled escape character then reads as an escaped backslash.)
-struct LikeEscapes;
-
-impl VisitorMut for LikeEscapes {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let (Expr::Like {
-            pattern,
-            escape_char,
-            ..
-        }
-        | Expr::ILike {
-            pattern,
-            escape_char,
-            ..
-        }) = expression
-        else {
-            return ControlFlow::Continue(());
-        };
-        let Some(Value::SingleQuotedString(escape)) = escape_char.as_ref().map(|c| &c.value) else {
-            return ControlFlow::Continue(());
-        };
-        if escape == "\\" {
-            return ControlFlow::Continue(());
-        }
-        let sql = format!(
-            "replace(replace({pattern}, '\\', '\\\\'), '{}', '\\')",
-            escape.replace('\'', "''")
-        );
-        if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&sql)
-            .and_then(|mut parser| parser.parse_expr())
-        {
-            **pattern = rewritten;
-            *escape_char = None;
-        }
-        ControlFlow::Continue(())
+fn like_escapes(expression: &mut Expr) {
+    let (Expr::Like {
+        pattern,
+        escape_char,
+        ..
+    }
+    | Expr::ILike {
+        pattern,
+        escape_char,
+        ..
+    }) = expression
+    else {
+        return;
+    };
+    let Some(Value::SingleQuotedString(escape)) = escape_char.as_ref().map(|c| &c.value) else {
+        return;
+    };
+    if escape == "\\" {
+        return;
+    }
+    let sql = format!(
+        "replace(replace({pattern}, '\\', '\\\\'), '{}', '\\')",
+        escape.replace('\'', "''")
+    );
+    if let Some(rewritten) = parse_expr(&sql) {
+        **pattern = rewritten;
+        *escape_char = None;
     }
 }
 
@@ -396,40 +331,29 @@ impl VisitorMut for LikeEscapes {
 /// catalog key); one that computes something (`pg_get_expr(...)` of a default,
 /// `json_build_object(...)` of an identity) asks about what Tributary does not have, and is
 /// NULL.
-struct ScalarSubqueries;
-
-impl VisitorMut for ScalarSubqueries {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let Expr::Subquery(query) = expression else {
-            return ControlFlow::Continue(());
-        };
-        let SetExpr::Select(select) = query.body.as_mut() else {
-            return ControlFlow::Continue(());
-        };
-        let grouped =
-            !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
-        if grouped || select.projection.len() != 1 || aggregates(&select.projection[0]) {
-            return ControlFlow::Continue(());
-        }
-        let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) =
-            &mut select.projection[0]
-        else {
-            return ControlFlow::Continue(());
-        };
-        match value {
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
-                if let Ok(maximum) = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&format!("max({value})"))
-                    .and_then(|mut parser| parser.parse_expr())
-                {
-                    *value = maximum;
-                }
+fn scalar_subqueries(expression: &mut Expr) {
+    let Expr::Subquery(query) = expression else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
+    if grouped || select.projection.len() != 1 || aggregates(&select.projection[0]) {
+        return;
+    }
+    let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) =
+        &mut select.projection[0]
+    else {
+        return;
+    };
+    match value {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+            if let Some(maximum) = parse_expr(&format!("max({value})")) {
+                *value = maximum;
             }
-            _ => *expression = Expr::value(Value::Null),
         }
-        ControlFlow::Continue(())
+        _ => *expression = Expr::value(Value::Null),
     }
 }
 
@@ -455,34 +379,24 @@ fn aggregates(item: &SelectItem) -> bool {
 /// 1)` over an int2vector, and DataFusion has no generate_subscripts: over an empty pg_index
 /// both become NULLs. They stay tied to their argument (`NULLIF(n, n)` of its length): as
 /// constants, DataFusion 55's plan checker rejects the ORDER BY of the aggregate reading them.
-struct IndexKeys;
-
-impl VisitorMut for IndexKeys {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
-        let (result_type, argument) =
-            if let Some(argument) = first_argument_of(expression, "generate_subscripts") {
-                ("INT", argument)
-            } else if let Some(argument) = first_argument_of(expression, "unnest") {
-                let text = argument.to_string().to_ascii_lowercase();
-                let column = text.rsplit('.').next().unwrap_or_default();
-                if !(column.starts_with("ind") || column.starts_with("con")) {
-                    return ControlFlow::Continue(());
-                }
-                ("SMALLINT", argument)
-            } else {
-                return ControlFlow::Continue(());
-            };
-        let length = format!("length(CAST({argument} AS TEXT))");
-        let replacement = format!("CAST(NULLIF({length}, {length}) AS {result_type})");
-        if let Ok(null) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&replacement)
-            .and_then(|mut parser| parser.parse_expr())
-        {
-            *expression = null;
-        }
-        ControlFlow::Continue(())
+fn index_keys(expression: &mut Expr) {
+    let (result_type, argument) =
+        if let Some(argument) = first_argument_of(expression, "generate_subscripts") {
+            ("INT", argument)
+        } else if let Some(argument) = first_argument_of(expression, "unnest") {
+            let text = argument.to_string().to_ascii_lowercase();
+            let column = text.rsplit('.').next().unwrap_or_default();
+            if !(column.starts_with("ind") || column.starts_with("con")) {
+                return;
+            }
+            ("SMALLINT", argument)
+        } else {
+            return;
+        };
+    let length = format!("length(CAST({argument} AS TEXT))");
+    let replacement = format!("CAST(NULLIF({length}, {length}) AS {result_type})");
+    if let Some(null) = parse_expr(&replacement) {
+        *expression = null;
     }
 }
 
@@ -509,6 +423,13 @@ fn first_argument_of(expression: &Expr, function: &str) -> Option<Expr> {
         Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) => Some(argument.clone()),
         _ => None,
     }
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
 }
 
 fn parse_query(sql: &str) -> Option<Box<datafusion::sql::sqlparser::ast::Query>> {
