@@ -232,26 +232,34 @@ impl Session {
         statement: &Statement,
         parameters: Option<ParamValues>,
     ) -> Result<QueryResult> {
+        self.execute_interruptible(statement, parameters, std::future::pending())
+            .await
+    }
+
+    /// Runs one statement; if it only reads (a query, FETCH, FLUSH) and `interrupt` completes
+    /// first (a cancel request), it stops with 57014. Writes and DDL run to the end: each is
+    /// applied in its epoch as a whole, and giving up on waiting would not undo it.
+    pub async fn execute_interruptible(
+        &self,
+        statement: &Statement,
+        parameters: Option<ParamValues>,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Result<QueryResult> {
         self.pinned.pin(self.coordinator.snapshot());
         // A panic while planning or running one statement must not take the connection (or the
         // server) down: it becomes an internal error and the session stays usable.
         let run = statements::execute(self, statement, parameters);
         let run = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run));
-        // statement_timeout bounds queries only: a write or DDL is applied in its epoch as a
-        // whole, and giving up on waiting for it would not undo it.
-        let limit = match statement {
-            Statement::Standard(datafusion::sql::sqlparser::ast::Statement::Query(_)) => {
-                statement_timeout(&self.variables)?
+        let outcome = if statements::only_reads(statement) {
+            let limit = statement_timeout(&self.variables)?;
+            // Dropping the statement's future stops its execution.
+            tokio::select! {
+                outcome = run => outcome,
+                _ = sleep_for(limit) => return Err(ExecutionError::StatementTimeout.into()),
+                _ = interrupt => return Err(ExecutionError::QueryCanceled.into()),
             }
-            _ => None,
-        };
-        let outcome = match limit {
-            Some(limit) => match tokio::time::timeout(limit, run).await {
-                Ok(outcome) => outcome,
-                // Dropping the query's future stops its execution.
-                Err(_) => return Err(ExecutionError::StatementTimeout.into()),
-            },
-            None => run.await,
+        } else {
+            run.await
         };
         match outcome {
             Ok(result) => result,
@@ -278,6 +286,14 @@ impl Session {
             Ok(result) => result,
             Err(panic) => Err(ExecutionError::Internal(crate::error::panic_message(&panic)).into()),
         }
+    }
+}
+
+/// Sleeps for `limit`, or forever without one.
+async fn sleep_for(limit: Option<std::time::Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -128,3 +128,81 @@ async fn garbage_closes_one_connection_and_spares_the_server() {
         .expect("server still serves");
     assert_eq!(row.get::<_, i64>(0), 42);
 }
+
+/// A query that would run for minutes: counting a hundred billion generated rows.
+const ENDLESS_QUERY: &str = "SELECT count(*) FROM generate_series(1, 100000000000) AS g(x)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_stops_the_running_query_and_spares_the_session() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)")
+        .await
+        .expect("setup");
+    let cancel = client.cancel_token();
+    // The query goes through the extended protocol (Parse/Bind/Execute); the cancel request
+    // arrives on a connection of its own, as every driver sends it.
+    let running = tokio::spawn(async move {
+        let outcome = client.query(ENDLESS_QUERY, &[]).await;
+        (client, outcome)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("send the cancel request");
+    let (client, outcome) = tokio::time::timeout(std::time::Duration::from_secs(60), running)
+        .await
+        .expect("the query stops after the cancel request")
+        .expect("query task");
+    let error = outcome.expect_err("a canceled query fails");
+    let database_error = error.as_db_error().expect("an error from the server");
+    assert_eq!(database_error.code().code(), "57014");
+    assert_eq!(
+        database_error.message(),
+        "canceling statement due to user request"
+    );
+    // The session goes on, and a cancel request with nothing running is forgotten.
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("send the cancel request");
+    let rows = client
+        .simple_query("SELECT count(*) FROM t")
+        .await
+        .expect("the next query runs");
+    let count = rows.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_with_the_wrong_key_cancels_nothing() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    let other = server.connect().await;
+    // The other connection's key cannot stop this connection's query.
+    let foreign = other.cancel_token();
+    let running = tokio::spawn(async move {
+        client
+            .query(
+                "SELECT count(*) FROM generate_series(1, 3000000) AS g(x)",
+                &[],
+            )
+            .await
+            .map(|rows| rows[0].get::<_, i64>(0))
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    foreign
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("send the cancel request");
+    let count = running
+        .await
+        .expect("query task")
+        .expect("the query is not canceled");
+    assert_eq!(count, 3_000_000);
+}

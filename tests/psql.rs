@@ -69,3 +69,43 @@ async fn timing_prints_the_duration_of_each_statement() {
     assert!(stdout.contains(" one \n-----\n   1\n(1 row)"), "{stdout}");
     assert!(stdout.contains("Time: "), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_running_query() {
+    let server = TestServer::start().await;
+    let port = server.port;
+    let output = tokio::task::spawn_blocking(move || {
+        let child = Command::new("psql")
+            .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", "tester", "-d", "tributary"])
+            .args([
+                "-c",
+                "SELECT count(*) FROM generate_series(1, 100000000000) AS g(x)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql must be installed: scripts/postgres start installs it");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        // What psql does on Ctrl-C: send a cancel request on a second connection.
+        let interrupted = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(interrupted.success());
+        child.wait_with_output().expect("psql ends")
+    })
+    .await
+    .expect("psql ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    // psql 15 and later say "Cancel request sent" first.
+    assert!(
+        stderr.ends_with("ERROR:  canceling statement due to user request\n"),
+        "{stderr}"
+    );
+    let after = tokio::task::spawn_blocking(move || psql(port, &["-c", "SELECT 1 AS one"]))
+        .await
+        .expect("psql ran");
+    assert!(after.status.success(), "the server still answers");
+}

@@ -8,7 +8,7 @@ pub(crate) mod types;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +19,10 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionGuard, ConnectionHandle, ConnectionManager,
+    PgWireServerHandlers,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{NoData, ParameterDescription};
@@ -109,6 +112,10 @@ pub async fn serve(
     config: Config,
 ) -> std::io::Result<()> {
     let (coordinator, mut stopped) = start_coordinator(&config, shutdown.clone()).await?;
+    // Shared by every connection: each registers itself at startup (under the process id and
+    // secret key it was sent) and unregisters when it ends; a cancel request, which arrives on
+    // a connection of its own, looks the target up here.
+    let connections = Arc::new(ConnectionManager::new());
     tracing::info!(address = %listener.local_addr()?, "listening for Postgres clients");
     loop {
         tokio::select! {
@@ -121,8 +128,9 @@ pub async fn serve(
                     }
                 };
                 let coordinator = coordinator.clone();
+                let connections = Arc::clone(&connections);
                 tokio::spawn(async move {
-                    let handlers = match Connection::new(coordinator) {
+                    let handlers = match Connection::new(coordinator, connections) {
                         Ok(handlers) => Arc::new(handlers),
                         Err(error) => {
                             tracing::error!(%error, "cannot create a session");
@@ -148,16 +156,28 @@ pub async fn serve(
 /// One client connection: its session and the protocol handlers around it.
 struct Connection {
     handler: Arc<QueryHandler>,
+    cancel: Arc<CancelRequests>,
 }
 
 impl Connection {
-    fn new(coordinator: Coordinator) -> crate::error::Result<Self> {
+    fn new(
+        coordinator: Coordinator,
+        connections: Arc<ConnectionManager>,
+    ) -> crate::error::Result<Self> {
         let session = Arc::new(Session::new(coordinator)?);
         let parser = Arc::new(StatementParser {
             session: Arc::clone(&session),
         });
         Ok(Self {
-            handler: Arc::new(QueryHandler { session, parser }),
+            cancel: Arc::new(CancelRequests {
+                connections: Arc::clone(&connections),
+            }),
+            handler: Arc::new(QueryHandler {
+                session,
+                parser,
+                connections,
+                cancel: OnceLock::new(),
+            }),
         })
     }
 }
@@ -174,11 +194,67 @@ impl PgWireServerHandlers for Connection {
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         Arc::clone(&self.handler)
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
 }
 
 struct QueryHandler {
     session: Arc<Session>,
     parser: Arc<StatementParser>,
+    connections: Arc<ConnectionManager>,
+    /// This connection's entry in `connections`, made at startup; the guard removes it when
+    /// the connection ends.
+    cancel: OnceLock<(Arc<ConnectionHandle>, ConnectionGuard)>,
+}
+
+/// Answers cancel requests: each arrives on a connection of its own and names its target by
+/// the process id and secret key that connection was sent at startup.
+struct CancelRequests {
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let found = self
+            .connections
+            .cancel(request.pid, &request.secret_key)
+            .await;
+        tracing::debug!(process = request.pid, found, "cancel request");
+    }
+}
+
+/// A cancel request for the statement a connection is running: completes when one arrives.
+/// Each query message (simple Query, or Execute) gets a fresh one, so a cancel request that
+/// arrives between statements is forgotten, as in Postgres.
+struct CancelSignal {
+    receiver: Option<futures::channel::oneshot::Receiver<()>>,
+}
+
+impl CancelSignal {
+    async fn start(handler: &QueryHandler) -> Self {
+        let receiver = match handler.cancel.get() {
+            Some((handle, _)) => Some(handle.start_query().await),
+            None => None,
+        };
+        Self { receiver }
+    }
+
+    /// Completes when the client's cancel request arrives; never, if none does.
+    async fn requested(&mut self) {
+        match self.receiver.as_mut() {
+            Some(receiver) => {
+                if receiver.await.is_err() {
+                    // The handle was replaced or the connection is ending: no cancel will come.
+                    self.receiver = None;
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Any user name and database are accepted: authentication is off for the embedded default.
@@ -195,6 +271,13 @@ impl NoopStartupHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Registered here rather than through pgwire's own hook: pgwire would then race every
+        // statement against cancel requests, writes included, and a write that has reached the
+        // coordinator is applied whether or not anyone still waits for it.
+        let (process, secret_key) = client.pid_and_secret_key();
+        let _ = self
+            .cancel
+            .set(self.connections.register(process, secret_key));
         let metadata = client.metadata();
         let variables = &self.session.variables;
         if let Some(user) = metadata.get(pgwire::api::METADATA_USER) {
@@ -278,9 +361,13 @@ impl SimpleQueryHandler for QueryHandler {
             Err(error) => return Ok(vec![error_response(&error.into())]),
         };
         let mut responses = Vec::with_capacity(statements.len());
+        let mut cancel = CancelSignal::start(self).await;
         // Postgres runs a multi-statement query until the first error and reports that error last.
         for statement in statements {
-            match self.session.execute_statement(&statement, None).await {
+            let run = self
+                .session
+                .execute_interruptible(&statement, None, cancel.requested());
+            match run.await {
                 Ok(result) => responses.push(to_response(result, &Format::UnifiedText)?),
                 Err(error) => {
                     responses.push(error_response(&error));
@@ -353,7 +440,11 @@ impl ExtendedQueryHandler for QueryHandler {
             Some(parameters)
         };
         let statement = &portal.statement.statement.statement;
-        match self.session.execute_statement(statement, parameters).await {
+        let mut cancel = CancelSignal::start(self).await;
+        let run = self
+            .session
+            .execute_interruptible(statement, parameters, cancel.requested());
+        match run.await {
             Ok(result) => to_response(result, &portal.result_column_format),
             Err(error) => Err(to_pgwire_error(&error)),
         }

@@ -119,6 +119,30 @@ async fn execute_standard(
     }
 }
 
+/// Whether a statement only reads, so that stopping it midway (a cancel request, a
+/// statement_timeout) leaves nothing half done.
+pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
+    match statement {
+        crate::sql::Statement::Standard(statement) => match statement {
+            Statement::Query(_) => true,
+            Statement::Explain { statement, .. } => {
+                matches!(statement.as_ref(), Statement::Query(_))
+            }
+            _ => false,
+        },
+        crate::sql::Statement::Streaming(statement) => match statement {
+            StreamingStatement::Flush => true,
+            StreamingStatement::CreateConnection(_)
+            | StreamingStatement::CreateSource(_)
+            | StreamingStatement::CreateSink(_)
+            | StreamingStatement::Drop { .. }
+            | StreamingStatement::Show(_)
+            | StreamingStatement::CreateTable { .. }
+            | StreamingStatement::CreateWindowCloseView { .. } => false,
+        },
+    }
+}
+
 /// Hands a new relation to the coordinator. While recovery replays a statement, the relation
 /// gets back the id it had.
 async fn create_relation(
