@@ -99,6 +99,18 @@ pub enum ExecutionError {
     UndefinedParameter(String),
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    #[error(
+        "the subscription to \"{relation}\" ended: the client fell more than {epochs} epochs behind its changes"
+    )]
+    SubscriptionLagged { relation: String, epochs: usize },
+    #[error("the subscription to \"{0}\" ended: the relation was dropped")]
+    SubscribedRelationDropped(String),
+    #[error("cursor \"{0}\" does not exist")]
+    UndefinedCursor(String),
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
+    #[error("{0} can only be used in transaction blocks")]
+    NoActiveTransaction(&'static str),
     #[error("canceling statement due to statement timeout")]
     StatementTimeout,
     #[error("the server is shutting down")]
@@ -241,6 +253,11 @@ impl ExecutionError {
             ExecutionError::InvalidParameterValue(_) => "22023",
             ExecutionError::UndefinedParameter(_) => "42704",
             ExecutionError::QueryCanceled => "57014",
+            ExecutionError::SubscriptionLagged { .. } => "53400",
+            ExecutionError::SubscribedRelationDropped(_) => "42P01",
+            ExecutionError::UndefinedCursor(_) => "34000",
+            ExecutionError::DuplicateCursor(_) => "42P03",
+            ExecutionError::NoActiveTransaction(_) => "25P01",
             ExecutionError::StatementTimeout => "57014",
             ExecutionError::Shutdown => "57P01",
             ExecutionError::Internal(_) => "XX000",

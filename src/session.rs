@@ -26,6 +26,17 @@ pub enum QueryResult {
     },
     /// A command's completion tag (`INSERT 0 3`, `CREATE TABLE`, ...).
     Command(CommandTag),
+    /// Rows FETCHed from a cursor (tagged `FETCH n`).
+    Fetched {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A subscription the server streams to the client, as rows or (`copy`) as COPY data, until
+    /// the client cancels it or goes away.
+    Subscription {
+        rows: crate::statements::SubscriptionRows,
+        copy: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +100,11 @@ pub struct Session {
     /// Set only in the session recovery replays statements with: the relation being recreated
     /// (its id, and what its CREATE resolved against the broker the first time).
     pub(crate) recovering: Mutex<Option<RelationRecord>>,
+    /// Open cursors by name (DECLARE). Held across FETCH's wait for a subscription's next rows;
+    /// only this session's statements, which run one at a time, take it.
+    pub(crate) cursors: tokio::sync::Mutex<HashMap<String, crate::statements::Cursor>>,
+    /// Whether a transaction block is open (BEGIN until COMMIT or ROLLBACK).
+    in_transaction: std::sync::atomic::AtomicBool,
 }
 
 /// Parameters every session starts with, as Postgres 16 reports them: (name, value, what it is).
@@ -209,6 +225,8 @@ impl Session {
             variables,
             plans: Mutex::new(HashMap::new()),
             recovering: Mutex::new(None),
+            cursors: tokio::sync::Mutex::new(HashMap::new()),
+            in_transaction: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -261,13 +279,45 @@ impl Session {
         } else {
             run.await
         };
-        match outcome {
+        let result = match outcome {
             Ok(result) => result,
             Err(panic) => {
                 let message = crate::error::panic_message(&panic);
                 tracing::error!(%message, %statement, "statement panicked");
                 Err(ExecutionError::Internal(message).into())
             }
+        };
+        if let Ok(QueryResult::Command(CommandTag {
+            transaction: Some(change),
+            ..
+        })) = &result
+        {
+            self.transaction_changed(*change).await;
+        }
+        result
+    }
+
+    /// The columns FETCH from an open cursor returns.
+    pub async fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.cursors
+            .lock()
+            .await
+            .get(name)
+            .map(|cursor| cursor.schema())
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A transaction block begins or ends; its end closes its cursors.
+    pub(crate) async fn transaction_changed(&self, change: TransactionChange) {
+        let open = change == TransactionChange::Begin;
+        self.in_transaction
+            .store(open, std::sync::atomic::Ordering::Relaxed);
+        if !open {
+            self.cursors.lock().await.clear();
         }
     }
 
@@ -305,29 +355,10 @@ fn statement_timeout(variables: &SessionVariables) -> Result<Option<std::time::D
 /// A statement_timeout in Postgres's forms: a number of milliseconds, or a number with a unit
 /// (us, ms, s, min, h, d); `None` for 0 (no limit).
 pub(crate) fn parse_statement_timeout(value: &str) -> Result<Option<std::time::Duration>> {
-    let text = value.trim().trim_matches('\'').to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || {
+    let duration = crate::sql::parse_duration(value).ok_or_else(|| {
         ExecutionError::InvalidParameterValue(format!(
             "invalid value for parameter \"statement_timeout\": \"{value}\""
         ))
-    };
-    let number: f64 = number.parse().map_err(|_| invalid())?;
-    let milliseconds_per_unit = match unit.trim() {
-        "" | "ms" => 1.0,
-        "us" => 0.001,
-        "s" => 1_000.0,
-        "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        _ => return Err(invalid().into()),
-    };
-    let milliseconds = number * milliseconds_per_unit;
-    if !milliseconds.is_finite() || milliseconds < 0.0 {
-        return Err(invalid().into());
-    }
-    Ok((milliseconds > 0.0).then(|| std::time::Duration::from_secs_f64(milliseconds / 1000.0)))
+    })?;
+    Ok((!duration.is_zero()).then_some(duration))
 }

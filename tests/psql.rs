@@ -109,3 +109,62 @@ async fn ctrl_c_cancels_the_running_query() {
         .expect("psql ran");
     assert!(after.status.success(), "the server still answers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_subscribe_prints_changes_until_ctrl_c() {
+    let server = TestServer::start().await;
+    let writer = server.connect().await;
+    writer
+        .batch_execute(
+            "CREATE TABLE t (k TEXT, v INT);
+             INSERT INTO t VALUES ('a', 1), ('b', 2), ('a', 3);
+             CREATE MATERIALIZED VIEW m AS SELECT k, sum(v) AS total FROM t GROUP BY k",
+        )
+        .await
+        .expect("setup");
+    let port = server.port;
+    let child = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "tester", "-d", "tributary"])
+        .args(["-c", "COPY (SUBSCRIBE TO m) TO STDOUT"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql must be installed: scripts/postgres start installs it");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    writer
+        .batch_execute("INSERT INTO t VALUES ('b', 10); DELETE FROM t WHERE k = 'a'")
+        .await
+        .expect("changes");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("psql ran")
+        .expect("psql ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.ends_with("ERROR:  canceling statement due to user request\n"),
+        "{stderr}"
+    );
+    // Folding the printed changes (epoch, diff, k, total) gives the view as it is now.
+    let mut folded = std::collections::BTreeMap::<String, i64>::new();
+    for line in stdout.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        let diff: i64 = fields[1].parse().expect("diff");
+        *folded.entry(fields[2..].join(" ")).or_default() += diff;
+    }
+    folded.retain(|_, count| *count != 0);
+    let expected: std::collections::BTreeMap<String, i64> = [("b 12".to_string(), 1)].into();
+    assert_eq!(folded, expected, "{stdout}");
+    assert!(
+        stdout.lines().count() >= 4,
+        "snapshot and changes: {stdout}"
+    );
+}

@@ -24,8 +24,11 @@ use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
 use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
 use durability::Recovery;
 pub use durability::{CheckpointReport, CheckpointReports, Durability};
+use subscribe::Subscriber;
+pub use subscribe::Subscription;
 
 mod durability;
+pub mod subscribe;
 
 /// How long FLUSH waits for the sources to catch up before it gives up.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -93,6 +96,11 @@ enum Command {
     },
     /// Answered once everything sent before it is published.
     Sync { reply: oneshot::Sender<Result<()>> },
+    /// Starts a subscription to a relation's changes, from its rows as of the current epoch.
+    Subscribe {
+        relation: RelationId,
+        reply: oneshot::Sender<Result<Subscription>>,
+    },
     /// Recovery: load a checkpoint (none for a directory without one) into the relations
     /// recovery has recreated, and start the sinks it holds.
     Restore {
@@ -120,6 +128,7 @@ impl Command {
             Command::Write { .. } | Command::Ingest { .. } | Command::Sync { .. } => true,
             Command::Create { .. }
             | Command::Drop { .. }
+            | Command::Subscribe { .. }
             | Command::Restore { .. }
             | Command::Replay { .. }
             | Command::FinishRecovery { .. } => false,
@@ -205,6 +214,7 @@ impl Coordinator {
             views: BTreeMap::new(),
             sources: HashMap::new(),
             sinks: BTreeMap::new(),
+            subscribers: Vec::new(),
             connectors: Arc::new(ConnectorStatuses::default()),
             commands: commands.downgrade(),
             epoch: 0,
@@ -296,6 +306,13 @@ impl Coordinator {
         .await
     }
 
+    /// Subscribes to a table's, source's or materialized view's changes: its rows now, then
+    /// each epoch's changes as they are published.
+    pub async fn subscribe(&self, relation: RelationId) -> Result<Subscription> {
+        self.call(|reply| Command::Subscribe { relation, reply })
+            .await
+    }
+
     /// Returns once every source has ingested what its topic held when FLUSH began, and every
     /// view reflects it.
     pub async fn flush(&self) -> Result<()> {
@@ -375,6 +392,8 @@ struct Engine {
     sources: HashMap<RelationId, SourceHandle>,
     /// Running sinks, by the sink's id; each is sent its relation's changes every epoch.
     sinks: BTreeMap<RelationId, SinkHandle>,
+    /// Clients' subscriptions (SUBSCRIBE); each is sent its relation's changes every epoch.
+    subscribers: Vec<Subscriber>,
     /// What snapshots show of the running connectors; replaced when one starts or stops.
     connectors: Arc<ConnectorStatuses>,
     /// For sources to send their rows back; weak, so the engine alone never keeps its own
@@ -476,6 +495,9 @@ impl Engine {
                 } => writes.push((table, change, reply)),
                 Command::Ingest { source, batch } => ingested.push((source, batch)),
                 Command::Sync { reply } => syncs.push(reply),
+                Command::Subscribe { relation, reply } => {
+                    let _ = reply.send(self.subscribe(relation));
+                }
                 Command::Restore { checkpoint, reply } => {
                     let _ = reply.send(self.restore(checkpoint.map(|checkpoint| *checkpoint)));
                 }
@@ -712,6 +734,20 @@ impl Engine {
         for (id, batch) in outputs {
             self.send_to_sink(id, batch);
         }
+        self.subscribers
+            .retain(|subscriber| subscriber.deliver(&deltas, epoch));
+    }
+
+    fn subscribe(&mut self, id: RelationId) -> Result<Subscription> {
+        let relation = self
+            .catalog
+            .by_id(id)
+            .ok_or_else(|| PlanError::UndefinedTable(format!("(relation {id})")))?;
+        let (name, schema) = (relation.name.clone(), Arc::clone(&relation.schema));
+        let contents = self.current_rows(id)?;
+        let (subscriber, subscription) = Subscriber::start(id, name, schema, self.epoch, contents);
+        self.subscribers.push(subscriber);
+        Ok(subscription)
     }
 
     /// Sends a sink one epoch's changes. An exactly-once sink's are also kept until Kafka has
@@ -1066,6 +1102,14 @@ impl Engine {
             self.source_offsets.remove(&id);
             self.keyed_rows.remove(&id);
             self.sink_outputs.remove(&id);
+            self.subscribers.retain(|subscriber| {
+                if subscriber.reads(id) {
+                    subscriber.end(ExecutionError::SubscribedRelationDropped(
+                        subscriber.relation_name().to_string(),
+                    ));
+                }
+                !subscriber.reads(id)
+            });
             // Dropping the handles stops the connectors' threads.
             if self.sources.remove(&id).is_some() || self.sinks.remove(&id).is_some() {
                 let connectors = Arc::make_mut(&mut self.connectors);

@@ -26,10 +26,21 @@ pub fn query_response(
     format: &Format,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(fields(schema, format)?);
-    let mut rows: Vec<PgWireResult<DataRow>> =
-        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
-    for batch in &batches {
+    let rows = data_rows(&fields, &batches)?;
+    Ok(QueryResponse::new(
+        fields,
+        stream::iter(rows.into_iter().map(Ok)),
+    ))
+}
+
+/// Every row of `batches` as a DataRow of `fields`.
+pub fn data_rows(
+    fields: &Arc<Vec<FieldInfo>>,
+    batches: &[RecordBatch],
+) -> PgWireResult<Vec<DataRow>> {
+    let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    let mut encoder = DataRowEncoder::new(Arc::clone(fields));
+    for batch in batches {
         let schema = batch.schema();
         // Text timestamps are printed from microseconds; convert each such column once per
         // batch rather than once per cell.
@@ -56,10 +67,51 @@ pub fn query_response(
                 };
                 encode_cell(&mut encoder, &cell, schema.field(column), pg_field)?;
             }
-            rows.push(Ok(encoder.take_row()));
+            rows.push(encoder.take_row());
         }
     }
-    Ok(QueryResponse::new(fields, stream::iter(rows)))
+    Ok(rows)
+}
+
+/// A text-format DataRow as one line of COPY's text format: fields separated by tabs, NULL as
+/// `\N`, and backslashes and control characters escaped.
+pub fn copy_text_line(row: &DataRow) -> Vec<u8> {
+    let data = &row.data[..];
+    let mut line = Vec::with_capacity(data.len() + 1);
+    let mut position = 0;
+    for field in 0..row.field_count {
+        if field > 0 {
+            line.push(b'\t');
+        }
+        let Some(length) = data
+            .get(position..position + 4)
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            .map(i32::from_be_bytes)
+        else {
+            break;
+        };
+        position += 4;
+        if length < 0 {
+            line.extend_from_slice(b"\\N");
+            continue;
+        }
+        let end = (position + length as usize).min(data.len());
+        for &byte in &data[position..end] {
+            match byte {
+                b'\\' => line.extend_from_slice(b"\\\\"),
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                b'\t' => line.extend_from_slice(b"\\t"),
+                0x08 => line.extend_from_slice(b"\\b"),
+                0x0b => line.extend_from_slice(b"\\v"),
+                0x0c => line.extend_from_slice(b"\\f"),
+                other => line.push(other),
+            }
+        }
+        position = end;
+    }
+    line.push(b'\n');
+    line
 }
 
 /// One value to encode: its column as computed, and the same column as text formatting wants it.

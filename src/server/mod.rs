@@ -4,6 +4,7 @@
 mod encode;
 mod parameters;
 mod statement;
+mod subscription;
 pub(crate) mod types;
 
 use std::fmt::Debug;
@@ -25,13 +26,13 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::Describe;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::coordinator::{Coordinator, Durability};
-use crate::error::Error;
+use crate::error::{Error, ExecutionError, PlanError};
 use crate::session::{QueryResult, Session, TransactionChange};
 use crate::storage::directory::DataDirectory;
 use statement::{PreparedStatement, StatementParser};
@@ -328,10 +329,23 @@ fn error_response(error: &Error) -> Response {
     )))
 }
 
+/// The response to a statement's result. A subscription is streamed before this is reached;
+/// the caller passes what ended it as an error instead.
 fn to_response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
     Ok(match result {
         QueryResult::Rows { schema, batches } => {
             Response::Query(encode::query_response(&schema, batches, format)?)
+        }
+        QueryResult::Fetched { schema, batches } => {
+            let mut response = encode::query_response(&schema, batches, format)?;
+            response.set_command_tag("FETCH");
+            Response::Query(response)
+        }
+        QueryResult::Subscription { .. } => {
+            let error = Error::from(ExecutionError::Internal(
+                "a subscription reached the response without being streamed".into(),
+            ));
+            error_response(&error)
         }
         QueryResult::Command(tag) => {
             let mut pg_tag = Tag::new(&tag.command);
@@ -349,7 +363,7 @@ fn to_response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -360,6 +374,14 @@ impl SimpleQueryHandler for QueryHandler {
             Ok(statements) => statements,
             Err(error) => return Ok(vec![error_response(&error.into())]),
         };
+        // A subscription is streamed to the client as it runs, which would put its messages
+        // before the responses of the statements ahead of it.
+        if statements.len() > 1 && statements.iter().any(streams_to_client) {
+            let error = PlanError::Unsupported(
+                "SUBSCRIBE in a query string with other statements: send it alone".into(),
+            );
+            return Ok(vec![error_response(&error.into())]);
+        }
         let mut responses = Vec::with_capacity(statements.len());
         let mut cancel = CancelSignal::start(self).await;
         // Postgres runs a multi-statement query until the first error and reports that error last.
@@ -368,6 +390,18 @@ impl SimpleQueryHandler for QueryHandler {
                 .session
                 .execute_interruptible(&statement, None, cancel.requested());
             match run.await {
+                Ok(QueryResult::Subscription { rows, copy }) => {
+                    let output = if copy {
+                        subscription::Output::Copy
+                    } else {
+                        subscription::Output::Rows {
+                            describe: true,
+                            format: Format::UnifiedText,
+                        }
+                    };
+                    let ended = subscription::stream(client, rows, output, &mut cancel).await?;
+                    responses.push(error_response(&ended));
+                }
                 Ok(result) => responses.push(to_response(result, &Format::UnifiedText)?),
                 Err(error) => {
                     responses.push(error_response(&error));
@@ -399,8 +433,23 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         const STATEMENT: u8 = b'S';
+        const PORTAL: u8 = b'P';
+        let name = message.name.as_deref().unwrap_or("");
+        // A cursor made by DECLARE is a portal too, in Postgres: psycopg's server-side cursors
+        // describe it by name before they FETCH from it.
+        if message.target_type == PORTAL
+            && client.portal_store().get_portal(name).is_none()
+            && let Some(schema) = self.session.cursor_schema(name).await
+        {
+            let fields = encode::fields(&schema, &Format::UnifiedText)?;
+            client
+                .send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                    fields.iter().map(Into::into).collect(),
+                )))
+                .await?;
+            return Ok(());
+        }
         if message.target_type == STATEMENT {
-            let name = message.name.as_deref().unwrap_or("");
             if let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
                 && statement.statement.result_schema.is_none()
             {
@@ -423,7 +472,7 @@ impl ExtendedQueryHandler for QueryHandler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -445,8 +494,33 @@ impl ExtendedQueryHandler for QueryHandler {
             .session
             .execute_interruptible(statement, parameters, cancel.requested());
         match run.await {
+            Ok(QueryResult::Subscription { rows, copy }) => {
+                let output = if copy {
+                    subscription::Output::Copy
+                } else {
+                    subscription::Output::Rows {
+                        describe: false,
+                        format: portal.result_column_format.clone(),
+                    }
+                };
+                let ended = subscription::stream(client, rows, output, &mut cancel).await?;
+                Err(to_pgwire_error(&ended))
+            }
             Ok(result) => to_response(result, &portal.result_column_format),
             Err(error) => Err(to_pgwire_error(&error)),
         }
     }
+}
+
+/// Whether a statement's result is streamed to the client while it runs (SUBSCRIBE, alone or in
+/// COPY).
+fn streams_to_client(statement: &crate::sql::Statement) -> bool {
+    matches!(
+        statement,
+        crate::sql::Statement::Streaming(crate::sql::StreamingStatement::Subscribe {
+            output: crate::sql::streaming::SubscribeOutput::Rows
+                | crate::sql::streaming::SubscribeOutput::Copy,
+            ..
+        })
+    )
 }

@@ -35,6 +35,31 @@ impl fmt::Display for Statement {
     }
 }
 
+/// A duration as Postgres settings write one: a number of milliseconds, or a number with a unit
+/// (us, ms, s, min, h, d, or the words: seconds, minute, ...), optionally quoted.
+pub fn parse_duration(value: &str) -> Option<std::time::Duration> {
+    let text = value.trim().trim_matches('\'').to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let milliseconds_per_unit = match unit.trim() {
+        "" | "ms" | "millisecond" | "milliseconds" => 1.0,
+        "us" | "microsecond" | "microseconds" => 0.001,
+        "s" | "second" | "seconds" => 1_000.0,
+        "min" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        _ => return None,
+    };
+    let milliseconds = number * milliseconds_per_unit;
+    if !milliseconds.is_finite() || milliseconds < 0.0 {
+        return None;
+    }
+    Some(std::time::Duration::from_secs_f64(milliseconds / 1000.0))
+}
+
 /// Splits and parses a query string into statements, in the Postgres dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
     let mut statements = parse_statements(sql).map_err(|error| {
@@ -56,6 +81,15 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
                 *window_sizes = windows::expand_time_windows(&mut view)?;
                 if let datafusion::sql::sqlparser::ast::Statement::CreateView(expanded) = view {
                     **create = expanded;
+                }
+            }
+            Statement::Streaming(StreamingStatement::DeclareQuery { query, .. }) => {
+                let mut statement = ast::Statement::Query(query.clone());
+                windows::expand_time_windows(&mut statement)?;
+                let text = statement.to_string();
+                let statement = crate::pg_catalog::rewrite::for_catalog_queries(&text, statement);
+                if let ast::Statement::Query(rewritten) = statement {
+                    *query = rewritten;
                 }
             }
             Statement::Streaming(_) => {}

@@ -41,6 +41,49 @@ pub enum StreamingStatement {
         /// The sizes of those windows, in nanoseconds.
         window_sizes: Vec<i128>,
     },
+    /// `SUBSCRIBE [TO] relation [WITH (SNAPSHOT = false)]`, streamed as rows, as
+    /// `COPY (SUBSCRIBE ...) TO STDOUT`, or behind a cursor.
+    Subscribe {
+        subscribe: Subscribe,
+        output: SubscribeOutput,
+    },
+    /// `DECLARE name CURSOR FOR query`: the query's rows, fetched a few at a time.
+    DeclareQuery {
+        cursor: String,
+        query: Box<datafusion::sql::sqlparser::ast::Query>,
+    },
+    /// `FETCH [count | ALL] [FROM | IN] cursor [WITH (TIMEOUT = 'interval')]`.
+    Fetch(Fetch),
+    /// `CLOSE cursor` or `CLOSE ALL` (`None`).
+    Close(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscribe {
+    pub relation: String,
+    /// Whether the relation's current rows come first (the default), or only later changes.
+    pub snapshot: bool,
+}
+
+/// Where a subscription's rows go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubscribeOutput {
+    /// Data rows of one never-ending result.
+    Rows,
+    /// COPY data in text format.
+    Copy,
+    /// A cursor of this name, read with FETCH.
+    Cursor(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch {
+    pub cursor: String,
+    /// How many rows at most; `None` for ALL.
+    pub count: Option<u64>,
+    /// How long a FETCH from a subscription waits for its first row; `None` waits until one
+    /// comes.
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +218,11 @@ impl StreamingStatement {
             | StreamingStatement::CreateWindowCloseView { sql, .. } => *sql = text.to_string(),
             StreamingStatement::Drop { .. }
             | StreamingStatement::Show(_)
-            | StreamingStatement::Flush => {}
+            | StreamingStatement::Flush
+            | StreamingStatement::Subscribe { .. }
+            | StreamingStatement::DeclareQuery { .. }
+            | StreamingStatement::Fetch(_)
+            | StreamingStatement::Close(_) => {}
         }
     }
 }
@@ -187,7 +234,10 @@ pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
         _ => String::new(),
     };
     match word(0).as_str() {
-        "FLUSH" => true,
+        "FLUSH" | "SUBSCRIBE" | "FETCH" | "CLOSE" | "DECLARE" => true,
+        "COPY" => {
+            parser.peek_nth_token(1).token == Token::LParen && word(2).as_str() == "SUBSCRIBE"
+        }
         "CREATE" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "DROP" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "SHOW" => matches!(word(1).as_str(), "SOURCES" | "SINKS" | "CONNECTIONS"),
@@ -201,6 +251,9 @@ pub(super) fn parse_streaming_statement(
 ) -> Result<StreamingStatement, ParserError> {
     if word(parser, "FLUSH") {
         return Ok(StreamingStatement::Flush);
+    }
+    if let Some(statement) = cursor_statement(parser)? {
+        return Ok(statement);
     }
     if word(parser, "SHOW") {
         let kind = if word(parser, "SOURCES") {
@@ -246,6 +299,135 @@ pub(super) fn parse_streaming_statement(
         ConnectorKind::Source => create_source(parser).map(StreamingStatement::CreateSource),
         ConnectorKind::Sink => create_sink(parser).map(StreamingStatement::CreateSink),
     }
+}
+
+/// SUBSCRIBE in its three forms, DECLARE, FETCH and CLOSE; `None` for anything else.
+fn cursor_statement(parser: &mut Parser) -> Result<Option<StreamingStatement>, ParserError> {
+    if word(parser, "SUBSCRIBE") {
+        return Ok(Some(StreamingStatement::Subscribe {
+            subscribe: subscribe(parser)?,
+            output: SubscribeOutput::Rows,
+        }));
+    }
+    if word(parser, "COPY") {
+        parser.expect_token(&Token::LParen)?;
+        expect_word(parser, "SUBSCRIBE")?;
+        let subscribe = subscribe(parser)?;
+        parser.expect_token(&Token::RParen)?;
+        expect_word(parser, "TO")?;
+        expect_word(parser, "STDOUT")?;
+        // Text is the only format: `WITH (FORMAT TEXT)` and `(FORMAT text)` say so.
+        let _ = word(parser, "WITH");
+        if parser.consume_token(&Token::LParen) {
+            expect_word(parser, "FORMAT")?;
+            expect_word(parser, "TEXT")?;
+            parser.expect_token(&Token::RParen)?;
+        }
+        return Ok(Some(StreamingStatement::Subscribe {
+            subscribe,
+            output: SubscribeOutput::Copy,
+        }));
+    }
+    if word(parser, "DECLARE") {
+        let cursor = name(parser)?;
+        // Postgres's cursor options; every cursor here reads forward only and ends with its
+        // transaction, whatever they say.
+        while words(parser, &["NO", "SCROLL"])
+            || word(parser, "SCROLL")
+            || word(parser, "BINARY")
+            || word(parser, "INSENSITIVE")
+            || word(parser, "ASENSITIVE")
+        {}
+        expect_word(parser, "CURSOR")?;
+        if words(parser, &["WITH", "HOLD"]) {
+            return Err(ParserError::ParserError(
+                "WITH HOLD cursors are not supported".into(),
+            ));
+        }
+        let _ = words(parser, &["WITHOUT", "HOLD"]);
+        expect_word(parser, "FOR")?;
+        if word(parser, "SUBSCRIBE") {
+            return Ok(Some(StreamingStatement::Subscribe {
+                subscribe: subscribe(parser)?,
+                output: SubscribeOutput::Cursor(cursor),
+            }));
+        }
+        let query = parser.parse_query()?;
+        return Ok(Some(StreamingStatement::DeclareQuery { cursor, query }));
+    }
+    if word(parser, "FETCH") {
+        return fetch(parser).map(|fetch| Some(StreamingStatement::Fetch(fetch)));
+    }
+    if word(parser, "CLOSE") {
+        let cursor = if word(parser, "ALL") {
+            None
+        } else {
+            Some(name(parser)?)
+        };
+        return Ok(Some(StreamingStatement::Close(cursor)));
+    }
+    Ok(None)
+}
+
+/// What follows SUBSCRIBE: `[TO] relation [WITH (SNAPSHOT [=] true | false)]`.
+fn subscribe(parser: &mut Parser) -> Result<Subscribe, ParserError> {
+    let _ = word(parser, "TO");
+    let relation = name_from(parser)?;
+    let mut snapshot = true;
+    if word(parser, "WITH") {
+        parser.expect_token(&Token::LParen)?;
+        loop {
+            expect_word(parser, "SNAPSHOT")?;
+            let _ = parser.consume_token(&Token::Eq);
+            snapshot = if word(parser, "FALSE") {
+                false
+            } else {
+                let _ = word(parser, "TRUE");
+                true
+            };
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        parser.expect_token(&Token::RParen)?;
+    }
+    Ok(Subscribe { relation, snapshot })
+}
+
+/// What follows FETCH: `[FORWARD | NEXT] [count | ALL] [FROM | IN] cursor [WITH (TIMEOUT
+/// [=] 'interval')]`.
+fn fetch(parser: &mut Parser) -> Result<Fetch, ParserError> {
+    let mut count = Some(1);
+    if word(parser, "NEXT") {
+    } else {
+        let forward = word(parser, "FORWARD");
+        if word(parser, "ALL") {
+            count = None;
+        } else if let Token::Number(..) = parser.peek_token_ref().token {
+            count = Some(parser.parse_literal_uint()?);
+        } else if forward {
+            // FORWARD alone is one row.
+        }
+    }
+    let _ = word(parser, "FROM") || word(parser, "IN");
+    let cursor = name(parser)?;
+    let mut timeout = None;
+    if word(parser, "WITH") {
+        parser.expect_token(&Token::LParen)?;
+        expect_word(parser, "TIMEOUT")?;
+        let _ = parser.consume_token(&Token::Eq);
+        let text = literal(parser)?;
+        timeout =
+            Some(super::parse_duration(&text).ok_or_else(|| {
+                ParserError::ParserError(format!("invalid FETCH timeout '{text}'"))
+            })?);
+        parser.expect_token(&Token::RParen)?;
+    }
+    Ok(Fetch {
+        cursor,
+        count,
+        timeout,
+    })
 }
 
 fn create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {

@@ -5,6 +5,7 @@ mod create_sink;
 mod create_source;
 mod create_table;
 mod create_view;
+mod cursor;
 mod delete;
 mod drop;
 mod drop_connector;
@@ -14,11 +15,14 @@ mod query;
 mod set;
 mod show;
 mod show_connectors;
+mod subscribe;
 mod update;
 
 use std::sync::Arc;
 
 pub use create_table::MAX_LENGTH_KEY;
+pub(crate) use cursor::Cursor;
+pub use subscribe::SubscriptionRows;
 
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan};
@@ -39,13 +43,16 @@ pub(crate) async fn execute(
         crate::sql::Statement::Standard(statement) => {
             execute_standard(session, statement, parameters).await
         }
-        crate::sql::Statement::Streaming(statement) => execute_streaming(session, statement).await,
+        crate::sql::Statement::Streaming(statement) => {
+            execute_streaming(session, statement, parameters).await
+        }
     }
 }
 
 async fn execute_streaming(
     session: &Session,
     statement: &StreamingStatement,
+    parameters: Option<ParamValues>,
 ) -> Result<QueryResult> {
     match statement {
         StreamingStatement::CreateConnection(create) => {
@@ -71,6 +78,14 @@ async fn execute_streaming(
             create,
             window_sizes,
         } => create_view::execute(session, create, Some((window_sizes, sql))).await,
+        StreamingStatement::Subscribe { subscribe, output } => {
+            subscribe::execute(session, subscribe, output).await
+        }
+        StreamingStatement::DeclareQuery { cursor, query } => {
+            cursor::declare_query(session, cursor, query, parameters).await
+        }
+        StreamingStatement::Fetch(fetch) => cursor::fetch(session, fetch).await,
+        StreamingStatement::Close(name) => cursor::close(session, name.as_deref()).await,
     }
 }
 
@@ -131,14 +146,18 @@ pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
             _ => false,
         },
         crate::sql::Statement::Streaming(statement) => match statement {
-            StreamingStatement::Flush => true,
+            StreamingStatement::Flush
+            | StreamingStatement::Fetch(_)
+            | StreamingStatement::DeclareQuery { .. } => true,
             StreamingStatement::CreateConnection(_)
             | StreamingStatement::CreateSource(_)
             | StreamingStatement::CreateSink(_)
             | StreamingStatement::Drop { .. }
             | StreamingStatement::Show(_)
             | StreamingStatement::CreateTable { .. }
-            | StreamingStatement::CreateWindowCloseView { .. } => false,
+            | StreamingStatement::CreateWindowCloseView { .. }
+            | StreamingStatement::Subscribe { .. }
+            | StreamingStatement::Close(_) => false,
         },
     }
 }
@@ -176,6 +195,35 @@ pub(crate) async fn describe(
             return Ok(Description {
                 parameter_types: Vec::new(),
                 result_schema: Some(show_connectors::schema()),
+            });
+        }
+        // The cursor's query may take parameters (psycopg's server-side cursors send them).
+        crate::sql::Statement::Streaming(StreamingStatement::DeclareQuery { query, .. }) => {
+            let statement = Statement::Query(query.clone());
+            let plan = cached_plan(session, &statement, PlanStage::Analyzed).await?;
+            return Ok(Description {
+                parameter_types: parameter_types(&plan)?,
+                result_schema: None,
+            });
+        }
+        crate::sql::Statement::Streaming(StreamingStatement::Fetch(fetch)) => {
+            return Ok(Description {
+                parameter_types: Vec::new(),
+                result_schema: Some(cursor::fetch_schema(session, &fetch.cursor).await?),
+            });
+        }
+        crate::sql::Statement::Streaming(StreamingStatement::Subscribe {
+            subscribe,
+            output: crate::sql::streaming::SubscribeOutput::Rows,
+        }) => {
+            let snapshot = session.pinned.get();
+            let relation = snapshot
+                .catalog
+                .get(&subscribe.relation)
+                .ok_or_else(|| PlanError::UndefinedTable(subscribe.relation.clone()))?;
+            return Ok(Description {
+                parameter_types: Vec::new(),
+                result_schema: Some(subscribe::output_schema(&relation.schema)),
             });
         }
         crate::sql::Statement::Streaming(_) => return Ok(Description::default()),

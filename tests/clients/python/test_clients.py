@@ -76,6 +76,47 @@ def psycopg_checks(url):
             connection.info.parameter_status("server_version").split(".")[0],
             "16",
         )
+    server_side_cursor(url)
+    subscribe(url)
+
+
+def server_side_cursor(url):
+    """A named cursor is DECLARE ... CURSOR FOR with the parameters bound, then FETCH FORWARD."""
+    with psycopg.connect(url) as connection:
+        with connection.cursor(name="by_flag") as cursor:
+            cursor.itersize = 1
+            cursor.execute("SELECT i, t FROM readings WHERE flag = %s ORDER BY i", (True,))
+            check("server-side cursor", list(cursor), [(1, "ada")])
+        connection.commit()
+
+
+def subscribe(url):
+    """COPY (SUBSCRIBE ...) TO STDOUT: the view's rows, then a change made meanwhile on another
+    connection, then a cancel ends it with 57014 and the connection goes on."""
+    with psycopg.connect(url, autocommit=True) as connection, psycopg.connect(
+        url, autocommit=True
+    ) as writer:
+        seen = []
+        try:
+            with connection.cursor() as cursor:
+                with cursor.copy("COPY (SUBSCRIBE TO per_text) TO STDOUT") as copy:
+                    for row in copy.rows():
+                        seen.append(row[1:])
+                        if len(seen) == 2:
+                            writer.execute("INSERT INTO readings (i, b, t) VALUES (3, 5, 'cy')")
+                        if len(seen) == 3:
+                            connection.cancel_safe()
+            raise AssertionError("the subscription ended without a cancel")
+        except psycopg.errors.QueryCanceled:
+            pass
+        check(
+            "subscription rows",
+            seen,
+            [("1", "ada", "1", "9000000000"), ("1", "bob", "1", "1"), ("1", "cy", "1", "5")],
+        )
+        row = connection.execute("SELECT count(*) FROM per_text").fetchone()
+        check("connection after the subscription", row, (3,))
+        connection.execute("DELETE FROM readings WHERE t = 'cy'")
 
 
 def sqlalchemy_checks(url):
