@@ -449,23 +449,22 @@ impl ExtendedQueryHandler for QueryHandler {
                 .await?;
             return Ok(());
         }
-        if message.target_type == STATEMENT {
-            if let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
-                && statement.statement.result_schema.is_none()
-            {
-                let described = self.do_describe_statement(client, &statement).await?;
-                client
-                    .send(PgWireBackendMessage::ParameterDescription(
-                        ParameterDescription::new(
-                            described.parameters.iter().map(|t| t.oid()).collect(),
-                        ),
-                    ))
-                    .await?;
-                client
-                    .send(PgWireBackendMessage::NoData(NoData::default()))
-                    .await?;
-                return Ok(());
-            }
+        if message.target_type == STATEMENT
+            && let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
+            && statement.statement.result_schema.is_none()
+        {
+            let described = self.do_describe_statement(client, &statement).await?;
+            client
+                .send(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(
+                        described.parameters.iter().map(|t| t.oid()).collect(),
+                    ),
+                ))
+                .await?;
+            client
+                .send(PgWireBackendMessage::NoData(NoData::default()))
+                .await?;
+            return Ok(());
         }
         self._on_describe(client, message).await
     }
