@@ -50,4 +50,4 @@ pub mod sql;
 pub mod statements;
 pub mod storage;
 
-pub use server::{Config, run, serve};
+pub use server::{Config, Credentials, TlsFiles, run, serve};

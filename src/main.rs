@@ -31,6 +31,20 @@ enum Command {
         /// Milliseconds between checkpoints.
         #[arg(long, env = "TRIBUTARY_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
         checkpoint_interval_ms: u64,
+        /// Require clients to authenticate with SCRAM-SHA-256 using this password (as --user).
+        /// Without it, anyone who can reach the port connects.
+        #[arg(long, env = "TRIBUTARY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// The user name clients authenticate as when --password is given.
+        #[arg(long, env = "TRIBUTARY_USER", default_value = "tributary")]
+        user: String,
+        /// A PEM certificate chain: with --tls-key, clients may encrypt their connections
+        /// (sslmode=require).
+        #[arg(long, env = "TRIBUTARY_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "TRIBUTARY_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -48,6 +62,10 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             checkpoint_interval_ms,
+            password,
+            user,
+            tls_cert,
+            tls_key,
         } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let config = tributary::Config {
@@ -55,6 +73,10 @@ fn main() -> anyhow::Result<()> {
                 checkpoint_interval: std::time::Duration::from_millis(
                     checkpoint_interval_ms.max(1),
                 ),
+                credentials: password.map(|password| tributary::Credentials { user, password }),
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(certificate, key)| tributary::TlsFiles { certificate, key }),
             };
             runtime.block_on(serve(listen, config))
         }

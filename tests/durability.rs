@@ -22,6 +22,7 @@ fn config(path: &Path) -> Config {
     Config {
         data_dir: Some(path.to_path_buf()),
         checkpoint_interval: Duration::from_millis(200),
+        ..Config::in_memory()
     }
 }
 

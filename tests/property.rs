@@ -47,6 +47,7 @@ impl Server {
         let config = Config {
             data_dir: directory.map(Path::to_path_buf),
             checkpoint_interval,
+            ..Config::in_memory()
         };
         let (coordinator, stopped) = start_coordinator(&config, receiver).await?;
         Ok(Server {

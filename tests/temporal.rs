@@ -103,6 +103,7 @@ async fn scheduled_rows_survive_a_restart() -> Result<()> {
     let config = || tributary::Config {
         data_dir: Some(directory.clone()),
         checkpoint_interval: Duration::from_millis(100),
+        ..tributary::Config::in_memory()
     };
     let server = TestServer::start_with(config()).await?;
     let client = server.connect().await;

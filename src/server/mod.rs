@@ -3,6 +3,7 @@
 
 mod encode;
 mod parameters;
+mod security;
 mod statement;
 mod subscription;
 pub(crate) mod types;
@@ -37,13 +38,21 @@ use crate::session::{QueryResult, Session, TransactionChange};
 use crate::storage::directory::DataDirectory;
 use statement::{PreparedStatement, StatementParser};
 
-/// How a server keeps its state.
+pub use security::{Credentials, TlsFiles};
+
+/// How a server keeps its state and whom it lets in.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the log and checkpoints live; `None` keeps everything in memory (tests, demos).
     pub data_dir: Option<PathBuf>,
     /// How often the coordinator checkpoints.
     pub checkpoint_interval: Duration,
+    /// With credentials, clients must authenticate with SCRAM-SHA-256 as that user; without,
+    /// anyone connects (the local embedded default).
+    pub credentials: Option<Credentials>,
+    /// With a certificate and key, clients may encrypt their connection with TLS
+    /// (`sslmode=require`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -51,6 +60,8 @@ impl Config {
         Self {
             data_dir: None,
             checkpoint_interval: Duration::from_secs(1),
+            credentials: None,
+            tls: None,
         }
     }
 
@@ -112,6 +123,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     config: Config,
 ) -> std::io::Result<()> {
+    let security = Arc::new(security::Security::new(
+        config.credentials.as_ref(),
+        config.tls.as_ref(),
+    )?);
     let (coordinator, mut stopped) = start_coordinator(&config, shutdown.clone()).await?;
     // Shared by every connection: each registers itself at startup (under the process id and
     // secret key it was sent) and unregisters when it ends; a cancel request, which arrives on
@@ -130,15 +145,17 @@ pub async fn serve(
                 };
                 let coordinator = coordinator.clone();
                 let connections = Arc::clone(&connections);
+                let security = Arc::clone(&security);
                 tokio::spawn(async move {
-                    let handlers = match Connection::new(coordinator, connections) {
+                    let handlers = match Connection::new(coordinator, connections, &security) {
                         Ok(handlers) => Arc::new(handlers),
                         Err(error) => {
                             tracing::error!(%error, "cannot create a session");
                             return;
                         }
                     };
-                    if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    let tls = security.tls.clone();
+                    if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });
@@ -157,6 +174,7 @@ pub async fn serve(
 /// One client connection: its session and the protocol handlers around it.
 struct Connection {
     handler: Arc<QueryHandler>,
+    startup: Arc<security::Startup>,
     cancel: Arc<CancelRequests>,
 }
 
@@ -164,21 +182,22 @@ impl Connection {
     fn new(
         coordinator: Coordinator,
         connections: Arc<ConnectionManager>,
+        security: &security::Security,
     ) -> crate::error::Result<Self> {
         let session = Arc::new(Session::new(coordinator)?);
         let parser = Arc::new(StatementParser {
             session: Arc::clone(&session),
         });
+        let handler = Arc::new(QueryHandler {
+            session,
+            parser,
+            connections: Arc::clone(&connections),
+            cancel: OnceLock::new(),
+        });
         Ok(Self {
-            cancel: Arc::new(CancelRequests {
-                connections: Arc::clone(&connections),
-            }),
-            handler: Arc::new(QueryHandler {
-                session,
-                parser,
-                connections,
-                cancel: OnceLock::new(),
-            }),
+            cancel: Arc::new(CancelRequests { connections }),
+            startup: Arc::new(security.startup(Arc::clone(&handler))),
+            handler,
         })
     }
 }
@@ -193,7 +212,7 @@ impl PgWireServerHandlers for Connection {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::clone(&self.handler)
+        Arc::clone(&self.startup)
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -258,10 +277,10 @@ impl CancelSignal {
     }
 }
 
-/// Any user name and database are accepted: authentication is off for the embedded default.
+/// Without passwords any user name and database are accepted (the embedded default); with
+/// them, [`security::Startup`] authenticates first and then calls [`QueryHandler::connected`].
 #[async_trait]
 impl NoopStartupHandler for QueryHandler {
-    /// Remembers who connected, for current_database() and the like.
     async fn post_startup<C>(
         &self,
         client: &mut C,
@@ -272,6 +291,15 @@ impl NoopStartupHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.connected(client);
+        Ok(())
+    }
+}
+
+impl QueryHandler {
+    /// The client is in: remember who connected (for current_database() and the like), and
+    /// let cancel requests find the connection.
+    fn connected<C: ClientInfo>(&self, client: &C) {
         // Registered here rather than through pgwire's own hook: pgwire would then race every
         // statement against cancel requests, writes included, and a write that has reached the
         // coordinator is applied whether or not anyone still waits for it.
@@ -298,7 +326,6 @@ impl NoopStartupHandler for QueryHandler {
                 variables.set_startup(name, value.clone());
             }
         }
-        Ok(())
     }
 }
 

@@ -41,8 +41,15 @@ impl TestServer {
             shutdown,
             task: Some(task),
         };
-        // Recovery runs before the server answers; a failed start ends the task.
+        // Recovery runs before the server answers; a failed start ends the task. A server that
+        // neither answers nor stops within the deadline fails the test rather than hang it.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
+            if tokio::time::Instant::now() > deadline {
+                return Err(std::io::Error::other(
+                    "the server did not answer within 300 s",
+                ));
+            }
             if server.task.as_ref().is_some_and(|task| task.is_finished()) {
                 let mut server = server;
                 let task = server.task.take().expect("task");
@@ -50,11 +57,14 @@ impl TestServer {
                     std::io::Error::other("the server stopped before it accepted clients")
                 }));
             }
-            if tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls)
-                .await
-                .is_ok()
+            // A server that asks for a password is answering too.
+            match tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls).await
             {
-                return Ok(server);
+                Ok(_) => return Ok(server),
+                Err(error) if format!("{error:?}").contains("password missing") => {
+                    return Ok(server);
+                }
+                Err(_) => {}
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
