@@ -7,7 +7,8 @@
 //! 1. [`connectors`] read Kafka: each source is a thread that decodes what arrived (arrow-json,
 //!    arrow-csv) into one Arrow batch per tick, applies its envelope (append, upsert, Debezium)
 //!    and hands the changes to the coordinator. Malformed messages are recorded, not fatal.
-//! 2. [`server`] accepts Postgres connections (pgwire) and hands each query to its [`session`].
+//! 2. [`server`] accepts Postgres connections (pgwire; SCRAM-SHA-256 and TLS when configured)
+//!    and hands each query to its [`session`]; cancel requests stop the statement running.
 //! 3. [`session`] runs a statement: [`sql`] parses it in the Postgres dialect (plus Tributary's
 //!    own CREATE SOURCE / SINK / CONNECTION and FLUSH, WATERMARK FOR and EMIT ON WINDOW CLOSE,
 //!    and TUMBLE / HOP windows expanded into plain SQL), [`statements`] dispatches on its kind, and [`planner`] plans it with
@@ -22,10 +23,10 @@
 //!    on window close reads each watermarked relation through a filter that keeps late changes
 //!    out, and its windowed aggregate emits a window once the watermark passes its end.
 //! 6. At the epoch's barrier the view's changes land in its arrangement ([`storage`]), each sink
-//!    is sent its relation's changes, and the coordinator publishes one snapshot of every
-//!    relation at that epoch ([`catalog`] included). A statement that caused the epoch returns
-//!    only then, so its session (and every other) reads its effect: read-your-writes, one
-//!    consistent epoch across all views.
+//!    and subscription (SUBSCRIBE) is sent its relation's changes, and the coordinator
+//!    publishes one snapshot of every relation at that epoch ([`catalog`] included). A
+//!    statement that caused the epoch returns only then, so its session (and every other) reads
+//!    its effect: read-your-writes, one consistent epoch across all views.
 //! 7. With a data directory ([`storage`]), every table write and catalog change is appended to
 //!    a write-ahead log and synced before the statement returns, and the coordinator
 //!    checkpoints the catalog, rows, operator states and source offsets of one epoch every

@@ -418,14 +418,8 @@ impl SimpleQueryHandler for QueryHandler {
                 .execute_interruptible(&statement, None, cancel.requested());
             match run.await {
                 Ok(QueryResult::Subscription { rows, copy }) => {
-                    let output = if copy {
-                        subscription::Output::Copy
-                    } else {
-                        subscription::Output::Rows {
-                            describe: true,
-                            format: Format::UnifiedText,
-                        }
-                    };
+                    // The simple protocol describes the rows itself, always as text.
+                    let output = subscription::Output::new(copy, Format::UnifiedText, true);
                     let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                     responses.push(error_response(&ended));
                 }
@@ -521,14 +515,9 @@ impl ExtendedQueryHandler for QueryHandler {
             .execute_interruptible(statement, parameters, cancel.requested());
         match run.await {
             Ok(QueryResult::Subscription { rows, copy }) => {
-                let output = if copy {
-                    subscription::Output::Copy
-                } else {
-                    subscription::Output::Rows {
-                        describe: false,
-                        format: portal.result_column_format.clone(),
-                    }
-                };
+                // Describe already sent the row description; Bind chose the formats.
+                let format = portal.result_column_format.clone();
+                let output = subscription::Output::new(copy, format, false);
                 let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                 Err(to_pgwire_error(&ended))
             }

@@ -26,6 +26,17 @@ pub(super) enum Output {
     Rows { describe: bool, format: Format },
 }
 
+impl Output {
+    /// COPY data when `copy`, else data rows in `format`, after a RowDescription if `describe`.
+    pub(super) fn new(copy: bool, format: Format, describe: bool) -> Self {
+        if copy {
+            Output::Copy
+        } else {
+            Output::Rows { describe, format }
+        }
+    }
+}
+
 /// Streams until the subscription stops; returns why, for the caller to report as the
 /// statement's error. A failure to send means the client is gone: that ends the connection.
 pub(super) async fn stream<C>(
