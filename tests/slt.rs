@@ -1,5 +1,7 @@
-//! Runs every sqllogictest file in `slt/` against a fresh real server per file, over TCP with
-//! tokio-postgres's simple query protocol.
+//! Runs every sqllogictest file in `slt/` against a fresh real server per file, over TCP, three
+//! times: with Tributary's own engine (tokio-postgres's simple query protocol, every value as the
+//! server sent its text), and with sqllogictest-bin's `postgres` and `postgres-extended` engines
+//! (the extended one prepares each statement and reads typed binary values).
 
 mod common;
 
@@ -7,6 +9,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
 use tokio_postgres::SimpleQueryMessage;
 
 /// A client error whose text includes the server's message (tokio-postgres says only "db error").
@@ -105,8 +108,92 @@ fn slt_files(directory: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqllogictest_files() {
+/// One of sqllogictest-bin's engines, with errors shown as `SQLSTATE: message` as the files
+/// expect them (the engines show tokio-postgres's own wording).
+struct BinaryEngine<D>(D);
+
+#[async_trait]
+impl<D> AsyncDB for BinaryEngine<D>
+where
+    D: AsyncDB<Error = tokio_postgres::Error, ColumnType = DefaultColumnType> + Send,
+{
+    type Error = DatabaseError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
+        self.0.run(sql).await.map_err(DatabaseError)
+    }
+
+    async fn shutdown(&mut self) {
+        self.0.shutdown().await;
+    }
+
+    fn engine_name(&self) -> &str {
+        self.0.engine_name()
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    fn error_sql_state(error: &Self::Error) -> Option<String> {
+        error.0.code().map(|code| code.code().to_string())
+    }
+
+    async fn run_command(command: std::process::Command) -> std::io::Result<std::process::Output> {
+        tokio::process::Command::from(command).output().await
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Tributary,
+    PostgresSimple,
+    PostgresExtended,
+}
+
+async fn connect<D, F>(
+    connection_string: String,
+    connect: impl FnOnce(tokio_postgres::Config) -> F,
+) -> Result<BinaryEngine<D>, DatabaseError>
+where
+    F: std::future::Future<Output = Result<D, tokio_postgres::Error>>,
+{
+    let config: tokio_postgres::Config = connection_string.parse().map_err(DatabaseError)?;
+    connect(config)
+        .await
+        .map(BinaryEngine)
+        .map_err(DatabaseError)
+}
+
+/// Runs one file on a fresh server; the error display, if it failed.
+async fn run_file<D, M>(file: &std::path::Path, make: M) -> Result<(), String>
+where
+    D: AsyncDB<ColumnType = DefaultColumnType> + 'static,
+    M: sqllogictest::MakeConnection<Conn = D>,
+{
+    let mut runner = Runner::new(make);
+    // Files under slt/kafka/ drive a real broker: they get its address, a topic prefix of
+    // their own, and the Python that runs tests/kafka/*.py, as substitution variables.
+    if file.components().any(|part| part.as_os_str() == "kafka") {
+        let broker = tokio::task::spawn_blocking(common::kafka::bootstrap)
+            .await
+            .expect("start Kafka");
+        let python = tokio::task::spawn_blocking(common::kafka::python)
+            .await
+            .expect("Python for the Kafka scripts");
+        runner.set_var("KAFKA_BROKER".into(), broker);
+        runner.set_var("TOPIC".into(), common::kafka::unique_topic("slt"));
+        runner.set_var("PYTHON".into(), python.display().to_string());
+        runner.set_var("ROOT".into(), env!("CARGO_MANIFEST_DIR").to_string());
+    }
+    runner
+        .run_file_async(file)
+        .await
+        .map_err(|error| error.display(true).to_string())
+}
+
+async fn run_suite(engine: Engine) {
     let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("slt");
     let files = slt_files(&directory);
     assert!(
@@ -122,40 +209,61 @@ async fn sqllogictest_files() {
     {
         let server = common::TestServer::start().await;
         let connection_string = server.connection_string();
-        let mut runner = Runner::new(move || {
-            let connection_string = connection_string.clone();
-            async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&connection_string, tokio_postgres::NoTls)
-                        .await
-                        .map_err(DatabaseError)?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                Ok(Postgres { client })
+        let outcome = match engine {
+            Engine::Tributary => {
+                run_file(file, move || {
+                    let connection_string = connection_string.clone();
+                    async move {
+                        let (client, connection) =
+                            tokio_postgres::connect(&connection_string, tokio_postgres::NoTls)
+                                .await
+                                .map_err(DatabaseError)?;
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Ok(Postgres { client })
+                    }
+                })
+                .await
             }
-        });
-        // Files under slt/kafka/ drive a real broker: they get its address, a topic prefix of
-        // their own, and the Python that runs tests/kafka/*.py, as substitution variables.
-        if file.components().any(|part| part.as_os_str() == "kafka") {
-            let broker = tokio::task::spawn_blocking(common::kafka::bootstrap)
+            Engine::PostgresSimple => {
+                run_file(file, move || {
+                    connect(connection_string.clone(), PostgresSimple::connect)
+                })
                 .await
-                .expect("start Kafka");
-            let python = tokio::task::spawn_blocking(common::kafka::python)
+            }
+            Engine::PostgresExtended => {
+                run_file(file, move || {
+                    connect(connection_string.clone(), PostgresExtended::connect)
+                })
                 .await
-                .expect("Python for the Kafka scripts");
-            runner.set_var("KAFKA_BROKER".into(), broker);
-            runner.set_var("TOPIC".into(), common::kafka::unique_topic("slt"));
-            runner.set_var("PYTHON".into(), python.display().to_string());
-            runner.set_var("ROOT".into(), env!("CARGO_MANIFEST_DIR").to_string());
-        }
-        match runner.run_file_async(file).await {
-            Ok(()) => println!("ok   {}", file.display()),
+            }
+        };
+        match outcome {
+            Ok(()) => println!("ok   {engine:?} {}", file.display()),
             Err(error) => {
-                println!("FAIL {}\n{}", file.display(), error.display(true));
+                println!("FAIL {engine:?} {}\n{error}", file.display());
                 failures.push(file.display().to_string());
             }
         }
     }
-    assert!(failures.is_empty(), "failing slt files: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failing slt files ({engine:?}): {failures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files() {
+    run_suite(Engine::Tributary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files_with_the_postgres_engine() {
+    run_suite(Engine::PostgresSimple).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files_with_the_postgres_extended_engine() {
+    run_suite(Engine::PostgresExtended).await;
 }

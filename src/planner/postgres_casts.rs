@@ -1,12 +1,18 @@
-//! Text to timestamp/date casts that accept what Postgres accepts ('2026-01-01 10:09', no
-//! seconds, is valid Postgres and rejected by Arrow's parser).
+//! Casts between text and times as Postgres does them: text to timestamp/date accepts what
+//! Postgres accepts ('2026-01-01 10:09', no seconds, is valid Postgres and rejected by Arrow's
+//! parser), and timestamps and intervals become the text Postgres prints ('2026-01-01
+//! 10:00:00+00', '1 day 02:00:00'), not Arrow's RFC 3339 and ISO forms.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{
+    DataType, IntervalMonthDayNanoType, IntervalUnit, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
@@ -20,8 +26,9 @@ use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::ExecutionError;
 
-/// Rewrites casts from text to a timestamp or date into [`TextToTime`]. Runs after type
-/// coercion, so the casts coercion adds (`at > '2026-01-01 10:00'`) are covered too.
+/// Rewrites casts from text to a timestamp or date into [`TextToTime`], and from a timestamp or
+/// interval to text into [`TimeToText`]. Runs after type coercion, so the casts coercion adds
+/// (`at > '2026-01-01 10:00'`) are covered too.
 #[derive(Debug)]
 pub struct PostgresTextCasts;
 
@@ -60,12 +67,24 @@ fn rewrite_cast(
         }
         _ => return Ok(Transformed::no(expression)),
     };
-    if !matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
-        return Ok(Transformed::no(expression));
-    }
     let Ok(source) = inner.get_type(schema) else {
         return Ok(Transformed::no(expression));
     };
+    if matches!(
+        target,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) && matches!(
+        source,
+        DataType::Timestamp(_, _) | DataType::Interval(IntervalUnit::MonthDayNano)
+    ) {
+        let function = ScalarUDF::new_from_impl(TimeToText::new(target));
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]),
+        )));
+    }
+    if !matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
+        return Ok(Transformed::no(expression));
+    }
     if !matches!(
         source,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -137,6 +156,87 @@ impl ScalarUDFImpl for TextToTime {
                 cast(&array, &self.target)?
             }
         };
+        if is_scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(result))
+        }
+    }
+}
+
+/// Prints a timestamp or interval as Postgres's text output does.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimeToText {
+    target: DataType,
+    signature: Signature,
+}
+
+impl TimeToText {
+    fn new(target: DataType) -> Self {
+        Self {
+            target,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TimeToText {
+    fn name(&self) -> &str {
+        "time_to_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        let Some(argument) = args.args.first() else {
+            return Err(DataFusionError::Internal(
+                "time_to_text takes one argument".into(),
+            ));
+        };
+        let is_scalar = matches!(argument, ColumnarValue::Scalar(_));
+        let values = argument.to_array(args.number_rows)?;
+        let text: StringArray = match values.data_type() {
+            DataType::Timestamp(_, timezone) => {
+                let with_timezone = timezone.is_some();
+                let micros = cast(&values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                micros
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|value| {
+                        value.map(|micros| {
+                            crate::server::encode::postgres_timestamp(micros, with_timezone)
+                        })
+                    })
+                    .collect()
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => values
+                .as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|value| {
+                    value.map(|interval| {
+                        crate::server::encode::postgres_interval(
+                            interval.months,
+                            interval.days,
+                            interval.nanoseconds / 1000,
+                        )
+                    })
+                })
+                .collect(),
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "time_to_text cannot print {other}"
+                )));
+            }
+        };
+        let result = cast(&text, &self.target)?;
         if is_scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&result, 0)?,

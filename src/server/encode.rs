@@ -160,6 +160,53 @@ fn encode_cell(
     encode_value(encoder, array, row, arrow_field, pg_field)
 }
 
+/// Postgres's interval output in its default style (IntervalStyle `postgres`): years, months and
+/// days as words, then the time as `HH:MM:SS[.ffffff]`; a part after a negative one carries
+/// its sign ('-1 days +02:00:00'), as Postgres's EncodeInterval writes them.
+pub fn postgres_interval(months: i32, days: i32, microseconds: i64) -> String {
+    let mut text = String::new();
+    let mut is_zero = true;
+    let mut is_before = false;
+    let mut add_part = |text: &mut String, value: i64, unit: &str| {
+        if value == 0 {
+            return;
+        }
+        let space = if is_zero { "" } else { " " };
+        let plus = if is_before && value > 0 { "+" } else { "" };
+        let plural = if value != 1 { "s" } else { "" };
+        text.push_str(&format!("{space}{plus}{value} {unit}{plural}"));
+        is_before = value < 0;
+        is_zero = false;
+    };
+    add_part(&mut text, i64::from(months / 12), "year");
+    add_part(&mut text, i64::from(months % 12), "mon");
+    add_part(&mut text, i64::from(days), "day");
+    if is_zero || microseconds != 0 {
+        let sign = if microseconds < 0 {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        };
+        let magnitude = microseconds.unsigned_abs();
+        let hours = magnitude / 3_600_000_000;
+        let minutes = magnitude / 60_000_000 % 60;
+        let seconds = magnitude / 1_000_000 % 60;
+        let fraction = magnitude % 1_000_000;
+        let space = if is_zero { "" } else { " " };
+        text.push_str(&format!(
+            "{space}{sign}{hours:02}:{minutes:02}:{seconds:02}"
+        ));
+        if fraction != 0 {
+            let digits = format!("{fraction:06}");
+            text.push('.');
+            text.push_str(digits.trim_end_matches('0'));
+        }
+    }
+    text
+}
+
 /// Postgres's timestamp output: fractional seconds only when non-zero, without trailing zeros;
 /// `+00` for timestamptz (the session time zone is UTC).
 pub fn postgres_timestamp(micros: i64, with_timezone: bool) -> String {
@@ -233,7 +280,7 @@ pub fn postgres_float<F: std::fmt::LowerExp + Into<f64> + Copy>(value: F) -> Str
 
 #[cfg(test)]
 mod tests {
-    use super::postgres_float;
+    use super::{postgres_float, postgres_interval};
 
     #[test]
     fn floats_print_as_postgres_prints_them() {
@@ -246,6 +293,26 @@ mod tests {
         assert_eq!(postgres_float(0.00001f64), "1e-05");
         assert_eq!(postgres_float(-2.5f32), "-2.5");
         assert_eq!(postgres_float(100f64), "100");
+    }
+
+    #[test]
+    fn intervals_print_as_postgres_prints_them() {
+        // Each expected text is what Postgres 15 prints for the same interval.
+        let hour = 3_600_000_000i64;
+        for (months, days, microseconds, expected) in [
+            (0, 1, 2 * hour, "1 day 02:00:00"),
+            (3, 0, 0, "3 mons"),
+            (14, 0, 0, "1 year 2 mons"),
+            (-3, 0, 0, "-3 mons"),
+            (0, 0, 0, "00:00:00"),
+            (0, 0, 90 * 60_000_000, "01:30:00"),
+            (0, -1, 2 * hour, "-1 days +02:00:00"),
+            (0, 2, -hour, "2 days -01:00:00"),
+            (0, 0, 25 * hour + 250_000, "25:00:00.25"),
+            (-13, -1, -1, "-1 years -1 mons -1 days -00:00:00.000001"),
+        ] {
+            assert_eq!(postgres_interval(months, days, microseconds), expected);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Postgres wire protocol server: connections, simple and extended query protocols, result
 //! encoding and error responses.
 
-mod encode;
+pub(crate) mod encode;
 mod parameters;
 mod security;
 mod statement;

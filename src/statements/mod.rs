@@ -25,7 +25,9 @@ pub(crate) use cursor::Cursor;
 pub use subscribe::SubscriptionRows;
 
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::{DmlStatement, LogicalPlan};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::expr::{Cast, TryCast};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 
@@ -371,7 +373,25 @@ pub(crate) fn depends_on_time_or_chance(plan: &LogicalPlan) -> bool {
 pub(crate) fn parameter_types(
     plan: &LogicalPlan,
 ) -> Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
-    let types = plan.get_parameter_types()?;
+    let mut types = plan.get_parameter_types()?;
+    // DataFusion types a placeholder from what it is compared with or inserted into, but not
+    // from a cast (`$1::timestamptz`); Postgres takes the cast's type.
+    if types.values().any(Option::is_none) {
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|expression| {
+                expression.apply(|expression| {
+                    if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) =
+                        expression
+                        && let Expr::Placeholder(placeholder) = expr.as_ref()
+                        && let Some(slot @ None) = types.get_mut(&placeholder.id)
+                    {
+                        *slot = Some(field.data_type().clone());
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+    }
     let mut numbered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = types
         .into_iter()
         .filter_map(|(name, data_type)| {
