@@ -56,6 +56,8 @@ pub enum StreamingStatement {
     Fetch(Fetch),
     /// `CLOSE cursor` or `CLOSE ALL` (`None`).
     Close(Option<String>),
+    /// `EXPLAIN MATERIALIZED VIEW name`: the dataflow that maintains an existing view.
+    ExplainView(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +224,8 @@ impl StreamingStatement {
             | StreamingStatement::Subscribe { .. }
             | StreamingStatement::DeclareQuery { .. }
             | StreamingStatement::Fetch(_)
-            | StreamingStatement::Close(_) => {}
+            | StreamingStatement::Close(_)
+            | StreamingStatement::ExplainView(_) => {}
         }
     }
 }
@@ -238,6 +241,7 @@ pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
         "COPY" => {
             parser.peek_nth_token(1).token == Token::LParen && word(2).as_str() == "SUBSCRIBE"
         }
+        "EXPLAIN" => word(1) == "MATERIALIZED" && word(2) == "VIEW",
         "CREATE" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "DROP" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "SHOW" => matches!(word(1).as_str(), "SOURCES" | "SINKS" | "CONNECTIONS"),
@@ -254,6 +258,9 @@ pub(super) fn parse_streaming_statement(
     }
     if let Some(statement) = cursor_statement(parser)? {
         return Ok(statement);
+    }
+    if words(parser, &["EXPLAIN", "MATERIALIZED", "VIEW"]) {
+        return Ok(StreamingStatement::ExplainView(name_from(parser)?));
     }
     if word(parser, "SHOW") {
         let kind = if word(parser, "SOURCES") {

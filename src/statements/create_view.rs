@@ -13,10 +13,10 @@ use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 use super::plan;
 use crate::catalog::{RelationId, RelationKind};
 use crate::coordinator::NewRelation;
-use crate::error::{CatalogError, PlanError, Result};
+use crate::error::{CatalogError, ExecutionError, PlanError, Result};
 use crate::planner::lower::{Emit, lower};
 use crate::session::{CommandTag, QueryResult, Session};
-use crate::sql::{identifier, names, relation_name};
+use crate::sql::{StreamingStatement, identifier, names, relation_name};
 
 /// `window_close` is set for `EMIT ON WINDOW CLOSE`: the sizes of the view's windows, and the
 /// statement as written (which the catalog keeps: sqlparser cannot print the clause back).
@@ -136,6 +136,37 @@ pub(super) async fn explain(session: &Session, create: &CreateView) -> Result<Qu
 }
 
 /// The one text column EXPLAIN of a materialized view returns.
+/// EXPLAIN MATERIALIZED VIEW name: the dataflow its stored definition plans to now.
+pub(super) async fn explain_existing(session: &Session, name: &str) -> Result<QueryResult> {
+    let snapshot = session.pinned.get();
+    let relation = snapshot
+        .catalog
+        .get(name)
+        .ok_or_else(|| PlanError::UndefinedTable(name.to_string()))?;
+    if relation.kind != RelationKind::MaterializedView {
+        return Err(CatalogError::WrongObjectType {
+            name: relation.name.clone(),
+            expected: "materialized view",
+        }
+        .into());
+    }
+    let statements = crate::sql::parse(&relation.sql)?;
+    let create = match statements.first() {
+        Some(crate::sql::Statement::Standard(Statement::CreateView(create))) => create,
+        Some(crate::sql::Statement::Streaming(StreamingStatement::CreateWindowCloseView {
+            create,
+            ..
+        })) => create.as_ref(),
+        _ => {
+            return Err(ExecutionError::Internal(format!(
+                "the stored definition of {name} is not CREATE MATERIALIZED VIEW"
+            ))
+            .into());
+        }
+    };
+    explain(session, create).await
+}
+
 pub(super) fn explain_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         "dataflow",

@@ -88,6 +88,7 @@ async fn execute_streaming(
         }
         StreamingStatement::Fetch(fetch) => cursor::fetch(session, fetch).await,
         StreamingStatement::Close(name) => cursor::close(session, name.as_deref()).await,
+        StreamingStatement::ExplainView(name) => create_view::explain_existing(session, name).await,
     }
 }
 
@@ -159,7 +160,8 @@ pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
             | StreamingStatement::CreateTable { .. }
             | StreamingStatement::CreateWindowCloseView { .. }
             | StreamingStatement::Subscribe { .. }
-            | StreamingStatement::Close(_) => false,
+            | StreamingStatement::Close(_)
+            | StreamingStatement::ExplainView(_) => false,
         },
     }
 }
@@ -226,6 +228,12 @@ pub(crate) async fn describe(
             return Ok(Description {
                 parameter_types: Vec::new(),
                 result_schema: Some(subscribe::output_schema(&relation.schema)),
+            });
+        }
+        crate::sql::Statement::Streaming(StreamingStatement::ExplainView(_)) => {
+            return Ok(Description {
+                parameter_types: Vec::new(),
+                result_schema: Some(create_view::explain_schema()),
             });
         }
         crate::sql::Statement::Streaming(_) => return Ok(Description::default()),
