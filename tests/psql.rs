@@ -131,7 +131,9 @@ async fn copy_subscribe_prints_changes_until_ctrl_c() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("psql must be installed: scripts/postgres start installs it");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // Time for psql to connect and subscribe; changes made before would show as snapshot rows
+    // only, which the line count below catches.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     writer
         .batch_execute("INSERT INTO t VALUES ('b', 10); DELETE FROM t WHERE k = 'a'")
         .await

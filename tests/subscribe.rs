@@ -112,10 +112,7 @@ async fn subscribe_alone_streams_typed_rows_and_ends_when_the_view_is_dropped() 
     let client = server.connect().await;
     setup(&client).await;
     let writer = server.connect().await;
-    let statement = client
-        .prepare("SUBSCRIBE m WITH (SNAPSHOT = false)")
-        .await
-        .expect("prepare");
+    let statement = client.prepare("SUBSCRIBE m").await.expect("prepare");
     let columns: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
     assert_eq!(columns, ["tributary_epoch", "tributary_diff", "k", "total"]);
     let rows = client
@@ -123,16 +120,33 @@ async fn subscribe_alone_streams_typed_rows_and_ends_when_the_view_is_dropped() 
         .await
         .expect("subscribe");
     futures::pin_mut!(rows);
+    let mut next_row = async || {
+        tokio::time::timeout(PATIENCE, rows.next())
+            .await
+            .expect("a row arrives")
+            .expect("a row")
+            .expect("no error")
+    };
+    // The snapshot first (so the subscription is in place before the write below); binary
+    // values decode as their types.
+    let mut snapshot = Vec::new();
+    for _ in 0..2 {
+        let row = next_row().await;
+        snapshot.push((
+            row.get::<_, i64>(1),
+            row.get::<_, String>(2),
+            row.get::<_, Option<i64>>(3),
+        ));
+    }
+    assert_eq!(
+        snapshot,
+        [(1, "a".to_string(), Some(4)), (1, "b".to_string(), Some(2))]
+    );
     writer
         .batch_execute("INSERT INTO t VALUES ('c', 7)")
         .await
         .expect("insert");
-    let row = tokio::time::timeout(PATIENCE, rows.next())
-        .await
-        .expect("a change arrives")
-        .expect("a row")
-        .expect("no error");
-    // Without the snapshot, the first row is the first change; binary values decode as types.
+    let row = next_row().await;
     assert_eq!(row.get::<_, i64>(1), 1);
     assert_eq!(row.get::<_, String>(2), "c");
     assert_eq!(row.get::<_, Option<i64>>(3), Some(7));
@@ -152,6 +166,34 @@ async fn subscribe_alone_streams_typed_rows_and_ends_when_the_view_is_dropped() 
         "{}",
         error.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_snapshot_a_cursor_hands_out_only_later_changes() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    setup(&client).await;
+    let writer = server.connect().await;
+    let transaction = client.transaction().await.expect("begin");
+    // DECLARE returns once the subscription is in place: the write below comes after it.
+    transaction
+        .batch_execute("DECLARE c CURSOR FOR SUBSCRIBE m WITH (SNAPSHOT = false)")
+        .await
+        .expect("declare");
+    writer
+        .batch_execute("INSERT INTO t VALUES ('c', 7)")
+        .await
+        .expect("insert");
+    let rows = transaction
+        .query("FETCH ALL c WITH (TIMEOUT = '30s')", &[])
+        .await
+        .expect("fetch");
+    let changes: Vec<(i64, String, Option<i64>)> = rows
+        .iter()
+        .map(|row| (row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(changes, [(1, "c".to_string(), Some(7))]);
+    transaction.commit().await.expect("commit");
 }
 
 /// Every change a cursor hands out, folded into a multiset of rows, equals the view after each

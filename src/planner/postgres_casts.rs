@@ -26,8 +26,8 @@ use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::ExecutionError;
 
-/// Rewrites casts from text to a timestamp or date into [`TextToTime`], and from a timestamp or
-/// interval to text into [`TimeToText`]. Runs after type coercion, so the casts coercion adds
+/// Rewrites casts from text to a timestamp or date, and from a timestamp or interval to text,
+/// into [`PostgresTimeCast`]. Runs after type coercion, so the casts coercion adds
 /// (`at > '2026-01-01 10:00'`) are covered too.
 #[derive(Debug)]
 pub struct PostgresTextCasts;
@@ -77,7 +77,7 @@ fn rewrite_cast(
         source,
         DataType::Timestamp(_, _) | DataType::Interval(IntervalUnit::MonthDayNano)
     ) {
-        let function = ScalarUDF::new_from_impl(TimeToText::new(target));
+        let function = ScalarUDF::new_from_impl(PostgresTimeCast::new(target));
         return Ok(Transformed::yes(Expr::ScalarFunction(
             ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]),
         )));
@@ -91,20 +91,21 @@ fn rewrite_cast(
     ) {
         return Ok(Transformed::no(expression));
     }
-    let function = ScalarUDF::new_from_impl(TextToTime::new(target));
+    let function = ScalarUDF::new_from_impl(PostgresTimeCast::new(target));
     Ok(Transformed::yes(Expr::ScalarFunction(
         ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]),
     )))
 }
 
-/// Parses text as Postgres does into a timestamp (with or without time zone) or a date.
+/// A cast between text and times done as Postgres does it: text parsed into a timestamp (with
+/// or without time zone) or a date, or a timestamp or interval printed as text.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TextToTime {
+pub struct PostgresTimeCast {
     target: DataType,
     signature: Signature,
 }
 
-impl TextToTime {
+impl PostgresTimeCast {
     fn new(target: DataType) -> Self {
         Self {
             target,
@@ -113,9 +114,9 @@ impl TextToTime {
     }
 }
 
-impl ScalarUDFImpl for TextToTime {
+impl ScalarUDFImpl for PostgresTimeCast {
     fn name(&self) -> &str {
-        "text_to_time"
+        "postgres_time_cast"
     }
 
     fn signature(&self) -> &Signature {
@@ -129,114 +130,17 @@ impl ScalarUDFImpl for TextToTime {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
         let Some(argument) = args.args.first() else {
             return Err(DataFusionError::Internal(
-                "text_to_time takes one argument".into(),
-            ));
-        };
-        let is_scalar = matches!(argument, ColumnarValue::Scalar(_));
-        let text = cast(&argument.to_array(args.number_rows)?, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        let result: ArrayRef = match &self.target {
-            DataType::Date32 => {
-                let mut days = Vec::with_capacity(text.len());
-                for value in text.iter() {
-                    days.push(value.map(parse_date).transpose()?);
-                }
-                Arc::new(Date32Array::from(days))
-            }
-            _ => {
-                let mut micros = Vec::with_capacity(text.len());
-                for value in text.iter() {
-                    micros.push(value.map(parse_timestamp).transpose()?);
-                }
-                let timezone = match &self.target {
-                    DataType::Timestamp(_, timezone) => timezone.clone(),
-                    _ => None,
-                };
-                let array = TimestampMicrosecondArray::from(micros).with_timezone_opt(timezone);
-                cast(&array, &self.target)?
-            }
-        };
-        if is_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(result))
-        }
-    }
-}
-
-/// Prints a timestamp or interval as Postgres's text output does.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TimeToText {
-    target: DataType,
-    signature: Signature,
-}
-
-impl TimeToText {
-    fn new(target: DataType) -> Self {
-        Self {
-            target,
-            signature: Signature::any(1, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for TimeToText {
-    fn name(&self) -> &str {
-        "time_to_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
-        Ok(self.target.clone())
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
-        let Some(argument) = args.args.first() else {
-            return Err(DataFusionError::Internal(
-                "time_to_text takes one argument".into(),
+                "postgres_time_cast takes one argument".into(),
             ));
         };
         let is_scalar = matches!(argument, ColumnarValue::Scalar(_));
         let values = argument.to_array(args.number_rows)?;
-        let text: StringArray = match values.data_type() {
-            DataType::Timestamp(_, timezone) => {
-                let with_timezone = timezone.is_some();
-                let micros = cast(&values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-                micros
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .map(|value| {
-                        value.map(|micros| {
-                            crate::server::encode::postgres_timestamp(micros, with_timezone)
-                        })
-                    })
-                    .collect()
+        let result = match self.target {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                cast(&time_to_text(&values)?, &self.target)?
             }
-            DataType::Interval(IntervalUnit::MonthDayNano) => values
-                .as_primitive::<IntervalMonthDayNanoType>()
-                .iter()
-                .map(|value| {
-                    value.map(|interval| {
-                        crate::server::encode::postgres_interval(
-                            interval.months,
-                            interval.days,
-                            interval.nanoseconds / 1000,
-                        )
-                    })
-                })
-                .collect(),
-            other => {
-                return Err(DataFusionError::Internal(format!(
-                    "time_to_text cannot print {other}"
-                )));
-            }
+            _ => text_to_time(&values, &self.target)?,
         };
-        let result = cast(&text, &self.target)?;
         if is_scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&result, 0)?,
@@ -245,6 +149,68 @@ impl ScalarUDFImpl for TimeToText {
             Ok(ColumnarValue::Array(result))
         }
     }
+}
+
+fn text_to_time(values: &ArrayRef, target: &DataType) -> DataFusionResult<ArrayRef> {
+    let text = cast(values, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    Ok(match target {
+        DataType::Date32 => {
+            let mut days = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                days.push(value.map(parse_date).transpose()?);
+            }
+            Arc::new(Date32Array::from(days))
+        }
+        _ => {
+            let mut micros = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                micros.push(value.map(parse_timestamp).transpose()?);
+            }
+            let timezone = match target {
+                DataType::Timestamp(_, timezone) => timezone.clone(),
+                _ => None,
+            };
+            let array = TimestampMicrosecondArray::from(micros).with_timezone_opt(timezone);
+            cast(&array, target)?
+        }
+    })
+}
+
+fn time_to_text(values: &ArrayRef) -> DataFusionResult<StringArray> {
+    Ok(match values.data_type() {
+        DataType::Timestamp(_, timezone) => {
+            let with_timezone = timezone.is_some();
+            let micros = cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            micros
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|value| {
+                    value.map(|micros| {
+                        crate::server::encode::postgres_timestamp(micros, with_timezone)
+                    })
+                })
+                .collect()
+        }
+        DataType::Interval(IntervalUnit::MonthDayNano) => values
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .map(|value| {
+                value.map(|interval| {
+                    crate::server::encode::postgres_interval(
+                        interval.months,
+                        interval.days,
+                        interval.nanoseconds / 1000,
+                    )
+                })
+            })
+            .collect(),
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "postgres_time_cast cannot print {other}"
+            )));
+        }
+    })
 }
 
 const NAIVE_FORMATS: &[&str] = &[
