@@ -94,9 +94,14 @@ pub(super) async fn fetch(session: &Session, fetch: &Fetch) -> Result<QueryResul
             }
             // Whatever else has arrived comes too, up to the count. `next_batch` can be dropped
             // unfinished: it only awaits the channel, which loses nothing then.
-            while pending.iter().map(RecordBatch::num_rows).sum::<usize>() < wanted {
+            let mut available: usize = pending.iter().map(RecordBatch::num_rows).sum();
+            while available < wanted {
                 match rows.next_batch().now_or_never() {
-                    Some(batch) => pending.push_back(batch?),
+                    Some(batch) => {
+                        let batch = batch?;
+                        available += batch.num_rows();
+                        pending.push_back(batch);
+                    }
                     None => break,
                 }
             }

@@ -220,14 +220,9 @@ pub(crate) async fn describe(
             subscribe,
             output: crate::sql::streaming::SubscribeOutput::Rows,
         }) => {
-            let snapshot = session.pinned.get();
-            let relation = snapshot
-                .catalog
-                .get(&subscribe.relation)
-                .ok_or_else(|| PlanError::UndefinedTable(subscribe.relation.clone()))?;
             return Ok(Description {
                 parameter_types: Vec::new(),
-                result_schema: Some(subscribe::output_schema(&relation.schema)),
+                result_schema: Some(subscribe::describe(session, subscribe)?),
             });
         }
         crate::sql::Statement::Streaming(StreamingStatement::ExplainView(_)) => {

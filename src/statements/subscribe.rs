@@ -9,7 +9,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 
-use crate::catalog::RelationKind;
+use crate::catalog::{Relation, RelationKind};
 use crate::coordinator::Subscription;
 use crate::dataflow::ChangeBatch;
 use crate::dataflow::change_batch::row_converter_for;
@@ -44,35 +44,45 @@ pub(super) async fn execute(
 
 /// Starts a subscription to the relation `subscribe` names.
 pub(super) async fn start(session: &Session, subscribe: &Subscribe) -> Result<SubscriptionRows> {
-    let snapshot = session.pinned.get();
-    let relation = snapshot
-        .catalog
-        .get(&subscribe.relation)
-        .ok_or_else(|| PlanError::UndefinedTable(subscribe.relation.clone()))?;
-    match relation.kind {
-        RelationKind::Table | RelationKind::Source | RelationKind::MaterializedView => {}
-        RelationKind::View => {
-            return Err(PlanError::Unsupported(format!(
-                "SUBSCRIBE to the plain view \"{}\": create it as a MATERIALIZED VIEW to subscribe",
-                relation.name
-            ))
-            .into());
-        }
-        RelationKind::Sink | RelationKind::Connection => {
-            return Err(CatalogError::WrongObjectType {
-                name: relation.name.clone(),
-                expected: "table, source or materialized view",
-            }
-            .into());
-        }
-    }
+    let relation = subscribable(session, &subscribe.relation)?;
     let subscription = session.coordinator.subscribe(relation.id).await?;
     SubscriptionRows::new(subscription, subscribe.snapshot)
 }
 
+/// The columns SUBSCRIBE streams, for the extended protocol's Describe.
+pub(super) fn describe(session: &Session, subscribe: &Subscribe) -> Result<SchemaRef> {
+    Ok(output_schema(
+        &subscribable(session, &subscribe.relation)?.schema,
+    ))
+}
+
+/// The relation `name`, if SUBSCRIBE can read it: a table, source or materialized view.
+fn subscribable(session: &Session, name: &str) -> Result<Arc<Relation>> {
+    let snapshot = session.pinned.get();
+    let relation = snapshot
+        .catalog
+        .get(name)
+        .ok_or_else(|| PlanError::UndefinedTable(name.to_string()))?;
+    match relation.kind {
+        RelationKind::Table | RelationKind::Source | RelationKind::MaterializedView => {
+            Ok(Arc::clone(relation))
+        }
+        RelationKind::View => Err(PlanError::Unsupported(format!(
+            "SUBSCRIBE to the plain view \"{}\": create it as a MATERIALIZED VIEW to subscribe",
+            relation.name
+        ))
+        .into()),
+        RelationKind::Sink | RelationKind::Connection => Err(CatalogError::WrongObjectType {
+            name: relation.name.clone(),
+            expected: "table, source or materialized view",
+        }
+        .into()),
+    }
+}
+
 /// The output schema for a relation's schema: the two change columns, then its columns, all
 /// nullable (rows carry no constraints here).
-pub(super) fn output_schema(relation: &SchemaRef) -> SchemaRef {
+fn output_schema(relation: &SchemaRef) -> SchemaRef {
     let mut fields = vec![
         Field::new(EPOCH_COLUMN, DataType::Int64, false),
         Field::new(DIFF_COLUMN, DataType::Int64, false),
