@@ -6,7 +6,11 @@
 //! `cargo bench --bench nexmark` prints input events/s per query. The events are generated
 //! before the clock starts. `TRIBUTARY_NEXMARK_EVENTS` (default 1,000,000) and
 //! `TRIBUTARY_NEXMARK_BATCH` (events per batch, default 10,000) change the run;
-//! `TRIBUTARY_NEXMARK_QUERIES` (say `q0,q4`) picks queries.
+//! `TRIBUTARY_NEXMARK_QUERIES` (say `q0,q4`) picks queries. Each query runs twice: with one
+//! worker (every operator on the coordinator's thread) and with one worker per core (keyed
+//! operators split by key, see `dataflow::exchange`); `TRIBUTARY_NEXMARK_WORKERS` sets the
+//! second figure's count, `TRIBUTARY_NEXMARK_RUNS` (default 3) how many runs each figure is the
+//! median of.
 
 use std::path::Path;
 use std::time::Instant;
@@ -54,10 +58,14 @@ async fn write(
         .unwrap_or_else(|error| panic!("write {table}: {error}"));
 }
 
-/// Events per second of `query` over `batches`, and the rows its view ends with.
-async fn run(query: &str, batches: &[NexmarkBatch]) -> (f64, String) {
+/// Events per second of `query` over `batches` with `workers`, and the rows its view ends with.
+async fn run(query: &str, batches: &[NexmarkBatch], workers: usize) -> (f64, String) {
     let (_shutdown, receiver) = tokio::sync::watch::channel(false);
-    let (coordinator, _stopped) = start_coordinator(&Config::in_memory(), receiver)
+    let config = Config {
+        workers,
+        ..Config::in_memory()
+    };
+    let (coordinator, _stopped) = start_coordinator(&config, receiver)
         .await
         .expect("coordinator");
     let session = Session::new(coordinator.clone()).expect("session");
@@ -85,6 +93,11 @@ async fn run(query: &str, batches: &[NexmarkBatch]) -> (f64, String) {
     (events as f64 / elapsed, rows)
 }
 
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let events = setting("TRIBUTARY_NEXMARK_EVENTS", 1_000_000);
@@ -106,14 +119,28 @@ async fn main() {
         generated += batch.events();
         batches.push(batch);
     }
+    let runs = setting("TRIBUTARY_NEXMARK_RUNS", 3).max(1);
+    let workers = setting(
+        "TRIBUTARY_NEXMARK_WORKERS",
+        tributary::server::default_workers(),
+    );
     println!(
-        "Nexmark, {events} events in batches of {batch_size}, in process (the coordinator maintains views on one core)"
+        "Nexmark, {events} events in batches of {batch_size}, in process; events/s with 1 worker and with {workers}, median of {runs} runs"
     );
     for query in &chosen {
-        let (rate, rows) = run(query, &batches).await;
+        // Alternating runs, each figure their median: one run of a query lasts about a second,
+        // and these machines' speed drifts by tens of percent from second to second.
+        let (mut ones, mut alls, mut rows) = (Vec::new(), Vec::new(), String::new());
+        for _ in 0..runs {
+            let (rate, ended_with) = run(query, &batches, 1).await;
+            ones.push(rate);
+            rows = ended_with;
+            alls.push(run(query, &batches, workers).await.0);
+        }
+        let (one, all) = (median(ones), median(alls));
         println!(
-            "{query:>4}: {:>10.0} events/s ({rows} rows in the view)",
-            rate
+            "{query:>4}: {one:>10.0} events/s on 1 worker, {all:>10.0} on {workers} ({:.2}x; {rows} rows in the view)",
+            all / one
         );
     }
 }

@@ -22,6 +22,9 @@
 //!    change (a relation read twice, as in a self-join, feeds both ports). A view that emits
 //!    on window close reads each watermarked relation through a filter that keeps late changes
 //!    out, and its windowed aggregate emits a window once the watermark passes its end.
+//!    Keyed operators (grouped aggregates, equality joins, top-N per partition) run as one copy
+//!    per worker behind an exchange ([`dataflow::exchange`]) that gives each copy the rows whose
+//!    key it owns; the copies close a large epoch side by side on their own threads.
 //! 6. At the epoch's barrier the view's changes land in its arrangement ([`storage`]), each sink
 //!    and subscription (SUBSCRIBE) is sent its relation's changes, and the coordinator
 //!    publishes one snapshot of every relation at that epoch ([`catalog`] included). A

@@ -45,6 +45,11 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "TRIBUTARY_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// How many copies of each keyed operator share a view's keys and run side by side;
+        /// by default one per core. Views restored from a checkpoint keep the number they were
+        /// checkpointed with.
+        #[arg(long, env = "TRIBUTARY_WORKERS")]
+        workers: Option<usize>,
     },
 }
 
@@ -66,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             user,
             tls_cert,
             tls_key,
+            workers,
         } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let config = tributary::Config {
@@ -77,6 +83,9 @@ fn main() -> anyhow::Result<()> {
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(certificate, key)| tributary::TlsFiles { certificate, key }),
+                workers: workers
+                    .unwrap_or_else(tributary::server::default_workers)
+                    .max(1),
             };
             runtime.block_on(serve(listen, config))
         }

@@ -366,7 +366,11 @@ async fn a_directory_in_another_format_or_unusable_is_refused() {
         .expect("refused");
     let message = error.to_string();
     assert!(
-        message.contains("format 999") && message.contains("reads format 1"),
+        message.contains("format 999")
+            && message.contains(&format!(
+                "reads format {}",
+                tributary::storage::directory::FORMAT_VERSION
+            )),
         "{message}"
     );
     // Nothing was changed in the directory it refused.

@@ -68,7 +68,13 @@ async fn nexmark_views_equal_recomputation() -> Result<()> {
         .and_then(|n| n.parse().ok())
         .unwrap_or(40_000);
     let (_shutdown, receiver) = tokio::sync::watch::channel(false);
-    let (coordinator, _stopped) = start_coordinator(&Config::in_memory(), receiver).await?;
+    // Three copies of each keyed operator whatever the machine: the chunks below are large
+    // enough that the copies run on their own threads.
+    let config = Config {
+        workers: 3,
+        ..Config::in_memory()
+    };
+    let (coordinator, _stopped) = start_coordinator(&config, receiver).await?;
     let session = Session::new(coordinator.clone())?;
     session.execute(&read("schema")?).await?;
     let mut views = Vec::new();

@@ -41,12 +41,18 @@ struct Server {
 }
 
 impl Server {
-    /// A server on `directory`, or in memory without one.
-    async fn start(directory: Option<&Path>, checkpoint_interval: Duration) -> Result<Server> {
+    /// A server on `directory`, or in memory without one, whose keyed operators run `workers`
+    /// copies each.
+    async fn start(
+        directory: Option<&Path>,
+        checkpoint_interval: Duration,
+        workers: usize,
+    ) -> Result<Server> {
         let (shutdown, receiver) = tokio::sync::watch::channel(false);
         let config = Config {
             data_dir: directory.map(Path::to_path_buf),
             checkpoint_interval,
+            workers,
             ..Config::in_memory()
         };
         let (coordinator, stopped) = start_coordinator(&config, receiver).await?;
@@ -88,15 +94,17 @@ fn copy_directory(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Copies the live directory under `root` as a crash would leave it, recovers a new server from
-/// the copy, and stops the old one.
+/// the copy with `workers` (views keep the count they were checkpointed with), and stops the
+/// old one.
 async fn crash_and_recover(
     server: Server,
     root: &Path,
     checkpoint_interval: Duration,
+    workers: usize,
 ) -> Result<Server> {
     let crashed = root.join("1");
     copy_directory(&root.join("0"), &crashed)?;
-    let recovered = Server::start(Some(&crashed), checkpoint_interval).await?;
+    let recovered = Server::start(Some(&crashed), checkpoint_interval, workers).await?;
     server.stop().await;
     Ok(recovered)
 }
@@ -112,8 +120,11 @@ async fn run_case(family: Family, seed: u64) -> Result<()> {
     let checkpoint_interval = Duration::from_millis(rng.random_range(1..30));
     let live = root.join("0");
     let directory = durable.then_some(live.as_path());
-    let mut server = Server::start(directory, checkpoint_interval).await?;
-    let mut history: Vec<String> = Vec::new();
+    // One to four copies per keyed operator, whatever the machine's cores: a split by key
+    // must not change any view.
+    let workers = rng.random_range(1..=4);
+    let mut server = Server::start(directory, checkpoint_interval, workers).await?;
+    let mut history: Vec<String> = vec![format!("-- {workers} workers")];
     let mut setup: Vec<&str> = TABLES.to_vec();
     if matches!(family, Family::ViewsOnViews) {
         setup.extend(BASE_VIEWS);
@@ -134,10 +145,11 @@ async fn run_case(family: Family, seed: u64) -> Result<()> {
     let crash_at = durable.then(|| rng.random_range(0..steps));
     for step in 0..steps {
         if crash_at == Some(step) {
-            server = crash_and_recover(server, &root, checkpoint_interval)
+            let workers = rng.random_range(1..=4);
+            server = crash_and_recover(server, &root, checkpoint_interval, workers)
                 .await
                 .with_context(|| format!("seed {seed}: recovery after {}", history.join(";\n")))?;
-            history.push("-- crash and recover".to_string());
+            history.push(format!("-- crash and recover with {workers} workers"));
         }
         // Views are created at random points: some over empty tables, some after data.
         if views.len() < view_count && (step == 0 || rng.random_bool(0.3)) {
@@ -376,7 +388,12 @@ async fn run_event_time_case(seed: u64) -> Result<()> {
     let durable = rng.random_bool(0.2);
     let checkpoint_interval = Duration::from_millis(rng.random_range(1..30));
     let live = root.join("0");
-    let mut server = Server::start(durable.then_some(live.as_path()), checkpoint_interval).await?;
+    let mut server = Server::start(
+        durable.then_some(live.as_path()),
+        checkpoint_interval,
+        rng.random_range(1..=4),
+    )
+    .await?;
     let delay = [0, 3, 10].choose(&mut rng).copied().unwrap_or(3);
     let mut history = vec![format!(
         "CREATE TABLE e (id BIGINT, k INT, v BIGINT, ts TIMESTAMP, \
@@ -391,10 +408,11 @@ async fn run_event_time_case(seed: u64) -> Result<()> {
     let crash_at = durable.then(|| rng.random_range(0..steps));
     for step in 0..steps {
         if crash_at == Some(step) {
-            server = crash_and_recover(server, &root, checkpoint_interval)
+            let workers = rng.random_range(1..=4);
+            server = crash_and_recover(server, &root, checkpoint_interval, workers)
                 .await
                 .with_context(|| format!("seed {seed}: recovery after {}", history.join(";\n")))?;
-            history.push("-- crash and recover".to_string());
+            history.push(format!("-- crash and recover with {workers} workers"));
         }
         if models.len() < view_count && (step == 0 || rng.random_bool(0.3)) {
             let (query, closed) = random_window_close_query(&mut rng);

@@ -183,6 +183,9 @@ pub struct Coordinator {
     /// The newest complete snapshot; the coordinator holds the sender and replaces the value once
     /// per epoch, before it answers any write of that epoch (read-your-writes).
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// How many copies of each keyed operator the views' dataflows run (see
+    /// [`crate::dataflow::exchange`]); fixed for the coordinator's life.
+    workers: usize,
 }
 
 impl Coordinator {
@@ -193,6 +196,7 @@ impl Coordinator {
     pub fn start(
         shutdown: watch::Receiver<bool>,
         durability: Option<Durability>,
+        workers: usize,
     ) -> std::io::Result<(Self, watch::Receiver<bool>)> {
         let (commands, receiver) = mpsc::channel(1024);
         let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::default()));
@@ -241,9 +245,15 @@ impl Coordinator {
             Self {
                 commands,
                 snapshots,
+                workers: workers.max(1),
             },
             stopped,
         ))
+    }
+
+    /// How many copies of each keyed operator a new view's dataflow runs.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     pub(crate) async fn restore(&self, checkpoint: Option<Box<Checkpoint>>) -> Result<()> {

@@ -40,6 +40,7 @@ pub enum AggregateFunction {
 
 /// One aggregate in the SELECT list: `function([DISTINCT] argument [ORDER BY ...]) [FILTER
 /// (WHERE ...)]`, producing `output_type`.
+#[derive(Clone)]
 pub struct AggregateCall {
     pub function: AggregateFunction,
     pub argument: Arc<dyn PhysicalExpr>,
@@ -90,6 +91,7 @@ pub struct Aggregate {
 }
 
 /// How an aggregate that emits on window close finds a group's window and when it closes.
+#[derive(Clone)]
 pub struct WindowClosing {
     /// The group expression holding the window's bound (window_end or window_start).
     pub group_column: usize,

@@ -69,6 +69,17 @@ impl ChangeBatch {
         Ok(Self::new(rows, weights))
     }
 
+    /// The rows at `indices`, in that order, with their weights.
+    pub fn take(&self, indices: Vec<u32>) -> Result<Self, ArrowError> {
+        let weights: Int64Array = indices
+            .iter()
+            .map(|&index| self.weights.value(index as usize))
+            .collect::<Vec<i64>>()
+            .into();
+        let rows = take_record_batch(&self.rows, &UInt32Array::from(indices))?;
+        Ok(Self::new(rows, weights))
+    }
+
     /// Concatenates batches that share `schema` into one.
     pub fn concat(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Self, ArrowError> {
         let rows = concat_batches(schema, batches.iter().map(|b| &b.rows))?;

@@ -68,6 +68,7 @@ impl JoinKind {
 }
 
 /// Everything the planner decides about a join.
+#[derive(Clone)]
 pub struct JoinDefinition {
     pub kind: JoinKind,
     /// The equality keys, evaluated on the left and on the right input; pairwise equal.

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod change_batch;
+pub mod exchange;
 pub mod filter;
 pub mod group_index;
 pub mod join;

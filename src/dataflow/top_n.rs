@@ -20,6 +20,7 @@ use crate::storage::codec::{DecodeError, Decoder, Encoder};
 pub type OrderedRows = BTreeMap<(Box<[u8]>, Box<[u8]>), i64>;
 
 /// One ORDER BY term: the expression, its type and direction.
+#[derive(Clone)]
 pub struct SortKey {
     pub expression: Arc<dyn PhysicalExpr>,
     pub data_type: DataType,
@@ -28,6 +29,7 @@ pub struct SortKey {
 }
 
 /// Everything the planner decides about a top-N.
+#[derive(Clone)]
 pub struct TopNDefinition {
     /// PARTITION BY expressions; empty for a plain ORDER BY ... LIMIT.
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,

@@ -14,6 +14,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::context::RelationProvider;
 use crate::catalog::{RelationId, Watermark};
 use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction, WindowClosing};
+use crate::dataflow::exchange::{Exchange, OperatorFactory, PartitionKey};
 use crate::dataflow::filter::Filter;
 use crate::dataflow::join::{Join, JoinDefinition, JoinKind};
 use crate::dataflow::project::Project;
@@ -34,11 +35,13 @@ pub enum Emit {
     OnWindowClose { window_sizes: Vec<i128> },
 }
 
-/// Lowers `plan` (already analyzed and optimized) into the dataflow that maintains it.
-pub fn lower(plan: &LogicalPlan, emit: Emit) -> Result<Dataflow> {
+/// Lowers `plan` (already analyzed and optimized) into the dataflow that maintains it, its keyed
+/// operators split over `workers` copies each.
+pub fn lower(plan: &LogicalPlan, emit: Emit, workers: usize) -> Result<Dataflow> {
     let plan = super::subqueries::scalar_subqueries_as_joins(plan.clone())?;
     let mut builder = Builder {
         nodes: Vec::new(),
+        workers,
         window_close: match emit {
             Emit::OnUpdate => None,
             Emit::OnWindowClose { window_sizes } => Some(WindowCloseBuilder {
@@ -71,6 +74,8 @@ pub fn lower(plan: &LogicalPlan, emit: Emit) -> Result<Dataflow> {
 /// The nodes lowered so far, in topological order.
 struct Builder {
     nodes: Vec<Node>,
+    /// How many copies of each operator partitioned by key run side by side.
+    workers: usize,
     window_close: Option<WindowCloseBuilder>,
 }
 
@@ -94,6 +99,17 @@ impl Builder {
             inputs,
         });
         Stream::Node(self.nodes.len() - 1)
+    }
+
+    /// `workers` copies of the operator `make` builds, behind an exchange that gives each the
+    /// rows whose key (`keys`, one per input) it owns.
+    fn push_partitioned(
+        &mut self,
+        keys: Vec<PartitionKey>,
+        make: OperatorFactory,
+        inputs: Vec<Stream>,
+    ) -> Result<Stream> {
+        Ok(self.push(Exchange::new(self.workers, keys, make)?, inputs))
     }
 
     /// Appends the nodes computing `plan` and returns the stream of its changes.
@@ -230,12 +246,26 @@ impl Builder {
                         aggregate_call(expression, input_schema, output_type)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let mut operator =
-                    Aggregate::new(group_expressions, group_types, calls, output_schema)?;
-                if let Some(closing) = self.window_closing(&aggregate.group_expr)? {
-                    operator = operator.close_windows(closing)?;
+                let closing = self.window_closing(&aggregate.group_expr)?;
+                if group_expressions.is_empty() {
+                    // A global aggregate has one group: nothing to partition.
+                    let operator = Aggregate::new(Vec::new(), Vec::new(), calls, output_schema)?;
+                    return Ok(self.push(operator, vec![input]));
                 }
-                Ok(self.push(operator, vec![input]))
+                let key = PartitionKey::new(group_expressions.clone(), group_types.clone())?;
+                let make: OperatorFactory = Box::new(move || {
+                    let mut operator = Aggregate::new(
+                        group_expressions.clone(),
+                        group_types.clone(),
+                        calls.clone(),
+                        Arc::clone(&output_schema),
+                    )?;
+                    if let Some(closing) = &closing {
+                        operator = operator.close_windows(closing.clone())?;
+                    }
+                    Ok(Box::new(operator))
+                });
+                self.push_partitioned(vec![key], make, vec![input])
             }
             LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Union(union) => {
@@ -424,7 +454,17 @@ impl Builder {
             right_schema: nullable_schema(right_schema),
             output_schema: nullable_schema(&join.schema),
         };
-        Ok(self.push(Join::new(definition)?, vec![left, right]))
+        if definition.null_aware || join.on.is_empty() {
+            // NOT IN's regime depends on every right row, and a join without equality keys
+            // gives every row the same key: neither splits by key.
+            return Ok(self.push(Join::new(definition)?, vec![left, right]));
+        }
+        let keys = vec![
+            PartitionKey::new(definition.left_keys.clone(), definition.key_types.clone())?,
+            PartitionKey::new(definition.right_keys.clone(), definition.key_types.clone())?,
+        ];
+        let make: OperatorFactory = Box::new(move || Ok(Box::new(Join::new(definition.clone())?)));
+        self.push_partitioned(keys, make, vec![left, right])
     }
 
     fn lower_top_n(
@@ -520,7 +560,17 @@ impl Builder {
             input_schema: nullable_schema(input_schema),
             output_schema: nullable_schema(&window.schema),
         };
-        let mut stream = self.push(TopN::new(definition)?, vec![input]);
+        let mut stream = if definition.partition_by.is_empty() {
+            self.push(TopN::new(definition)?, vec![input])
+        } else {
+            let key = PartitionKey::new(
+                definition.partition_by.clone(),
+                definition.partition_types.clone(),
+            )?;
+            let make: OperatorFactory =
+                Box::new(move || Ok(Box::new(TopN::new(definition.clone())?)));
+            self.push_partitioned(vec![key], make, vec![input])?
+        };
         for projection in projections.iter().rev() {
             let expressions = projection
                 .expr

@@ -53,6 +53,9 @@ pub struct Config {
     /// With a certificate and key, clients may encrypt their connection with TLS
     /// (`sslmode=require`).
     pub tls: Option<TlsFiles>,
+    /// How many copies of each keyed operator (grouped aggregate, equality join, top-N per
+    /// partition) share a view's keys and run side by side; by default one per core.
+    pub workers: usize,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             checkpoint_interval: Duration::from_secs(1),
             credentials: None,
             tls: None,
+            workers: default_workers(),
         }
     }
 
@@ -71,6 +75,11 @@ impl Config {
             ..Self::in_memory()
         }
     }
+}
+
+/// One worker per core the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Serves Postgres clients on `listener` until `shutdown` turns true, keeping everything in
@@ -97,7 +106,7 @@ pub async fn start_coordinator(
         let directory = durability.directory();
         (directory.checkpoint_directory(), directory.log_directory())
     });
-    let (coordinator, stopped) = Coordinator::start(shutdown.clone(), durability)?;
+    let (coordinator, stopped) = Coordinator::start(shutdown.clone(), durability, config.workers)?;
     if let Some((checkpoints, logs)) = paths {
         let report = crate::recovery::recover(&coordinator, &checkpoints, &logs)
             .await

@@ -69,7 +69,7 @@ pub(super) async fn execute(
                 },
                 None => Emit::OnUpdate,
             };
-            Some(lower(&optimized, emit)?)
+            Some(lower(&optimized, emit, session.coordinator.workers())?)
         }
         _ => None,
     };
@@ -100,7 +100,7 @@ pub(super) async fn explain(session: &Session, create: &CreateView) -> Result<Qu
     let logical = plan(session, &query_statement).await?;
     let logical = crate::planner::temporal::keep_now_live(logical)?;
     let optimized = session.state.optimize(&logical)?;
-    let dataflow = lower(&optimized, Emit::OnUpdate)?;
+    let dataflow = lower(&optimized, Emit::OnUpdate, session.coordinator.workers())?;
     let snapshot = session.pinned.get();
     let lines: Vec<String> = dataflow
         .describe()
