@@ -748,7 +748,59 @@ fn aggregate_call(
 }
 
 fn physical(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-    super::physical_expr(expression, schema)
+    let expression = fixed_intervals_as_durations(expression.clone(), schema)?;
+    super::physical_expr(&expression, schema)
+}
+
+/// `timestamp ± INTERVAL` of whole seconds or smaller units (no months or days, as in TUMBLE
+/// and HOP windows and most event-time conditions) becomes `timestamp ± duration`: the same
+/// instant, computed as one integer addition per row instead of Arrow's calendar arithmetic,
+/// which converts every value to a date and time and back (a third of Nexmark q5's time).
+fn fixed_intervals_as_durations(expression: Expr, schema: &DFSchema) -> Result<Expr> {
+    use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let rewritten = expression.transform_up(|node| {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let Expr::Literal(
+            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
+                months: 0,
+                days: 0,
+                nanoseconds,
+            })),
+            _,
+        ) = right.as_ref()
+        else {
+            return Ok(Transformed::no(node));
+        };
+        if !matches!(op, Operator::Plus | Operator::Minus) {
+            return Ok(Transformed::no(node));
+        }
+        let duration = match left.get_type(schema)? {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                ScalarValue::DurationNanosecond(Some(*nanoseconds))
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) if nanoseconds % 1_000 == 0 => {
+                ScalarValue::DurationMicrosecond(Some(nanoseconds / 1_000))
+            }
+            DataType::Timestamp(TimeUnit::Millisecond, _) if nanoseconds % 1_000_000 == 0 => {
+                ScalarValue::DurationMillisecond(Some(nanoseconds / 1_000_000))
+            }
+            DataType::Timestamp(TimeUnit::Second, _) if nanoseconds % 1_000_000_000 == 0 => {
+                ScalarValue::DurationSecond(Some(nanoseconds / 1_000_000_000))
+            }
+            _ => return Ok(Transformed::no(node)),
+        };
+        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+            left.clone(),
+            *op,
+            Box::new(Expr::Literal(duration, None)),
+        ))))
+    })?;
+    Ok(rewritten.data)
 }
 
 /// The Arrow schema of a plan node with every column nullable: views carry no NOT NULL
