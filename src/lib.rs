@@ -24,7 +24,8 @@
 //!    out, and its windowed aggregate emits a window once the watermark passes its end.
 //!    Keyed operators (grouped aggregates, equality joins, top-N per partition) run as one copy
 //!    per worker behind an exchange ([`dataflow::exchange`]) that gives each copy the rows whose
-//!    key it owns; the copies close a large epoch side by side on their own threads.
+//!    key it owns; the copies close a large epoch side by side on a pool of one thread per
+//!    core.
 //! 6. At the epoch's barrier the view's changes land in its arrangement ([`storage`]), each sink
 //!    and subscription (SUBSCRIBE) is sent its relation's changes, and the coordinator
 //!    publishes one snapshot of every relation at that epoch ([`catalog`] included). A

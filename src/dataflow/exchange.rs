@@ -8,13 +8,14 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{Decoder, Encoder};
 
 /// Below this many input rows in an epoch the copies run one after another on the calling
-/// thread: starting threads costs tens of microseconds, more than a small epoch's work.
+/// thread: handing work to the pool and waiting for it costs more than a small epoch's work.
 const PARALLEL_ROWS: usize = 2048;
 
 /// Makes one fresh copy of the partitioned operator.
@@ -90,7 +91,7 @@ fn owner(hash: u64, count: usize) -> u32 {
 /// partition) gives the same changes whether one copy sees every key or each of N copies sees
 /// its share, so the exchange sends every row to the copy owning its key and concatenates what
 /// the copies emit. Nothing is emitted before the barrier, where a large epoch runs in two
-/// parallel rounds: each thread hashes the keys of one slice of every batch, then each copy
+/// parallel rounds: each task hashes the keys of one slice of every batch, then each copy
 /// takes its rows of every batch, processes them in arrival order and closes the epoch. A small
 /// epoch does the same on the calling thread.
 pub struct Exchange {
@@ -123,7 +124,7 @@ impl Exchange {
 }
 
 /// The copies (of `count`) owning the rows in slice `slice` of every batch of `input`, each
-/// batch cut into `count` equal slices: one slice per thread.
+/// batch cut into `count` equal slices: one slice per task.
 fn owners_of_slice(
     keys: &[PartitionKey],
     input: &[(usize, ChangeBatch)],
@@ -170,8 +171,9 @@ fn run_copy(
     Ok(output)
 }
 
-/// `work` applied to every item, in item order: with `parallel`, the first item on the calling
-/// thread and each other on a scoped thread of its own; otherwise one after another here.
+/// `work` applied to every item, results in item order: with `parallel`, on rayon's pool (one
+/// thread per core, kept warm between epochs; the caller waits, and a panic in `work` reaches
+/// it after every item is done); otherwise one after another on the calling thread.
 fn for_each<I: Send, T: Send>(
     items: Vec<I>,
     parallel: bool,
@@ -180,22 +182,7 @@ fn for_each<I: Send, T: Send>(
     if !parallel {
         return items.into_iter().map(work).collect();
     }
-    std::thread::scope(|scope| {
-        let work = &work;
-        let mut items = items.into_iter();
-        let first = items.next();
-        let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
-        let mut results = Vec::with_capacity(others.len() + 1);
-        if let Some(item) = first {
-            results.push(work(item));
-        }
-        for handle in others {
-            results.push(handle.join().unwrap_or_else(|_| {
-                Err(ExecutionError::Internal("a dataflow worker panicked".into()).into())
-            }));
-        }
-        results.into_iter().collect()
-    })
+    items.into_par_iter().map(&work).collect()
 }
 
 impl Operator for Exchange {
