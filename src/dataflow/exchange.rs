@@ -3,16 +3,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, checkpoint_operators, join, operator_states};
 use crate::error::{DataflowError, ExecutionError};
-use crate::storage::codec::{Decoder, Encoder};
 
 /// Below this many input rows in an epoch the copies run one after another on the calling
 /// thread: handing work to the pool and waiting for it costs more than a small epoch's work.
@@ -45,19 +43,7 @@ impl PartitionKey {
 
     /// The copy (below `count`) that owns each row's key.
     fn owners(&self, rows: &RecordBatch, count: usize) -> Result<Vec<u32>, DataflowError> {
-        let columns = self
-            .expressions
-            .iter()
-            .zip(&self.types)
-            .map(|(expression, data_type)| {
-                let column = expression.evaluate(rows)?.into_array(rows.num_rows())?;
-                Ok(if column.data_type() == data_type {
-                    column
-                } else {
-                    cast(&column, data_type)?
-                })
-            })
-            .collect::<Result<Vec<ArrayRef>, DataflowError>>()?;
+        let columns = join::evaluate_keys(&self.expressions, &self.types, rows)?;
         let keys = self.converter.convert_columns(&columns)?;
         Ok(keys
             .iter()
@@ -236,36 +222,26 @@ impl Operator for Exchange {
     /// The number of copies, then each copy's state: a restore with another number of workers
     /// keeps the checkpoint's number, since which copy owns a key depends on it.
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, DataflowError> {
-        let mut encoder = Encoder::default();
-        encoder.u64(self.copies.len() as u64);
-        for copy in &self.copies {
-            match copy.checkpoint()? {
-                Some(state) => encoder.u8(1).bytes(&state),
-                None => encoder.u8(0),
-            };
-        }
-        Ok(Some(encoder.finish()))
+        checkpoint_operators(self.copies.iter().map(AsRef::as_ref)).map(Some)
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
-        let corrupted = |reason: String| {
-            DataflowError::from(ExecutionError::Internal(format!(
-                "cannot restore an exchange: {reason}"
-            )))
-        };
-        let mut decoder = Decoder::new(state);
-        let count = decoder.count().map_err(corrupted)?;
-        if count == 0 {
-            return Err(corrupted("no copies".into()));
+        let states = operator_states(state, "an exchange")?;
+        if states.is_empty() {
+            return Err(ExecutionError::Internal(
+                "cannot restore an exchange without copies".into(),
+            )
+            .into());
         }
-        if count != self.copies.len() {
-            self.copies = (0..count)
+        if states.len() != self.copies.len() {
+            self.copies = states
+                .iter()
                 .map(|_| (self.make)())
                 .collect::<Result<_, _>>()?;
         }
-        for copy in &mut self.copies {
-            if decoder.u8().map_err(corrupted)? == 1 {
-                copy.restore(decoder.bytes().map_err(corrupted)?)?;
+        for (copy, state) in self.copies.iter_mut().zip(states) {
+            if let Some(state) = state {
+                copy.restore(state)?;
             }
         }
         Ok(())

@@ -219,18 +219,7 @@ impl Join {
         } else {
             &self.definition.right_keys
         };
-        let columns = expressions
-            .iter()
-            .zip(&self.definition.key_types)
-            .map(|(expression, data_type)| {
-                let column = expression.evaluate(rows)?.into_array(rows.num_rows())?;
-                Ok(if column.data_type() == data_type {
-                    column
-                } else {
-                    cast(&column, data_type)?
-                })
-            })
-            .collect::<Result<Vec<ArrayRef>, DataflowError>>()?;
+        let columns = evaluate_keys(expressions, &self.definition.key_types, rows)?;
         let null_key = (0..rows.num_rows())
             .map(|row| {
                 !self.definition.nulls_equal && columns.iter().any(|column| column.is_null(row))
@@ -770,4 +759,25 @@ fn decode_counts(decoder: &mut Decoder) -> Result<HashMap<Box<[u8]>, i64>, Decod
         counts.insert(row, decoder.i64()?);
     }
     Ok(counts)
+}
+
+/// Key `expressions` evaluated on `rows`, each cast to its entry of `types` (the type both sides
+/// of a join compare it in), so that equal keys encode to equal bytes.
+pub(crate) fn evaluate_keys(
+    expressions: &[Arc<dyn PhysicalExpr>],
+    types: &[DataType],
+    rows: &RecordBatch,
+) -> Result<Vec<ArrayRef>, DataflowError> {
+    expressions
+        .iter()
+        .zip(types)
+        .map(|(expression, data_type)| {
+            let column = expression.evaluate(rows)?.into_array(rows.num_rows())?;
+            Ok(if column.data_type() == data_type {
+                column
+            } else {
+                cast(&column, data_type)?
+            })
+        })
+        .collect()
 }

@@ -180,36 +180,24 @@ impl Dataflow {
 
     /// Every operator's state, in chain order, for a checkpoint.
     pub fn checkpoint(&self) -> Result<Vec<u8>, DataflowError> {
-        let mut encoder = Encoder::default();
-        encoder.u64(self.nodes.len() as u64);
-        for node in &self.nodes {
-            match node.operator.checkpoint()? {
-                Some(state) => encoder.u8(1).bytes(&state),
-                None => encoder.u8(0),
-            };
-        }
-        Ok(encoder.finish())
+        checkpoint_operators(self.nodes.iter().map(|node| node.operator.as_ref()))
     }
 
     /// Restores what [`Dataflow::checkpoint`] wrote. The dataflow must have been planned from
     /// the same definition, so its operators line up.
     pub fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
-        let corrupted = |reason: String| {
-            DataflowError::from(ExecutionError::Internal(format!(
-                "cannot restore a dataflow: {reason}"
-            )))
-        };
-        let mut decoder = Decoder::new(state);
-        let count = decoder.count().map_err(corrupted)?;
-        if count != self.nodes.len() {
-            return Err(corrupted(format!(
-                "the checkpoint has {count} operators, the plan {}",
+        let states = operator_states(state, "a dataflow")?;
+        if states.len() != self.nodes.len() {
+            return Err(ExecutionError::Internal(format!(
+                "cannot restore a dataflow: the checkpoint has {} operators, the plan {}",
+                states.len(),
                 self.nodes.len()
-            )));
+            ))
+            .into());
         }
-        for node in &mut self.nodes {
-            if decoder.u8().map_err(corrupted)? == 1 {
-                node.operator.restore(decoder.bytes().map_err(corrupted)?)?;
+        for (node, state) in self.nodes.iter_mut().zip(states) {
+            if let Some(state) = state {
+                node.operator.restore(state)?;
             }
         }
         Ok(())
@@ -237,4 +225,41 @@ impl Dataflow {
             })
             .collect()
     }
+}
+
+/// The states of `operators` in order, each present or absent: how a dataflow checkpoints its
+/// nodes and an exchange its copies.
+pub(crate) fn checkpoint_operators<'a>(
+    operators: impl ExactSizeIterator<Item = &'a dyn Operator>,
+) -> Result<Vec<u8>, DataflowError> {
+    let mut encoder = Encoder::default();
+    encoder.u64(operators.len() as u64);
+    for operator in operators {
+        match operator.checkpoint()? {
+            Some(state) => encoder.u8(1).bytes(&state),
+            None => encoder.u8(0),
+        };
+    }
+    Ok(encoder.finish())
+}
+
+/// What [`checkpoint_operators`] wrote: one entry per operator, `None` for one without state.
+/// `what` names the holder in the error a corrupted checkpoint gives.
+pub(crate) fn operator_states<'a>(
+    state: &'a [u8],
+    what: &str,
+) -> Result<Vec<Option<&'a [u8]>>, DataflowError> {
+    let corrupted = |reason: String| {
+        DataflowError::from(ExecutionError::Internal(format!(
+            "cannot restore {what}: {reason}"
+        )))
+    };
+    let mut decoder = Decoder::new(state);
+    let count = decoder.count().map_err(corrupted)?;
+    (0..count)
+        .map(|_| match decoder.u8().map_err(corrupted)? {
+            1 => Ok(Some(decoder.bytes().map_err(corrupted)?)),
+            _ => Ok(None),
+        })
+        .collect()
 }
