@@ -752,8 +752,8 @@ fn physical(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr
     super::physical_expr(&expression, schema)
 }
 
-/// `timestamp ± INTERVAL` of whole seconds or smaller units (no months or days, as in TUMBLE
-/// and HOP windows and most event-time conditions) becomes `timestamp ± duration`: the same
+/// `timestamp ± INTERVAL` without months or days (as in TUMBLE and HOP windows and most
+/// event-time conditions) becomes `timestamp ± duration`: the same
 /// instant, computed as one integer addition per row instead of Arrow's calendar arithmetic,
 /// which converts every value to a date and time and back (a third of Nexmark q5's time).
 fn fixed_intervals_as_durations(expression: Expr, schema: &DFSchema) -> Result<Expr> {
