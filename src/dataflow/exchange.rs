@@ -79,7 +79,7 @@ fn owner(hash: u64, count: usize) -> u32 {
 /// the copies emit. Nothing is emitted before the barrier, where a large epoch runs in two
 /// parallel rounds: each task hashes the keys of one slice of every batch, then each copy
 /// takes its rows of every batch, processes them in arrival order and closes the epoch. A small
-/// epoch does the same on the calling thread.
+/// epoch does the same on the calling thread; a single copy takes the input as it came.
 pub struct Exchange {
     copies: Vec<Box<dyn Operator>>,
     /// One per input port.
@@ -109,14 +109,14 @@ impl Exchange {
     }
 }
 
-/// The copies (of `count`) owning the rows in slice `slice` of every batch of `input`, each
-/// batch cut into `count` equal slices: one slice per task.
-fn owners_of_slice(
+/// Per batch of `input`, per copy (of `count`), the rows of the batch's slice `slice` that the
+/// copy owns, each batch cut into `count` equal slices: one slice per task.
+fn rows_by_owner(
     keys: &[PartitionKey],
     input: &[(usize, ChangeBatch)],
     slice: usize,
     count: usize,
-) -> Result<Vec<Vec<u32>>, DataflowError> {
+) -> Result<Vec<Vec<Vec<u32>>>, DataflowError> {
     input
         .iter()
         .map(|(port, batch)| {
@@ -125,33 +125,48 @@ fn owners_of_slice(
             })?;
             let start = batch.len() * slice / count;
             let end = batch.len() * (slice + 1) / count;
-            key.owners(&batch.rows.slice(start, end - start), count)
+            let owners = key.owners(&batch.rows.slice(start, end - start), count)?;
+            let mut rows = vec![Vec::new(); count];
+            for (offset, owner) in owners.into_iter().enumerate() {
+                rows[owner as usize].push((start + offset) as u32);
+            }
+            Ok(rows)
         })
         .collect()
 }
 
-/// Copy `index`'s share of the epoch (its rows of every batch, by `owners`), then its barrier.
-fn run_copy(
-    index: u32,
-    copy: &mut dyn Operator,
+/// Copy `index`'s rows of every batch of `input`, gathered from the slices' `rows_by_owner`
+/// in slice order (so in row order); batches where it owns nothing are left out.
+fn share_of(
+    index: usize,
     input: &[(usize, ChangeBatch)],
-    owners: &[Vec<u32>],
+    slices: &[Vec<Vec<Vec<u32>>>],
+) -> Result<Vec<(usize, ChangeBatch)>, DataflowError> {
+    let mut share = Vec::new();
+    for (position, (port, batch)) in input.iter().enumerate() {
+        let rows: Vec<u32> = slices
+            .iter()
+            .flat_map(|slice| &slice[position][index])
+            .copied()
+            .collect();
+        if rows.len() == batch.len() {
+            share.push((*port, batch.clone()));
+        } else if !rows.is_empty() {
+            share.push((*port, batch.take(rows)?));
+        }
+    }
+    Ok(share)
+}
+
+/// One copy's part of an epoch: its input in arrival order, then its barrier.
+fn close_copy(
+    copy: &mut dyn Operator,
+    input: Vec<(usize, ChangeBatch)>,
     epoch: Epoch,
 ) -> Result<Vec<ChangeBatch>, DataflowError> {
     let mut output = Vec::new();
-    for ((port, batch), owners) in input.iter().zip(owners) {
-        let rows: Vec<u32> = (0..batch.len() as u32)
-            .filter(|&row| owners[row as usize] == index)
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let share = if rows.len() == batch.len() {
-            batch.clone()
-        } else {
-            batch.take(rows)?
-        };
-        output.extend(copy.process(*port, share)?);
+    for (port, batch) in input {
+        output.extend(copy.process(port, batch)?);
     }
     output.extend(copy.barrier(epoch)?);
     Ok(output)
@@ -183,34 +198,21 @@ impl Operator for Exchange {
     }
 
     fn barrier(&mut self, epoch: Epoch) -> Result<Vec<ChangeBatch>, DataflowError> {
-        let count = self.copies.len();
-        let parallel = count > 1 && self.pending_rows >= PARALLEL_ROWS;
-        let owners: Vec<Vec<u32>> = if count == 1 {
-            self.pending
-                .iter()
-                .map(|(_, batch)| vec![0; batch.len()])
-                .collect()
-        } else {
-            let (keys, input) = (&self.keys, &self.pending);
-            let slices = for_each((0..count).collect(), parallel, |slice| {
-                owners_of_slice(keys, input, slice, count)
-            })?;
-            (0..self.pending.len())
-                .map(|batch| {
-                    slices
-                        .iter()
-                        .flat_map(|slice| &slice[batch])
-                        .copied()
-                        .collect()
-                })
-                .collect()
-        };
         let input = std::mem::take(&mut self.pending);
+        let parallel = self.pending_rows >= PARALLEL_ROWS;
         self.pending_rows = 0;
-        let copies: Vec<(u32, &mut Box<dyn Operator>)> =
-            (0..count as u32).zip(self.copies.iter_mut()).collect();
+        if let [copy] = self.copies.as_mut_slice() {
+            return close_copy(copy.as_mut(), input, epoch);
+        }
+        let count = self.copies.len();
+        let keys = &self.keys;
+        let slices = for_each((0..count).collect(), parallel, |slice| {
+            rows_by_owner(keys, &input, slice, count)
+        })?;
+        let copies: Vec<(usize, &mut Box<dyn Operator>)> =
+            self.copies.iter_mut().enumerate().collect();
         let outputs = for_each(copies, parallel, |(index, copy)| {
-            run_copy(index, copy.as_mut(), &input, &owners, epoch)
+            close_copy(copy.as_mut(), share_of(index, &input, &slices)?, epoch)
         })?;
         Ok(outputs.into_iter().flatten().collect())
     }
