@@ -963,7 +963,7 @@ async fn start_offsets_and_properties() {
 async fn sasl_properties_authenticate_the_source() {
     let Some(sasl) = blocking(kafka::sasl_bootstrap).await else {
         eprintln!(
-            "KAFKA_BOOTSTRAP_SERVERS names an outside broker and KAFKA_SASL_BOOTSTRAP_SERVERS is not set: nothing to authenticate against"
+            "the broker is not scripts/kafka's (KAFKA_BOOTSTRAP_SERVERS or a container) and KAFKA_SASL_BOOTSTRAP_SERVERS is not set: nothing to authenticate against"
         );
         return;
     };

@@ -1,5 +1,6 @@
 //! Kafka for tests: the broker (KAFKA_BOOTSTRAP_SERVERS if set, else the one `scripts/kafka`
-//! runs), the seed's Python producer, and a consumer that reads a topic as a table.
+//! runs, else testcontainers' Kafka module where a Docker engine answers), the seed's Python
+//! producer, and a consumer that reads a topic as a table.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,9 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The broker's address, starting the project's own broker the first time if none is given.
+/// The broker's address, starting one the first time if none is given: the project's own
+/// (`scripts/kafka`), or, when that cannot run (no Java or Maven) or `TRIBUTARY_TEST_KAFKA=docker`
+/// asks for it, a container of testcontainers' Kafka module.
 pub fn bootstrap() -> String {
     static BOOTSTRAP: OnceLock<String> = OnceLock::new();
     BOOTSTRAP
@@ -26,14 +29,89 @@ pub fn bootstrap() -> String {
             {
                 return servers;
             }
-            let status = Command::new(root().join("scripts/kafka"))
-                .arg("start")
-                .status()
-                .expect("run scripts/kafka start");
-            assert!(status.success(), "scripts/kafka start failed");
-            "127.0.0.1:9092".to_string()
+            if std::env::var("TRIBUTARY_TEST_KAFKA").as_deref() == Ok("docker") {
+                return container_broker();
+            }
+            let started = Command::new(root().join("scripts/kafka")).arg("start").status();
+            match started {
+                Ok(status) if status.success() => "127.0.0.1:9092".to_string(),
+                failed if docker_engine_answers() => {
+                    eprintln!("scripts/kafka start failed ({failed:?}); using testcontainers' Kafka");
+                    container_broker()
+                }
+                failed => panic!(
+                    "scripts/kafka start failed ({failed:?}) and no Docker engine answers for testcontainers"
+                ),
+            }
         })
         .clone()
+}
+
+fn docker_engine_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// A broker in a container of the apache/kafka image (the tag docker-compose.yml runs). The
+/// container is named and reusable: the first test binary starts it and the others find it, as
+/// they find the broker `scripts/kafka` leaves running; `docker rm -f tributary-test-kafka` ends it.
+fn container_broker() -> String {
+    // testcontainers' blocking runner starts a runtime of its own, which a test's async context
+    // (tests call `bootstrap` from both) would refuse: it runs on a thread of its own.
+    std::thread::spawn(start_container_broker)
+        .join()
+        .expect("start testcontainers' Kafka")
+}
+
+fn start_container_broker() -> String {
+    const CONTAINER_NAME: &str = "tributary-test-kafka";
+    use testcontainers::ReuseDirective;
+    use testcontainers_modules::kafka::apache;
+    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml"))
+        .expect("read docker-compose.yml");
+    let tag = compose
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("image: apache/kafka:"))
+        .expect("docker-compose.yml names an apache/kafka image")
+        .to_string();
+    // Test binaries run in parallel under nextest: one creates the container, the others wait
+    // on this lock (released when the file closes) and then reuse it.
+    let lock = std::fs::File::create(std::env::temp_dir().join("tributary-test-kafka.lock"))
+        .expect("create the container's lock file");
+    // SAFETY: flock on a descriptor this function owns for the whole call.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "lock the container's lock file");
+    // A stopped one (an engine restart) would come back on another host port than the one its
+    // broker advertises: only a running container is reused.
+    let state = Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", CONTAINER_NAME])
+        .output()
+        .expect("run docker inspect");
+    if state.status.success() && String::from_utf8_lossy(&state.stdout).trim() != "true" {
+        let removed = Command::new("docker")
+            .args(["rm", "-f", CONTAINER_NAME])
+            .status()
+            .expect("run docker rm");
+        assert!(removed.success(), "docker rm -f {CONTAINER_NAME} failed");
+    }
+    let container = apache::Kafka::default()
+        .with_jvm_image()
+        .with_tag(tag)
+        .with_container_name(CONTAINER_NAME)
+        .with_reuse(ReuseDirective::Always)
+        .start()
+        .expect("start testcontainers' Kafka (scripts/docker-images provides the image offline)");
+    let port = container
+        .get_host_port_ipv4(apache::KAFKA_PORT)
+        .expect("the container's Kafka port");
+    format!("127.0.0.1:{port}")
 }
 
 /// The broker's SASL/PLAIN listener (user `tributary`, password `tributary-secret`):
