@@ -16,10 +16,13 @@
 //! 4. Source changes, table writes (INSERT, UPDATE, DELETE) and catalog changes go to the
 //!    [`coordinator`], the single owner of all state. It applies them to [`storage`] in epochs,
 //!    each as a change batch (a Z-set over Arrow rows, [`dataflow::ChangeBatch`]).
-//! 5. Each materialized view is a [`dataflow`] lowered from DataFusion's optimized logical plan
-//!    ([`planner::lower`]): a graph of filter, project, aggregate, join, union and top-N
-//!    operators that turn input changes into output changes, doing work proportional to the
-//!    change (a relation read twice, as in a self-join, feeds both ports). A view that emits
+//! 5. Each materialized view is a [`dataflow`]. [`planner::lower`] turns DataFusion's optimized
+//!    logical plan into a [`dataflow::DataflowPlan`], a value: filter, project, aggregate, join,
+//!    union and top-N operators with stable ids, and edges saying how rows move between workers
+//!    (forward, hash by key, gather). EXPLAIN prints it, the catalog, log and checkpoints store
+//!    it, and [`dataflow::render`] builds the live operators from it, which turn input changes
+//!    into output changes, doing work proportional to the change (a relation read twice, as in
+//!    a self-join, feeds both ports). A view that emits
 //!    on window close reads each watermarked relation through a filter that keeps late changes
 //!    out, and its windowed aggregate emits a window once the watermark passes its end.
 //!    Keyed operators (grouped aggregates, equality joins, top-N per partition) run as one copy
@@ -34,8 +37,9 @@
 //! 7. With a data directory ([`storage`]), every table write and catalog change is appended to
 //!    a write-ahead log and synced before the statement returns, and the coordinator
 //!    checkpoints the catalog, rows, operator states and source offsets of one epoch every
-//!    second. On start, [`recovery`] loads the newest complete checkpoint, replays the log
-//!    after it and restarts the sources from their stored offsets.
+//!    second, each operator's state filed under its operator id. On start, [`recovery`] loads
+//!    the newest complete checkpoint, renders each view's stored plan, replays the log after it
+//!    and restarts the sources from their stored offsets.
 //! 8. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
 //!    text or binary format. Catalog queries from psql, JDBC and SQLAlchemy read
 //!    [`pg_catalog`], built from the same snapshot. Errors from every stage are typed ([`error`]) and carry the SQLSTATE

@@ -2,7 +2,8 @@
 //!
 //! The newest complete checkpoint's relations are created again by planning their statements
 //! (in id order, which is dependency order) in a session that tells CREATE what it resolved the
-//! first time; the checkpoint then fills them (rows, operator states, source offsets). The log
+//! first time (a source's offsets, a materialized view's dataflow plan, which is rendered as
+//! stored); the checkpoint then fills them (rows, operator states, source offsets). The log
 //! after the checkpoint is applied in order: CREATEs planned again, drops and table writes
 //! applied as epochs. Last, the sources start from their offsets and re-read what Kafka holds
 //! beyond them. Views then equal the recomputation over everything acknowledged and ingested.

@@ -469,3 +469,195 @@ async fn a_checkpoint_that_cannot_be_written_is_reported_and_nothing_is_lost() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// The materialized views of [`views_come_back_from_their_stored_plans`]: every operator family
+/// (grouped and global aggregates, a Postgres time cast, an equality join, NOT IN, top-N per
+/// partition and overall, UNION, a temporal filter, EMIT ON WINDOW CLOSE), each with the query
+/// it must equal.
+const PLANNED_VIEWS: &[(&str, &str)] = &[
+    (
+        "per_product",
+        "SELECT product, count(*) AS n, sum(amount) AS total, min(at::text) AS first FROM orders GROUP BY product",
+    ),
+    (
+        "everything",
+        "SELECT count(*) AS n, max(amount) AS largest FROM orders",
+    ),
+    (
+        "per_category",
+        "SELECT p.category, sum(o.amount) AS total FROM orders o JOIN products p ON o.product = p.name GROUP BY p.category",
+    ),
+    (
+        "unlisted",
+        "SELECT id FROM orders WHERE product NOT IN (SELECT name FROM products WHERE name IS NOT NULL)",
+    ),
+    (
+        "top_two",
+        "SELECT product, id, amount FROM (SELECT product, id, amount, ROW_NUMBER() OVER (PARTITION BY product ORDER BY amount DESC, id) AS rank FROM orders) AS ranked WHERE rank <= 2",
+    ),
+    (
+        "largest",
+        "SELECT id, amount FROM orders ORDER BY amount DESC, id LIMIT 3",
+    ),
+    (
+        "names",
+        "SELECT product AS name FROM orders UNION SELECT name FROM products",
+    ),
+    (
+        "this_century",
+        "SELECT id FROM orders WHERE at + INTERVAL '36500 days' > now()",
+    ),
+];
+
+/// EXPLAIN MATERIALIZED VIEW of every view in `names`.
+async fn plans(client: &tokio_postgres::Client, names: &[&str]) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut plans = Vec::new();
+    for name in names {
+        plans.push(rows(client, &format!("EXPLAIN MATERIALIZED VIEW {name}")).await);
+    }
+    plans
+}
+
+/// Every view of [`PLANNED_VIEWS`] equals its query, and the window view holds the windows the
+/// watermark has closed.
+async fn assert_planned_views(client: &tokio_postgres::Client, what: &str) {
+    for (view, query) in PLANNED_VIEWS {
+        let mut maintained = rows(client, &format!("SELECT * FROM {view}")).await;
+        let mut recomputed = rows(client, query).await;
+        maintained.sort();
+        recomputed.sort();
+        assert_eq!(maintained, recomputed, "{what}: view {view}");
+    }
+    let closed = rows(
+        client,
+        "SELECT window_start::text, page, clicks FROM per_minute ORDER BY 1, 2",
+    )
+    .await;
+    let expected = rows(
+        client,
+        "SELECT date_bin(INTERVAL '1 minute', at)::text AS window_start, page, count(*)
+         FROM clicks
+         WHERE date_bin(INTERVAL '1 minute', at) + INTERVAL '1 minute'
+               <= (SELECT max(at) FROM clicks) - INTERVAL '5 seconds'
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(closed, expected, "{what}: view per_minute");
+}
+
+/// Writes one round of rows to the tables the planned views read.
+async fn write_round(client: &tokio_postgres::Client, round: i64) {
+    let base = round * 100;
+    execute(
+        client,
+        &format!(
+            "INSERT INTO orders VALUES ({a}, 'apple', {round} * 3 + 1, '2026-01-01 10:00:00'),
+                                       ({b}, 'pear', 7, NULL), ({c}, 'plum', {round}, '2026-02-01 00:00:00'),
+                                       ({d}, NULL, NULL, '2026-03-01 00:00:00');
+             DELETE FROM orders WHERE id = {gone};
+             UPDATE orders SET amount = amount + 1 WHERE product = 'pear';
+             INSERT INTO clicks VALUES ('home', TIMESTAMP '2026-01-01 10:00:00' + INTERVAL '{later} seconds'),
+                                       ('cart', TIMESTAMP '2026-01-01 10:00:10' + INTERVAL '{later} seconds');",
+            later = round * 40,
+            a = base + 1,
+            b = base + 2,
+            c = base + 3,
+            d = base + 4,
+            gone = base - 97,
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_come_back_from_their_stored_plans() {
+    // Checkpoints only at shutdown: views created after the start are recovered from the log,
+    // where their CREATE records carry their plans.
+    let directory = data_directory("plans");
+    let without_checkpoints = Config {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..config(&directory)
+    };
+    let server = TestServer::start_with(without_checkpoints.clone())
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "CREATE TABLE orders (id INT, product TEXT, amount INT, at TIMESTAMP);
+         CREATE TABLE products (name TEXT, category TEXT);
+         CREATE TABLE clicks (page TEXT, at TIMESTAMP, WATERMARK FOR at AS at - INTERVAL '5 seconds');
+         INSERT INTO products VALUES ('apple', 'fruit'), ('pear', 'fruit'), ('kale', 'leaf');",
+    )
+    .await;
+    for (view, query) in PLANNED_VIEWS {
+        execute(
+            &client,
+            &format!("CREATE MATERIALIZED VIEW {view} AS {query}"),
+        )
+        .await;
+    }
+    execute(
+        &client,
+        "CREATE MATERIALIZED VIEW per_minute AS
+           SELECT window_start, window_end, page, count(*) AS clicks
+           FROM TUMBLE(clicks, at, INTERVAL '1 minute')
+           GROUP BY window_start, window_end, page EMIT ON WINDOW CLOSE",
+    )
+    .await;
+    let names: Vec<&str> = PLANNED_VIEWS
+        .iter()
+        .map(|(view, _)| *view)
+        .chain(["per_minute"])
+        .collect();
+    for round in 1..=3 {
+        write_round(&client, round).await;
+    }
+    assert_planned_views(&client, "before any restart").await;
+    let created = plans(&client, &names).await;
+    assert!(
+        created.iter().all(|plan| !plan.is_empty()),
+        "every view has a plan: {created:?}"
+    );
+
+    // A copy of the directory as it stands is what a crash would leave: the log holds every
+    // CREATE and write, no checkpoint holds them.
+    let crashed = data_directory("plans-crashed");
+    std::fs::create_dir_all(&crashed).expect("copy");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", directory.display()))
+        .arg(&crashed)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copy the data directory");
+    drop(client);
+    server.stop().await;
+
+    for (what, path) in [
+        ("after the log", &crashed),
+        ("after a checkpoint", &directory),
+    ] {
+        let server = TestServer::start_with(Config {
+            checkpoint_interval: Duration::from_secs(3600),
+            ..config(path)
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+        let client = server.connect().await;
+        assert_eq!(
+            plans(&client, &names).await,
+            created,
+            "{what}: the stored plans"
+        );
+        assert_planned_views(&client, what).await;
+        for round in 4..=6 {
+            write_round(&client, round).await;
+        }
+        assert_planned_views(&client, &format!("{what}, then more writes")).await;
+        drop(client);
+        server.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&crashed);
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -9,6 +9,9 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use crate::connectors::ConnectorDefinition;
 use crate::error::CatalogError;
 
+/// Field metadata key holding the declared length of a VARCHAR(n) column, checked on writes.
+pub const MAX_LENGTH_KEY: &str = "tributary.max_length";
+
 /// Identifies a relation for its whole life; names can be dropped and reused, ids cannot.
 /// Ids grow with creation order, and a view can only read relations that existed before it, so
 /// ascending id order is a valid order to maintain views in.
@@ -68,6 +71,9 @@ pub struct Relation {
     pub sql: String,
     /// A table's or source's event time, declared with `WATERMARK FOR`.
     pub watermark: Option<Watermark>,
+    /// The plan of the dataflow maintaining a materialized view, as JSON (a
+    /// `dataflow::DataflowPlan`): what EXPLAIN shows and recovery renders again.
+    pub plan: Option<Arc<str>>,
 }
 
 /// `WATERMARK FOR column AS column - delay`: the column holding a row's event time, and how far

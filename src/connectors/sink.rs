@@ -12,7 +12,10 @@
 //! Within an epoch the changes are paired by key: a key that lost a row and gained one is an
 //! update, one that only lost a row a delete, one that only gained a row an insert. UPSERT writes
 //! the new row, or a tombstone (null value) for a delete; DEBEZIUM writes
-//! `{"before": ..., "after": ..., "op": "c" | "u" | "d"}`.
+//! `{"before": ..., "after": ..., "op": "c" | "u" | "d"}`. What one write to Kafka carries
+//! (a transaction, or the epochs an at-least-once sink found queued) writes each UPSERT key
+//! once: its row after the last of those epochs, or a tombstone if it has none and had one
+//! before the first. DEBEZIUM keeps every epoch's change.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -41,7 +44,7 @@ pub struct ExactlyOnce {
     /// and names the consumer group that holds the committed-epoch marker.
     pub transactional_id: String,
     /// Epochs up to its durable epoch are in a complete checkpoint, and may be committed.
-    pub checkpoints: Arc<crate::coordinator::CheckpointReports>,
+    pub checkpoints: Arc<crate::storage::checkpoint::CheckpointReports>,
     /// Output of epochs in the checkpoint recovery loaded that Kafka may not have committed.
     pub recovered: Vec<SinkBatch>,
 }
@@ -178,22 +181,20 @@ fn run(
     batches: mpsc::Receiver<SinkBatch>,
 ) {
     status.set_state("running");
-    for batch in batches.iter() {
-        match encode(&definition, &batch.changes) {
-            Ok(records) => {
-                for record in records {
-                    // Reported in the status; an at-least-once sink goes on with the next.
-                    let _ = produce(&producer, &definition.topic, &record, &status);
-                }
-            }
-            Err(error) => {
-                status.errors.fetch_add(1, Ordering::Relaxed);
-                status.set_state(format!("cannot encode epoch {}: {error}", batch.epoch));
-                tracing::error!(sink = %status.name, %error, "cannot encode a sink batch");
-            }
+    while let Ok(first) = batches.recv() {
+        // Everything queued behind the first epoch is written with it.
+        let mut queued = vec![first];
+        queued.extend(batches.try_iter());
+        for record in encode_epochs(&definition, &queued, &status) {
+            // Reported in the status; an at-least-once sink goes on with the next.
+            let _ = produce(&producer, &definition.topic, &record, &status);
         }
-        status.epoch.store(batch.epoch, Ordering::Release);
-        status.queued_epochs.fetch_sub(1, Ordering::Relaxed);
+        if let Some(last) = queued.last() {
+            status.epoch.store(last.epoch, Ordering::Release);
+        }
+        status
+            .queued_epochs
+            .fetch_sub(queued.len() as u64, Ordering::Relaxed);
     }
     let _ = producer.flush(Duration::from_secs(10));
     tracing::info!(sink = %status.name, "sink stopped");
@@ -213,7 +214,7 @@ struct TransactionalSink {
     consumer: BaseConsumer,
     definition: Arc<SinkDefinition>,
     status: Arc<SinkStatus>,
-    checkpoints: Arc<crate::coordinator::CheckpointReports>,
+    checkpoints: Arc<crate::storage::checkpoint::CheckpointReports>,
 }
 
 impl TransactionalSink {
@@ -365,25 +366,13 @@ impl TransactionalSink {
             return Ok(());
         };
         self.producer.begin_transaction()?;
-        for batch in batches {
-            match encode(&self.definition, &batch.changes) {
-                Ok(records) => {
-                    for record in records {
-                        produce(
-                            &self.producer,
-                            &self.definition.topic,
-                            &record,
-                            &self.status,
-                        )?;
-                    }
-                }
-                Err(error) => {
-                    // Not the broker's fault and not retryable: reported, and skipped rather
-                    // than blocking every later epoch.
-                    self.status.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(sink = %self.status.name, %error, "cannot encode a sink batch");
-                }
-            }
+        for record in encode_epochs(&self.definition, batches, &self.status) {
+            produce(
+                &self.producer,
+                &self.definition.topic,
+                &record,
+                &self.status,
+            )?;
         }
         let mut marker = TopicPartitionList::new();
         marker.add_partition_offset(
@@ -448,12 +437,84 @@ pub struct EncodedRecord {
 /// A key's row before and after an epoch, JSON-encoded; `None` where it had none.
 type BeforeAfter = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// One epoch's changes paired: per key (its JSON), and the rows without a key.
+type Paired = (BTreeMap<Vec<u8>, BeforeAfter>, Vec<BeforeAfter>);
+
+/// The records one write to Kafka carries for `epochs` (in epoch order): each epoch's changes
+/// paired by key, and for UPSERT each key once (see the module doc). An epoch that cannot be
+/// encoded is not the broker's fault and would fail every retry: it is reported in `status`
+/// and left out rather than blocking every later epoch.
+fn encode_epochs(
+    definition: &SinkDefinition,
+    epochs: &[SinkBatch],
+    status: &SinkStatus,
+) -> Vec<EncodedRecord> {
+    let fold = definition.envelope != Envelope::Debezium && !definition.key.is_empty();
+    let mut records = Vec::new();
+    // UPSERT: per key, its row before the first epoch and after the last.
+    let mut by_key: BTreeMap<Vec<u8>, BeforeAfter> = BTreeMap::new();
+    for batch in epochs {
+        let (pairs, unkeyed) = match pair_by_key(definition, &batch.changes) {
+            Ok(paired) => paired,
+            Err(error) => {
+                status.errors.fetch_add(1, Ordering::Relaxed);
+                status.set_state(format!("cannot encode epoch {}: {error}", batch.epoch));
+                tracing::error!(sink = %status.name, %error, "cannot encode a sink batch");
+                continue;
+            }
+        };
+        if fold {
+            for (key, (before, after)) in pairs {
+                by_key
+                    .entry(key)
+                    .and_modify(|pair| pair.1 = after.clone())
+                    .or_insert((before, after));
+            }
+        } else {
+            records.extend(envelopes(definition.envelope, pairs, unkeyed));
+        }
+    }
+    if fold {
+        records.extend(envelopes(definition.envelope, by_key, Vec::new()));
+    }
+    records
+}
+
 /// One epoch's changes as records, paired by key (see the module doc).
 pub fn encode(
     definition: &SinkDefinition,
     changes: &[ChangeBatch],
 ) -> Result<Vec<EncodedRecord>, ArrowError> {
-    // Per key: the row it lost and the row it gained this epoch.
+    let (by_key, unkeyed) = pair_by_key(definition, changes)?;
+    Ok(envelopes(definition.envelope, by_key, unkeyed))
+}
+
+/// Records for keyed pairs, then for rows without a key.
+fn envelopes(
+    envelope_kind: Envelope,
+    by_key: BTreeMap<Vec<u8>, BeforeAfter>,
+    unkeyed: Vec<BeforeAfter>,
+) -> Vec<EncodedRecord> {
+    let mut records = Vec::with_capacity(by_key.len() + unkeyed.len());
+    for (key, (before, after)) in by_key {
+        if let Some(record) = envelope(envelope_kind, Some(key), before, after) {
+            records.push(record);
+        }
+    }
+    for (before, after) in unkeyed {
+        if let Some(record) = envelope(envelope_kind, None, before, after) {
+            records.push(record);
+        }
+    }
+    records
+}
+
+/// One epoch's changes as (before, after) JSON rows: per key, the row it lost and the row it
+/// gained; without a key, one pair per copy of each row.
+fn pair_by_key(
+    definition: &SinkDefinition,
+    changes: &[ChangeBatch],
+) -> Result<Paired, ArrowError> {
     let mut by_key: BTreeMap<Vec<u8>, BeforeAfter> = BTreeMap::new();
     let mut unkeyed = Vec::new();
     for change in changes {
@@ -489,18 +550,7 @@ pub fn encode(
             }
         }
     }
-    let mut records = Vec::with_capacity(by_key.len() + unkeyed.len());
-    for (key, (before, after)) in by_key {
-        if let Some(record) = envelope(definition.envelope, Some(key), before, after) {
-            records.push(record);
-        }
-    }
-    for (before, after) in unkeyed {
-        if let Some(record) = envelope(definition.envelope, None, before, after) {
-            records.push(record);
-        }
-    }
-    Ok(records)
+    Ok((by_key, unkeyed))
 }
 
 fn envelope(
@@ -607,6 +657,57 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_write_of_several_epochs_sends_each_upsert_key_once() {
+        let status = SinkStatus::new("test".into(), String::new());
+        let epochs = [
+            // a inserted, b inserted, c deleted (it existed before).
+            vec![changes(&[("a", 1, 1), ("b", 1, 1), ("c", 9, -1)])],
+            // a updated twice over two epochs, b deleted, d inserted.
+            vec![changes(&[
+                ("a", 1, -1),
+                ("a", 2, 1),
+                ("b", 1, -1),
+                ("d", 4, 1),
+            ])],
+            vec![changes(&[("a", 2, -1), ("a", 3, 1)])],
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(epoch, changes)| SinkBatch {
+            epoch: epoch as Epoch + 1,
+            changes,
+        })
+        .collect::<Vec<_>>();
+        // b came and went inside the write: nothing; c's deletion: a tombstone.
+        assert_eq!(
+            text(encode_epochs(
+                &definition(Envelope::Upsert),
+                &epochs,
+                &status
+            )),
+            vec![
+                (r#"{"k":"a"}"#.into(), Some(r#"{"k":"a","v":3}"#.into())),
+                (r#"{"k":"c"}"#.into(), None),
+                (r#"{"k":"d"}"#.into(), Some(r#"{"k":"d","v":4}"#.into())),
+            ]
+        );
+        // DEBEZIUM keeps every epoch's change: a is created, then updated twice.
+        let debezium = text(encode_epochs(
+            &definition(Envelope::Debezium),
+            &epochs,
+            &status,
+        ));
+        assert_eq!(
+            debezium
+                .iter()
+                .filter(|(key, _)| key == r#"{"k":"a"}"#)
+                .count(),
+            3
+        );
+        assert_eq!(debezium.len(), 7);
     }
 
     #[test]

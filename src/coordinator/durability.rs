@@ -2,9 +2,9 @@
 //! acknowledged, building checkpoints at epoch boundaries (written by a thread of their own),
 //! and recovery's restore and replay.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
@@ -17,15 +17,14 @@ use crate::connectors::envelope::KeyedRows;
 use crate::connectors::sink::SinkBatch;
 use crate::dataflow::change_batch::{row_converter_for, with_schema};
 use crate::dataflow::{ChangeBatch, Epoch};
-use crate::error::{ExecutionError, Result, StorageError, lock};
-use crate::storage::checkpoint::{self, Checkpoint, CheckpointImage, StoredRows};
+use crate::error::{ExecutionError, Result, StorageError};
+use crate::storage::checkpoint::{
+    self, Checkpoint, CheckpointImage, CheckpointReport, CheckpointReports, StoredRows,
+};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 use crate::storage::directory::DataDirectory;
 use crate::storage::wal::{self, LogRecord, LoggedRecord, RelationRecord, WriteAheadLog};
 use crate::storage::{Arrangement, TableData};
-
-/// How many checkpoint reports `tributary.checkpoints` shows.
-const REPORTS_KEPT: usize = 20;
 
 /// Where recovery stands. Connectors wait until it is over, and nothing is logged meanwhile:
 /// what recovery applies is already on disk.
@@ -37,67 +36,6 @@ pub(super) enum Recovery {
     RecreatingCatalog,
     /// The checkpoint is loaded; the log after it is being applied.
     ReplayingLog,
-}
-
-/// One checkpoint attempt, for `tributary.checkpoints` and the logs.
-#[derive(Debug, Clone)]
-pub struct CheckpointReport {
-    pub epoch: Epoch,
-    pub finished_at: SystemTime,
-    pub duration: Duration,
-    /// The part of `duration` the coordinator spent capturing it (its epochs paused meanwhile).
-    pub capture: Duration,
-    pub bytes: u64,
-    /// Why it failed; the previous checkpoint and the log still hold everything.
-    pub error: Option<String>,
-}
-
-/// Recent checkpoint reports, newest last. Written by the checkpoint writer thread (and the
-/// coordinator, for failures before a checkpoint reaches it); read by system relations. The lock
-/// is held only to push or copy.
-#[derive(Debug, Default)]
-pub struct CheckpointReports {
-    reports: Mutex<VecDeque<CheckpointReport>>,
-    /// The newest epoch whose checkpoint is complete on disk.
-    durable_epoch: AtomicU64,
-}
-
-impl CheckpointReports {
-    pub fn recent(&self) -> Vec<CheckpointReport> {
-        lock(&self.reports).iter().cloned().collect()
-    }
-
-    pub fn durable_epoch(&self) -> Epoch {
-        self.durable_epoch.load(Ordering::Acquire)
-    }
-
-    /// Epochs up to `epoch` are in a complete checkpoint.
-    fn mark_durable(&self, epoch: Epoch) {
-        self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
-    }
-
-    fn push(&self, report: CheckpointReport) {
-        if report.error.is_none() {
-            self.mark_durable(report.epoch);
-        }
-        let mut reports = lock(&self.reports);
-        reports.push_back(report);
-        while reports.len() > REPORTS_KEPT {
-            reports.pop_front();
-        }
-    }
-
-    fn failed(&self, epoch: Epoch, error: &StorageError) {
-        tracing::error!(epoch, %error, "checkpoint failed; the log still holds every write");
-        self.push(CheckpointReport {
-            epoch,
-            finished_at: SystemTime::now(),
-            duration: Duration::ZERO,
-            capture: Duration::ZERO,
-            bytes: 0,
-            error: Some(error.to_string()),
-        });
-    }
 }
 
 /// The coordinator's hold on the data directory.
@@ -296,6 +234,7 @@ impl Engine {
                     Some(ConnectorDefinition::Source(definition)) => definition.raw_start_offsets(),
                     _ => Vec::new(),
                 },
+                plan: relation.plan.as_deref().map(str::to_string),
             })
             .collect();
         relations.sort_by_key(|relation| relation.id);

@@ -20,10 +20,11 @@ use crate::error::{
     CatalogError, ConnectorError, Error, ExecutionError, PlanError, Result, StorageError,
 };
 use crate::storage::checkpoint::Checkpoint;
+pub use crate::storage::checkpoint::{CheckpointReport, CheckpointReports};
 use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
 use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
+pub use durability::Durability;
 use durability::Recovery;
-pub use durability::{CheckpointReport, CheckpointReports, Durability};
 use subscribe::Subscriber;
 pub use subscribe::Subscription;
 
@@ -535,7 +536,7 @@ impl Engine {
         if self.recovery != Recovery::Off {
             return;
         }
-        let now = crate::planner::temporal::clock_nanoseconds();
+        let now = crate::dataflow::temporal_filter::clock_nanoseconds();
         let due = self.views.values().any(|view| {
             view.failed.is_none() && view.dataflow.wakeup().is_some_and(|due| due <= now)
         });
@@ -704,7 +705,7 @@ impl Engine {
 
     /// Runs every materialized view, oldest first, over the epoch's changes of its input.
     fn propagate(&mut self, mut deltas: HashMap<RelationId, Vec<ChangeBatch>>, epoch: Epoch) {
-        let now = crate::planner::temporal::clock_nanoseconds();
+        let now = crate::dataflow::temporal_filter::clock_nanoseconds();
         for (&id, view) in self.views.iter_mut() {
             if view.failed.is_some() {
                 continue;
@@ -909,12 +910,17 @@ impl Engine {
             }
             _ => {}
         }
+        let plan = match &maintained {
+            Some(view) => Some(view.dataflow.plan().to_json().map_err(Error::from)?),
+            None => None,
+        };
         self.log(&[LoggedRecord {
             epoch,
             record: LogRecord::Create(RelationRecord {
                 id,
                 sql: sql.clone(),
                 start_offsets: start_offsets.clone(),
+                plan: plan.clone(),
             }),
         }])?;
         let added = Arc::make_mut(&mut self.catalog).add(Relation {
@@ -927,6 +933,7 @@ impl Engine {
             connector,
             sql,
             watermark,
+            plan: plan.map(Arc::from),
         })?;
         debug_assert_eq!(added.id, id);
         if let Some((handle, status)) = source {
@@ -1163,7 +1170,7 @@ fn conform(columns: Vec<ArrayRef>, relation: &Relation, stored: &SchemaRef) -> R
         }
         let max_length = field
             .metadata()
-            .get(crate::statements::MAX_LENGTH_KEY)
+            .get(crate::catalog::MAX_LENGTH_KEY)
             .and_then(|n| n.parse::<usize>().ok());
         if let Some(max_length) = max_length
             && let Some(strings) = column.as_string_opt::<i32>()

@@ -19,7 +19,7 @@ use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
 /// Which rows a join emits. Left is port 0, right is port 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JoinKind {
     Inner,
     Left,
@@ -780,4 +780,155 @@ pub(crate) fn evaluate_keys(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::testing::{changes, column, expected, integers, summed};
+
+    /// `left (k, a) <kind> JOIN right (k, b) ON left.k = right.k`.
+    fn join(kind: JoinKind) -> (Join, SchemaRef, SchemaRef) {
+        let left = integers(&["k", "a"]);
+        let right = integers(&["k", "b"]);
+        // Semi and anti joins emit left rows as they are; the others pairs.
+        let output = match kind {
+            JoinKind::LeftSemi | JoinKind::LeftAnti => Arc::clone(&left),
+            _ => integers(&["k", "a", "k2", "b"]),
+        };
+        let join = Join::new(JoinDefinition {
+            kind,
+            left_keys: vec![column("k", 0)],
+            right_keys: vec![column("k", 0)],
+            key_types: vec![DataType::Int64],
+            filter: None,
+            nulls_equal: false,
+            null_aware: false,
+            left_schema: Arc::clone(&left),
+            right_schema: Arc::clone(&right),
+            output_schema: output,
+        })
+        .expect("join");
+        (join, left, right)
+    }
+
+    /// Feeds one epoch: `left` on port 0, `right` on port 1, then the barrier.
+    fn epoch(
+        join: &mut Join,
+        left: Option<ChangeBatch>,
+        right: Option<ChangeBatch>,
+    ) -> Vec<ChangeBatch> {
+        let mut output = Vec::new();
+        for (port, batch) in [(0, left), (1, right)] {
+            if let Some(batch) = batch {
+                output.extend(join.process(port, batch).expect("process"));
+            }
+        }
+        output.extend(join.barrier(1).expect("barrier"));
+        output
+    }
+
+    #[test]
+    fn inner_join_pairs_each_change_with_the_other_side() {
+        let (mut join, left, right) = join(JoinKind::Inner);
+        let out = epoch(
+            &mut join,
+            Some(changes(
+                &left,
+                &[(&[Some(1), Some(10)], 1), (&[Some(2), Some(20)], 1)],
+            )),
+            Some(changes(
+                &right,
+                &[(&[Some(1), Some(100)], 1), (&[None, Some(0)], 1)],
+            )),
+        );
+        // Both sides' changes in one epoch meet once; a NULL key matches nothing.
+        assert_eq!(
+            summed(&out),
+            expected(&[(&[Some(1), Some(10), Some(1), Some(100)], 1)])
+        );
+        // A second copy of a right row doubles its pairs; deleting the left row retracts them.
+        let out = epoch(
+            &mut join,
+            Some(changes(&left, &[(&[Some(1), Some(10)], -1)])),
+            Some(changes(
+                &right,
+                &[(&[Some(1), Some(100)], 1), (&[Some(2), Some(200)], 1)],
+            )),
+        );
+        assert_eq!(
+            summed(&out),
+            expected(&[
+                (&[Some(1), Some(10), Some(1), Some(100)], -1),
+                (&[Some(2), Some(20), Some(2), Some(200)], 1),
+            ])
+        );
+    }
+
+    #[test]
+    fn left_join_switches_between_padded_and_matched_and_survives_a_restore() {
+        let (mut join, left, right) = join(JoinKind::Left);
+        let out = epoch(
+            &mut join,
+            Some(changes(&left, &[(&[Some(3), Some(30)], 1)])),
+            None,
+        );
+        assert_eq!(
+            summed(&out),
+            expected(&[(&[Some(3), Some(30), None, None], 1)])
+        );
+        // The state moves to a fresh join through a checkpoint.
+        let state = join
+            .checkpoint()
+            .expect("checkpoint")
+            .expect("a join keeps state");
+        let (mut restored, _, _) = self::join(JoinKind::Left);
+        restored.restore(&state).expect("restore");
+        let out = epoch(
+            &mut restored,
+            None,
+            Some(changes(&right, &[(&[Some(3), Some(300)], 1)])),
+        );
+        assert_eq!(
+            summed(&out),
+            expected(&[
+                (&[Some(3), Some(30), None, None], -1),
+                (&[Some(3), Some(30), Some(3), Some(300)], 1),
+            ])
+        );
+        // The partner leaves: the row is padded again.
+        let out = epoch(
+            &mut restored,
+            None,
+            Some(changes(&right, &[(&[Some(3), Some(300)], -1)])),
+        );
+        assert_eq!(
+            summed(&out),
+            expected(&[
+                (&[Some(3), Some(30), Some(3), Some(300)], -1),
+                (&[Some(3), Some(30), None, None], 1),
+            ])
+        );
+    }
+
+    #[test]
+    fn anti_join_emits_left_rows_without_partners() {
+        let (mut join, left, right) = join(JoinKind::LeftAnti);
+        let left_rows = changes(
+            &left,
+            &[(&[Some(1), Some(10)], 1), (&[Some(2), Some(20)], 1)],
+        );
+        let out = epoch(
+            &mut join,
+            Some(left_rows),
+            Some(changes(&right, &[(&[Some(2), Some(0)], 1)])),
+        );
+        assert_eq!(summed(&out), expected(&[(&[Some(1), Some(10)], 1)]));
+        let out = epoch(
+            &mut join,
+            None,
+            Some(changes(&right, &[(&[Some(1), Some(0)], 1)])),
+        );
+        assert_eq!(summed(&out), expected(&[(&[Some(1), Some(10)], -1)]));
+    }
 }

@@ -7,18 +7,25 @@ pub mod exchange;
 pub mod filter;
 pub mod group_index;
 pub mod join;
+pub mod plan;
 pub mod project;
+pub mod render;
 pub mod temporal_filter;
+#[cfg(test)]
+mod testing;
 pub mod top_n;
 pub mod union;
 pub mod watermark;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::catalog::RelationId;
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{Decoder, Encoder};
 pub use change_batch::ChangeBatch;
+pub use plan::{DataflowPlan, OperatorId};
+pub use render::render;
 
 /// An epoch number. Epoch N is complete when every dataflow has seen its barrier.
 pub type Epoch = u64;
@@ -85,6 +92,8 @@ pub enum Stream {
 
 /// One operator of a dataflow and the streams feeding its ports, in port order.
 pub struct Node {
+    /// The operator's id in the plan it was rendered from: what its saved state is filed under.
+    pub id: OperatorId,
     pub operator: Box<dyn Operator>,
     pub inputs: Vec<Stream>,
 }
@@ -96,11 +105,14 @@ pub struct Dataflow {
     nodes: Vec<Node>,
     /// The relations the nodes read, each once: the coordinator asks on every epoch.
     inputs: Vec<RelationId>,
+    /// What the nodes were rendered from.
+    plan: Arc<DataflowPlan>,
 }
 
 impl Dataflow {
-    /// A dataflow over `nodes`, which must be in topological order and not empty.
-    pub fn new(nodes: Vec<Node>) -> Result<Self, DataflowError> {
+    /// A dataflow over `nodes` rendered from `plan`; they must be in topological order and not
+    /// empty.
+    pub fn new(nodes: Vec<Node>, plan: Arc<DataflowPlan>) -> Result<Self, DataflowError> {
         for (index, node) in nodes.iter().enumerate() {
             if node
                 .inputs
@@ -126,7 +138,16 @@ impl Dataflow {
                 }
             }
         }
-        Ok(Self { nodes, inputs })
+        Ok(Self {
+            nodes,
+            inputs,
+            plan,
+        })
+    }
+
+    /// The plan the dataflow was rendered from.
+    pub fn plan(&self) -> &DataflowPlan {
+        &self.plan
     }
 
     /// The relations the dataflow reads, each once, in the order first read.
@@ -178,27 +199,42 @@ impl Dataflow {
         Ok(outputs.pop().unwrap_or_default())
     }
 
-    /// Every operator's state, in chain order, for a checkpoint.
+    /// The state of every operator that keeps one, filed under its operator id, for a
+    /// checkpoint.
     pub fn checkpoint(&self) -> Result<Vec<u8>, DataflowError> {
-        checkpoint_operators(self.nodes.iter().map(|node| node.operator.as_ref()))
+        let mut states = Vec::new();
+        for node in &self.nodes {
+            if let Some(state) = node.operator.checkpoint()? {
+                states.push((node.id, state));
+            }
+        }
+        let mut encoder = Encoder::default();
+        encoder.u64(states.len() as u64);
+        for (id, state) in &states {
+            encoder.u64(u64::from(*id)).bytes(state);
+        }
+        Ok(encoder.finish())
     }
 
-    /// Restores what [`Dataflow::checkpoint`] wrote. The dataflow must have been planned from
-    /// the same definition, so its operators line up.
+    /// Restores what [`Dataflow::checkpoint`] wrote, each state into the operator with its id.
+    /// The dataflow must be rendered from the plan the checkpoint was taken with.
     pub fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
-        let states = operator_states(state, "a dataflow")?;
-        if states.len() != self.nodes.len() {
-            return Err(ExecutionError::Internal(format!(
-                "cannot restore a dataflow: the checkpoint has {} operators, the plan {}",
-                states.len(),
-                self.nodes.len()
-            ))
-            .into());
-        }
-        for (node, state) in self.nodes.iter_mut().zip(states) {
-            if let Some(state) = state {
-                node.operator.restore(state)?;
-            }
+        let corrupted = |reason: String| {
+            DataflowError::from(ExecutionError::Internal(format!(
+                "cannot restore a dataflow: {reason}"
+            )))
+        };
+        let mut decoder = Decoder::new(state);
+        let count = decoder.count().map_err(corrupted)?;
+        for _ in 0..count {
+            let id = decoder.u64().map_err(corrupted)?;
+            let state = decoder.bytes().map_err(corrupted)?;
+            let node = self
+                .nodes
+                .iter_mut()
+                .find(|node| u64::from(node.id) == id)
+                .ok_or_else(|| corrupted(format!("the plan has no operator #{id}")))?;
+            node.operator.restore(state)?;
         }
         Ok(())
     }
@@ -218,7 +254,8 @@ impl Dataflow {
                     })
                     .collect();
                 format!(
-                    "#{index} {} <- {}",
+                    "#{index} (operator {}) {} <- {}",
+                    node.id,
                     node.operator.describe(),
                     inputs.join(", ")
                 )
@@ -227,8 +264,8 @@ impl Dataflow {
     }
 }
 
-/// The states of `operators` in order, each present or absent: how a dataflow checkpoints its
-/// nodes and an exchange its copies.
+/// The states of `operators` in order, each present or absent: how an exchange checkpoints its
+/// copies.
 pub(crate) fn checkpoint_operators<'a>(
     operators: impl ExactSizeIterator<Item = &'a dyn Operator>,
 ) -> Result<Vec<u8>, DataflowError> {

@@ -13,14 +13,21 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::change_batch::{changes_in_schema, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator};
 use crate::error::{DataflowError, ExecutionError};
-use crate::planner::temporal::clock_nanoseconds;
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
 /// A row (`arrow-row` bytes) and the weight it enters (+) or leaves (−) with.
 type WeightedRow = (Box<[u8]>, i64);
 
+/// The current time in nanoseconds since 1970 (UTC): the clock temporal filters compare with.
+pub fn clock_nanoseconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// How a row's time `t` (its expression minus the bound's offset) limits the clock `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BoundKind {
     /// Visible while `now < t`.
     Before,
@@ -227,5 +234,115 @@ impl Operator for TemporalFilter {
             })
             .collect();
         format!("TemporalFilter: {}", bounds.join(" AND "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+    use crate::dataflow::testing::column;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    /// Rows `(id, until)` visible while the clock is before `until`: `until > now()`.
+    fn until_filter() -> (TemporalFilter, SchemaRef) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new(
+                "until",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                true,
+            ),
+        ]));
+        let bound = Bound {
+            kind: BoundKind::Before,
+            offset_nanoseconds: 0,
+        };
+        let filter = TemporalFilter::new(vec![(column("until", 1), bound)], Arc::clone(&schema))
+            .expect("filter");
+        (filter, schema)
+    }
+
+    fn rows(schema: &SchemaRef, rows: &[(i64, Option<i64>)], weight: i64) -> ChangeBatch {
+        let batch = RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|row| row.0))),
+                Arc::new(TimestampNanosecondArray::from_iter(
+                    rows.iter().map(|row| row.1),
+                )),
+            ],
+        )
+        .expect("batch");
+        ChangeBatch::new(batch, Int64Array::from(vec![weight; rows.len()]))
+    }
+
+    /// The ids in `batches` with their summed weights.
+    fn ids(batches: &[ChangeBatch]) -> Vec<(i64, i64)> {
+        let mut ids = std::collections::BTreeMap::new();
+        for batch in batches {
+            let column = batch
+                .rows
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for row in 0..batch.len() {
+                *ids.entry(column.value(row)).or_insert(0) += batch.weights.value(row);
+            }
+        }
+        ids.into_iter().filter(|(_, weight)| *weight != 0).collect()
+    }
+
+    fn epoch(filter: &mut TemporalFilter, input: ChangeBatch) -> Vec<ChangeBatch> {
+        let mut output = filter.process(0, input).expect("process");
+        output.extend(filter.barrier(1).expect("barrier"));
+        output
+    }
+
+    #[test]
+    fn rows_pass_while_their_time_is_ahead_and_leave_when_it_comes() {
+        let (mut filter, schema) = until_filter();
+        let now = clock_nanoseconds();
+        let soon = now + SECOND / 5;
+        let out = epoch(
+            &mut filter,
+            rows(
+                &schema,
+                &[
+                    (1, Some(now + 3600 * SECOND)),
+                    (2, Some(soon)),
+                    (3, Some(now - SECOND)),
+                    (4, None),
+                ],
+                1,
+            ),
+        );
+        // The past row and the NULL time never enter.
+        assert_eq!(ids(&out), vec![(1, 1), (2, 1)]);
+        assert_eq!(filter.wakeup(), Some(soon));
+        // A row deleted before its time leaves at once and is not scheduled to leave again.
+        let out = epoch(
+            &mut filter,
+            rows(&schema, &[(1, Some(now + 3600 * SECOND))], -1),
+        );
+        assert_eq!(ids(&out), vec![(1, -1)]);
+        // Its departure was scheduled and cancelled by the deletion's opposite one: the due
+        // time of the remaining row is next.
+        let state = filter
+            .checkpoint()
+            .expect("checkpoint")
+            .expect("a temporal filter keeps state");
+        let (mut restored, _) = until_filter();
+        restored.restore(&state).expect("restore");
+        assert_eq!(restored.wakeup(), Some(soon));
+        while clock_nanoseconds() <= soon {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = restored.barrier(2).expect("barrier");
+        assert_eq!(ids(&out), vec![(2, -1)]);
     }
 }

@@ -324,3 +324,93 @@ impl Operator for TopN {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::testing::{changes, column, expected, integers, summed};
+
+    /// Rows `(g, id, v)`: the two largest `v` (ties by smaller id), overall or per `g`.
+    fn top_two(per_group: bool) -> (TopN, SchemaRef) {
+        let schema = integers(&["g", "id", "v"]);
+        let order = |name, index, descending| SortKey {
+            expression: column(name, index),
+            data_type: DataType::Int64,
+            descending,
+            nulls_first: false,
+        };
+        let top_n = TopN::new(TopNDefinition {
+            partition_by: if per_group {
+                vec![column("g", 0)]
+            } else {
+                Vec::new()
+            },
+            partition_types: if per_group {
+                vec![DataType::Int64]
+            } else {
+                Vec::new()
+            },
+            order_by: vec![order("v", 2, true), order("id", 1, false)],
+            offset: 0,
+            limit: Some(2),
+            row_number: false,
+            input_schema: Arc::clone(&schema),
+            output_schema: Arc::clone(&schema),
+        })
+        .expect("top-n");
+        (top_n, schema)
+    }
+
+    fn epoch(top_n: &mut TopN, input: ChangeBatch) -> Vec<ChangeBatch> {
+        let mut output = top_n.process(0, input).expect("process");
+        output.extend(top_n.barrier(1).expect("barrier"));
+        output
+    }
+
+    fn row(g: i64, id: i64, v: i64) -> [Option<i64>; 3] {
+        [Some(g), Some(id), Some(v)]
+    }
+
+    #[test]
+    fn deleting_a_row_of_the_top_pulls_the_next_one_in() {
+        let (mut top_n, schema) = top_two(false);
+        let (a, b, c, d) = (row(0, 1, 5), row(0, 2, 9), row(0, 3, 7), row(0, 4, 7));
+        let out = epoch(
+            &mut top_n,
+            changes(&schema, &[(&a, 1), (&b, 1), (&c, 1), (&d, 1)]),
+        );
+        assert_eq!(summed(&out), expected(&[(&b, 1), (&c, 1)]));
+        // b leaves: c stays, d (the tie with the larger id) comes in.
+        let out = epoch(&mut top_n, changes(&schema, &[(&b, -1)]));
+        assert_eq!(summed(&out), expected(&[(&b, -1), (&d, 1)]));
+        // A row below the top changes nothing.
+        let out = epoch(&mut top_n, changes(&schema, &[(&row(0, 5, 1), 1)]));
+        assert_eq!(summed(&out), expected(&[]));
+    }
+
+    #[test]
+    fn each_partition_keeps_its_own_top_across_a_restore() {
+        let (mut top_n, schema) = top_two(true);
+        let rows = [row(1, 1, 1), row(1, 2, 2), row(1, 3, 3), row(2, 4, 4)];
+        let out = epoch(
+            &mut top_n,
+            changes(
+                &schema,
+                &[(&rows[0], 1), (&rows[1], 1), (&rows[2], 1), (&rows[3], 1)],
+            ),
+        );
+        assert_eq!(
+            summed(&out),
+            expected(&[(&rows[1], 1), (&rows[2], 1), (&rows[3], 1)])
+        );
+        let state = top_n
+            .checkpoint()
+            .expect("checkpoint")
+            .expect("a top-n keeps state");
+        let (mut restored, _) = top_two(true);
+        restored.restore(&state).expect("restore");
+        // Group 1's top loses a row and takes back the one it had dropped; group 2 is untouched.
+        let out = epoch(&mut restored, changes(&schema, &[(&rows[2], -1)]));
+        assert_eq!(summed(&out), expected(&[(&rows[2], -1), (&rows[0], 1)]));
+    }
+}

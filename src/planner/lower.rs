@@ -1,28 +1,23 @@
-//! Lowering: an optimized DataFusion `LogicalPlan` becomes an incremental dataflow, or is
-//! rejected with 0A000 naming the part that cannot be maintained.
+//! Lowering: an optimized DataFusion `LogicalPlan` becomes the plan of an incremental dataflow
+//! (a [`DataflowPlan`]: operators with ids and the edges between them), or is rejected with
+//! 0A000 naming the part that cannot be maintained.
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
-use datafusion::physical_expr::PhysicalExpr;
 
 use super::context::RelationProvider;
 use crate::catalog::{RelationId, Watermark};
-use crate::dataflow::aggregate::{Aggregate, AggregateCall, AggregateFunction, WindowClosing};
-use crate::dataflow::exchange::{Exchange, OperatorFactory, PartitionKey};
-use crate::dataflow::filter::Filter;
-use crate::dataflow::join::{Join, JoinDefinition, JoinKind};
-use crate::dataflow::project::Project;
-use crate::dataflow::temporal_filter::TemporalFilter;
-use crate::dataflow::top_n::{SortKey, TopN, TopNDefinition};
-use crate::dataflow::union::Union;
-use crate::dataflow::watermark::{LateRowFilter, WatermarkCell};
-use crate::dataflow::{Dataflow, Node, Operator, Stream};
+use crate::dataflow::aggregate::AggregateFunction;
+use crate::dataflow::join::JoinKind;
+use crate::dataflow::plan::{
+    AggregateCallSpec, AggregateSpec, DataflowPlan, Edge, Functions, Input, JoinSpec, OperatorId,
+    OperatorSpec, PartitionKeySpec, PlanNode, Route, ScalarExpression, SchemaSpec, SortKeySpec,
+    TopNSpec, TypeSpec, WindowClosingSpec,
+};
 use crate::error::{Error, PlanError, Result};
 
 /// When a materialized view emits its changes.
@@ -35,13 +30,13 @@ pub enum Emit {
     OnWindowClose { window_sizes: Vec<i128> },
 }
 
-/// Lowers `plan` (already analyzed and optimized) into the dataflow that maintains it, its keyed
-/// operators split over `workers` copies each.
-pub fn lower(plan: &LogicalPlan, emit: Emit, workers: usize) -> Result<Dataflow> {
+/// Lowers `plan` (already analyzed and optimized) into the plan of the dataflow that maintains
+/// it. Its expressions are encoded with `functions`.
+pub fn lower(plan: &LogicalPlan, emit: Emit, functions: &Functions) -> Result<DataflowPlan> {
     let plan = super::subqueries::scalar_subqueries_as_joins(plan.clone())?;
     let mut builder = Builder {
         nodes: Vec::new(),
-        workers,
+        functions,
         window_close: match emit {
             Emit::OnUpdate => None,
             Emit::OnWindowClose { window_sizes } => Some(WindowCloseBuilder {
@@ -64,18 +59,23 @@ pub fn lower(plan: &LogicalPlan, emit: Emit, workers: usize) -> Result<Dataflow>
             ));
         }
     }
-    if output != Stream::Node(builder.nodes.len().wrapping_sub(1)) {
+    let last = builder.nodes.last().map(|node| Input::Operator(node.id));
+    if Some(output) != last {
         // The view is its input as it stands (`SELECT * FROM t`): one pass-through node.
-        builder.push(Union::new(nullable_schema(plan.schema())), vec![output]);
+        let operator = OperatorSpec::Union {
+            output: schema_spec(plan.schema())?,
+        };
+        builder.push(operator, vec![forward(output)]);
     }
-    Ok(Dataflow::new(builder.nodes)?)
+    Ok(DataflowPlan {
+        nodes: builder.nodes,
+    })
 }
 
-/// The nodes lowered so far, in topological order.
-struct Builder {
-    nodes: Vec<Node>,
-    /// How many copies of each operator partitioned by key run side by side.
-    workers: usize,
+/// The nodes lowered so far, in topological order; a node's id is its position.
+struct Builder<'a> {
+    nodes: Vec<PlanNode>,
+    functions: &'a Functions,
     window_close: Option<WindowCloseBuilder>,
 }
 
@@ -84,7 +84,7 @@ struct WindowCloseBuilder {
     window_sizes: Vec<i128>,
     /// One filter per relation with a watermark, shared by every scan of the relation (a HOP
     /// reads it once per window), so each late row is counted once.
-    late_row_filters: Vec<(RelationId, Stream, WatermarkCell)>,
+    late_row_filters: Vec<(RelationId, OperatorId)>,
     closing_aggregates: usize,
 }
 
@@ -92,28 +92,70 @@ fn unsupported(what: &str) -> Error {
     PlanError::Unsupported(format!("{what} is not supported in materialized views yet")).into()
 }
 
-impl Builder {
-    fn push(&mut self, operator: impl Operator + 'static, inputs: Vec<Stream>) -> Stream {
-        self.nodes.push(Node {
-            operator: Box::new(operator),
+/// An edge along which rows stay on their worker.
+fn forward(from: Input) -> Edge {
+    Edge {
+        from,
+        route: Route::Forward,
+    }
+}
+
+/// An edge that brings every row to one worker.
+fn gather(from: Input) -> Edge {
+    Edge {
+        from,
+        route: Route::Gather,
+    }
+}
+
+impl Builder<'_> {
+    fn push(&mut self, operator: OperatorSpec, inputs: Vec<Edge>) -> Input {
+        let id = self.nodes.len() as OperatorId;
+        self.nodes.push(PlanNode {
+            id,
+            operator,
             inputs,
         });
-        Stream::Node(self.nodes.len() - 1)
+        Input::Operator(id)
     }
 
-    /// `workers` copies of the operator `make` builds, behind an exchange that gives each the
-    /// rows whose key (`keys`, one per input) it owns.
-    fn push_partitioned(
-        &mut self,
-        keys: Vec<PartitionKey>,
-        make: OperatorFactory,
-        inputs: Vec<Stream>,
-    ) -> Result<Stream> {
-        Ok(self.push(Exchange::new(self.workers, keys, make)?, inputs))
+    /// `expression` over `schema` as a plan holds it. It is compiled here too, so that what
+    /// cannot be evaluated is refused when the view is created, with its SQLSTATE.
+    fn expression(&self, expression: &Expr, schema: &DFSchema) -> Result<ScalarExpression> {
+        super::physical_expr(expression, schema)?;
+        ScalarExpression::new(expression, self.functions).map_err(|error| {
+            PlanError::Unsupported(format!(
+                "the expression {expression} cannot be stored in a dataflow plan: {error}"
+            ))
+            .into()
+        })
+    }
+
+    fn expressions(
+        &self,
+        expressions: &[Expr],
+        schema: &DFSchema,
+    ) -> Result<Vec<ScalarExpression>> {
+        expressions
+            .iter()
+            .map(|expression| self.expression(expression, schema))
+            .collect()
+    }
+
+    /// An edge that brings each row to the worker owning its `key` (expressions over `schema`,
+    /// compared as `types`).
+    fn hash(&self, from: Input, key: &[ScalarExpression], types: &[TypeSpec]) -> Edge {
+        Edge {
+            from,
+            route: Route::Hash(PartitionKeySpec {
+                expressions: key.to_vec(),
+                types: types.to_vec(),
+            }),
+        }
     }
 
     /// Appends the nodes computing `plan` and returns the stream of its changes.
-    fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+    fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Input> {
         for expression in plan.expressions() {
             // A filter's comparisons with now() become a temporal filter (below); every other
             // volatile call is refused.
@@ -139,41 +181,43 @@ impl Builder {
                 let source_schema = relation.relation().schema.clone();
                 let source_dfschema =
                     DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source_schema)?;
-                let mut stream = Stream::Relation(relation.id());
+                let source_spec = schema_spec(&source_dfschema)?;
+                let mut stream = Input::Relation(relation.id());
                 if let (Some(watermark), Some(_)) =
                     (relation.relation().watermark, &self.window_close)
                 {
                     stream = self.late_row_filter(relation.id(), watermark);
                 }
                 for filter in &scan.filters {
-                    let predicate = physical(filter, &source_dfschema)?;
-                    stream = self.push(Filter::new(predicate), vec![stream]);
+                    let operator = OperatorSpec::Filter {
+                        input: source_spec.clone(),
+                        predicate: self.expression(filter, &source_dfschema)?,
+                    };
+                    stream = self.push(operator, vec![forward(stream)]);
                 }
                 if let Some(projection) = &scan.projection {
-                    let expressions = projection
+                    let columns: Vec<Expr> = projection
                         .iter()
                         .map(|&index| {
-                            let column = Expr::Column(datafusion::common::Column::new(
+                            Expr::Column(datafusion::common::Column::new(
                                 Some(scan.table_name.clone()),
                                 source_schema.field(index).name(),
-                            ));
-                            physical(&column, &source_dfschema)
+                            ))
                         })
-                        .collect::<Result<Vec<_>>>()?;
-                    let schema = nullable_schema(&scan.projected_schema);
-                    stream = self.push(Project::new(expressions, schema), vec![stream]);
+                        .collect();
+                    let operator = OperatorSpec::Project {
+                        input: source_spec,
+                        expressions: self.expressions(&columns, &source_dfschema)?,
+                        output: schema_spec(&scan.projected_schema)?,
+                    };
+                    stream = self.push(operator, vec![forward(stream)]);
                 }
                 Ok(stream)
             }
             LogicalPlan::Projection(projection) => {
                 let input = self.lower_node(&projection.input)?;
-                let expressions = projection
-                    .expr
-                    .iter()
-                    .map(|expression| physical(expression, projection.input.schema()))
-                    .collect::<Result<Vec<_>>>()?;
-                let schema = nullable_schema(&projection.schema);
-                Ok(self.push(Project::new(expressions, schema), vec![input]))
+                let operator = self.projection(projection)?;
+                Ok(self.push(operator, vec![forward(input)]))
             }
             LogicalPlan::Filter(filter) => {
                 if let Some((window, projections)) = window_below(&filter.input) {
@@ -193,7 +237,11 @@ impl Builder {
                         ))
                         .into());
                     }
-                    stream = self.push(Filter::new(physical(&predicate, schema)?), vec![stream]);
+                    let operator = OperatorSpec::Filter {
+                        input: schema_spec(schema)?,
+                        predicate: self.expression(&predicate, schema)?,
+                    };
+                    stream = self.push(operator, vec![forward(stream)]);
                 }
                 if !temporal.is_empty() {
                     let bounds = temporal
@@ -205,11 +253,14 @@ impl Builder {
                                     "volatile function in {conjunct}"
                                 )));
                             }
-                            Ok((physical(&row_side, schema)?, bound))
+                            Ok((self.expression(&row_side, schema)?, bound.into()))
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    let operator = TemporalFilter::new(bounds, nullable_schema(schema))?;
-                    stream = self.push(operator, vec![stream]);
+                    let operator = OperatorSpec::TemporalFilter {
+                        input: schema_spec(schema)?,
+                        bounds,
+                    };
+                    stream = self.push(operator, vec![forward(stream)]);
                 }
                 Ok(stream)
             }
@@ -223,16 +274,8 @@ impl Builder {
                 {
                     return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
                 }
-                let group_expressions = aggregate
-                    .group_expr
-                    .iter()
-                    .map(|expression| physical(expression, input_schema))
-                    .collect::<Result<Vec<_>>>()?;
-                let group_types = aggregate
-                    .group_expr
-                    .iter()
-                    .map(|expression| expression.get_type(input_schema.as_ref()))
-                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let group_by = self.expressions(&aggregate.group_expr, input_schema)?;
+                let group_types = types(&aggregate.group_expr, input_schema)?;
                 let output_schema = nullable_schema(&aggregate.schema);
                 let calls = aggregate
                     .aggr_expr
@@ -240,41 +283,40 @@ impl Builder {
                     .enumerate()
                     .map(|(index, expression)| {
                         let output_type = output_schema
-                            .field(group_expressions.len() + index)
+                            .field(group_by.len() + index)
                             .data_type()
                             .clone();
-                        aggregate_call(expression, input_schema, output_type)
+                        aggregate_call(self, expression, input_schema, output_type)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let closing = self.window_closing(&aggregate.group_expr)?;
-                if group_expressions.is_empty() {
-                    // A global aggregate has one group: nothing to partition.
-                    let operator = Aggregate::new(Vec::new(), Vec::new(), calls, output_schema)?;
-                    return Ok(self.push(operator, vec![input]));
-                }
-                let key = PartitionKey::new(group_expressions.clone(), group_types.clone())?;
-                let make: OperatorFactory = Box::new(move || {
-                    let mut operator = Aggregate::new(
-                        group_expressions.clone(),
-                        group_types.clone(),
-                        calls.clone(),
-                        Arc::clone(&output_schema),
-                    )?;
-                    if let Some(closing) = &closing {
-                        operator = operator.close_windows(closing.clone())?;
-                    }
-                    Ok(Box::new(operator))
+                // A global aggregate has one group: its rows meet on one worker.
+                let edge = if group_by.is_empty() {
+                    gather(input)
+                } else {
+                    self.hash(input, &group_by, &group_types)
+                };
+                let operator = OperatorSpec::Aggregate(AggregateSpec {
+                    input: schema_spec(input_schema)?,
+                    group_by,
+                    group_types,
+                    calls,
+                    output: schema_spec(&aggregate.schema)?,
+                    closing,
                 });
-                self.push_partitioned(vec![key], make, vec![input])
+                Ok(self.push(operator, vec![edge]))
             }
             LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Union(union) => {
                 let inputs = union
                     .inputs
                     .iter()
-                    .map(|input| self.lower_node(input))
+                    .map(|input| Ok(forward(self.lower_node(input)?)))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(self.push(Union::new(nullable_schema(&union.schema)), inputs))
+                let operator = OperatorSpec::Union {
+                    output: schema_spec(&union.schema)?,
+                };
+                Ok(self.push(operator, inputs))
             }
             LogicalPlan::SubqueryAlias(alias) => self.lower_node(&alias.input),
             LogicalPlan::Sort(sort) => match sort.fetch {
@@ -316,32 +358,32 @@ impl Builder {
 
     /// The stream of a watermarked relation's changes without the late ones: the relation's
     /// filter, made on its first scan.
-    fn late_row_filter(&mut self, relation: RelationId, watermark: Watermark) -> Stream {
+    fn late_row_filter(&mut self, relation: RelationId, watermark: Watermark) -> Input {
         if let Some(window_close) = &self.window_close
-            && let Some((_, stream, _)) = window_close
+            && let Some((_, filter)) = window_close
                 .late_row_filters
                 .iter()
-                .find(|(id, _, _)| *id == relation)
+                .find(|(id, _)| *id == relation)
         {
-            return *stream;
+            return Input::Operator(*filter);
         }
-        let cell = WatermarkCell::default();
-        let filter = LateRowFilter::new(
+        let operator = OperatorSpec::LateRowFilter {
             relation,
-            watermark.column,
-            watermark.delay_nanoseconds,
-            cell.clone(),
-        );
-        let stream = self.push(filter, vec![Stream::Relation(relation)]);
-        if let Some(window_close) = &mut self.window_close {
-            window_close.late_row_filters.push((relation, stream, cell));
+            time_column: watermark.column,
+            delay_nanoseconds: watermark.delay_nanoseconds,
+        };
+        // The watermark is the greatest event time of all the relation's rows: one filter sees
+        // them all.
+        let stream = self.push(operator, vec![gather(Input::Relation(relation))]);
+        if let (Some(window_close), Input::Operator(filter)) = (&mut self.window_close, stream) {
+            window_close.late_row_filters.push((relation, filter));
         }
         stream
     }
 
     /// For a view that emits on window close, how an aggregate grouped by `window_end` (or
     /// `window_start` of windows of one size) closes its groups; `None` for other aggregates.
-    fn window_closing(&mut self, group_expressions: &[Expr]) -> Result<Option<WindowClosing>> {
+    fn window_closing(&mut self, group_expressions: &[Expr]) -> Result<Option<WindowClosingSpec>> {
         let Some(window_close) = &mut self.window_close else {
             return Ok(None);
         };
@@ -377,18 +419,18 @@ impl Builder {
             return Ok(None);
         }
         window_close.closing_aggregates += 1;
-        Ok(Some(WindowClosing {
+        Ok(Some(WindowClosingSpec {
             group_column,
             end_offset_nanoseconds,
             watermarks: window_close
                 .late_row_filters
                 .iter()
-                .map(|(_, _, cell)| cell.clone())
+                .map(|(_, filter)| *filter)
                 .collect(),
         }))
     }
 
-    fn lower_join(&mut self, join: &datafusion::logical_expr::Join) -> Result<Stream> {
+    fn lower_join(&mut self, join: &datafusion::logical_expr::Join) -> Result<Input> {
         use datafusion::common::{JoinType, NullEquality};
         let kind = match join.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -424,47 +466,48 @@ impl Builder {
                     ))
                 })?
             };
-            left_keys.push(physical(left_key, left_schema)?);
-            right_keys.push(physical(right_key, right_schema)?);
-            key_types.push(key_type);
+            left_keys.push(self.expression(left_key, left_schema)?);
+            right_keys.push(self.expression(right_key, right_schema)?);
+            key_types.push(type_spec(&key_type)?);
         }
         if join.on.is_empty() {
             // A join without equality keys (a cross join, or only a non-equality ON condition):
             // every row has the same key, so every pair is a candidate.
-            left_keys.push(literal(true));
-            right_keys.push(literal(true));
-            key_types.push(datafusion::arrow::datatypes::DataType::Boolean);
+            let always = Expr::Literal(datafusion::common::ScalarValue::Boolean(Some(true)), None);
+            left_keys.push(self.expression(&always, left_schema)?);
+            right_keys.push(self.expression(&always, right_schema)?);
+            key_types.push(type_spec(&DataType::Boolean)?);
         }
         let filter = match &join.filter {
             Some(filter) => {
                 let pair_schema = left_schema.join(right_schema)?;
-                Some(physical(filter, &pair_schema)?)
+                Some(self.expression(filter, &pair_schema)?)
             }
             None => None,
         };
-        let definition = JoinDefinition {
+        let edges = if join.null_aware || join.on.is_empty() {
+            // NOT IN's regime depends on every right row, and a join without equality keys
+            // gives every row the same key: neither splits by key.
+            vec![gather(left), gather(right)]
+        } else {
+            vec![
+                self.hash(left, &left_keys, &key_types),
+                self.hash(right, &right_keys, &key_types),
+            ]
+        };
+        let operator = OperatorSpec::Join(JoinSpec {
             kind,
+            left: schema_spec(left_schema)?,
+            right: schema_spec(right_schema)?,
             left_keys,
             right_keys,
             key_types,
             filter,
             nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
             null_aware: join.null_aware,
-            left_schema: nullable_schema(left_schema),
-            right_schema: nullable_schema(right_schema),
-            output_schema: nullable_schema(&join.schema),
-        };
-        if definition.null_aware || join.on.is_empty() {
-            // NOT IN's regime depends on every right row, and a join without equality keys
-            // gives every row the same key: neither splits by key.
-            return Ok(self.push(Join::new(definition)?, vec![left, right]));
-        }
-        let keys = vec![
-            PartitionKey::new(definition.left_keys.clone(), definition.key_types.clone())?,
-            PartitionKey::new(definition.right_keys.clone(), definition.key_types.clone())?,
-        ];
-        let make: OperatorFactory = Box::new(move || Ok(Box::new(Join::new(definition.clone())?)));
-        self.push_partitioned(keys, make, vec![left, right])
+            output: schema_spec(&join.schema)?,
+        });
+        Ok(self.push(operator, edges))
     }
 
     fn lower_top_n(
@@ -472,20 +515,20 @@ impl Builder {
         sort: &datafusion::logical_expr::Sort,
         offset: usize,
         limit: Option<usize>,
-    ) -> Result<Stream> {
+    ) -> Result<Input> {
         let input = self.lower_node(&sort.input)?;
         let input_schema = sort.input.schema();
-        let definition = TopNDefinition {
+        let operator = OperatorSpec::TopN(TopNSpec {
+            input: schema_spec(input_schema)?,
             partition_by: Vec::new(),
             partition_types: Vec::new(),
-            order_by: sort_keys(&sort.expr, input_schema)?,
+            order_by: self.sort_keys(&sort.expr, input_schema)?,
             offset,
             limit,
             row_number: false,
-            input_schema: nullable_schema(input_schema),
-            output_schema: nullable_schema(sort.input.schema()),
-        };
-        Ok(self.push(TopN::new(definition)?, vec![input]))
+            output: schema_spec(input_schema)?,
+        });
+        Ok(self.push(operator, vec![gather(input)]))
     }
 
     /// `WHERE rn <= n` over `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) AS rn`: top-N per
@@ -495,7 +538,7 @@ impl Builder {
         filter: &datafusion::logical_expr::Filter,
         window: &datafusion::logical_expr::Window,
         projections: &[&datafusion::logical_expr::Projection],
-    ) -> Result<Stream> {
+    ) -> Result<Input> {
         if super::temporal::reads_clock(&filter.predicate) {
             return Err(unsupported("now() in a filter over ROW_NUMBER()"));
         }
@@ -530,7 +573,7 @@ impl Builder {
         limit: Option<usize>,
         projections: &[&datafusion::logical_expr::Projection],
         remaining: Option<(Expr, &datafusion::common::DFSchemaRef)>,
-    ) -> Result<Stream> {
+    ) -> Result<Input> {
         let not_supported = || unsupported("a window function (OVER) other than ROW_NUMBER()");
         let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
             return Err(not_supported());
@@ -540,51 +583,66 @@ impl Builder {
         }
         let input = self.lower_node(&window.input)?;
         let input_schema = window.input.schema();
-        let definition = TopNDefinition {
-            partition_by: function
-                .params
-                .partition_by
-                .iter()
-                .map(|expression| physical(expression, input_schema))
-                .collect::<Result<Vec<_>>>()?,
-            partition_types: function
-                .params
-                .partition_by
-                .iter()
-                .map(|expression| expression.get_type(input_schema.as_ref()))
-                .collect::<datafusion::error::Result<Vec<_>>>()?,
-            order_by: sort_keys(&function.params.order_by, input_schema)?,
+        let partition_by = self.expressions(&function.params.partition_by, input_schema)?;
+        let partition_types = types(&function.params.partition_by, input_schema)?;
+        let edge = if partition_by.is_empty() {
+            gather(input)
+        } else {
+            self.hash(input, &partition_by, &partition_types)
+        };
+        let operator = OperatorSpec::TopN(TopNSpec {
+            input: schema_spec(input_schema)?,
+            partition_by,
+            partition_types,
+            order_by: self.sort_keys(&function.params.order_by, input_schema)?,
             offset: 0,
             limit,
             row_number: true,
-            input_schema: nullable_schema(input_schema),
-            output_schema: nullable_schema(&window.schema),
-        };
-        let mut stream = if definition.partition_by.is_empty() {
-            self.push(TopN::new(definition)?, vec![input])
-        } else {
-            let key = PartitionKey::new(
-                definition.partition_by.clone(),
-                definition.partition_types.clone(),
-            )?;
-            let make: OperatorFactory =
-                Box::new(move || Ok(Box::new(TopN::new(definition.clone())?)));
-            self.push_partitioned(vec![key], make, vec![input])?
-        };
+            output: schema_spec(&window.schema)?,
+        });
+        let mut stream = self.push(operator, vec![edge]);
         for projection in projections.iter().rev() {
-            let expressions = projection
-                .expr
-                .iter()
-                .map(|expression| physical(expression, projection.input.schema()))
-                .collect::<Result<Vec<_>>>()?;
-            let schema = nullable_schema(&projection.schema);
-            stream = self.push(Project::new(expressions, schema), vec![stream]);
+            let operator = self.projection(projection)?;
+            stream = self.push(operator, vec![forward(stream)]);
         }
         if let Some((predicate, schema)) = remaining {
-            let predicate = physical(&predicate, schema)?;
-            stream = self.push(Filter::new(predicate), vec![stream]);
+            let operator = OperatorSpec::Filter {
+                input: schema_spec(schema)?,
+                predicate: self.expression(&predicate, schema)?,
+            };
+            stream = self.push(operator, vec![forward(stream)]);
         }
         Ok(stream)
+    }
+
+    fn projection(
+        &self,
+        projection: &datafusion::logical_expr::Projection,
+    ) -> Result<OperatorSpec> {
+        let input = projection.input.schema();
+        Ok(OperatorSpec::Project {
+            input: schema_spec(input)?,
+            expressions: self.expressions(&projection.expr, input)?,
+            output: schema_spec(&projection.schema)?,
+        })
+    }
+
+    fn sort_keys(
+        &self,
+        expressions: &[datafusion::logical_expr::SortExpr],
+        schema: &DFSchema,
+    ) -> Result<Vec<SortKeySpec>> {
+        expressions
+            .iter()
+            .map(|sort| {
+                Ok(SortKeySpec {
+                    expression: self.expression(&sort.expr, schema)?,
+                    data_type: type_spec(&sort.expr.get_type(schema)?)?,
+                    descending: !sort.asc,
+                    nulls_first: sort.nulls_first,
+                })
+            })
+            .collect()
     }
 }
 
@@ -613,23 +671,6 @@ fn window_below(
             _ => return None,
         }
     }
-}
-
-fn sort_keys(
-    expressions: &[datafusion::logical_expr::SortExpr],
-    schema: &DFSchema,
-) -> Result<Vec<SortKey>> {
-    expressions
-        .iter()
-        .map(|sort| {
-            Ok(SortKey {
-                expression: physical(&sort.expr, schema)?,
-                data_type: sort.expr.get_type(schema)?,
-                descending: !sort.asc,
-                nulls_first: sort.nulls_first,
-            })
-        })
-        .collect()
 }
 
 /// The number of rows `conjunct` keeps when it bounds the row number column: `rn <= n`,
@@ -669,15 +710,13 @@ fn row_number_bound(conjunct: &Expr, number_column: &str) -> Option<usize> {
     usize::try_from(kept.max(0)).ok()
 }
 
-fn literal(value: bool) -> Arc<dyn PhysicalExpr> {
-    datafusion::physical_expr::expressions::lit(value)
-}
-
+/// One aggregate of the SELECT list, as an aggregate operator computes it.
 fn aggregate_call(
+    builder: &Builder<'_>,
     expression: &Expr,
     input_schema: &DFSchema,
-    output_type: datafusion::arrow::datatypes::DataType,
-) -> Result<AggregateCall> {
+    output_type: DataType,
+) -> Result<AggregateCallSpec> {
     let inner = match expression {
         Expr::Alias(alias) => alias.expr.as_ref(),
         other => other,
@@ -728,79 +767,40 @@ fn aggregate_call(
     };
     // Only string_agg and array_agg depend on the order of their input.
     let order_by = match aggregate_function {
-        StringAgg | ArrayAgg => sort_keys(&params.order_by, input_schema)?,
+        StringAgg | ArrayAgg => builder.sort_keys(&params.order_by, input_schema)?,
         _ => Vec::new(),
     };
     let filter = match &params.filter {
-        Some(filter) => Some(physical(filter, input_schema)?),
+        Some(filter) => Some(builder.expression(filter, input_schema)?),
         None => None,
     };
-    Ok(AggregateCall {
+    Ok(AggregateCallSpec {
         function: aggregate_function,
-        argument: physical(argument, input_schema)?,
-        input_type: argument.get_type(input_schema)?,
-        output_type,
+        argument: builder.expression(argument, input_schema)?,
+        input_type: type_spec(&argument.get_type(input_schema)?)?,
+        output_type: type_spec(&output_type)?,
         distinct: params.distinct,
         filter,
         order_by,
         delimiter,
+        shown: inner.to_string(),
     })
 }
 
-fn physical(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-    let expression = fixed_intervals_as_durations(expression.clone(), schema)?;
-    super::physical_expr(&expression, schema)
+fn schema_spec(schema: &DFSchema) -> Result<SchemaSpec> {
+    Ok(SchemaSpec::new(schema)?)
 }
 
-/// `timestamp ± INTERVAL` without months or days (as in TUMBLE and HOP windows and most
-/// event-time conditions) becomes `timestamp ± duration`: the same
-/// instant, computed as one integer addition per row instead of Arrow's calendar arithmetic,
-/// which converts every value to a date and time and back (a third of Nexmark q5's time).
-fn fixed_intervals_as_durations(expression: Expr, schema: &DFSchema) -> Result<Expr> {
-    use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
-    use datafusion::common::ScalarValue;
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::logical_expr::{BinaryExpr, Operator};
-    let rewritten = expression.transform_up(|node| {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &node else {
-            return Ok(Transformed::no(node));
-        };
-        let Expr::Literal(
-            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
-                months: 0,
-                days: 0,
-                nanoseconds,
-            })),
-            _,
-        ) = right.as_ref()
-        else {
-            return Ok(Transformed::no(node));
-        };
-        if !matches!(op, Operator::Plus | Operator::Minus) {
-            return Ok(Transformed::no(node));
-        }
-        let duration = match left.get_type(schema)? {
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                ScalarValue::DurationNanosecond(Some(*nanoseconds))
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, _) if nanoseconds % 1_000 == 0 => {
-                ScalarValue::DurationMicrosecond(Some(nanoseconds / 1_000))
-            }
-            DataType::Timestamp(TimeUnit::Millisecond, _) if nanoseconds % 1_000_000 == 0 => {
-                ScalarValue::DurationMillisecond(Some(nanoseconds / 1_000_000))
-            }
-            DataType::Timestamp(TimeUnit::Second, _) if nanoseconds % 1_000_000_000 == 0 => {
-                ScalarValue::DurationSecond(Some(nanoseconds / 1_000_000_000))
-            }
-            _ => return Ok(Transformed::no(node)),
-        };
-        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-            left.clone(),
-            *op,
-            Box::new(Expr::Literal(duration, None)),
-        ))))
-    })?;
-    Ok(rewritten.data)
+fn type_spec(data_type: &DataType) -> Result<TypeSpec> {
+    Ok(TypeSpec::new(data_type)?)
+}
+
+/// The types of `expressions` over `schema`.
+fn types(expressions: &[Expr], schema: &DFSchema) -> Result<Vec<TypeSpec>> {
+    expressions
+        .iter()
+        .map(|expression| type_spec(&expression.get_type(schema)?))
+        .collect()
 }
 
 /// The Arrow schema of a plan node with every column nullable: views carry no NOT NULL

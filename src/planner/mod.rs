@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod lower;
+pub mod plan_functions;
 pub mod postgres_avg;
 pub mod postgres_casts;
 pub mod postgres_types;

@@ -106,17 +106,24 @@ pub struct PostgresTimeCast {
 }
 
 impl PostgresTimeCast {
-    fn new(target: DataType) -> Self {
+    pub const NAME: &str = "postgres_time_cast";
+
+    pub fn new(target: DataType) -> Self {
         Self {
             target,
             signature: Signature::any(1, Volatility::Immutable),
         }
     }
+
+    /// The type the cast produces.
+    pub fn target(&self) -> &DataType {
+        &self.target
+    }
 }
 
 impl ScalarUDFImpl for PostgresTimeCast {
     fn name(&self) -> &str {
-        "postgres_time_cast"
+        Self::NAME
     }
 
     fn signature(&self) -> &Signature {

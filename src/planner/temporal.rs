@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ScalarUDF, Volatility, create_udf,
 };
 
-use crate::dataflow::temporal_filter::{Bound, BoundKind};
+use crate::dataflow::temporal_filter::{Bound, BoundKind, clock_nanoseconds};
 use crate::error::{PlanError, Result};
 
 /// The name of the volatile `now()` a view's plan keeps.
@@ -25,14 +25,6 @@ pub const LIVE_NOW: &str = "tributary_live_now";
 
 fn now_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into()))
-}
-
-/// The current time in nanoseconds since 1970 (UTC).
-pub fn clock_nanoseconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn live_now() -> Arc<ScalarUDF> {

@@ -7,15 +7,12 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable, Statement};
 
-use crate::catalog::{RelationKind, Watermark};
+use crate::catalog::{MAX_LENGTH_KEY, RelationKind, Watermark};
 use crate::coordinator::NewRelation;
 use crate::error::{PlanError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::event_time::WatermarkClause;
 use crate::sql::{identifier, relation_name, types};
-
-/// Field metadata key holding the declared length of a VARCHAR(n) column, checked on writes.
-pub const MAX_LENGTH_KEY: &str = "tributary.max_length";
 
 /// `event_time` is the WATERMARK clause, with the statement as written (which the catalog keeps:
 /// sqlparser cannot print the clause back).

@@ -13,10 +13,12 @@ use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 use super::plan;
 use crate::catalog::{RelationId, RelationKind};
 use crate::coordinator::NewRelation;
+use crate::dataflow::{DataflowPlan, render};
 use crate::error::{CatalogError, ExecutionError, PlanError, Result};
 use crate::planner::lower::{Emit, lower};
+use crate::planner::plan_functions::plan_functions;
 use crate::session::{CommandTag, QueryResult, Session};
-use crate::sql::{StreamingStatement, identifier, names, relation_name};
+use crate::sql::{identifier, names, relation_name};
 
 /// `window_close` is set for `EMIT ON WINDOW CLOSE`: the sizes of the view's windows, and the
 /// statement as written (which the catalog keeps: sqlparser cannot print the clause back).
@@ -69,7 +71,13 @@ pub(super) async fn execute(
                 },
                 None => Emit::OnUpdate,
             };
-            Some(lower(&optimized, emit, session.coordinator.workers())?)
+            let functions = plan_functions(&session.state);
+            let planned = lower(&optimized, emit, &functions)?;
+            let plan = match session.recovering().and_then(|record| record.plan) {
+                Some(stored) => stored_plan(&name, &stored, &planned)?,
+                None => planned,
+            };
+            Some(render(&plan, session.coordinator.workers(), &functions)?)
         }
         _ => None,
     };
@@ -92,37 +100,42 @@ pub(super) async fn execute(
     Ok(QueryResult::Command(CommandTag::new(tag)))
 }
 
-/// `EXPLAIN CREATE MATERIALIZED VIEW ...`: the incremental dataflow that would maintain the
-/// view, one operator per row in topological order, each naming its inputs (relations by name,
-/// earlier operators by number). Nothing is created.
+/// The plan recovery found stored for view `name`: what its saved operator states belong to.
+/// Planning the definition again only checks it; a build that plans it differently still
+/// renders what was stored.
+fn stored_plan(name: &str, stored: &str, planned: &DataflowPlan) -> Result<DataflowPlan> {
+    let stored = DataflowPlan::from_json(stored)?;
+    if stored != *planned {
+        tracing::warn!(
+            view = name,
+            "this build plans the view differently from the plan stored with it; the stored plan is used"
+        );
+    }
+    Ok(stored)
+}
+
+/// `EXPLAIN CREATE MATERIALIZED VIEW ...`: the plan of the incremental dataflow that would
+/// maintain the view. Nothing is created.
 pub(super) async fn explain(session: &Session, create: &CreateView) -> Result<QueryResult> {
     let query_statement = Statement::Query(create.query.clone());
     let logical = plan(session, &query_statement).await?;
     let logical = crate::planner::temporal::keep_now_live(logical)?;
     let optimized = session.state.optimize(&logical)?;
-    let dataflow = lower(&optimized, Emit::OnUpdate, session.coordinator.workers())?;
+    let dataflow = lower(&optimized, Emit::OnUpdate, &plan_functions(&session.state))?;
+    explain_plan(session, &dataflow)
+}
+
+/// A dataflow plan as EXPLAIN shows it: one operator per row in topological order, with its id,
+/// what it computes and its inputs (relations by name, operators by id) with how rows reach it
+/// from each when the view runs on several workers.
+fn explain_plan(session: &Session, dataflow: &DataflowPlan) -> Result<QueryResult> {
     let snapshot = session.pinned.get();
-    let lines: Vec<String> = dataflow
-        .describe()
-        .into_iter()
-        .map(|line| {
-            // Relations by name rather than by id.
-            let Some((operator, inputs)) = line.rsplit_once(" <- ") else {
-                return line;
-            };
-            let inputs: Vec<String> = inputs
-                .split(", ")
-                .map(|input| {
-                    input
-                        .strip_prefix("relation ")
-                        .and_then(|id| id.parse::<RelationId>().ok())
-                        .and_then(|id| snapshot.catalog.by_id(id))
-                        .map_or_else(|| input.to_string(), |relation| relation.name.clone())
-                })
-                .collect();
-            format!("{operator} <- {}", inputs.join(", "))
-        })
-        .collect();
+    let lines = dataflow.explain(|id| {
+        snapshot.catalog.by_id(id).map_or_else(
+            || format!("relation {id}"),
+            |relation| relation.name.clone(),
+        )
+    });
     let schema = explain_schema();
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
@@ -135,8 +148,7 @@ pub(super) async fn explain(session: &Session, create: &CreateView) -> Result<Qu
     })
 }
 
-/// The one text column EXPLAIN of a materialized view returns.
-/// EXPLAIN MATERIALIZED VIEW name: the dataflow its stored definition plans to now.
+/// EXPLAIN MATERIALIZED VIEW name: the plan of the dataflow maintaining it.
 pub(super) async fn explain_existing(session: &Session, name: &str) -> Result<QueryResult> {
     let snapshot = session.pinned.get();
     let relation = snapshot
@@ -150,23 +162,13 @@ pub(super) async fn explain_existing(session: &Session, name: &str) -> Result<Qu
         }
         .into());
     }
-    let statements = crate::sql::parse(&relation.sql)?;
-    let create = match statements.first() {
-        Some(crate::sql::Statement::Standard(Statement::CreateView(create))) => create,
-        Some(crate::sql::Statement::Streaming(StreamingStatement::CreateWindowCloseView {
-            create,
-            ..
-        })) => create.as_ref(),
-        _ => {
-            return Err(ExecutionError::Internal(format!(
-                "the stored definition of {name} is not CREATE MATERIALIZED VIEW"
-            ))
-            .into());
-        }
-    };
-    explain(session, create).await
+    let plan = relation.plan.as_deref().ok_or_else(|| {
+        ExecutionError::Internal(format!("materialized view {name} has no dataflow plan"))
+    })?;
+    explain_plan(session, &DataflowPlan::from_json(plan)?)
 }
 
+/// The one text column EXPLAIN of a materialized view returns.
 pub(super) fn explain_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         "dataflow",

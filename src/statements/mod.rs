@@ -20,7 +20,6 @@ mod update;
 
 use std::sync::Arc;
 
-pub use create_table::MAX_LENGTH_KEY;
 pub(crate) use cursor::Cursor;
 pub use subscribe::SubscriptionRows;
 

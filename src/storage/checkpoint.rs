@@ -7,9 +7,11 @@
 //! directory with a valid manifest whose files all match is complete; anything else is ignored,
 //! and loading falls back to the next older checkpoint with a warning.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use datafusion::arrow::array::RecordBatch;
 
@@ -21,7 +23,10 @@ use super::wal::{RelationRecord, decode_relation, encode_relation};
 use super::{ArrangementSnapshot, TableData};
 use crate::catalog::RelationId;
 use crate::dataflow::Epoch;
-use crate::error::StorageError;
+use crate::error::{StorageError, lock};
+
+/// How many checkpoint reports `tributary.checkpoints` shows.
+const REPORTS_KEPT: usize = 20;
 
 /// How many complete checkpoints stay on disk: the newest, and one to fall back to.
 pub const CHECKPOINTS_KEPT: usize = 2;
@@ -29,6 +34,67 @@ pub const CHECKPOINTS_KEPT: usize = 2;
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_MAGIC: &[u8; 8] = b"TRIBCKPT";
 const CATALOG: &str = "catalog";
+
+/// One checkpoint attempt, for `tributary.checkpoints` and the logs.
+#[derive(Debug, Clone)]
+pub struct CheckpointReport {
+    pub epoch: Epoch,
+    pub finished_at: SystemTime,
+    pub duration: Duration,
+    /// The part of `duration` the coordinator spent capturing it (its epochs paused meanwhile).
+    pub capture: Duration,
+    pub bytes: u64,
+    /// Why it failed; the previous checkpoint and the log still hold everything.
+    pub error: Option<String>,
+}
+
+/// Recent checkpoint reports, newest last. Written by the checkpoint writer thread (and the
+/// coordinator, for failures before a checkpoint reaches it); read by system relations. The lock
+/// is held only to push or copy.
+#[derive(Debug, Default)]
+pub struct CheckpointReports {
+    reports: Mutex<VecDeque<CheckpointReport>>,
+    /// The newest epoch whose checkpoint is complete on disk.
+    durable_epoch: AtomicU64,
+}
+
+impl CheckpointReports {
+    pub fn recent(&self) -> Vec<CheckpointReport> {
+        lock(&self.reports).iter().cloned().collect()
+    }
+
+    pub fn durable_epoch(&self) -> Epoch {
+        self.durable_epoch.load(Ordering::Acquire)
+    }
+
+    /// Epochs up to `epoch` are in a complete checkpoint.
+    pub(crate) fn mark_durable(&self, epoch: Epoch) {
+        self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    pub(crate) fn push(&self, report: CheckpointReport) {
+        if report.error.is_none() {
+            self.mark_durable(report.epoch);
+        }
+        let mut reports = lock(&self.reports);
+        reports.push_back(report);
+        while reports.len() > REPORTS_KEPT {
+            reports.pop_front();
+        }
+    }
+
+    pub(crate) fn failed(&self, epoch: Epoch, error: &StorageError) {
+        tracing::error!(epoch, %error, "checkpoint failed; the log still holds every write");
+        self.push(CheckpointReport {
+            epoch,
+            finished_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            capture: Duration::ZERO,
+            bytes: 0,
+            error: Some(error.to_string()),
+        });
+    }
+}
 
 /// A relation's rows as the coordinator holds them; turned into Arrow batches by the writer,
 /// off the coordinator's thread.

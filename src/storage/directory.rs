@@ -10,7 +10,9 @@ use crate::error::StorageError;
 /// The on-disk format this build writes and reads. Any change to the log or checkpoint
 /// encoding bumps it; a directory in another format is refused, never misread.
 /// 2: keyed operators checkpoint through their exchange (copy count, then each copy).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: a materialized view's record holds its dataflow plan; operator states are filed by
+/// operator id.
+pub const FORMAT_VERSION: u32 = 3;
 
 const FORMAT_FILE: &str = "FORMAT";
 const LOCK_FILE: &str = "LOCK";

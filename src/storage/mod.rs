@@ -42,7 +42,7 @@ pub struct Snapshot {
     /// The connectors running at this epoch, with their live progress.
     pub connectors: Arc<crate::connectors::status::ConnectorStatuses>,
     /// Recent checkpoints and how they went; `None` for a server without a data directory.
-    pub checkpoints: Option<Arc<crate::coordinator::CheckpointReports>>,
+    pub checkpoints: Option<Arc<checkpoint::CheckpointReports>>,
     /// Per view that emits on window close and relation it reads with a watermark: the rows
     /// kept out for arriving late, and the watermark.
     pub late_rows: Vec<(RelationId, crate::dataflow::watermark::LateRows)>,

@@ -33,6 +33,9 @@ pub struct RelationRecord {
     /// For sources: each partition's start offset as CREATE resolved it (librdkafka's raw
     /// form: -2 the beginning), so recovery never asks the broker again.
     pub start_offsets: Vec<(i32, i64)>,
+    /// For materialized views: the plan of the dataflow maintaining it, as JSON. Recovery
+    /// renders it, so the operators line up with their saved state.
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +276,10 @@ pub fn encode_relation(encoder: &mut Encoder, relation: &RelationRecord) {
     for (partition, offset) in &relation.start_offsets {
         encoder.i64(i64::from(*partition)).i64(*offset);
     }
+    match &relation.plan {
+        Some(plan) => encoder.u8(1).string(plan),
+        None => encoder.u8(0),
+    };
 }
 
 pub fn decode_relation(decoder: &mut Decoder) -> Result<RelationRecord, DecodeError> {
@@ -284,10 +291,15 @@ pub fn decode_relation(decoder: &mut Decoder) -> Result<RelationRecord, DecodeEr
         let partition = i32::try_from(decoder.i64()?).map_err(|error| error.to_string())?;
         start_offsets.push((partition, decoder.i64()?));
     }
+    let plan = match decoder.u8()? {
+        1 => Some(decoder.string()?),
+        _ => None,
+    };
     Ok(RelationRecord {
         id,
         sql,
         start_offsets,
+        plan,
     })
 }
 
@@ -403,6 +415,7 @@ mod tests {
                     id: 1,
                     sql: "CREATE TABLE t (k INT, v TEXT)".into(),
                     start_offsets: vec![(0, -2), (1, 17)],
+                    plan: Some("{}".into()),
                 }),
             },
             LoggedRecord {
