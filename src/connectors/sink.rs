@@ -203,8 +203,12 @@ fn run(
 /// How long a transactional call may take before the sink retries it.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often an exactly-once sink looks for newly durable epochs.
+/// How often an exactly-once sink with output waiting looks for newly durable epochs.
 const COMMIT_TICK: Duration = Duration::from_millis(20);
+
+/// How long an exactly-once sink with nothing waiting sleeps before it looks again (a new
+/// batch wakes it at once).
+const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 /// An exactly-once sink's thread state (see the module doc).
 struct TransactionalSink {
@@ -226,7 +230,14 @@ impl TransactionalSink {
             return;
         }
         loop {
-            match batches.recv_timeout(COMMIT_TICK) {
+            // With nothing waiting for a checkpoint, only a new batch can give work: sleep
+            // until one comes.
+            let wait = if pending.is_empty() {
+                IDLE_WAIT
+            } else {
+                COMMIT_TICK
+            };
+            match batches.recv_timeout(wait) {
                 Ok(batch) => {
                     pending.push(batch);
                     while let Ok(batch) = batches.try_recv() {
@@ -511,10 +522,7 @@ fn envelopes(
 
 /// One epoch's changes as (before, after) JSON rows: per key, the row it lost and the row it
 /// gained; without a key, one pair per copy of each row.
-fn pair_by_key(
-    definition: &SinkDefinition,
-    changes: &[ChangeBatch],
-) -> Result<Paired, ArrowError> {
+fn pair_by_key(definition: &SinkDefinition, changes: &[ChangeBatch]) -> Result<Paired, ArrowError> {
     let mut by_key: BTreeMap<Vec<u8>, BeforeAfter> = BTreeMap::new();
     let mut unkeyed = Vec::new();
     for change in changes {

@@ -23,8 +23,8 @@ use crate::coordinator::{Ingest, IngestBatch};
 use crate::error::{ConnectorError, Result};
 use crate::sql::streaming::Envelope;
 
-/// How often a source answers FLUSH and checks for control requests and stop; also the longest
-/// messages wait to be delivered while more keep arriving.
+/// How often a source with a FLUSH waiting looks for its answer; also the longest messages wait
+/// to be delivered while more keep arriving.
 const TICK: Duration = Duration::from_millis(10);
 /// While messages stream in, the clock is read once per this many.
 const CLOCK_EVERY_MESSAGES: usize = 1024;
@@ -56,7 +56,7 @@ pub fn start(
     status: Arc<SourceStatus>,
     ingest: Ingest,
 ) -> Result<SourceHandle, ConnectorError> {
-    let consumer: BaseConsumer<SourceContext> = kafka::consumer_config(
+    let mut consumer: BaseConsumer<SourceContext> = kafka::consumer_config(
         &definition.endpoint,
         &format!("tributary-source-{}", status.name),
     )
@@ -73,7 +73,14 @@ pub fn start(
     consumer
         .assign(&assignment)
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
+    // One channel wakes the source's thread: control requests, and librdkafka's callback when
+    // its queue of fetched messages stops being empty (called on librdkafka's own thread,
+    // where only this send happens). The thread holds the receiving end.
     let (control, requests) = mpsc::channel();
+    let arrivals = control.clone();
+    consumer.set_nonempty_callback(move || {
+        let _ = arrivals.send(SourceControl::MessagesArrived);
+    });
     status.set_control(control);
     let mut envelope = EnvelopeState::new(definition.envelope, Arc::clone(&schema))
         .map_err(|error| ConnectorError::Kafka(error.to_string()))?;
@@ -233,8 +240,10 @@ struct SourceReader {
 
 impl SourceReader {
     /// One loop over data (the consumer), a ticker (`deadline`) and control (`requests`, and the
-    /// stop flag the coordinator sets). librdkafka's poll blocks, so this is a thread waiting in
-    /// `poll` until the next tick rather than a `select!`.
+    /// stop flag the coordinator sets). librdkafka's poll is never left waiting: once its queue
+    /// is empty the thread sleeps on `requests`, which wakes it when messages arrive (the
+    /// queue's callback), on a request or stop, or when something is due (a FLUSH's next look,
+    /// the high watermarks' refresh). An idle source costs one wakeup a second.
     fn run(mut self, requests: mpsc::Receiver<SourceControl>) {
         let mut deadline = Instant::now() + TICK;
         let mut watermarks_due = Instant::now();
@@ -246,17 +255,12 @@ impl SourceReader {
             loop {
                 match requests.try_recv() {
                     Ok(SourceControl::Flush(reply)) => self.begin_flush(reply),
+                    Ok(SourceControl::MessagesArrived | SourceControl::Stop) => {}
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             }
-            // While messages wait to be delivered, only look at what librdkafka already holds.
-            let wait = if self.pending.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            let drained = match self.consumer.poll(wait) {
+            let drained = match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(message)) => {
                     let headers = if self.wants_headers {
                         Some(headers_json(message.headers()))
@@ -303,6 +307,19 @@ impl SourceReader {
                     watermarks_due = now + WATERMARK_INTERVAL;
                 }
                 self.answer_flushes();
+            }
+            if drained && self.pending.is_empty() {
+                let due = if self.flushes.is_empty() {
+                    watermarks_due
+                } else {
+                    deadline
+                };
+                match requests.recv_timeout(due.saturating_duration_since(now)) {
+                    Ok(SourceControl::Flush(reply)) => self.begin_flush(reply),
+                    Ok(SourceControl::MessagesArrived | SourceControl::Stop)
+                    | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
             }
         }
         tracing::info!(source = %self.status.name, "source stopped");

@@ -18,11 +18,15 @@ pub const KEPT_ERRORS: usize = 10_000;
 /// The longest payload prefix kept with a malformed message.
 pub const KEPT_PAYLOAD_BYTES: usize = 1024;
 
-/// A request to a running source.
+/// A request to a running source, or a reason for its sleeping thread to look again.
 pub enum SourceControl {
     /// Answer once everything the topic held when this arrived is ingested and every view
     /// reflects it.
     Flush(oneshot::Sender<Result<()>>),
+    /// librdkafka's queue of fetched messages is no longer empty (sent by its callback).
+    MessagesArrived,
+    /// The source was stopped ([`SourceStatus::stop`]).
+    Stop,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +97,8 @@ impl SourceStatus {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+        // Wakes the thread if it sleeps; one that has ended needs nothing.
+        let _ = self.send(SourceControl::Stop);
     }
 
     pub fn stopped(&self) -> bool {

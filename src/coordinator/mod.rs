@@ -34,8 +34,9 @@ pub mod subscribe;
 /// How long FLUSH waits for the sources to catch up before it gives up.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// How often the coordinator looks for temporal filters with rows due to enter or leave: the
-/// lag of such a view behind the clock.
+/// The shortest time between two runs of temporal filters whose rows are due to enter or leave
+/// (a view's rows due close together move in one epoch): at most the lag of such a view behind
+/// the clock.
 const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A relation to add to the catalog. Materialized views bring the dataflow that maintains them.
@@ -429,10 +430,12 @@ impl Engine {
             .unwrap_or(std::time::Duration::from_secs(3600));
         let mut checkpoint_ticker = tokio::time::interval(interval);
         checkpoint_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Temporal filters' rows enter and leave with the clock, not with input.
-        let mut clock_ticker = tokio::time::interval(CLOCK_TICK);
-        clock_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Temporal filters' rows enter and leave with the clock, not with input: the loop wakes
+        // when the next of them is due (no more often than every CLOCK_TICK), and not at all
+        // while none is.
+        let mut clock_checked = tokio::time::Instant::now();
         loop {
+            let clock_due = self.next_clock_check(clock_checked);
             let command = match pending.take() {
                 Some(command) => command,
                 None => tokio::select! {
@@ -444,7 +447,8 @@ impl Engine {
                         self.checkpoint(false);
                         continue;
                     }
-                    _ = clock_ticker.tick() => {
+                    _ = tokio::time::sleep_until(clock_due) => {
+                        clock_checked = tokio::time::Instant::now();
                         self.advance_clock();
                         continue;
                     }
@@ -529,6 +533,25 @@ impl Engine {
         for reply in syncs {
             let _ = reply.send(Ok(()));
         }
+    }
+
+    /// When the loop next runs [`Coordinator::advance_clock`]: when the earliest view's
+    /// clock-driven rows are due, but not sooner than CLOCK_TICK after the last run (`checked`);
+    /// an hour away while no view has any.
+    fn next_clock_check(&self, checked: tokio::time::Instant) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let earliest = self
+            .views
+            .values()
+            .filter(|view| view.failed.is_none())
+            .filter_map(|view| view.dataflow.wakeup())
+            .min();
+        let Some(due) = earliest else {
+            return now + std::time::Duration::from_secs(3600);
+        };
+        let wait = due.saturating_sub(crate::dataflow::temporal_filter::clock_nanoseconds());
+        let due = now + std::time::Duration::from_nanos(u64::try_from(wait).unwrap_or(0));
+        due.max(checked + CLOCK_TICK)
     }
 
     /// Runs an epoch without input when a view's clock-driven rows are due to enter or leave.
