@@ -295,6 +295,16 @@ impl TypeSpec {
             .map_err(|error| decoding_error("a type", error))?;
         DataType::try_from(&message).map_err(|error| decoding_error("a type", error))
     }
+
+    /// The encoding, for a function whose settings include a type.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// What [`TypeSpec::bytes`] gave.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
 }
 
 fn encoding_error(what: &str, error: impl std::fmt::Display) -> DataflowError {

@@ -4,17 +4,16 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
-use prost::Message;
 
 use super::postgres_casts::PostgresTimeCast;
-use crate::dataflow::plan::Functions;
+use crate::dataflow::plan::{Functions, TypeSpec};
 
 /// What plans made in `state`'s session encode their functions with and are rendered with.
 pub fn plan_functions(state: &SessionState) -> Functions {
@@ -64,11 +63,9 @@ impl LogicalExtensionCodec for TributaryFunctions {
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DataFusionResult<()> {
         if let Some(cast) = node.inner().downcast_ref::<PostgresTimeCast>() {
-            let target = datafusion_proto::protobuf::ArrowType::try_from(cast.target())
+            let target = TypeSpec::new(cast.target())
                 .map_err(|error| DataFusionError::Plan(error.to_string()))?;
-            target
-                .encode(buf)
-                .map_err(|error| DataFusionError::Plan(error.to_string()))?;
+            buf.extend_from_slice(target.bytes());
         }
         Ok(())
     }
@@ -77,9 +74,8 @@ impl LogicalExtensionCodec for TributaryFunctions {
         if name != PostgresTimeCast::NAME {
             return Err(DataFusionError::Plan(format!("unknown function {name}")));
         }
-        let target = datafusion_proto::protobuf::ArrowType::decode(buf)
-            .map_err(|error| DataFusionError::Plan(error.to_string()))?;
-        let target = DataType::try_from(&target)
+        let target = TypeSpec::from_bytes(buf)
+            .decode()
             .map_err(|error| DataFusionError::Plan(error.to_string()))?;
         Ok(Arc::new(ScalarUDF::new_from_impl(PostgresTimeCast::new(
             target,
