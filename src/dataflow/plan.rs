@@ -477,19 +477,6 @@ impl DataflowPlan {
             .collect()
     }
 
-    /// The relations the plan reads, each once, in the order first read.
-    pub fn inputs(&self) -> Vec<RelationId> {
-        let mut relations = Vec::new();
-        for edge in self.nodes.iter().flat_map(|node| &node.inputs) {
-            if let Input::Relation(id) = edge.from
-                && !relations.contains(&id)
-            {
-                relations.push(id);
-            }
-        }
-        relations
-    }
-
     /// The plan as stored in the catalog, the log and checkpoints.
     pub fn to_json(&self) -> Result<String, DataflowError> {
         serde_json::to_string(self).map_err(|error| encoding_error("the whole", error))

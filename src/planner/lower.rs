@@ -108,6 +108,22 @@ fn gather(from: Input) -> Edge {
     }
 }
 
+/// An edge that brings each row to the worker owning its `key` (expressions over the rows it
+/// carries, compared as `types`); without a key every row has the same one, so all meet on one
+/// worker.
+fn by_key(from: Input, key: &[ScalarExpression], types: &[TypeSpec]) -> Edge {
+    if key.is_empty() {
+        return gather(from);
+    }
+    Edge {
+        from,
+        route: Route::Hash(PartitionKeySpec {
+            expressions: key.to_vec(),
+            types: types.to_vec(),
+        }),
+    }
+}
+
 impl Builder<'_> {
     fn push(&mut self, operator: OperatorSpec, inputs: Vec<Edge>) -> Input {
         let id = self.nodes.len() as OperatorId;
@@ -140,18 +156,6 @@ impl Builder<'_> {
             .iter()
             .map(|expression| self.expression(expression, schema))
             .collect()
-    }
-
-    /// An edge that brings each row to the worker owning its `key` (expressions over `schema`,
-    /// compared as `types`).
-    fn hash(&self, from: Input, key: &[ScalarExpression], types: &[TypeSpec]) -> Edge {
-        Edge {
-            from,
-            route: Route::Hash(PartitionKeySpec {
-                expressions: key.to_vec(),
-                types: types.to_vec(),
-            }),
-        }
     }
 
     /// Appends the nodes computing `plan` and returns the stream of its changes.
@@ -291,11 +295,7 @@ impl Builder<'_> {
                     .collect::<Result<Vec<_>>>()?;
                 let closing = self.window_closing(&aggregate.group_expr)?;
                 // A global aggregate has one group: its rows meet on one worker.
-                let edge = if group_by.is_empty() {
-                    gather(input)
-                } else {
-                    self.hash(input, &group_by, &group_types)
-                };
+                let edge = by_key(input, &group_by, &group_types);
                 let operator = OperatorSpec::Aggregate(AggregateSpec {
                     input: schema_spec(input_schema)?,
                     group_by,
@@ -491,8 +491,8 @@ impl Builder<'_> {
             vec![gather(left), gather(right)]
         } else {
             vec![
-                self.hash(left, &left_keys, &key_types),
-                self.hash(right, &right_keys, &key_types),
+                by_key(left, &left_keys, &key_types),
+                by_key(right, &right_keys, &key_types),
             ]
         };
         let operator = OperatorSpec::Join(JoinSpec {
@@ -585,11 +585,7 @@ impl Builder<'_> {
         let input_schema = window.input.schema();
         let partition_by = self.expressions(&function.params.partition_by, input_schema)?;
         let partition_types = types(&function.params.partition_by, input_schema)?;
-        let edge = if partition_by.is_empty() {
-            gather(input)
-        } else {
-            self.hash(input, &partition_by, &partition_types)
-        };
+        let edge = by_key(input, &partition_by, &partition_types);
         let operator = OperatorSpec::TopN(TopNSpec {
             input: schema_spec(input_schema)?,
             partition_by,
