@@ -7,8 +7,8 @@
 //! before the clock starts. `TRIBUTARY_NEXMARK_EVENTS` (default 1,000,000) and
 //! `TRIBUTARY_NEXMARK_BATCH` (events per batch, default 10,000) change the run;
 //! `TRIBUTARY_NEXMARK_QUERIES` (say `q0,q4`) picks queries. Each query runs twice: with one
-//! worker (every operator on the coordinator's thread) and with one worker per core (keyed
-//! operators split by key, see `dataflow::exchange`); `TRIBUTARY_NEXMARK_WORKERS` sets the
+//! worker (every operator on the coordinator's thread) and with one worker per core (each runs
+//! a shard of every dataflow, see `dataflow::workers`); `TRIBUTARY_NEXMARK_WORKERS` sets the
 //! second figure's count, `TRIBUTARY_NEXMARK_RUNS` (default 3) how many runs each figure is the
 //! median of.
 

@@ -19,16 +19,17 @@
 //! 5. Each materialized view is a [`dataflow`]. [`planner::lower`] turns DataFusion's optimized
 //!    logical plan into a [`dataflow::DataflowPlan`], a value: filter, project, aggregate, join,
 //!    union and top-N operators with stable ids, and edges saying how rows move between workers
-//!    (forward, hash by key, gather). EXPLAIN prints it, the catalog, log and checkpoints store
-//!    it, and [`dataflow::render`] builds the live operators from it, which turn input changes
+//!    (forward, hash by key, already partitioned by that key, gather; [`planner::colocate`]
+//!    keeps rows where an earlier hash put them). EXPLAIN prints it, the catalog, log and
+//!    checkpoints store it, and [`dataflow::render`] builds the live operators from it, which turn input changes
 //!    into output changes, doing work proportional to the change (a relation read twice, as in
 //!    a self-join, feeds both ports). A view that emits
 //!    on window close reads each watermarked relation through a filter that keeps late changes
 //!    out, and its windowed aggregate emits a window once the watermark passes its end.
-//!    Keyed operators (grouped aggregates, equality joins, top-N per partition) run as one copy
-//!    per worker behind an exchange ([`dataflow::exchange`]) that gives each copy the rows whose
-//!    key it owns; the copies close a large epoch side by side on a pool of one thread per
-//!    core.
+//!    Every worker runs a whole shard of every dataflow ([`dataflow::workers`]): its own copy
+//!    of each operator and its share of the rows; an epoch runs in stages that start where rows
+//!    are hashed to the worker owning their key ([`dataflow::exchange`]) or gathered, and the
+//!    workers run a large epoch's stages side by side on a pool of one thread per core.
 //! 6. At the epoch's barrier the view's changes land in its arrangement ([`storage`]), each sink
 //!    and subscription (SUBSCRIBE) is sent its relation's changes, and the coordinator
 //!    publishes one snapshot of every relation at that epoch ([`catalog`] included). A
@@ -37,8 +38,9 @@
 //! 7. With a data directory ([`storage`]), every table write and catalog change is appended to
 //!    a write-ahead log and synced before the statement returns, and the coordinator
 //!    checkpoints the catalog, rows, operator states and source offsets of one epoch every
-//!    second, each operator's state filed under its operator id. On start, [`recovery`] loads
-//!    the newest complete checkpoint, renders each view's stored plan, replays the log after it
+//!    second, each operator's state filed under its operator id and worker. On start,
+//!    [`recovery`] loads the newest complete checkpoint, renders each view's stored plan (state
+//!    saved with another number of workers goes to each key's new owner), replays the log after it
 //!    and restarts the sources from their stored offsets.
 //! 8. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
 //!    text or binary format. Catalog queries from psql, JDBC and SQLAlchemy read

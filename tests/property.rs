@@ -94,8 +94,8 @@ fn copy_directory(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Copies the live directory under `root` as a crash would leave it, recovers a new server from
-/// the copy with `workers` (views keep the count they were checkpointed with), and stops the
-/// old one.
+/// the copy with `workers` (the views' state is spread over them by key), and stops the old
+/// one.
 async fn crash_and_recover(
     server: Server,
     root: &Path,
@@ -120,7 +120,7 @@ async fn run_case(family: Family, seed: u64) -> Result<()> {
     let checkpoint_interval = Duration::from_millis(rng.random_range(1..30));
     let live = root.join("0");
     let directory = durable.then_some(live.as_path());
-    // One to four copies per keyed operator, whatever the machine's cores: a split by key
+    // One to four workers, whatever the machine's cores: a split of the rows
     // must not change any view.
     let workers = rng.random_range(1..=4);
     let mut server = Server::start(directory, checkpoint_interval, workers).await?;

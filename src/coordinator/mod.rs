@@ -75,7 +75,7 @@ pub enum TableChange {
 /// command's epoch is published (or an error, if the command fails or panics).
 enum Command {
     Create {
-        relation: NewRelation,
+        relation: Box<NewRelation>,
         if_not_exists: bool,
         reply: oneshot::Sender<Result<bool>>,
     },
@@ -185,8 +185,8 @@ pub struct Coordinator {
     /// The newest complete snapshot; the coordinator holds the sender and replaces the value once
     /// per epoch, before it answers any write of that epoch (read-your-writes).
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    /// How many copies of each keyed operator the views' dataflows run (see
-    /// [`crate::dataflow::exchange`]); fixed for the coordinator's life.
+    /// How many shards the views' dataflows run as (see [`crate::dataflow::workers`]); fixed
+    /// for the coordinator's life.
     workers: usize,
 }
 
@@ -283,7 +283,7 @@ impl Coordinator {
     /// Adds a relation; returns false if it existed and `if_not_exists` was given.
     pub async fn create(&self, relation: NewRelation, if_not_exists: bool) -> Result<bool> {
         self.call(|reply| Command::Create {
-            relation,
+            relation: Box::new(relation),
             if_not_exists,
             reply,
         })
@@ -492,7 +492,7 @@ impl Engine {
                     if_not_exists,
                     reply,
                 } => {
-                    let _ = reply.send(self.create(relation, if_not_exists));
+                    let _ = reply.send(self.create(*relation, if_not_exists));
                 }
                 Command::Drop {
                     kind,

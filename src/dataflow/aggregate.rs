@@ -16,7 +16,7 @@ use super::change_batch::changes_in_schema;
 use super::group_index::GroupIndex;
 use super::top_n::{OrderedRows, SortKey, order_converter};
 use super::watermark::{WatermarkCell, timestamp_nanoseconds};
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
@@ -574,29 +574,27 @@ impl Operator for Aggregate {
         Ok(Some(encoder.finish()))
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+    fn restore(&mut self, state: &[u8], owned: Owned<'_>) -> Result<(), DataflowError> {
         let corrupted = |reason: String| {
             DataflowError::from(ExecutionError::Internal(format!(
                 "cannot restore an aggregate: {reason}"
             )))
         };
-        let live: Vec<(Box<[u8]>, usize)> = self
-            .groups
-            .iter()
-            .map(|(key, slot)| (key.into(), slot))
-            .collect();
-        for (key, slot) in live {
-            self.release(slot, &key);
-        }
         let mut decoder = Decoder::new(state);
-        self.global_row_emitted = decoder.u8().map_err(corrupted)? == 1;
+        self.global_row_emitted |= decoder.u8().map_err(corrupted)? == 1;
         let groups = decoder.count().map_err(corrupted)?;
+        // A group this worker does not own is still read through, into a slot released after.
         for _ in 0..groups {
             let key = decoder.bytes().map_err(corrupted)?;
+            let keep = owned(key)?;
             let (slot, _) = self.slot_for(key)?;
             self.row_counts[slot] = decoder.i64().map_err(corrupted)?;
             for call in &mut self.calls {
                 call.restore(slot, &mut decoder).map_err(corrupted)?;
+            }
+            if !keep {
+                self.row_counts[slot] = 0;
+                self.release(slot, key);
             }
         }
         if self.is_global() {
@@ -1310,9 +1308,9 @@ mod window_close_tests {
         assert_eq!(epoch(&mut filter, &mut aggregate, &[10]), vec![]);
         let state = aggregate.checkpoint().unwrap().unwrap();
         let (mut restored_filter, mut restored) = counting();
-        restored.restore(&state).unwrap();
+        restored.restore(&state, &|_| Ok(true)).unwrap();
         restored_filter
-            .restore(&filter.checkpoint().unwrap().unwrap())
+            .restore(&filter.checkpoint().unwrap().unwrap(), &|_| Ok(true))
             .unwrap();
         assert_eq!(
             epoch(&mut restored_filter, &mut restored, &[40, 30]),

@@ -80,6 +80,14 @@ impl ChangeBatch {
         Ok(Self::new(rows, weights))
     }
 
+    /// Rows `offset..offset + length`, sharing this batch's buffers.
+    pub fn slice(&self, offset: usize, length: usize) -> Self {
+        Self::new(
+            self.rows.slice(offset, length),
+            self.weights.slice(offset, length),
+        )
+    }
+
     /// Concatenates batches that share `schema` into one.
     pub fn concat(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Self, ArrowError> {
         let rows = concat_batches(schema, batches.iter().map(|b| &b.rows))?;

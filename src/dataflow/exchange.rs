@@ -1,5 +1,7 @@
-//! Exchange: data parallelism for a stateful operator. N copies of it each own the keys that hash
-//! to them; an epoch's input is split by key and the copies run side by side at the barrier.
+//! Exchange: how rows move between workers. A hashed edge sends every row to the worker that
+//! owns its key; the owner of a key is a stable hash of its `arrow-row` encoding, so the keys in
+//! operator state (the same encoding) can be sent to their new owners when the number of workers
+//! changes.
 
 use std::sync::Arc;
 
@@ -9,19 +11,12 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use super::{ChangeBatch, Epoch, Operator, checkpoint_operators, join, operator_states};
+use super::{ChangeBatch, join};
 use crate::error::{DataflowError, ExecutionError};
-
-/// Below this many input rows in an epoch the copies run one after another on the calling
-/// thread: handing work to the pool and waiting for it costs more than a small epoch's work.
-const PARALLEL_ROWS: usize = 2048;
-
-/// Makes one fresh copy of the partitioned operator.
-pub type OperatorFactory = Box<dyn Fn() -> Result<Box<dyn Operator>, DataflowError> + Send>;
 
 /// The key one input port is partitioned by: the expressions the operator groups or joins on,
 /// cast to the types it compares them in, so equal keys from either side of a join land on the
-/// same copy.
+/// same worker.
 pub struct PartitionKey {
     expressions: Vec<Arc<dyn PhysicalExpr>>,
     types: Vec<DataType>,
@@ -41,7 +36,7 @@ impl PartitionKey {
         })
     }
 
-    /// The copy (below `count`) that owns each row's key.
+    /// The worker (below `count`) that owns each row's key.
     fn owners(&self, rows: &RecordBatch, count: usize) -> Result<Vec<u32>, DataflowError> {
         let columns = join::evaluate_keys(&self.expressions, &self.types, rows)?;
         let keys = self.converter.convert_columns(&columns)?;
@@ -52,9 +47,71 @@ impl PartitionKey {
     }
 }
 
+/// Who owns a key an operator keeps state under (its group, join or partition key, in
+/// `arrow-row` encoding), among `count` workers: the worker its rows were hashed to. When the
+/// rows were hashed by only some of the key's columns (they arrived already partitioned by
+/// those), the key is decoded and those columns hashed alone.
+pub enum KeyOwner {
+    /// The rows were hashed by the whole key.
+    WholeKey,
+    /// The rows were hashed by the key's columns at `positions`, in that order.
+    Columns {
+        key: RowConverter,
+        positions: Vec<usize>,
+        hashed: RowConverter,
+    },
+}
+
+impl KeyOwner {
+    /// Owned by the hash of columns `positions` of a key of `types`.
+    pub fn columns(types: &[DataType], positions: Vec<usize>) -> Result<Self, DataflowError> {
+        if positions.len() == types.len() && positions.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(Self::WholeKey);
+        }
+        let field = |data_type: &DataType| SortField::new(data_type.clone());
+        let hashed = positions
+            .iter()
+            .map(|&position| {
+                types.get(position).map(field).ok_or_else(|| {
+                    DataflowError::from(ExecutionError::Internal(format!(
+                        "a key of {} columns is hashed by column {position}",
+                        types.len()
+                    )))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::Columns {
+            key: RowConverter::new(types.iter().map(field).collect())?,
+            positions,
+            hashed: RowConverter::new(hashed)?,
+        })
+    }
+
+    /// The worker (below `count`) owning `key`.
+    pub fn owner(&self, key: &[u8], count: usize) -> Result<usize, DataflowError> {
+        match self {
+            KeyOwner::WholeKey => Ok(owner(stable_hash(key), count) as usize),
+            KeyOwner::Columns {
+                key: converter,
+                positions,
+                hashed,
+            } => {
+                let parser = converter.parser();
+                let columns = converter.convert_rows([parser.parse(key)])?;
+                let picked: Vec<_> = positions
+                    .iter()
+                    .map(|&position| Arc::clone(&columns[position]))
+                    .collect();
+                let rows = hashed.convert_columns(&picked)?;
+                Ok(owner(stable_hash(rows.row(0).as_ref()), count) as usize)
+            }
+        }
+    }
+}
+
 /// FNV-1a with a final avalanche: written here rather than taken from a hashing crate because
-/// the copy that owns a key is recorded in checkpoints, so the hash must never change between
-/// builds.
+/// the worker that owns a key must not change between builds (checkpoints are redistributed
+/// with it).
 fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in bytes {
@@ -72,57 +129,60 @@ fn owner(hash: u64, count: usize) -> u32 {
     ((u128::from(hash) * count as u128) >> 64) as u32
 }
 
-/// Incremental rule: that of the operator it partitions. An operator whose state and output for
-/// one key depend only on that key's rows (a grouped aggregate, an equality join, a top-N per
-/// partition) gives the same changes whether one copy sees every key or each of N copies sees
-/// its share, so the exchange sends every row to the copy owning its key and concatenates what
-/// the copies emit. Nothing is emitted before the barrier, where a large epoch runs in two
-/// parallel rounds: each task hashes the keys of one slice of every batch, then each copy
-/// takes its rows of every batch, processes them in arrival order and closes the epoch. A small
-/// epoch does the same on the calling thread; a single copy takes the input as it came.
-pub struct Exchange {
-    copies: Vec<Box<dyn Operator>>,
-    /// One per input port.
-    keys: Vec<PartitionKey>,
-    /// The epoch's input so far, (port, batch) in arrival order, not yet split.
-    pending: Vec<(usize, ChangeBatch)>,
-    pending_rows: usize,
-    make: OperatorFactory,
+/// Rows on their way along one hashed edge: every worker's batches, and per slice of them, per
+/// batch, per worker, the rows that worker owns (see [`Hashed::share`]).
+pub struct Hashed {
+    batches: Vec<ChangeBatch>,
+    slices: Vec<Vec<Vec<Vec<u32>>>>,
 }
 
-impl Exchange {
-    /// `count` copies made by `make`, input port `p` partitioned by `keys[p]`.
+impl Hashed {
+    /// Finds the owner of every row of `batches` among `count` workers: the batches are cut into
+    /// `count` slices hashed side by side when `parallel`.
     pub fn new(
+        key: &PartitionKey,
+        batches: Vec<ChangeBatch>,
         count: usize,
-        keys: Vec<PartitionKey>,
-        make: OperatorFactory,
+        parallel: bool,
     ) -> Result<Self, DataflowError> {
-        let count = count.max(1);
-        let copies = (0..count).map(|_| make()).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            copies,
-            keys,
-            pending: Vec::new(),
-            pending_rows: 0,
-            make,
-        })
+        let slices = for_each((0..count).collect(), parallel, |slice| {
+            rows_by_owner(key, &batches, slice, count)
+        })?;
+        Ok(Self { batches, slices })
+    }
+
+    /// Worker `index`'s rows, in the order they came; batches where it owns nothing are left
+    /// out, and a batch it owns whole is passed on as it is.
+    pub fn share(&self, index: usize) -> Result<Vec<ChangeBatch>, DataflowError> {
+        let mut share = Vec::new();
+        for (position, batch) in self.batches.iter().enumerate() {
+            let rows: Vec<u32> = self
+                .slices
+                .iter()
+                .flat_map(|slice| &slice[position][index])
+                .copied()
+                .collect();
+            if rows.len() == batch.len() {
+                share.push(batch.clone());
+            } else if !rows.is_empty() {
+                share.push(batch.take(rows)?);
+            }
+        }
+        Ok(share)
     }
 }
 
-/// Per batch of `input`, per copy (of `count`), the rows of the batch's slice `slice` that the
-/// copy owns, each batch cut into `count` equal slices: one slice per task.
+/// Per batch, per worker (of `count`), the rows of the batch's slice `slice` that the worker
+/// owns, each batch cut into `count` equal slices: one slice per task.
 fn rows_by_owner(
-    keys: &[PartitionKey],
-    input: &[(usize, ChangeBatch)],
+    key: &PartitionKey,
+    batches: &[ChangeBatch],
     slice: usize,
     count: usize,
 ) -> Result<Vec<Vec<Vec<u32>>>, DataflowError> {
-    input
+    batches
         .iter()
-        .map(|(port, batch)| {
-            let key = keys.get(*port).ok_or_else(|| {
-                ExecutionError::Internal(format!("an exchange has no key for input {port}"))
-            })?;
+        .map(|batch| {
             let start = batch.len() * slice / count;
             let end = batch.len() * (slice + 1) / count;
             let owners = key.owners(&batch.rows.slice(start, end - start), count)?;
@@ -135,47 +195,30 @@ fn rows_by_owner(
         .collect()
 }
 
-/// Copy `index`'s rows of every batch of `input`, gathered from the slices' `rows_by_owner`
-/// in slice order (so in row order); batches where it owns nothing are left out.
-fn share_of(
-    index: usize,
-    input: &[(usize, ChangeBatch)],
-    slices: &[Vec<Vec<Vec<u32>>>],
-) -> Result<Vec<(usize, ChangeBatch)>, DataflowError> {
-    let mut share = Vec::new();
-    for (position, (port, batch)) in input.iter().enumerate() {
-        let rows: Vec<u32> = slices
-            .iter()
-            .flat_map(|slice| &slice[position][index])
-            .copied()
-            .collect();
-        if rows.len() == batch.len() {
-            share.push((*port, batch.clone()));
-        } else if !rows.is_empty() {
-            share.push((*port, batch.take(rows)?));
+/// `batches` shared among `count` workers where any split will do (a forwarded relation): each
+/// batch cut into `count` equal slices, which share its buffers.
+pub fn split(batches: &[ChangeBatch], count: usize) -> Vec<Vec<ChangeBatch>> {
+    let mut shares = vec![Vec::new(); count.max(1)];
+    if count <= 1 {
+        shares[0] = batches.to_vec();
+        return shares;
+    }
+    for batch in batches {
+        for (index, share) in shares.iter_mut().enumerate() {
+            let start = batch.len() * index / count;
+            let end = batch.len() * (index + 1) / count;
+            if end > start {
+                share.push(batch.slice(start, end - start));
+            }
         }
     }
-    Ok(share)
-}
-
-/// One copy's part of an epoch: its input in arrival order, then its barrier.
-fn close_copy(
-    copy: &mut dyn Operator,
-    input: Vec<(usize, ChangeBatch)>,
-    epoch: Epoch,
-) -> Result<Vec<ChangeBatch>, DataflowError> {
-    let mut output = Vec::new();
-    for (port, batch) in input {
-        output.extend(copy.process(port, batch)?);
-    }
-    output.extend(copy.barrier(epoch)?);
-    Ok(output)
+    shares
 }
 
 /// `work` applied to every item, results in item order: with `parallel`, on rayon's pool (one
 /// thread per core, kept warm between epochs; the caller waits, and a panic in `work` reaches
 /// it after every item is done); otherwise one after another on the calling thread.
-fn for_each<I: Send, T: Send>(
+pub fn for_each<I: Send, T: Send>(
     items: Vec<I>,
     parallel: bool,
     work: impl Fn(I) -> Result<T, DataflowError> + Sync,
@@ -186,85 +229,13 @@ fn for_each<I: Send, T: Send>(
     items.into_par_iter().map(&work).collect()
 }
 
-impl Operator for Exchange {
-    fn process(
-        &mut self,
-        port: usize,
-        input: ChangeBatch,
-    ) -> Result<Vec<ChangeBatch>, DataflowError> {
-        self.pending_rows += input.len();
-        self.pending.push((port, input));
-        Ok(Vec::new())
-    }
-
-    fn barrier(&mut self, epoch: Epoch) -> Result<Vec<ChangeBatch>, DataflowError> {
-        let input = std::mem::take(&mut self.pending);
-        let parallel = self.pending_rows >= PARALLEL_ROWS;
-        self.pending_rows = 0;
-        if let [copy] = self.copies.as_mut_slice() {
-            return close_copy(copy.as_mut(), input, epoch);
-        }
-        let count = self.copies.len();
-        let keys = &self.keys;
-        let slices = for_each((0..count).collect(), parallel, |slice| {
-            rows_by_owner(keys, &input, slice, count)
-        })?;
-        let copies: Vec<(usize, &mut Box<dyn Operator>)> =
-            self.copies.iter_mut().enumerate().collect();
-        let outputs = for_each(copies, parallel, |(index, copy)| {
-            close_copy(copy.as_mut(), share_of(index, &input, &slices)?, epoch)
-        })?;
-        Ok(outputs.into_iter().flatten().collect())
-    }
-
-    fn wakeup(&self) -> Option<i64> {
-        self.copies.iter().filter_map(|copy| copy.wakeup()).min()
-    }
-
-    /// The number of copies, then each copy's state: a restore with another number of workers
-    /// keeps the checkpoint's number, since which copy owns a key depends on it.
-    fn checkpoint(&self) -> Result<Option<Vec<u8>>, DataflowError> {
-        checkpoint_operators(self.copies.iter().map(AsRef::as_ref)).map(Some)
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
-        let states = operator_states(state, "an exchange")?;
-        if states.is_empty() {
-            return Err(ExecutionError::Internal(
-                "cannot restore an exchange without copies".into(),
-            )
-            .into());
-        }
-        if states.len() != self.copies.len() {
-            self.copies = states
-                .iter()
-                .map(|_| (self.make)())
-                .collect::<Result<_, _>>()?;
-        }
-        for (copy, state) in self.copies.iter_mut().zip(states) {
-            if let Some(state) = state {
-                copy.restore(state)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        let inner = self
-            .copies
-            .first()
-            .map(|copy| copy.describe())
-            .unwrap_or_default();
-        format!("{inner}, partitioned by key")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 
     #[test]
-    fn owners_spread_over_every_copy_and_stay_put() {
+    fn owners_spread_over_every_worker_and_stay_put() {
         let mut counts = [0usize; 4];
         for key in 0u64..10_000 {
             counts[owner(stable_hash(&key.to_be_bytes()), 4) as usize] += 1;
@@ -272,7 +243,35 @@ mod tests {
         for count in counts {
             assert!((2_000..3_000).contains(&count), "{counts:?}");
         }
-        // Recorded in checkpoints: a change to the hash would send restored keys elsewhere.
+        // Checkpoints are redistributed by it: a change would send restored keys elsewhere.
         assert_eq!(stable_hash(b"tributary"), 0x6d13_12f3_99b4_27dc);
+    }
+
+    #[test]
+    fn a_key_hashed_by_some_columns_is_owned_where_those_columns_went() {
+        let types = [DataType::Utf8, DataType::Int64];
+        let key = RowConverter::new(types.iter().cloned().map(SortField::new).collect()).unwrap();
+        let hashed = RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap();
+        let owner_of_columns = KeyOwner::columns(&types, vec![1]).unwrap();
+        for value in 0..200i64 {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![format!("group {value}")])),
+                Arc::new(Int64Array::from(vec![value])),
+            ];
+            let whole = key.convert_columns(&columns).unwrap();
+            let part = hashed.convert_columns(&columns[1..]).unwrap();
+            for count in 1..=4 {
+                assert_eq!(
+                    owner_of_columns
+                        .owner(whole.row(0).as_ref(), count)
+                        .unwrap(),
+                    owner(stable_hash(part.row(0).as_ref()), count) as usize
+                );
+            }
+        }
+        assert!(matches!(
+            KeyOwner::columns(&types, vec![0, 1]).unwrap(),
+            KeyOwner::WholeKey
+        ));
     }
 }

@@ -14,7 +14,7 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::change_batch::{changes_in_schema, row_converter_for};
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
@@ -691,7 +691,9 @@ impl Operator for Join {
         Ok(Some(encoder.finish()))
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+    /// Key groups go to the worker owning their key. Rows with a NULL key are kept only by
+    /// NOT IN, which runs on one worker: they are taken whole.
+    fn restore(&mut self, state: &[u8], owned: Owned<'_>) -> Result<(), DataflowError> {
         let corrupted = |error: DecodeError| {
             DataflowError::from(ExecutionError::Internal(format!(
                 "cannot restore a join: {error}"
@@ -699,8 +701,8 @@ impl Operator for Join {
         };
         let mut decoder = Decoder::new(state);
         for side in &mut self.sides {
-            side.total_weight = decoder.i64().map_err(corrupted)?;
-            side.groups.clear();
+            // Recounted from what is kept: the saved total counts the groups left to others.
+            decoder.i64().map_err(corrupted)?;
             let groups = decoder.count().map_err(corrupted)?;
             for _ in 0..groups {
                 let key: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
@@ -715,12 +717,20 @@ impl Operator for Join {
                     let matches = decoder.i64().map_err(corrupted)?;
                     group.rows.insert(row, RowEntry { weight, matches });
                 }
-                side.groups.insert(key, group);
+                if owned(&key)? {
+                    side.total_weight += group.weight;
+                    side.groups.insert(key, group);
+                }
             }
-            side.null_key_rows = decode_counts(&mut decoder).map_err(corrupted)?;
+            for (row, weight) in decode_counts(&mut decoder).map_err(corrupted)? {
+                side.total_weight += weight;
+                *side.null_key_rows.entry(row).or_insert(0) += weight;
+            }
         }
         if let Some(state) = self.null_aware.as_mut() {
-            state.emitted = decode_counts(&mut decoder).map_err(corrupted)?;
+            for (row, weight) in decode_counts(&mut decoder).map_err(corrupted)? {
+                *state.emitted.entry(row).or_insert(0) += weight;
+            }
         }
         Ok(())
     }
@@ -883,7 +893,7 @@ mod tests {
             .expect("checkpoint")
             .expect("a join keeps state");
         let (mut restored, _, _) = self::join(JoinKind::Left);
-        restored.restore(&state).expect("restore");
+        restored.restore(&state, &|_| Ok(true)).expect("restore");
         let out = epoch(
             &mut restored,
             None,

@@ -68,6 +68,9 @@ pub enum Route {
     /// Each row goes to the worker owning the hash of its key: the operator's state and output
     /// for a key depend only on that key's rows.
     Hash(PartitionKeySpec),
+    /// Each row is on the worker owning the hash of its key already (its input was hashed by
+    /// the same columns, compared as the same types), so it stays there.
+    Partitioned(PartitionKeySpec),
     /// Every row goes to one worker: the operator's state is one whole (a global aggregate, a
     /// join without equality keys, a top-N over all rows).
     Gather,
@@ -79,6 +82,10 @@ pub enum Route {
 pub struct PartitionKeySpec {
     pub expressions: Vec<ScalarExpression>,
     pub types: Vec<TypeSpec>,
+    /// When the edge hashes only some of the operator's key (its group, join or partition key;
+    /// enough to keep equal keys together): their positions in it, in order. The worker owning a
+    /// key's state is then the hash of those columns of it. `None`: the whole key, in order.
+    pub key_positions: Option<Vec<usize>>,
 }
 
 /// One operator and everything it is built from. Expressions are over the schema named beside
@@ -224,6 +231,9 @@ pub struct ScalarExpression {
     encoded: Vec<u8>,
     /// As DataFusion prints it, for EXPLAIN.
     shown: String,
+    /// Set when the expression is a plain column of the schema it reads: its position. Rows
+    /// partitioned by a column stay partitioned through expressions that only pass it on.
+    column: Option<usize>,
 }
 
 impl ScalarExpression {
@@ -238,7 +248,21 @@ impl ScalarExpression {
         Ok(Self {
             encoded,
             shown: expression.to_string(),
+            column: None,
         })
+    }
+
+    /// The same expression, known to be column `position` of the schema it reads.
+    pub fn at_column(self, position: usize) -> Self {
+        Self {
+            column: Some(position),
+            ..self
+        }
+    }
+
+    /// The column the expression is, if it is a plain one.
+    pub fn column(&self) -> Option<usize> {
+        self.column
     }
 
     /// The expression again, its functions resolved by `functions`.
@@ -453,16 +477,19 @@ impl DataflowPlan {
                             Input::Relation(id) => relation_name(id),
                             Input::Operator(id) => format!("#{id}"),
                         };
+                        let shown = |key: &PartitionKeySpec| {
+                            key.expressions
+                                .iter()
+                                .map(ScalarExpression::shown)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
                         match &edge.route {
                             Route::Forward => from,
                             Route::Gather => format!("{from} gathered"),
-                            Route::Hash(key) => {
-                                let key: Vec<&str> = key
-                                    .expressions
-                                    .iter()
-                                    .map(ScalarExpression::shown)
-                                    .collect();
-                                format!("{from} by hash({})", key.join(", "))
+                            Route::Hash(key) => format!("{from} by hash({})", shown(key)),
+                            Route::Partitioned(key) => {
+                                format!("{from} already by hash({})", shown(key))
                             }
                         }
                     })

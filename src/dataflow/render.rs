@@ -1,6 +1,5 @@
-//! Rendering: the live operators of a [`DataflowPlan`], ready to run. An operator whose inputs
-//! are hashed runs one copy per worker behind an exchange that gives each copy the rows whose key
-//! it owns; every other operator runs once.
+//! Rendering: the live operators of a [`DataflowPlan`], ready to run, one copy per worker (one
+//! only, on the first worker, for an operator whose input is gathered).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::aggregate::{Aggregate, AggregateCall, WindowClosing};
-use super::exchange::{Exchange, OperatorFactory, PartitionKey};
+use super::exchange::{KeyOwner, PartitionKey};
 use super::filter::Filter;
 use super::join::{Join, JoinDefinition};
 use super::plan::{
@@ -22,69 +21,116 @@ use super::temporal_filter::TemporalFilter;
 use super::top_n::{SortKey, TopN, TopNDefinition};
 use super::union::Union;
 use super::watermark::{LateRowFilter, WatermarkCell};
-use super::{Dataflow, Node, Operator, Stream};
+use super::workers::{Node, Ownership, Port, Routing, Shard, Stream, runs_on};
+use super::{Dataflow, Operator};
 use crate::error::{DataflowError, ExecutionError};
 
-/// Builds the operators of `plan`, each operator with hashed inputs as `workers` copies.
-/// `functions` resolves the functions the plan's expressions call.
+/// Makes one fresh copy of an operator.
+type OperatorFactory = Box<dyn Fn() -> Result<Box<dyn Operator>, DataflowError> + Send>;
+
+/// Builds the operators of `plan` for `workers` workers. `functions` resolves the functions the
+/// plan's expressions call.
 pub fn render(
     plan: &DataflowPlan,
     workers: usize,
     functions: &Functions,
 ) -> Result<Dataflow, DataflowError> {
+    let workers = workers.max(1);
     let mut nodes: Vec<Node> = Vec::with_capacity(plan.nodes.len());
+    let mut shards: Vec<Shard> = (0..workers)
+        .map(|_| Shard {
+            operators: Vec::with_capacity(plan.nodes.len()),
+        })
+        .collect();
     let mut position: HashMap<OperatorId, usize> = HashMap::new();
     // A late-row filter's watermark, read by the aggregates that close windows with it.
     let mut watermarks: HashMap<OperatorId, WatermarkCell> = HashMap::new();
-    for node in &plan.nodes {
-        let inputs = node
-            .inputs
-            .iter()
-            .map(|edge| match edge.from {
-                Input::Relation(id) => Ok(Stream::Relation(id)),
-                Input::Operator(id) => position
-                    .get(&id)
-                    .map(|&index| Stream::Node(index))
-                    .ok_or_else(|| internal(format!("operator {} reads unknown #{id}", node.id))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let make = factory(&node.operator, functions, &mut watermarks, node.id)?;
-        let keys = node
+    for plan_node in &plan.nodes {
+        let ports = plan_node
             .inputs
             .iter()
             .enumerate()
-            .map(|(port, edge)| match &edge.route {
-                Route::Hash(key) => {
-                    let schema = node
-                        .operator
-                        .input_schema(port)
-                        .ok_or_else(|| internal(format!("operator {} hashes no input", node.id)))?
-                        .decode()?;
-                    Ok(Some(PartitionKey::new(
-                        compile_all(&key.expressions, &schema, functions)?,
-                        types(&key.types)?,
-                    )?))
-                }
-                Route::Forward | Route::Gather => Ok(None),
+            .map(|(port, edge)| {
+                let from = match edge.from {
+                    Input::Relation(id) => Stream::Relation(id),
+                    Input::Operator(id) => position
+                        .get(&id)
+                        .map(|&index| Stream::Node(index))
+                        .ok_or_else(|| {
+                            internal(format!("operator {} reads unknown #{id}", plan_node.id))
+                        })?,
+                };
+                let routing = match &edge.route {
+                    Route::Forward | Route::Partitioned(_) => Routing::Forward,
+                    Route::Gather => Routing::Gather,
+                    Route::Hash(key) => {
+                        let schema = plan_node
+                            .operator
+                            .input_schema(port)
+                            .ok_or_else(|| {
+                                internal(format!("operator {} hashes no input", plan_node.id))
+                            })?
+                            .decode()?;
+                        Routing::Hash(PartitionKey::new(
+                            compile_all(&key.expressions, &schema, functions)?,
+                            types(&key.types)?,
+                        )?)
+                    }
+                };
+                Ok(Port { from, routing })
             })
             .collect::<Result<Vec<_>, DataflowError>>()?;
-        let operator: Box<dyn Operator> = if keys.iter().any(Option::is_some) {
-            let keys = keys
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| internal(format!("operator {} hashes only some inputs", node.id)))?;
-            Box::new(Exchange::new(workers, keys, make)?)
-        } else {
-            make()?
+        let node = Node {
+            id: plan_node.id,
+            ownership: ownership(plan_node)?,
+            ports,
         };
-        position.insert(node.id, nodes.len());
-        nodes.push(Node {
-            id: node.id,
-            operator,
-            inputs,
-        });
+        let make = factory(
+            &plan_node.operator,
+            functions,
+            &mut watermarks,
+            plan_node.id,
+        )?;
+        for (worker, shard) in shards.iter_mut().enumerate() {
+            shard
+                .operators
+                .push(runs_on(&node, worker).then(&make).transpose()?);
+        }
+        position.insert(plan_node.id, nodes.len());
+        nodes.push(node);
     }
-    Dataflow::new(nodes, Arc::new(plan.clone()))
+    Dataflow::new(nodes, shards, Arc::new(plan.clone()))
+}
+
+/// Which worker keeps which part of a node's state (see [`Ownership`]).
+fn ownership(node: &super::plan::PlanNode) -> Result<Ownership, DataflowError> {
+    if node.inputs.iter().any(|edge| edge.route == Route::Gather) {
+        return Ok(Ownership::First);
+    }
+    // The edges of a keyed operator agree on which of its key's columns own it.
+    let Some(hashed) = node.inputs.iter().find_map(|edge| match &edge.route {
+        Route::Hash(key) | Route::Partitioned(key) => Some(key),
+        Route::Forward | Route::Gather => None,
+    }) else {
+        return Ok(Ownership::Anywhere);
+    };
+    let key_types = match &node.operator {
+        OperatorSpec::Aggregate(aggregate) => &aggregate.group_types,
+        OperatorSpec::Join(join) => &join.key_types,
+        OperatorSpec::TopN(top_n) => &top_n.partition_types,
+        _ => {
+            return Err(internal(format!(
+                "operator {} is hashed but keeps no keyed state",
+                node.id
+            )));
+        }
+    };
+    let key_types = types(key_types)?;
+    let positions = hashed
+        .key_positions
+        .clone()
+        .unwrap_or_else(|| (0..key_types.len()).collect());
+    Ok(Ownership::ByKey(KeyOwner::columns(&key_types, positions)?))
 }
 
 /// What builds fresh copies of one operator: its expressions are compiled once, here.

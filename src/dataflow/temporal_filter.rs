@@ -11,7 +11,7 @@ use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::change_batch::{changes_in_schema, row_converter_for};
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
@@ -199,25 +199,23 @@ impl Operator for TemporalFilter {
         Ok(Some(encoder.finish()))
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+    /// The rows waiting for the clock are not keyed: a worker takes all it is given.
+    fn restore(&mut self, state: &[u8], _owned: Owned<'_>) -> Result<(), DataflowError> {
         let corrupted = |error: DecodeError| {
             DataflowError::from(ExecutionError::Internal(format!(
                 "cannot restore a temporal filter: {error}"
             )))
         };
         let mut decoder = Decoder::new(state);
-        self.scheduled.clear();
-        self.arrived.clear();
         let times = decoder.count().map_err(corrupted)?;
         for _ in 0..times {
             let time = decoder.i64().map_err(corrupted)?;
             let count = decoder.count().map_err(corrupted)?;
-            let mut rows = Vec::with_capacity(count);
+            let rows = self.scheduled.entry(time).or_default();
             for _ in 0..count {
                 let row: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
                 rows.push((row, decoder.i64().map_err(corrupted)?));
             }
-            self.scheduled.insert(time, rows);
         }
         Ok(())
     }
@@ -337,7 +335,7 @@ mod tests {
             .expect("checkpoint")
             .expect("a temporal filter keeps state");
         let (mut restored, _) = until_filter();
-        restored.restore(&state).expect("restore");
+        restored.restore(&state, &|_| Ok(true)).expect("restore");
         assert_eq!(restored.wakeup(), Some(soon));
         while clock_nanoseconds() <= soon {
             std::thread::sleep(std::time::Duration::from_millis(20));

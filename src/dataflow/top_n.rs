@@ -11,7 +11,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::change_batch::{changes_in_schema, row_converter_for};
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
 
@@ -267,15 +267,13 @@ impl Operator for TopN {
         Ok(Some(encoder.finish()))
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+    fn restore(&mut self, state: &[u8], owned: Owned<'_>) -> Result<(), DataflowError> {
         let corrupted = |error: DecodeError| {
             DataflowError::from(ExecutionError::Internal(format!(
                 "cannot restore a top-N: {error}"
             )))
         };
         let mut decoder = Decoder::new(state);
-        self.partitions.clear();
-        self.touched.clear();
         let partitions = decoder.count().map_err(corrupted)?;
         for _ in 0..partitions {
             let partition: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
@@ -286,7 +284,9 @@ impl Operator for TopN {
                 let row: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
                 rows.insert((order, row), decoder.i64().map_err(corrupted)?);
             }
-            self.partitions.insert(partition, rows);
+            if owned(&partition)? {
+                self.partitions.insert(partition, rows);
+            }
         }
         Ok(())
     }
@@ -408,7 +408,7 @@ mod tests {
             .expect("checkpoint")
             .expect("a top-n keeps state");
         let (mut restored, _) = top_two(true);
-        restored.restore(&state).expect("restore");
+        restored.restore(&state, &|_| Ok(true)).expect("restore");
         // Group 1's top loses a row and takes back the one it had dropped; group 2 is untouched.
         let out = epoch(&mut restored, changes(&schema, &[(&rows[2], -1)]));
         assert_eq!(summed(&out), expected(&[(&rows[2], -1), (&rows[0], 1)]));

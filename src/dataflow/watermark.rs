@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{
     TimestampNanosecondType, TimestampSecondType,
 };
 
-use super::{ChangeBatch, Epoch, Operator};
+use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::catalog::RelationId;
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{Decoder, Encoder};
@@ -133,7 +133,8 @@ impl Operator for LateRowFilter {
         Ok(Some(encoder.finish()))
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), DataflowError> {
+    /// A late-row filter runs on one worker: it takes the whole state.
+    fn restore(&mut self, state: &[u8], _owned: Owned<'_>) -> Result<(), DataflowError> {
         let mut decoder = Decoder::new(state);
         let corrupted = |reason: String| {
             DataflowError::from(ExecutionError::Internal(format!(
@@ -253,7 +254,7 @@ mod tests {
         let state = filter.checkpoint().unwrap().unwrap();
         let restored_cell = WatermarkCell::default();
         let mut restored = LateRowFilter::new(7, 0, 5_000, restored_cell.clone());
-        restored.restore(&state).unwrap();
+        restored.restore(&state, &|_| Ok(true)).unwrap();
         assert_eq!(restored_cell.get(), 15_000);
         assert_eq!(restored.late_rows(), filter.late_rows());
     }

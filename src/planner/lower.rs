@@ -67,9 +67,11 @@ pub fn lower(plan: &LogicalPlan, emit: Emit, functions: &Functions) -> Result<Da
         };
         builder.push(operator, vec![forward(output)]);
     }
-    Ok(DataflowPlan {
+    let mut plan = DataflowPlan {
         nodes: builder.nodes,
-    })
+    };
+    super::colocate::colocate(&mut plan)?;
+    Ok(plan)
 }
 
 /// The nodes lowered so far, in topological order; a node's id is its position.
@@ -120,6 +122,7 @@ fn by_key(from: Input, key: &[ScalarExpression], types: &[TypeSpec]) -> Edge {
         route: Route::Hash(PartitionKeySpec {
             expressions: key.to_vec(),
             types: types.to_vec(),
+            key_positions: None,
         }),
     }
 }
@@ -139,11 +142,17 @@ impl Builder<'_> {
     /// cannot be evaluated is refused when the view is created, with its SQLSTATE.
     fn expression(&self, expression: &Expr, schema: &DFSchema) -> Result<ScalarExpression> {
         super::physical_expr(expression, schema)?;
-        ScalarExpression::new(expression, self.functions).map_err(|error| {
+        let stored = ScalarExpression::new(expression, self.functions).map_err(|error| {
             PlanError::Unsupported(format!(
                 "the expression {expression} cannot be stored in a dataflow plan: {error}"
             ))
-            .into()
+        })?;
+        Ok(match expression {
+            Expr::Column(column) => match schema.index_of_column(column) {
+                Ok(position) => stored.at_column(position),
+                Err(_) => stored,
+            },
+            _ => stored,
         })
     }
 

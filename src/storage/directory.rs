@@ -12,7 +12,8 @@ use crate::error::StorageError;
 /// 2: keyed operators checkpoint through their exchange (copy count, then each copy).
 /// 3: a materialized view's record holds its dataflow plan; operator states are filed by
 /// operator id.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: operator states are filed by operator id and worker, with the number of workers.
+pub const FORMAT_VERSION: u32 = 4;
 
 const FORMAT_FILE: &str = "FORMAT";
 const LOCK_FILE: &str = "LOCK";

@@ -136,11 +136,20 @@ fn random_join_query(rng: &mut StdRng) -> String {
     } else {
         on
     };
-    match rng.random_range(0..6) {
+    match rng.random_range(0..8) {
         0 => format!(
             "SELECT t.k2 AS b, u.k2 AS e, count(*) AS n, sum(t.v) AS s, max(u.w) AS m \
              FROM t {kind} u ON {on} GROUP BY t.k2, u.k2"
         ),
+        // Grouped by the join key among other columns: the rows stay on their workers, and a
+        // group's state belongs to the worker of its second column.
+        6 => "SELECT u.w AS g, t.k1 AS a, count(*) AS n, sum(t.v) AS s \
+              FROM t JOIN u ON t.k1 = u.k1 GROUP BY u.w, t.k1"
+            .to_string(),
+        // One side already grouped by the first join key: the other is hashed by it alone.
+        7 => "SELECT c.k1 AS a, c.n, u.w AS g FROM (SELECT k1, count(*) AS n FROM t GROUP BY k1) AS c \
+              JOIN u ON c.k1 = u.k1 AND c.n = u.w"
+            .to_string(),
         1 => "SELECT t.k1 AS a, t.v AS c, t2.v AS c2 FROM t JOIN t AS t2 \
               ON t.k1 = t2.k1 AND t.v < t2.v"
             .to_string(),
@@ -210,7 +219,7 @@ fn random_set_query(rng: &mut StdRng) -> String {
 
 fn random_top_n_query(rng: &mut StdRng) -> String {
     let n = rng.random_range(1..=4);
-    match rng.random_range(0..6) {
+    match rng.random_range(0..7) {
         0 => format!("SELECT k1, k2, v FROM t ORDER BY v DESC, k1, k2 LIMIT {n}"),
         1 => format!(
             "SELECT k1, k2, v FROM t ORDER BY k2 NULLS FIRST, v, k1 LIMIT {n} OFFSET {}",
@@ -224,6 +233,10 @@ fn random_top_n_query(rng: &mut StdRng) -> String {
               (PARTITION BY k2 ORDER BY v NULLS FIRST) AS rn FROM t) AS r WHERE rn = 1"
             .to_string(),
         4 => "SELECT k1, v, row_number() OVER (PARTITION BY k2 ORDER BY v, k1) AS n FROM t"
+            .to_string(),
+        // Partitioned by the group key and more: the aggregate's rows stay where they are.
+        5 => "SELECT k1, s, n, row_number() OVER (PARTITION BY n, k1 ORDER BY s) AS r \
+              FROM (SELECT k1, sum(v) AS s, count(*) AS n FROM t GROUP BY k1) AS g"
             .to_string(),
         _ => format!(
             "SELECT k1, s FROM (SELECT k1, sum(v) AS s FROM t GROUP BY k1) AS g \
