@@ -148,12 +148,17 @@ impl SourceDecoder {
         }
     }
 
-    pub fn decode(&self, messages: &PendingMessages) -> Result<Decoded, ArrowError> {
+    /// Decodes the messages at `range` (indexes into `messages`, which the result refers to).
+    pub fn decode(
+        &self,
+        messages: &PendingMessages,
+        range: Range<usize>,
+    ) -> Result<Decoded, ArrowError> {
         let mut refused = Vec::new();
         let mut tombstones = Vec::new();
         // Messages that can be refused without decoding: no payload, or (for CSV) the header.
-        let mut candidates = Vec::with_capacity(messages.len());
-        for index in 0..messages.len() {
+        let mut candidates = Vec::with_capacity(range.len());
+        for index in range {
             match messages.payload(index) {
                 None if self.tombstones => tombstones.push(index),
                 None => refused.push(messages.refuse(index, "message has no value")),

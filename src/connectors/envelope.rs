@@ -375,11 +375,19 @@ mod tests {
                     });
                     offset += 1;
                 }
-                let mut decoded = decoder.decode(&messages).expect("decode");
-                let mut refused = std::mem::take(&mut decoded.refused);
-                let changes = envelope
-                    .changes(&decoder, &messages, decoded, &mut refused)
-                    .expect("changes");
+                // A large batch is decoded in slices, which go through the envelope in order.
+                let cut = rng.random_range(0..=messages.len());
+                let mut changes = Vec::new();
+                let mut refused = Vec::new();
+                for range in [0..cut, cut..messages.len()] {
+                    let mut decoded = decoder.decode(&messages, range).expect("decode");
+                    refused.append(&mut decoded.refused);
+                    changes.extend(
+                        envelope
+                            .changes(&decoder, &messages, decoded, &mut refused)
+                            .expect("changes"),
+                    );
+                }
                 apply(&mut maintained, &changes);
                 let recomputed: BTreeMap<(String, i32), i64> = expected
                     .iter()

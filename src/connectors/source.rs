@@ -17,9 +17,10 @@ use tokio::sync::oneshot;
 
 use super::decode::{Message, PendingMessages, SourceDecoder};
 use super::envelope::EnvelopeState;
+use super::envelope::KeyUpdate;
 use super::status::{SourceControl, SourceErrorRecord, SourceStatus, lock};
 use super::{SourceDefinition, kafka};
-use crate::coordinator::{Ingest, IngestBatch};
+use crate::dataflow::ChangeBatch;
 use crate::error::{ConnectorError, Result};
 use crate::sql::streaming::Envelope;
 
@@ -30,10 +31,56 @@ const TICK: Duration = Duration::from_millis(10);
 const CLOCK_EVERY_MESSAGES: usize = 1024;
 /// A batch is cut early when this many messages are waiting.
 const MAX_BATCH_MESSAGES: usize = 65_536;
+/// From this many messages on, a batch is decoded in slices side by side on the workers' pool;
+/// a smaller one on the source's thread, where handing it over would cost more.
+const PARALLEL_DECODE_MESSAGES: usize = 4096;
 /// How long one attempt to learn a FLUSH's targets may hold up reading.
 const FLUSH_WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the high watermarks shown in `tributary.source_progress` are refreshed.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a source hands on for the next epoch.
+pub struct IngestBatch {
+    pub changes: Vec<ChangeBatch>,
+    /// The offset after the last message these came from, per partition.
+    pub offsets: Vec<(i32, i64)>,
+    /// For UPSERT and DEBEZIUM sources: what the batch did to each key's row.
+    pub key_updates: Vec<KeyUpdate>,
+}
+
+/// Where a source's batches go: the coordinator's side implements it. Called from the source's
+/// own (non-async) thread.
+pub trait Ingest: Send {
+    /// Hands a batch to the next epoch, waiting while the receiver is behind (which is how a
+    /// source is slowed to the pace the dataflows keep); false when the receiver has stopped.
+    fn send(&self, batch: IngestBatch) -> bool;
+
+    /// Answers `reply` once every batch sent before is published.
+    fn sync(&self, reply: oneshot::Sender<Result<()>>);
+}
+
+/// Decodes `messages` in consecutive slices, one per thread of the workers' pool when the batch
+/// is large, on this thread otherwise; the slices in message order.
+fn decode_in_slices(
+    decoder: &SourceDecoder,
+    messages: &PendingMessages,
+) -> std::result::Result<Vec<super::decode::Decoded>, datafusion::arrow::error::ArrowError> {
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    let count = messages.len();
+    if count < PARALLEL_DECODE_MESSAGES {
+        return Ok(vec![decoder.decode(messages, 0..count)?]);
+    }
+    let slices = rayon::current_num_threads().max(1);
+    (0..slices)
+        .into_par_iter()
+        .map(|slice| {
+            decoder.decode(
+                messages,
+                count * slice / slices..count * (slice + 1) / slices,
+            )
+        })
+        .collect()
+}
 
 /// The coordinator's hold on a running source: dropping it stops the source's thread.
 pub struct SourceHandle {
@@ -54,7 +101,7 @@ pub fn start(
     keyed_rows: Option<&super::envelope::KeyedRows>,
     schema: SchemaRef,
     status: Arc<SourceStatus>,
-    ingest: Ingest,
+    ingest: Box<dyn Ingest>,
 ) -> Result<SourceHandle, ConnectorError> {
     let mut consumer: BaseConsumer<SourceContext> = kafka::consumer_config(
         &definition.endpoint,
@@ -231,7 +278,7 @@ struct SourceReader {
     envelope: EnvelopeState,
     wants_headers: bool,
     status: Arc<SourceStatus>,
-    ingest: Ingest,
+    ingest: Box<dyn Ingest>,
     pending: PendingMessages,
     /// The offset after the last message ingested, per partition.
     next_offsets: HashMap<i32, i64>,
@@ -339,11 +386,20 @@ impl SourceReader {
             entry.0 = entry.0.max(offset);
             entry.1 += 1;
         }
-        let decoded = self.decoder.decode(&messages).and_then(|mut decoded| {
-            let mut refused = std::mem::take(&mut decoded.refused);
-            let changes = self
-                .envelope
-                .changes(&self.decoder, &messages, decoded, &mut refused)?;
+        let decoded = decode_in_slices(&self.decoder, &messages).and_then(|slices| {
+            // The envelope goes through the slices in message order: an UPSERT key's last
+            // message wins.
+            let mut changes = Vec::new();
+            let mut refused = Vec::new();
+            for mut decoded in slices {
+                refused.append(&mut decoded.refused);
+                changes.extend(self.envelope.changes(
+                    &self.decoder,
+                    &messages,
+                    decoded,
+                    &mut refused,
+                )?);
+            }
             // Refused in the order they arrived, whatever stage refused them.
             refused.sort_by_key(|record| (record.partition, record.offset));
             Ok((changes, refused))

@@ -249,7 +249,7 @@ impl Engine {
         for (&id, view) in &self.views {
             // A failed view keeps neither: it comes back failed.
             if view.failed.is_none() {
-                rows.push((id, StoredRows::Arrangement(view.arrangement.snapshot())));
+                rows.push((id, StoredRows::Arrangement(view.contents())));
                 states.push((id, view.dataflow.checkpoint()?));
             }
         }
@@ -336,7 +336,7 @@ impl Engine {
             for (&id, view) in self.views.iter_mut() {
                 match (rows.remove(&id), checkpoint.states.get(&id)) {
                     (Some(batches), Some(state)) => {
-                        view.arrangement = restored_arrangement(&view.arrangement, batches)?;
+                        view.dataflow.restore_contents(&view.schema, batches)?;
                         view.dataflow.restore(state)?;
                     }
                     _ => {

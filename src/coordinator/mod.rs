@@ -10,9 +10,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind, Watermark};
-use crate::connectors::envelope::{KeyUpdate, KeyedRows};
+use crate::connectors::envelope::KeyedRows;
 use crate::connectors::sink::{ExactlyOnce, SinkBatch, SinkHandle};
-use crate::connectors::source::SourceHandle;
+use crate::connectors::source::{Ingest, IngestBatch, SourceHandle};
 use crate::connectors::status::{ConnectorStatuses, SourceControl};
 use crate::connectors::{ConnectorDefinition, SinkStatus, SourceStatus};
 use crate::dataflow::{ChangeBatch, Dataflow, Epoch};
@@ -22,13 +22,15 @@ use crate::error::{
 use crate::storage::checkpoint::Checkpoint;
 pub use crate::storage::checkpoint::{CheckpointReport, CheckpointReports};
 use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
-use crate::storage::{Arrangement, RelationData, Snapshot, TableData};
+use crate::storage::{Arrangement, TableData};
 pub use durability::Durability;
 use durability::Recovery;
+pub use snapshot::{RelationData, Snapshot};
 use subscribe::Subscriber;
 pub use subscribe::Subscription;
 
 mod durability;
+pub mod snapshot;
 pub mod subscribe;
 
 /// How long FLUSH waits for the sources to catch up before it gives up.
@@ -138,26 +140,16 @@ impl Command {
     }
 }
 
-/// What a source hands the coordinator for the next epoch.
-pub struct IngestBatch {
-    pub changes: Vec<ChangeBatch>,
-    /// The offset after the last message these came from, per partition.
-    pub offsets: Vec<(i32, i64)>,
-    /// For UPSERT and DEBEZIUM sources: what the batch did to each key's row.
-    pub key_updates: Vec<KeyUpdate>,
-}
-
-/// A source's way into the coordinator. Used from the source's own (non-async) thread.
-pub struct Ingest {
+/// A source's way into the coordinator.
+struct SourceIngest {
     /// To the coordinator, which holds the receiving end; sends wait while it is full, which is
     /// how a source is slowed to the pace the dataflows keep.
     commands: mpsc::Sender<Command>,
     source: RelationId,
 }
 
-impl Ingest {
-    /// Hands a batch to the next epoch; false when the coordinator has stopped.
-    pub fn send(&self, batch: IngestBatch) -> bool {
+impl Ingest for SourceIngest {
+    fn send(&self, batch: IngestBatch) -> bool {
         self.commands
             .blocking_send(Command::Ingest {
                 source: self.source,
@@ -166,8 +158,7 @@ impl Ingest {
             .is_ok()
     }
 
-    /// Answers `reply` once every row sent before is published.
-    pub fn sync(&self, reply: oneshot::Sender<Result<()>>) {
+    fn sync(&self, reply: oneshot::Sender<Result<()>>) {
         if let Err(mpsc::error::SendError(Command::Sync { reply })) =
             self.commands.blocking_send(Command::Sync { reply })
         {
@@ -373,9 +364,18 @@ impl Coordinator {
 
 struct MaintainedView {
     name: String,
+    /// Runs the view and keeps its contents, a part on each worker.
     dataflow: Dataflow,
-    arrangement: Arrangement,
+    /// The schema the contents are kept in.
+    schema: SchemaRef,
     failed: Option<ExecutionError>,
+}
+
+impl MaintainedView {
+    /// The view's rows as of the last epoch.
+    fn contents(&self) -> crate::storage::ArrangementSnapshot {
+        self.dataflow.contents(&self.schema)
+    }
 }
 
 struct Engine {
@@ -744,12 +744,9 @@ impl Engine {
                 continue;
             }
             match view.dataflow.step(&deltas, epoch) {
-                Ok(output) => match view.arrangement.apply(&output) {
-                    Ok(()) => {
-                        deltas.insert(id, output);
-                    }
-                    Err(error) => view.failed = Some(error.into()),
-                },
+                Ok(output) => {
+                    deltas.insert(id, output);
+                }
                 Err(error) => {
                     tracing::warn!(view = %view.name, %error, "materialized view failed");
                     let crate::error::DataflowError::Evaluation(error) = error;
@@ -814,7 +811,7 @@ impl Engine {
             );
             let state = match &view.failed {
                 Some(error) => RelationData::Failed(error.clone()),
-                None => RelationData::View(view.arrangement.snapshot()),
+                None => RelationData::View(view.contents()),
             };
             data.insert(id, state);
         }
@@ -872,14 +869,13 @@ impl Engine {
                 for &input in dataflow.inputs() {
                     inputs.insert(input, self.current_rows(input)?);
                 }
-                let output = dataflow.step(&inputs, epoch).map_err(Error::from)?;
+                dataflow.keep_contents(&schema)?;
+                dataflow.step(&inputs, epoch).map_err(Error::from)?;
                 tracing::info!(view = %name, dataflow = ?dataflow.describe(), "maintaining materialized view");
-                let mut arrangement = Arrangement::new(Arc::clone(&schema))?;
-                arrangement.apply(&output)?;
                 Some(MaintainedView {
                     name: name.clone(),
                     dataflow,
-                    arrangement,
+                    schema: Arc::clone(&schema),
                     failed: None,
                 })
             }
@@ -1030,10 +1026,10 @@ impl Engine {
             keyed_rows,
             Arc::clone(schema),
             Arc::clone(&status),
-            Ingest {
+            Box::new(SourceIngest {
                 commands,
                 source: id,
-            },
+            }),
         )?;
         Ok((handle, status))
     }
@@ -1097,7 +1093,7 @@ impl Engine {
                 }
                 .into());
             }
-            let batches = view.arrangement.snapshot().to_batches()?;
+            let batches = view.contents().to_batches()?;
             return Ok(batches.into_iter().map(ChangeBatch::insertions).collect());
         }
         Err(PlanError::UndefinedTable(format!("(relation {id})")).into())

@@ -2,7 +2,6 @@
 //! time.
 
 pub mod aggregate;
-pub mod change_batch;
 pub mod exchange;
 pub mod filter;
 pub mod group_index;
@@ -19,13 +18,11 @@ pub mod watermark;
 pub mod workers;
 
 use crate::error::{DataflowError, ExecutionError};
-pub use change_batch::ChangeBatch;
+pub use crate::storage::Epoch;
+pub use crate::storage::change_batch::{self, ChangeBatch};
 pub use plan::{DataflowPlan, OperatorId};
 pub use render::render;
 pub use workers::Dataflow;
-
-/// An epoch number. Epoch N is complete when every dataflow has seen its barrier.
-pub type Epoch = u64;
 
 /// Whether this worker keeps the state of a key (see [`Operator::restore`]).
 pub type Owned<'a> = &'a dyn Fn(&[u8]) -> Result<bool, DataflowError>;

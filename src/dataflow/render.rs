@@ -37,10 +37,8 @@ pub fn render(
 ) -> Result<Dataflow, DataflowError> {
     let workers = workers.max(1);
     let mut nodes: Vec<Node> = Vec::with_capacity(plan.nodes.len());
-    let mut shards: Vec<Shard> = (0..workers)
-        .map(|_| Shard {
-            operators: Vec::with_capacity(plan.nodes.len()),
-        })
+    let mut operators: Vec<Vec<Option<Box<dyn Operator>>>> = (0..workers)
+        .map(|_| Vec::with_capacity(plan.nodes.len()))
         .collect();
     let mut position: HashMap<OperatorId, usize> = HashMap::new();
     // A late-row filter's watermark, read by the aggregates that close windows with it.
@@ -91,14 +89,13 @@ pub fn render(
             &mut watermarks,
             plan_node.id,
         )?;
-        for (worker, shard) in shards.iter_mut().enumerate() {
-            shard
-                .operators
-                .push(runs_on(&node, worker).then(&make).transpose()?);
+        for (worker, operators) in operators.iter_mut().enumerate() {
+            operators.push(runs_on(&node, worker).then(&make).transpose()?);
         }
         position.insert(plan_node.id, nodes.len());
         nodes.push(node);
     }
+    let shards = operators.into_iter().map(Shard::new).collect();
     Dataflow::new(nodes, shards, Arc::new(plan.clone()))
 }
 

@@ -6,11 +6,15 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+
 use super::exchange::{self, Hashed, KeyOwner, PartitionKey};
 use super::{ChangeBatch, DataflowPlan, Epoch, Operator, OperatorId, watermark};
 use crate::catalog::RelationId;
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{Decoder, Encoder};
+use crate::storage::{Arrangement, ArrangementSnapshot};
 
 /// Below this many input rows in an epoch the workers' shards run one after another on the
 /// calling thread: handing work to the pool and waiting for it costs more than a small epoch's
@@ -78,9 +82,23 @@ impl Node {
 }
 
 /// One worker's copy of every node's operator, `None` for a gathered node on the workers it does
-/// not run on.
+/// not run on, and the worker's part of the view's contents.
 pub struct Shard {
     pub operators: Vec<Option<Box<dyn Operator>>>,
+    /// The last node's output on this worker, consolidated: the view's rows are the union of
+    /// every worker's. A row's insertion and deletion may land on different workers (rows
+    /// forwarded from a relation are split by position), so a shard may hold a negative
+    /// count, cancelled when readers consolidate all shards.
+    contents: Option<Arrangement>,
+}
+
+impl Shard {
+    pub fn new(operators: Vec<Option<Box<dyn Operator>>>) -> Self {
+        Self {
+            operators,
+            contents: None,
+        }
+    }
 }
 
 /// The dataflow maintaining one materialized view: a graph of nodes in topological order (every
@@ -163,6 +181,40 @@ impl Dataflow {
         &self.plan
     }
 
+    /// From now on every worker keeps its part of the view's contents, in `schema`: each epoch's
+    /// output is consolidated where it was computed, side by side.
+    pub fn keep_contents(&mut self, schema: &SchemaRef) -> Result<(), DataflowError> {
+        for shard in &mut self.shards {
+            shard.contents = Some(Arrangement::new(Arc::clone(schema))?);
+        }
+        Ok(())
+    }
+
+    /// The view's contents as of the last epoch: every worker's part, read as one.
+    pub fn contents(&self, schema: &SchemaRef) -> ArrangementSnapshot {
+        ArrangementSnapshot::union(
+            Arc::clone(schema),
+            self.shards
+                .iter()
+                .filter_map(|shard| shard.contents.as_ref().map(Arrangement::snapshot)),
+        )
+    }
+
+    /// Replaces the contents with `rows` (from a checkpoint), all on the first worker: readers
+    /// consolidate the workers' parts, so it does not matter where a row is kept.
+    pub fn restore_contents(
+        &mut self,
+        schema: &SchemaRef,
+        rows: Vec<RecordBatch>,
+    ) -> Result<(), DataflowError> {
+        self.keep_contents(schema)?;
+        let changes: Vec<ChangeBatch> = rows.into_iter().map(ChangeBatch::insertions).collect();
+        if let Some(contents) = self.shards[0].contents.as_mut() {
+            contents.apply(&changes)?;
+        }
+        Ok(())
+    }
+
     /// The relations the dataflow reads, each once, in the order first read.
     pub fn inputs(&self) -> &[RelationId] {
         &self.inputs
@@ -191,7 +243,8 @@ impl Dataflow {
 
     /// Runs one epoch: stage by stage, sends the rows of the stage's first node to the workers
     /// that own them, then each worker feeds every node of the stage its changes, port by port,
-    /// and closes the epoch there. Returns the view's changes from every worker.
+    /// and closes the epoch there; each worker adds the last node's output to its part of the
+    /// contents. Returns the view's changes from every worker.
     pub fn step(
         &mut self,
         deltas: &HashMap<RelationId, Vec<ChangeBatch>>,
@@ -457,6 +510,11 @@ impl StageContext<'_> {
                 }
             }
             output.extend(operator.barrier(self.epoch)?);
+            if index == self.nodes.len() - 1
+                && let Some(contents) = shard.contents.as_mut()
+            {
+                contents.apply(&output)?;
+            }
             outputs.push(output);
         }
         Ok(())

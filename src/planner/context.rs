@@ -16,7 +16,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{Relation, RelationId, RelationKind};
-use crate::storage::Snapshot;
+use crate::coordinator::Snapshot;
 
 pub const CATALOG: &str = "tributary";
 pub const PUBLIC_SCHEMA: &str = "public";

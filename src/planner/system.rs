@@ -19,7 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::context::PinnedSnapshot;
 use crate::connectors::status::lock;
-use crate::storage::Snapshot;
+use crate::coordinator::Snapshot;
 
 /// The system relations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

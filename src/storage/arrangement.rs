@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, Rows};
 
-use crate::dataflow::change_batch::{ChangeBatch, row_converter_for};
+use super::change_batch::{ChangeBatch, row_converter_for};
 
 /// Runs whose merge holds at most this many rows are merged at once (see [`Arrangement`]).
 const EAGER_MERGE_ROWS: usize = 4096;
@@ -83,7 +83,7 @@ impl Arrangement {
         let batches: Vec<ChangeBatch> = non_empty
             .iter()
             .map(|batch| {
-                crate::dataflow::change_batch::with_schema(&batch.rows, &self.schema)
+                super::change_batch::with_schema(&batch.rows, &self.schema)
                     .map(|rows| ChangeBatch::new(rows, batch.weights.clone()))
             })
             .collect::<Result<_, _>>()?;
@@ -143,6 +143,19 @@ pub struct ArrangementSnapshot {
 }
 
 impl ArrangementSnapshot {
+    /// One snapshot of several arrangements of `schema` taken at the same epoch (the shards of
+    /// one view): their runs together, consolidated on read like any runs.
+    pub fn union(schema: SchemaRef, parts: impl IntoIterator<Item = ArrangementSnapshot>) -> Self {
+        let mut runs = Vec::new();
+        for part in parts {
+            runs.extend(part.runs.iter().cloned());
+        }
+        Self {
+            schema,
+            runs: Arc::new(runs),
+        }
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use datafusion::arrow::array::RecordBatch;
 
+use super::Epoch;
 use super::codec::{self, DecodeError, Decoder, Encoder};
 use super::directory::{
     FORMAT_VERSION, io_error, numbered_entries, numbered_name, sync_directory, write_file_durably,
@@ -22,7 +23,6 @@ use super::directory::{
 use super::wal::{RelationRecord, decode_relation, encode_relation};
 use super::{ArrangementSnapshot, TableData};
 use crate::catalog::RelationId;
-use crate::dataflow::Epoch;
 use crate::error::{StorageError, lock};
 
 /// How many checkpoint reports `tributary.checkpoints` shows.

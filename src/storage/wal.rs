@@ -17,8 +17,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 
 use super::codec::{self, DecodeError, Decoder, Encoder};
 use super::directory::{FORMAT_VERSION, io_error, numbered_entries, numbered_name, sync_directory};
+use super::{ChangeBatch, Epoch};
 use crate::catalog::RelationId;
-use crate::dataflow::{ChangeBatch, Epoch};
 use crate::error::StorageError;
 
 const SEGMENT_MAGIC: &[u8; 8] = b"TRIBWAL\0";
