@@ -15,6 +15,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use tokio::sync::oneshot;
 
+use super::consumer_queue::{ConsumerQueue, MESSAGES_PER_CALL};
 use super::decode::{Message, PendingMessages, SourceDecoder};
 use super::envelope::EnvelopeState;
 use super::envelope::KeyUpdate;
@@ -154,7 +155,14 @@ pub fn start(
         }),
         None => None,
     };
+    // Messages with headers are read one by one, through rust-rdkafka's header parsing.
+    let queue = if wants_headers {
+        None
+    } else {
+        ConsumerQueue::new(&consumer)
+    };
     let reader = SourceReader {
+        queue,
         consumer,
         dead_letters,
         topic: definition.topic.clone(),
@@ -174,6 +182,7 @@ pub fn start(
             })
             .collect(),
         flushes: Vec::new(),
+        unanswered: false,
     };
     std::thread::Builder::new()
         .name(format!("source-{}", status.name))
@@ -211,6 +220,33 @@ impl rdkafka::ClientContext for SourceContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(source = %self.status.name, %error, reason, "Kafka connection problem");
         self.status.set_degraded(format!("retrying: {reason}"));
+    }
+
+    /// A consumer read in batches ([`ConsumerQueue`]) hears of its errors (a broker that went
+    /// away) as librdkafka's `ERROR` log lines, not as messages: they show in the source's state
+    /// the same way.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::warn!(source = %self.status.name, facility, message, "Kafka connection problem");
+                if facility == "ERROR" {
+                    self.status.set_degraded(format!("retrying: {message}"));
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(source = %self.status.name, facility, message, "librdkafka")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(source = %self.status.name, facility, message, "librdkafka")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(source = %self.status.name, facility, message, "librdkafka")
+            }
+        }
     }
 }
 
@@ -271,6 +307,9 @@ fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a, &'a [u8]> {
 }
 
 struct SourceReader {
+    /// The consumer's queue read in batches: declared before the consumer, so it is released
+    /// first.
+    queue: Option<ConsumerQueue>,
     consumer: BaseConsumer<SourceContext>,
     dead_letters: Option<DeadLetters>,
     topic: String,
@@ -283,6 +322,8 @@ struct SourceReader {
     /// The offset after the last message ingested, per partition.
     next_offsets: HashMap<i32, i64>,
     flushes: Vec<PendingFlush>,
+    /// Set while the broker does not answer the high watermarks' refresh.
+    unanswered: bool,
 }
 
 impl SourceReader {
@@ -294,6 +335,7 @@ impl SourceReader {
     fn run(mut self, requests: mpsc::Receiver<SourceControl>) {
         let mut deadline = Instant::now() + TICK;
         let mut watermarks_due = Instant::now();
+        let mut since_clock = 0;
         self.status.set_running();
         loop {
             if self.status.stopped() {
@@ -307,42 +349,20 @@ impl SourceReader {
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             }
-            let drained = match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(message)) => {
-                    let headers = if self.wants_headers {
-                        Some(headers_json(message.headers()))
-                    } else {
-                        None
-                    };
-                    self.pending.push(Message {
-                        payload: message.payload(),
-                        key: message.key(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp: message.timestamp().to_millis(),
-                        headers,
-                    });
-                    self.status.set_running();
-                    false
-                }
-                Some(Err(error)) => {
-                    // librdkafka reconnects by itself and keeps its fetch positions; the error
-                    // is shown until messages flow again.
-                    self.status.set_degraded(format!("retrying: {error}"));
-                    false
-                }
-                None => true,
-            };
+            let taken = self.take_messages();
+            let drained = taken == 0;
+            since_clock += taken;
             // Deliver as soon as nothing more has arrived: at a low rate every message goes
             // through at once, at a high rate batches grow (up to a full one) by themselves.
             if (drained && !self.pending.is_empty()) || self.pending.len() >= MAX_BATCH_MESSAGES {
                 if !self.deliver() {
                     return;
                 }
-            } else if !drained && !self.pending.len().is_multiple_of(CLOCK_EVERY_MESSAGES) {
+            } else if !drained && since_clock < CLOCK_EVERY_MESSAGES {
                 // Reading the clock costs as much as taking a message; skip it while busy.
                 continue;
             }
+            since_clock = 0;
             let now = Instant::now();
             if now >= deadline {
                 if !self.deliver() {
@@ -370,6 +390,44 @@ impl SourceReader {
             }
         }
         tracing::info!(source = %self.status.name, "source stopped");
+    }
+
+    /// Takes what has arrived into the pending batch: a batch of messages from the queue, or
+    /// (for a source that includes headers) one message. Returns how many were taken (an error
+    /// in a message's place counts): 0 when nothing is waiting.
+    fn take_messages(&mut self) -> usize {
+        let room = MAX_BATCH_MESSAGES.saturating_sub(self.pending.len());
+        if let Some(queue) = self.queue.as_mut() {
+            let (pending, status) = (&mut self.pending, &self.status);
+            return queue.take(room.min(MESSAGES_PER_CALL), |taken| match taken {
+                Ok(message) => {
+                    pending.push(message);
+                    status.set_running();
+                }
+                // librdkafka reconnects by itself and keeps its fetch positions; the error is
+                // shown until messages flow again.
+                Err(error) => status.set_degraded(format!("retrying: {error}")),
+            });
+        }
+        match self.consumer.poll(Duration::ZERO) {
+            Some(Ok(message)) => {
+                self.pending.push(Message {
+                    payload: message.payload(),
+                    key: message.key(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp: message.timestamp().to_millis(),
+                    headers: self.wants_headers.then(|| headers_json(message.headers())),
+                });
+                self.status.set_running();
+                1
+            }
+            Some(Err(error)) => {
+                self.status.set_degraded(format!("retrying: {error}"));
+                1
+            }
+            None => 0,
+        }
     }
 
     /// Decodes the pending messages and hands the rows to the coordinator. False when the
@@ -466,12 +524,22 @@ impl SourceReader {
             .collect();
         let mut highs = Vec::with_capacity(partitions.len());
         for partition in partitions {
-            if let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(&self.topic, partition, Duration::from_millis(500))
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_millis(500))
             {
-                highs.push((partition, high));
+                Ok((_, high)) => highs.push((partition, high)),
+                // Messages read in batches do not carry the consumer's errors: a broker that
+                // does not answer shows here, within a second, until it answers again.
+                Err(error) => {
+                    self.status.set_degraded(format!("retrying: {error}"));
+                    self.unanswered = true;
+                }
             }
+        }
+        if self.unanswered && highs.len() == lock(&self.status.partitions).len() {
+            self.unanswered = false;
+            self.status.set_running();
         }
         let mut progress = lock(&self.status.partitions);
         for (partition, high) in highs {
