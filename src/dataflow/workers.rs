@@ -295,7 +295,7 @@ impl Dataflow {
                     Ok(match &port.routing {
                         Routing::Forward => Routed::Forward,
                         Routing::Gather => Routed::Gathered(every()),
-                        Routing::Hash(key) if count == 1 => Routed::Gathered(every()),
+                        Routing::Hash(_) if count == 1 => Routed::Gathered(every()),
                         Routing::Hash(key) => {
                             Routed::Hashed(Hashed::new(key, every(), count, parallel)?)
                         }
