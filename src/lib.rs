@@ -20,7 +20,8 @@
 //!    logical plan into a [`dataflow::DataflowPlan`], a value: filter, project, aggregate, join,
 //!    union and top-N operators with stable ids, and edges saying how rows move between workers
 //!    (forward, hash by key, already partitioned by that key, gather; [`planner::colocate`]
-//!    keeps rows where an earlier hash put them). EXPLAIN prints it, the catalog, log and
+//!    keeps rows where an earlier hash put them; [`planner::two_phase`] splits an aggregate
+//!    over few groups into a partial one per worker and a final one per group). EXPLAIN prints it, the catalog, log and
 //!    checkpoints store it, and [`dataflow::render`] builds the live operators from it, which turn input changes
 //!    into output changes, doing work proportional to the change (a relation read twice, as in
 //!    a self-join, feeds both ports). A view that emits

@@ -38,6 +38,58 @@ pub enum AggregateFunction {
     ArrayAgg,
 }
 
+/// Which part of an aggregation an [`Aggregate`] does. Splitting it in two lets a group whose
+/// rows are spread over every worker (a global aggregate, a window's groups) be aggregated where
+/// the rows are, with only each worker's partial state crossing to the group's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum AggregatePhase {
+    /// All of it: rows in, each group's results out.
+    #[default]
+    Whole,
+    /// The first half, on one worker's share of the rows: rows in, each group's partial state
+    /// out (the columns [`partial_state_types`] lists per call, after the group columns).
+    Partial,
+    /// The second half: the partial states of a group (from every worker) in, results out.
+    Final,
+}
+
+/// The columns a call's partial state takes in a partial aggregate's output: how many input
+/// values were not NULL, then what the function sums (an exact sum as DECIMAL(38, 0) holding the
+/// unscaled value, a float sum, the extreme value, the number of true values, or the sum and sum
+/// of squares). `None` for calls whose state does not merge: DISTINCT (a value counted on two
+/// workers counts once), string_agg and array_agg (their order is over all rows).
+pub fn partial_state_types(
+    function: AggregateFunction,
+    input_type: &DataType,
+    distinct: bool,
+) -> Option<Vec<DataType>> {
+    use AggregateFunction::*;
+    if distinct {
+        return None;
+    }
+    let mut types = vec![DataType::Int64];
+    match function {
+        Count => {}
+        Sum | Avg if input_type.is_floating() => types.push(DataType::Float64),
+        Sum | Avg
+            if input_type.is_integer() || matches!(input_type, DataType::Decimal128(_, _)) =>
+        {
+            types.push(EXACT_SUM_TYPE)
+        }
+        Sum | Avg => return None,
+        Min | Max => types.push(input_type.clone()),
+        BoolAnd | BoolOr => types.push(DataType::Int64),
+        VarianceSample | VariancePopulation | StddevSample | StddevPopulation => {
+            types.extend([DataType::Float64, DataType::Float64])
+        }
+        StringAgg | ArrayAgg => return None,
+    }
+    Some(types)
+}
+
+/// How a partial state carries an exact (integer or decimal) sum: its unscaled 128-bit value.
+const EXACT_SUM_TYPE: DataType = DataType::Decimal128(38, 0);
+
 /// One aggregate in the SELECT list: `function([DISTINCT] argument [ORDER BY ...]) [FILTER
 /// (WHERE ...)]`, producing `output_type`.
 #[derive(Clone)]
@@ -72,6 +124,12 @@ pub struct AggregateCall {
 /// what they hold: a group of a window still open emits nothing; when the watermark reaches the
 /// window's end, each of its groups emits its final row once and its state is freed. The
 /// watermark's filter keeps out the changes that could still touch a closed window.
+///
+/// Split in two ([`AggregatePhase`]), each worker's partial aggregate keeps the rule above for
+/// its share of the rows but emits a group's partial state instead of its results, and the
+/// final aggregate, by group key, treats each partial state row as a change of weight w that
+/// adds w times that state (the counts and sums add, a min/max enters its multiset): the sum of
+/// the partial states of a group is the state of all its rows, so its results are the same.
 pub struct Aggregate {
     group_expressions: Vec<Arc<dyn PhysicalExpr>>,
     group_converter: Option<RowConverter>,
@@ -88,6 +146,7 @@ pub struct Aggregate {
     global_row_emitted: bool,
     /// Set when the aggregate emits each window once, when it closes.
     closing: Option<ClosingWindows>,
+    phase: AggregatePhase,
 }
 
 /// How an aggregate that emits on window close finds a group's window and when it closes.
@@ -235,6 +294,7 @@ impl Aggregate {
             touched_mark: Vec::new(),
             global_row_emitted: false,
             closing: None,
+            phase: AggregatePhase::Whole,
         };
         if aggregate.is_global() {
             aggregate.slot_for(&[])?;
@@ -256,6 +316,31 @@ impl Aggregate {
             window_ends: vec![i64::MAX; self.row_counts.len()],
             open: BTreeMap::new(),
         });
+        Ok(self)
+    }
+
+    /// Makes the aggregate do one half of a two-phase aggregation (see [`AggregatePhase`]). A
+    /// final aggregate's input is the partial aggregate's output: the group columns, then each
+    /// call's partial state.
+    pub fn with_phase(mut self, phase: AggregatePhase) -> Result<Self, DataflowError> {
+        if phase != AggregatePhase::Whole {
+            let splits = self.closing.is_none()
+                && self.calls.iter().all(|call| {
+                    partial_state_types(
+                        call.call.function,
+                        &call.call.input_type,
+                        call.call.distinct,
+                    )
+                    .is_some()
+                });
+            if !splits {
+                return Err(ExecutionError::Internal(
+                    "this aggregate cannot be split into a partial and a final phase".into(),
+                )
+                .into());
+            }
+        }
+        self.phase = phase;
         Ok(self)
     }
 
@@ -290,7 +375,7 @@ impl Aggregate {
         } else if self.is_global() {
             self.global_row_emitted
         } else {
-            self.row_counts[slot] > 0
+            self.exists(slot)?
         };
         let before = if existed {
             Some(self.values(slot)?)
@@ -305,7 +390,15 @@ impl Aggregate {
         Ok(())
     }
 
+    /// What the aggregate shows for a group: its results, or a partial aggregate's state (each
+    /// call's columns one after another).
     fn values(&self, slot: usize) -> Result<Vec<AggregateValue>, DataflowError> {
+        if self.phase == AggregatePhase::Partial {
+            let rows = AggregateValue::Integer(i128::from(self.row_counts[slot]));
+            return Ok(std::iter::once(rows)
+                .chain(self.calls.iter().flat_map(|call| call.partial_state(slot)))
+                .collect());
+        }
         self.calls.iter().map(|call| call.value(slot)).collect()
     }
 
@@ -320,15 +413,41 @@ impl Aggregate {
             let parser = converter.parser();
             columns.extend(converter.convert_rows(keys.iter().map(|key| parser.parse(key)))?);
         }
-        for (index, call) in self.calls.iter().enumerate() {
-            let column: Vec<&AggregateValue> = values.iter().map(|row| &row[index]).collect();
-            columns.push(call.build(&column)?);
+        let mut index = 0;
+        if self.phase == AggregatePhase::Partial {
+            let rows: Vec<&AggregateValue> = values.iter().map(|row| &row[0]).collect();
+            columns.push(plain_column(&DataType::Int64, &rows)?);
+            index = 1;
+        }
+        for call in &self.calls {
+            if self.phase == AggregatePhase::Partial {
+                for (part, data_type) in call.state_types().iter().enumerate() {
+                    let column: Vec<&AggregateValue> =
+                        values.iter().map(|row| &row[index]).collect();
+                    columns.push(call.build_state(part, data_type, &column)?);
+                    index += 1;
+                }
+            } else {
+                let column: Vec<&AggregateValue> = values.iter().map(|row| &row[index]).collect();
+                columns.push(call.build(&column)?);
+                index += 1;
+            }
         }
         Ok(changes_in_schema(
             &self.schema,
             columns,
             Int64Array::from(weights),
         )?)
+    }
+
+    /// Whether a (grouped) group is there. A partial aggregate's share of a group may hold
+    /// more deletions than insertions (a row inserted on one worker and deleted on another): it
+    /// is there while any of its state is, since the final aggregate adds it to the others.
+    fn exists(&self, slot: usize) -> Result<bool, DataflowError> {
+        if self.phase == AggregatePhase::Partial {
+            return Ok(self.row_counts[slot] != 0 || self.calls.iter().any(|call| call.holds(slot)));
+        }
+        Ok(self.row_count(slot)? > 0)
     }
 
     /// The group's row count, which more deletions than insertions would make negative.
@@ -498,11 +617,27 @@ impl Operator for Aggregate {
             }
         };
         let weights = input.weights.values();
-        for (&slot, &weight) in group_slots.iter().zip(weights.iter()) {
-            self.row_counts[slot] += weight;
-        }
-        for call in &mut self.calls {
-            call.update(&input, &group_slots)?;
+        if self.phase == AggregatePhase::Final {
+            // After the group columns: the partial state's row count, then each call's state.
+            let groups = self.group_expressions.len();
+            let rows = input.rows.columns().get(groups).ok_or_else(|| {
+                ExecutionError::Internal("a final aggregate's input lacks its row counts".into())
+            })?;
+            let rows = integer_values(rows)?;
+            for (row, (&slot, &weight)) in group_slots.iter().zip(weights.iter()).enumerate() {
+                self.row_counts[slot] += weight * rows[row].unwrap_or(0) as i64;
+            }
+            let mut column = groups + 1;
+            for call in &mut self.calls {
+                column += call.merge(&input, &group_slots, column)?;
+            }
+        } else {
+            for (&slot, &weight) in group_slots.iter().zip(weights.iter()) {
+                self.row_counts[slot] += weight;
+            }
+            for call in &mut self.calls {
+                call.update(&input, &group_slots)?;
+            }
         }
         Ok(Vec::new())
     }
@@ -523,8 +658,7 @@ impl Operator for Aggregate {
         }
         for (index, entry) in touched.iter().enumerate() {
             self.touched_mark[entry.slot] = false;
-            let count = self.row_count(entry.slot)?;
-            let exists = self.is_global() || count > 0;
+            let exists = self.is_global() || self.exists(entry.slot)?;
             let after = if exists {
                 Some(self.values(entry.slot)?)
             } else {
@@ -583,14 +717,33 @@ impl Operator for Aggregate {
         let mut decoder = Decoder::new(state);
         self.global_row_emitted |= decoder.u8().map_err(corrupted)? == 1;
         let groups = decoder.count().map_err(corrupted)?;
+        let everything = |_: &[u8]| Ok(true);
         // A group this worker does not own is still read through, into a slot released after.
         for _ in 0..groups {
             let key = decoder.bytes().map_err(corrupted)?;
             let keep = owned(key)?;
             let (slot, _) = self.slot_for(key)?;
-            self.row_counts[slot] = decoder.i64().map_err(corrupted)?;
+            let rows = decoder.i64().map_err(corrupted)?;
+            if self.phase == AggregatePhase::Partial {
+                // Shares of one group saved on several workers add up here. The min/max values
+                // go to the worker their rows are hashed to now (so a deletion finds its
+                // insertion); the sums, which any worker may hold, to the one owning the hash of
+                // the group key.
+                if keep {
+                    self.row_counts[slot] += rows;
+                }
+                for call in &mut self.calls {
+                    call.restore(slot, &mut decoder, keep, owned)?;
+                }
+                // (The global group is always there, in slot 0.)
+                if !self.is_global() && !self.exists(slot)? {
+                    self.release(slot, key);
+                }
+                continue;
+            }
+            self.row_counts[slot] += rows;
             for call in &mut self.calls {
-                call.restore(slot, &mut decoder).map_err(corrupted)?;
+                call.restore(slot, &mut decoder, true, &everything)?;
             }
             if !keep {
                 self.row_counts[slot] = 0;
@@ -602,6 +755,42 @@ impl Operator for Aggregate {
             self.slot_for(&[])?;
         }
         self.reopen_windows()?;
+        Ok(())
+    }
+
+    /// After a restore onto another number of workers, a worker's partial state of a group is
+    /// the sum of what several workers had (or nothing of what it had), so the final
+    /// aggregate's record of every partial state is stale: each partial aggregate announces
+    /// every group's state afresh at the next barrier, and each final aggregate forgets the
+    /// states it had while remembering what it showed, so it emits only what changed.
+    fn redistributed(&mut self) -> Result<(), DataflowError> {
+        if self.phase == AggregatePhase::Whole {
+            return Ok(());
+        }
+        let live: Vec<(Box<[u8]>, usize)> = self
+            .groups
+            .iter()
+            .map(|(key, slot)| (key.into(), slot))
+            .collect();
+        for (key, slot) in live {
+            if self.touched_mark[slot] {
+                continue;
+            }
+            let before = match self.phase {
+                AggregatePhase::Final if self.row_counts[slot] > 0 || self.global_row_emitted => {
+                    Some(self.values(slot)?)
+                }
+                _ => None,
+            };
+            if self.phase == AggregatePhase::Final {
+                self.row_counts[slot] = 0;
+                for call in &mut self.calls {
+                    call.reset(slot);
+                }
+            }
+            self.touched_mark[slot] = true;
+            self.touched.push(Touched { slot, key, before });
+        }
         Ok(())
     }
 
@@ -705,38 +894,216 @@ impl CallState {
         }
     }
 
-    fn restore(&mut self, slot: usize, decoder: &mut Decoder) -> Result<(), DecodeError> {
-        self.non_null[slot] = decoder.i64()?;
+    /// Adds a group's saved state to the slot (see [`Aggregate::restore`]): its counts and sums
+    /// if `keep_sums`, and each min/max value `keep_value` accepts.
+    fn restore(
+        &mut self,
+        slot: usize,
+        decoder: &mut Decoder,
+        keep_sums: bool,
+        keep_value: Owned<'_>,
+    ) -> Result<(), DataflowError> {
+        fn add_counts<K: Ord>(counts: &mut BTreeMap<K, i64>, key: K, count: i64) {
+            *counts.entry(key).or_insert(0) += count;
+        }
+        let corrupted = |reason: DecodeError| {
+            DataflowError::from(ExecutionError::Internal(format!(
+                "cannot restore an aggregate: {reason}"
+            )))
+        };
+        let kept = |value: i64| if keep_sums { value } else { 0 };
+        let kept_float = |value: f64| if keep_sums { value } else { 0.0 };
+        self.non_null[slot] += kept(decoder.i64().map_err(corrupted)?);
         match &mut self.sums {
-            Sums::Integer(sums) => sums.set(slot, decoder.i128()?),
-            Sums::Float(sums) => sums[slot] = decoder.f64()?,
-            Sums::Extremes(multisets, _) => {
-                let count = decoder.count()?;
-                for _ in 0..count {
-                    let value: Box<[u8]> = decoder.bytes()?.into();
-                    multisets[slot].insert(value, decoder.i64()?);
+            Sums::Integer(sums) => {
+                let sum = decoder.i128().map_err(corrupted)?;
+                if keep_sums {
+                    sums.add(slot, sum);
                 }
             }
-            Sums::Trues(trues) => trues[slot] = decoder.i64()?,
-            Sums::Moments(moments) => moments[slot] = (decoder.f64()?, decoder.f64()?),
-            Sums::Ordered(values, _, _) => {
-                let count = decoder.count()?;
+            Sums::Float(sums) => sums[slot] += kept_float(decoder.f64().map_err(corrupted)?),
+            Sums::Extremes(multisets, _) => {
+                let count = decoder.count().map_err(corrupted)?;
                 for _ in 0..count {
-                    let order: Box<[u8]> = decoder.bytes()?.into();
-                    let value: Box<[u8]> = decoder.bytes()?.into();
-                    values[slot].insert((order, value), decoder.i64()?);
+                    let value: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                    let count = decoder.i64().map_err(corrupted)?;
+                    if keep_value(&value)? {
+                        add_counts(&mut multisets[slot], value, count);
+                    }
+                }
+            }
+            Sums::Trues(trues) => trues[slot] += kept(decoder.i64().map_err(corrupted)?),
+            Sums::Moments(moments) => {
+                moments[slot].0 += kept_float(decoder.f64().map_err(corrupted)?);
+                moments[slot].1 += kept_float(decoder.f64().map_err(corrupted)?);
+            }
+            Sums::Ordered(values, _, _) => {
+                let count = decoder.count().map_err(corrupted)?;
+                for _ in 0..count {
+                    let order: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                    let value: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                    add_counts(
+                        &mut values[slot],
+                        (order, value),
+                        decoder.i64().map_err(corrupted)?,
+                    );
                 }
             }
             Sums::CountOnly => {}
         }
         if let Some((distinct, _)) = &mut self.distinct {
-            let count = decoder.count()?;
+            let count = decoder.count().map_err(corrupted)?;
             for _ in 0..count {
-                let value: Box<[u8]> = decoder.bytes()?.into();
-                distinct[slot].insert(value, decoder.i64()?);
+                let value: Box<[u8]> = decoder.bytes().map_err(corrupted)?.into();
+                *distinct[slot].entry(value).or_insert(0) += decoder.i64().map_err(corrupted)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether the slot holds anything of this call's state.
+    fn holds(&self, slot: usize) -> bool {
+        self.non_null[slot] != 0
+            || match &self.sums {
+                Sums::CountOnly => false,
+                Sums::Integer(sums) => sums.get(slot) != 0,
+                Sums::Float(sums) => sums[slot] != 0.0,
+                Sums::Extremes(multisets, _) => !multisets[slot].is_empty(),
+                Sums::Trues(trues) => trues[slot] != 0,
+                Sums::Moments(moments) => moments[slot] != (0.0, 0.0),
+                Sums::Ordered(values, _, _) => !values[slot].is_empty(),
+            }
+    }
+
+    /// The columns of this call's partial state.
+    fn state_types(&self) -> Vec<DataType> {
+        partial_state_types(
+            self.call.function,
+            &self.call.input_type,
+            self.call.distinct,
+        )
+        .unwrap_or_default()
+    }
+
+    /// The slot's partial state, one value per column of [`CallState::state_types`].
+    fn partial_state(&self, slot: usize) -> Vec<AggregateValue> {
+        let mut state = vec![AggregateValue::Integer(i128::from(self.non_null[slot]))];
+        match &self.sums {
+            Sums::CountOnly | Sums::Ordered(..) => {}
+            Sums::Integer(sums) => state.push(AggregateValue::Integer(sums.get(slot))),
+            Sums::Float(sums) => state.push(AggregateValue::Float(sums[slot])),
+            Sums::Extremes(multisets, _) => {
+                let extreme = if self.call.function == AggregateFunction::Min {
+                    multisets[slot].first_key_value()
+                } else {
+                    multisets[slot].last_key_value()
+                };
+                state.push(match extreme {
+                    Some((value, _)) => AggregateValue::Encoded(value.clone()),
+                    None => AggregateValue::Null,
+                });
+            }
+            Sums::Trues(trues) => state.push(AggregateValue::Integer(i128::from(trues[slot]))),
+            Sums::Moments(moments) => state.extend([
+                AggregateValue::Float(moments[slot].0),
+                AggregateValue::Float(moments[slot].1),
+            ]),
+        }
+        state
+    }
+
+    /// Column `part` of partial states (of type `data_type`).
+    fn build_state(
+        &self,
+        part: usize,
+        data_type: &DataType,
+        values: &[&AggregateValue],
+    ) -> Result<ArrayRef, DataflowError> {
+        match &self.sums {
+            // The count comes first; then the extreme, encoded.
+            Sums::Extremes(_, converter) if part > 0 => {
+                encoded_column(converter, &self.call.input_type, values)
+            }
+            _ => plain_column(data_type, values),
+        }
+    }
+
+    /// Final phase: adds the partial states in the input's columns from `first_column` on, each
+    /// times its row's weight, to the groups in `slots`. Returns how many columns they took.
+    fn merge(
+        &mut self,
+        input: &ChangeBatch,
+        slots: &[usize],
+        first_column: usize,
+    ) -> Result<usize, DataflowError> {
+        let width = self.state_types().len();
+        let column = |offset: usize| {
+            input
+                .rows
+                .columns()
+                .get(first_column + offset)
+                .ok_or_else(|| {
+                    DataflowError::from(ExecutionError::Internal(
+                        "a final aggregate's input lacks a partial state column".into(),
+                    ))
+                })
+        };
+        let weights = input.weights.values();
+        let counts = integer_values(column(0)?)?;
+        for (row, (&slot, &weight)) in slots.iter().zip(weights.iter()).enumerate() {
+            self.non_null[slot] += weight * counts[row].unwrap_or(0) as i64;
+        }
+        let rows = slots.iter().zip(weights.iter()).enumerate();
+        match &mut self.sums {
+            Sums::CountOnly | Sums::Ordered(..) => {}
+            Sums::Integer(sums) => {
+                let values = integer_values(column(1)?)?;
+                for (row, (&slot, &weight)) in rows {
+                    if let Some(value) = values[row] {
+                        sums.add(slot, value * weight as i128);
+                    }
+                }
+            }
+            Sums::Float(sums) => {
+                let values = cast(column(1)?, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, (&slot, &weight)) in rows {
+                    if values.is_valid(row) {
+                        sums[slot] += values.value(row) * weight as f64;
+                    }
+                }
+            }
+            Sums::Extremes(multisets, converter) => {
+                let extremes = column(1)?;
+                let encoded = converter.convert_columns(&[Arc::clone(extremes)])?;
+                for (row, (&slot, &weight)) in rows {
+                    if extremes.is_valid(row) && weight != 0 {
+                        add_to_multiset(&mut multisets[slot], encoded.row(row).data(), weight);
+                    }
+                }
+            }
+            Sums::Trues(trues) => {
+                let values = integer_values(column(1)?)?;
+                for (row, (&slot, &weight)) in rows {
+                    trues[slot] += weight * values[row].unwrap_or(0) as i64;
+                }
+            }
+            Sums::Moments(moments) => {
+                let sums = cast(column(1)?, &DataType::Float64)?;
+                let squares = cast(column(2)?, &DataType::Float64)?;
+                let (sums, squares) = (
+                    sums.as_primitive::<Float64Type>(),
+                    squares.as_primitive::<Float64Type>(),
+                );
+                for (row, (&slot, &weight)) in rows {
+                    if sums.is_valid(row) && squares.is_valid(row) {
+                        moments[slot].0 += sums.value(row) * weight as f64;
+                        moments[slot].1 += squares.value(row) * weight as f64;
+                    }
+                }
+            }
+        }
+        Ok(width)
     }
 
     fn grow(&mut self) {
@@ -1008,94 +1375,106 @@ impl CallState {
 
     fn build(&self, values: &[&AggregateValue]) -> Result<ArrayRef, DataflowError> {
         if let Sums::Extremes(_, converter) = &self.sums {
-            let parser = converter.parser();
-            // A NULL min/max (all inputs NULL) has no encoded value; encode NULL's row for it.
-            let null_row =
-                converter.convert_columns(&[datafusion::arrow::array::new_null_array(
-                    &self.call.input_type,
-                    1,
-                )])?;
-            let rows = values.iter().map(|value| match value {
-                AggregateValue::Encoded(bytes) => parser.parse(bytes),
-                _ => null_row.row(0),
-            });
-            let mut columns = converter.convert_rows(rows)?;
-            return Ok(columns.remove(0));
+            return encoded_column(converter, &self.call.input_type, values);
         }
         if let (Sums::Ordered(_, converter, _), DataType::List(field)) =
             (&self.sums, &self.call.output_type)
         {
             return array_of_sequences(values, converter, field);
         }
-        let array: ArrayRef = match &self.call.output_type {
-            DataType::Boolean => Arc::new(
-                values
-                    .iter()
-                    .map(|value| match value {
-                        AggregateValue::Bool(value) => Some(*value),
-                        _ => None,
-                    })
-                    .collect::<BooleanArray>(),
-            ),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Arc::new(
-                values
-                    .iter()
-                    .map(|value| match value {
-                        AggregateValue::Text(value) => Some(value.as_str()),
-                        _ => None,
-                    })
-                    .collect::<StringArray>(),
-            ),
-            DataType::Decimal128(precision, scale) => {
-                let array: Decimal128Array = values
-                    .iter()
-                    .map(|value| match value {
-                        AggregateValue::Integer(value) => Some(*value),
-                        _ => None,
-                    })
-                    .collect();
-                let array = array.with_precision_and_scale(*precision, *scale)?;
-                array.validate_decimal_precision(*precision).map_err(|_| {
-                    ExecutionError::NumericOutOfRange("numeric field overflow".into())
-                })?;
-                Arc::new(array)
-            }
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-                let array: Float64Array = values
-                    .iter()
-                    .map(|value| match value {
-                        AggregateValue::Float(value) => Some(*value),
-                        AggregateValue::Integer(value) => Some(*value as f64),
-                        _ => None,
-                    })
-                    .collect();
-                Arc::new(array)
-            }
-            _ => {
-                let mut out_of_range = false;
-                let array: Int64Array = values
-                    .iter()
-                    .map(|value| match value {
-                        AggregateValue::Integer(value) => match i64::try_from(*value) {
-                            Ok(value) => Some(value),
-                            Err(_) => {
-                                out_of_range = true;
-                                None
-                            }
-                        },
-                        _ => None,
-                    })
-                    .collect();
-                if out_of_range {
-                    return Err(
-                        ExecutionError::NumericOutOfRange("bigint out of range".into()).into(),
-                    );
-                }
-                Arc::new(array)
-            }
-        };
-        Ok(array)
+        plain_column(&self.call.output_type, values)
     }
+}
+
+/// A column of `arrow-row` encoded values of `data_type`; anything else is NULL (a min/max of
+/// only NULL inputs has no encoded value).
+fn encoded_column(
+    converter: &RowConverter,
+    data_type: &DataType,
+    values: &[&AggregateValue],
+) -> Result<ArrayRef, DataflowError> {
+    let parser = converter.parser();
+    let null_row =
+        converter.convert_columns(&[datafusion::arrow::array::new_null_array(data_type, 1)])?;
+    let rows = values.iter().map(|value| match value {
+        AggregateValue::Encoded(bytes) => parser.parse(bytes),
+        _ => null_row.row(0),
+    });
+    let mut columns = converter.convert_rows(rows)?;
+    Ok(columns.remove(0))
+}
+
+/// A column of `data_type` (boolean, text, decimal, float or bigint) from values of that kind.
+fn plain_column(
+    data_type: &DataType,
+    values: &[&AggregateValue],
+) -> Result<ArrayRef, DataflowError> {
+    let array: ArrayRef = match data_type {
+        DataType::Boolean => Arc::new(
+            values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Bool(value) => Some(*value),
+                    _ => None,
+                })
+                .collect::<BooleanArray>(),
+        ),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Arc::new(
+            values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Text(value) => Some(value.as_str()),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
+        DataType::Decimal128(precision, scale) => {
+            let array: Decimal128Array = values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Integer(value) => Some(*value),
+                    _ => None,
+                })
+                .collect();
+            let array = array.with_precision_and_scale(*precision, *scale)?;
+            array
+                .validate_decimal_precision(*precision)
+                .map_err(|_| ExecutionError::NumericOutOfRange("numeric field overflow".into()))?;
+            Arc::new(array)
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let array: Float64Array = values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Float(value) => Some(*value),
+                    AggregateValue::Integer(value) => Some(*value as f64),
+                    _ => None,
+                })
+                .collect();
+            Arc::new(array)
+        }
+        _ => {
+            let mut out_of_range = false;
+            let array: Int64Array = values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Integer(value) => match i64::try_from(*value) {
+                        Ok(value) => Some(value),
+                        Err(_) => {
+                            out_of_range = true;
+                            None
+                        }
+                    },
+                    _ => None,
+                })
+                .collect();
+            if out_of_range {
+                return Err(ExecutionError::NumericOutOfRange("bigint out of range".into()).into());
+            }
+            Arc::new(array)
+        }
+    };
+    Ok(array)
 }
 
 fn add_to_multiset(multiset: &mut BTreeMap<Box<[u8]>, i64>, value: &[u8], weight: i64) {
@@ -1317,5 +1696,205 @@ mod window_close_tests {
             vec![(30, 2)]
         );
         assert_eq!(restored.groups.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod two_phase_tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+    use crate::dataflow::testing::{changes, column, integers, summed};
+
+    const FUNCTIONS: [AggregateFunction; 4] = [
+        AggregateFunction::Count,
+        AggregateFunction::Sum,
+        AggregateFunction::Min,
+        AggregateFunction::Max,
+    ];
+
+    fn calls(argument: impl Fn(usize) -> Arc<dyn PhysicalExpr>) -> Vec<AggregateCall> {
+        FUNCTIONS
+            .iter()
+            .enumerate()
+            .map(|(index, &function)| AggregateCall {
+                function,
+                argument: argument(index),
+                input_type: DataType::Int64,
+                output_type: DataType::Int64,
+                distinct: false,
+                filter: None,
+                order_by: Vec::new(),
+                delimiter: String::new(),
+            })
+            .collect()
+    }
+
+    /// count, sum, min and max of `v` per `g` (or over all rows when `grouped` is false), split
+    /// as `phase` says; the final phase reads what the partial one writes.
+    fn aggregate(grouped: bool, phase: AggregatePhase) -> Aggregate {
+        let groups = usize::from(grouped);
+        let mut output = if grouped { vec!["g"] } else { vec![] };
+        output.extend(["n", "s", "lo", "hi"]);
+        let mut states: Vec<Field> = output[..groups]
+            .iter()
+            .map(|name| Field::new(*name, DataType::Int64, true))
+            .collect();
+        states.push(Field::new("rows", DataType::Int64, true));
+        let mut first_state = Vec::new();
+        for function in FUNCTIONS {
+            first_state.push(states.len());
+            for data_type in partial_state_types(function, &DataType::Int64, false).unwrap() {
+                states.push(Field::new(
+                    format!("state{}", states.len()),
+                    data_type,
+                    true,
+                ));
+            }
+        }
+        // The group is input column 0 (the final phase's group columns come first too); the
+        // argument is `v`, or the call's first state column in the final phase.
+        let group_columns = (0..groups).map(|_| column("g", 0)).collect();
+        let arguments = (0..FUNCTIONS.len())
+            .map(|call| match phase {
+                AggregatePhase::Final => column("state", first_state[call]),
+                _ => column("v", 1),
+            })
+            .collect::<Vec<_>>();
+        let schema = match phase {
+            AggregatePhase::Partial => Arc::new(Schema::new(states.clone())),
+            _ => integers(&output),
+        };
+        Aggregate::new(
+            group_columns,
+            vec![DataType::Int64; groups],
+            calls(|call| Arc::clone(&arguments[call])),
+            schema,
+        )
+        .unwrap()
+        .with_phase(phase)
+        .unwrap()
+    }
+
+    /// What a group's rows are over the epochs: (g, v) changes, deleting the current extremes
+    /// and emptying a group, so min/max fall back and groups come and go.
+    fn epochs() -> Vec<Vec<(i64, i64, i64)>> {
+        vec![
+            vec![(1, 5, 1), (1, 9, 1), (2, 3, 1), (1, 7, 1), (3, 4, 2)],
+            vec![(1, 9, -1), (2, 1, 1), (2, 8, 1), (1, 2, 1)],
+            vec![(2, 3, -1), (2, 1, -1), (3, 4, -2), (1, 5, -1)],
+            vec![(3, 6, 1), (2, 8, -1), (1, 11, 1), (1, 11, 1)],
+            vec![(1, 11, -1), (4, 0, 1), (1, 2, -1)],
+            vec![(1, 7, -1), (1, 11, -1), (4, 5, 1), (3, 6, -1)],
+        ]
+    }
+
+    fn batch(rows: &[(i64, i64, i64)]) -> ChangeBatch {
+        let values: Vec<[Option<i64>; 2]> = rows
+            .iter()
+            .map(|&(group, value, _)| [Some(group), Some(value)])
+            .collect();
+        let weighted: Vec<(&[Option<i64>], i64)> = values
+            .iter()
+            .zip(rows)
+            .map(|(row, &(_, _, weight))| (row.as_slice(), weight))
+            .collect();
+        changes(&integers(&["g", "v"]), &weighted)
+    }
+
+    /// The worker owning a key or value (`arrow-row` bytes): any function of the bytes will do.
+    fn owner(bytes: &[u8], workers: usize) -> usize {
+        bytes.iter().map(|&byte| usize::from(byte)).sum::<usize>() % workers
+    }
+
+    /// The worker each row's `v` is hashed to.
+    fn value_owners(rows: &[(i64, i64, i64)], workers: usize) -> Vec<usize> {
+        let converter = RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap();
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|&(_, value, _)| value),
+        ));
+        let encoded = converter.convert_columns(&[values]).unwrap();
+        (0..rows.len())
+            .map(|row| owner(encoded.row(row).data(), workers))
+            .collect()
+    }
+
+    /// One epoch through the partial aggregates (each row on the worker owning its `v`, as the
+    /// plan hashes rows into a partial aggregate with min/max calls) and the final one.
+    fn two_phase_epoch(
+        partials: &mut [Aggregate],
+        last: &mut Aggregate,
+        rows: &[(i64, i64, i64)],
+    ) -> Vec<ChangeBatch> {
+        let owners = value_owners(rows, partials.len());
+        for (worker, partial) in partials.iter_mut().enumerate() {
+            let share: Vec<_> = rows
+                .iter()
+                .zip(&owners)
+                .filter(|(_, owner)| **owner == worker)
+                .map(|(row, _)| *row)
+                .collect();
+            partial.process(0, batch(&share)).unwrap();
+            for states in partial.barrier(0).unwrap() {
+                last.process(0, states).unwrap();
+            }
+        }
+        last.barrier(0).unwrap()
+    }
+
+    fn add(contents: &mut BTreeMap<Vec<Option<i64>>, i64>, batches: &[ChangeBatch]) {
+        for (row, weight) in summed(batches) {
+            *contents.entry(row).or_insert(0) += weight;
+        }
+        contents.retain(|_, weight| *weight != 0);
+    }
+
+    #[test]
+    fn partial_and_final_phases_equal_the_whole_aggregate_across_a_redistribution() {
+        for grouped in [true, false] {
+            let mut whole = aggregate(grouped, AggregatePhase::Whole);
+            let mut partials: Vec<Aggregate> = (0..3)
+                .map(|_| aggregate(grouped, AggregatePhase::Partial))
+                .collect();
+            let mut last = aggregate(grouped, AggregatePhase::Final);
+            let (mut expected, mut actual) = (BTreeMap::new(), BTreeMap::new());
+            let epochs = epochs();
+            for (index, rows) in epochs.iter().enumerate() {
+                if index == 3 {
+                    // A restart onto 2 workers: each saved partial state spreads by ownership.
+                    let saved: Vec<Vec<u8>> = partials
+                        .iter()
+                        .map(|partial| partial.checkpoint().unwrap().unwrap())
+                        .collect();
+                    let saved_last = last.checkpoint().unwrap().unwrap();
+                    partials = (0..2)
+                        .map(|_| aggregate(grouped, AggregatePhase::Partial))
+                        .collect();
+                    for state in &saved {
+                        for (worker, partial) in partials.iter_mut().enumerate() {
+                            partial
+                                .restore(state, &|bytes| Ok(owner(bytes, 2) == worker))
+                                .unwrap();
+                        }
+                    }
+                    last = aggregate(grouped, AggregatePhase::Final);
+                    last.restore(&saved_last, &|_| Ok(true)).unwrap();
+                    for partial in &mut partials {
+                        partial.redistributed().unwrap();
+                    }
+                    last.redistributed().unwrap();
+                }
+                whole.process(0, batch(rows)).unwrap();
+                add(&mut expected, &whole.barrier(0).unwrap());
+                add(
+                    &mut actual,
+                    &two_phase_epoch(&mut partials, &mut last, rows),
+                );
+                assert_eq!(actual, expected, "grouped: {grouped}, after epoch {index}");
+            }
+        }
     }
 }

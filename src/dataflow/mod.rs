@@ -75,6 +75,14 @@ pub trait Operator: Send {
         )
     }
 
+    /// Called once after [`Operator::restore`] was given every saved state, when they were saved
+    /// on another number of workers. An operator whose output depends on how rows were spread
+    /// over the workers (a partial aggregate, and the final one reading it) makes its next
+    /// output agree with the new spread; the others need nothing.
+    fn redistributed(&mut self) -> Result<(), DataflowError> {
+        Ok(())
+    }
+
     /// A one-line description for EXPLAIN and logs; by default the operator's type name.
     fn describe(&self) -> String {
         let name = std::any::type_name::<Self>();

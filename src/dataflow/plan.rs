@@ -21,7 +21,7 @@ use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::AggregateFunction;
+use super::aggregate::{AggregateFunction, AggregatePhase};
 use super::join::JoinKind;
 use super::temporal_filter::{Bound, BoundKind};
 use crate::catalog::RelationId;
@@ -130,6 +130,10 @@ pub struct AggregateSpec {
     pub output: SchemaSpec,
     /// Set when the view emits each window once, when the watermark closes it.
     pub closing: Option<WindowClosingSpec>,
+    /// Which half of a two-phase aggregation this is, if it is one. A final aggregate's input is
+    /// the partial aggregate's output, and its calls' arguments are their first state column.
+    #[serde(default)]
+    pub phase: AggregatePhase,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -414,8 +418,13 @@ impl OperatorSpec {
                     .iter()
                     .map(|call| call.shown.as_str())
                     .collect();
+                let phase = match aggregate.phase {
+                    AggregatePhase::Whole => "",
+                    AggregatePhase::Partial => " (partial)",
+                    AggregatePhase::Final => " (final)",
+                };
                 let mut line = format!(
-                    "Aggregate: group by [{}], [{}]",
+                    "Aggregate{phase}: group by [{}], [{}]",
                     list(&aggregate.group_by),
                     calls.join(", ")
                 );

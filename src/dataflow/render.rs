@@ -8,7 +8,7 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
-use super::aggregate::{Aggregate, AggregateCall, WindowClosing};
+use super::aggregate::{Aggregate, AggregateCall, AggregatePhase, WindowClosing};
 use super::exchange::{KeyOwner, PartitionKey};
 use super::filter::Filter;
 use super::join::{Join, JoinDefinition};
@@ -112,6 +112,10 @@ fn ownership(node: &super::plan::PlanNode) -> Result<Ownership, DataflowError> {
         return Ok(Ownership::Anywhere);
     };
     let key_types = match &node.operator {
+        // A partial aggregate's rows are hashed by its min/max argument, not by its groups.
+        OperatorSpec::Aggregate(aggregate) if aggregate.phase == AggregatePhase::Partial => {
+            &hashed.types
+        }
         OperatorSpec::Aggregate(aggregate) => &aggregate.group_types,
         OperatorSpec::Join(join) => &join.key_types,
         OperatorSpec::TopN(top_n) => &top_n.partition_types,
@@ -256,13 +260,15 @@ fn aggregate_factory(
         })
         .transpose()?;
     let output = aggregate.output.arrow()?;
+    let phase = aggregate.phase;
     Ok(Box::new(move || {
         let mut operator = Aggregate::new(
             group_expressions.clone(),
             group_types.clone(),
             calls.clone(),
             Arc::clone(&output),
-        )?;
+        )?
+        .with_phase(phase)?;
         if let Some(closing) = &closing {
             operator = operator.close_windows(closing.clone())?;
         }

@@ -403,6 +403,13 @@ impl Dataflow {
                 }
             }
         }
+        if saved_count != count {
+            for shard in &mut self.shards {
+                for operator in shard.operators.iter_mut().flatten() {
+                    operator.redistributed()?;
+                }
+            }
+        }
         Ok(())
     }
 

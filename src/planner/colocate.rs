@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::dataflow::aggregate::AggregatePhase;
 use crate::dataflow::join::JoinKind;
 use crate::dataflow::plan::{
     DataflowPlan, Edge, Input, OperatorId, OperatorSpec, PartitionKeySpec, Route, ScalarExpression,
@@ -33,17 +34,18 @@ pub fn colocate(plan: &mut DataflowPlan) -> Result<()> {
                 inputs.into_iter().next().flatten()
             }
             OperatorSpec::Project { expressions, .. } => {
-                inputs.into_iter().next().flatten().and_then(|input| {
-                    input
-                        .into_iter()
-                        .map(|(column, data_type)| {
-                            let position = expressions
-                                .iter()
-                                .position(|expression| expression.column() == Some(column))?;
-                            Some((position, data_type))
-                        })
-                        .collect()
-                })
+                passed_on(inputs.into_iter().next().flatten(), expressions)
+            }
+            // A partial aggregate's rows stay on their worker: its group columns (output
+            // column i is group column i) are where its input's were.
+            // (Rows hashed by a min/max argument are spread by nothing it outputs.)
+            OperatorSpec::Aggregate(aggregate) if aggregate.phase == AggregatePhase::Partial => {
+                match node.inputs[0].route {
+                    Route::Forward => {
+                        passed_on(inputs.into_iter().next().flatten(), &aggregate.group_by)
+                    }
+                    _ => None,
+                }
             }
             OperatorSpec::Union { .. } => {
                 let first = inputs.first().cloned().flatten();
@@ -109,6 +111,23 @@ pub fn colocate(plan: &mut DataflowPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The partitioning of rows computed by `expressions` from rows partitioned as `input`: where
+/// every partition column went, if each passes on as a plain column.
+fn passed_on(
+    input: Option<Partitioning>,
+    expressions: &[ScalarExpression],
+) -> Option<Partitioning> {
+    input?
+        .into_iter()
+        .map(|(column, data_type)| {
+            let position = expressions
+                .iter()
+                .position(|expression| expression.column() == Some(column))?;
+            Some((position, data_type))
+        })
+        .collect()
 }
 
 /// For a one-input keyed operator: when its hashed input is already partitioned by some of its

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 
 use super::context::RelationProvider;
 use crate::catalog::{RelationId, Watermark};
-use crate::dataflow::aggregate::AggregateFunction;
+use crate::dataflow::aggregate::{AggregateFunction, AggregatePhase};
 use crate::dataflow::join::JoinKind;
 use crate::dataflow::plan::{
     AggregateCallSpec, AggregateSpec, DataflowPlan, Edge, Functions, Input, JoinSpec, OperatorId,
@@ -303,17 +303,31 @@ impl Builder<'_> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let closing = self.window_closing(&aggregate.group_expr)?;
-                // A global aggregate has one group: its rows meet on one worker.
-                let edge = by_key(input, &group_by, &group_types);
-                let operator = OperatorSpec::Aggregate(AggregateSpec {
+                let spec = AggregateSpec {
                     input: schema_spec(input_schema)?,
                     group_by,
                     group_types,
                     calls,
                     output: schema_spec(&aggregate.schema)?,
                     closing,
-                });
-                Ok(self.push(operator, vec![edge]))
+                    phase: AggregatePhase::Whole,
+                };
+                let (input, spec) = if super::two_phase::worthwhile(aggregate, &spec)? {
+                    let (partial, final_aggregate) =
+                        super::two_phase::split(spec, &aggregate.schema, self.functions)?;
+                    let edge = Edge {
+                        from: input,
+                        route: super::two_phase::partial_route(&partial),
+                    };
+                    let partial = OperatorSpec::Aggregate(partial);
+                    (self.push(partial, vec![edge]), final_aggregate)
+                } else {
+                    (input, spec)
+                };
+                // A global aggregate has one group: its rows (or partial states) meet on one
+                // worker.
+                let edge = by_key(input, &spec.group_by, &spec.group_types);
+                Ok(self.push(OperatorSpec::Aggregate(spec), vec![edge]))
             }
             LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Union(union) => {

@@ -13,6 +13,7 @@ pub mod set_operations;
 pub mod subqueries;
 pub mod system;
 pub mod temporal;
+pub mod two_phase;
 
 use std::sync::Arc;
 

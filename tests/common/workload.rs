@@ -267,7 +267,7 @@ fn random_view_on_view_query(rng: &mut StdRng) -> String {
 pub fn random_window_query(rng: &mut StdRng) -> String {
     let size = [5, 10, 20].choose(rng).copied().unwrap_or(10);
     let slide = [5, 10].choose(rng).copied().unwrap_or(5);
-    match rng.random_range(0..5) {
+    match rng.random_range(0..7) {
         0 => format!(
             "SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
              FROM TUMBLE(t, ts, INTERVAL '{size} seconds') GROUP BY window_start, window_end"
@@ -285,6 +285,20 @@ pub fn random_window_query(rng: &mut StdRng) -> String {
         ),
         3 => format!(
             "SELECT w.k2, w.window_end, w.v FROM TUMBLE(t, ts, INTERVAL '{size} seconds') AS w WHERE w.v > 0"
+        ),
+        // Grouped only by window bounds: aggregated in two phases.
+        4 => format!(
+            "SELECT window_end, max(v) AS m, min(k2) AS lo, avg(v) AS a, count(*) AS n, \
+             bool_or(v > 0) AS b, var_pop(v) AS var \
+             FROM TUMBLE(t, ts, INTERVAL '{size} seconds') GROUP BY window_end"
+        ),
+        // The outer aggregate's group is a window bound under another name.
+        5 => format!(
+            "SELECT c.s, max(c.n) AS m, sum(c.n) AS total FROM \
+             (SELECT window_start AS s, k1, count(*) AS n \
+              FROM HOP(t, ts, INTERVAL '{slide} seconds', INTERVAL '{}' SECOND) GROUP BY window_start, k1) AS c \
+             GROUP BY c.s",
+            slide * 2
         ),
         _ => format!(
             "SELECT window_start, window_end, count(DISTINCT k1) AS keys \
