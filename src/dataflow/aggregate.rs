@@ -1,7 +1,7 @@
 //! Aggregate: GROUP BY with count, sum, avg, min, max, bool_and/or, variance and stddev,
 //! string_agg and array_agg, each optionally DISTINCT and FILTERed, maintained per group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -11,6 +11,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+// Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
+use hashbrown::HashMap;
 
 use super::change_batch::changes_in_schema;
 use super::group_index::GroupIndex;

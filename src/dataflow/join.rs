@@ -1,7 +1,6 @@
 //! Join: equality joins of two inputs (inner, outer, semi, anti and mark), with extra ON
 //! conditions evaluated on the matching pairs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -12,6 +11,8 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+// Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
+use hashbrown::HashMap;
 
 use super::change_batch::{changes_in_schema, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator, Owned};

@@ -1,7 +1,7 @@
 //! Top-N: `ORDER BY ... LIMIT n OFFSET m` in a view, and the first n rows per group by
 //! `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) <= n`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
@@ -9,6 +9,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+// Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
+use hashbrown::HashMap;
 
 use super::change_batch::{changes_in_schema, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator, Owned};
