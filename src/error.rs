@@ -341,6 +341,13 @@ fn classify_datafusion(error: &DataFusionError) -> Error {
                 Some(execution) => Error::Execution(execution.clone()),
                 None => ExecutionError::Internal(inner.to_string()).into(),
             },
+            // A scan's own errors: reading a source back from Kafka, a failed view.
+            None if inner.is::<Error>() => match inner.downcast_ref::<Error>() {
+                Some(Error::Execution(execution)) => Error::Execution(execution.clone()),
+                Some(Error::Connector(connector)) => Error::Connector(connector.clone()),
+                Some(other) => ExecutionError::Internal(other.to_string()).into(),
+                None => ExecutionError::Internal(inner.to_string()).into(),
+            },
             None => match inner.downcast_ref::<DataFusionError>() {
                 Some(datafusion) => classify_datafusion(datafusion),
                 None => ExecutionError::Internal(inner.to_string()).into(),

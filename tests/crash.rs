@@ -385,6 +385,7 @@ async fn run(
     let writes = Arc::new(Mutex::new(Writes::default()));
     let mut next_id = 0i64;
     let mut produced: Vec<(i64, i64)> = Vec::new();
+    let mut late_views: Vec<String> = Vec::new();
     for kill in 0..kills {
         let client = server.connect().await?;
         let writer = tokio::spawn(write_until_killed(
@@ -424,7 +425,20 @@ async fn run(
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        tokio::time::sleep(Duration::from_millis(rng.random_range(10..1500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..1000))).await;
+        // A view created while the source ingests starts from the rows read back from the
+        // topic; killed soon after, it is often only in the log, and recovery reads them back.
+        let late_view = format!("late_{kill}");
+        server
+            .connect()
+            .await?
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW {late_view} AS
+                   SELECT key, count(*) AS n, sum(value) AS s FROM events GROUP BY key"
+            ))
+            .await?;
+        late_views.push(late_view);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
         server.kill()?;
         let _ = writer.await;
         producer
@@ -509,6 +523,15 @@ async fn run(
         )
         .await
         .with_context(|| format!("kill {kill}"))?;
+        for view in &late_views {
+            assert_view_equals_query(
+                &client,
+                view,
+                "SELECT key, count(*) AS n, sum(value) AS s FROM events GROUP BY key",
+            )
+            .await
+            .with_context(|| format!("kill {kill}, view {view}"))?;
+        }
         // The Kafka consumer blocks; the server's other work goes on meanwhile.
         tokio::task::block_in_place(|| check_sinks(topics, &produced, &groups, kill))?;
     }

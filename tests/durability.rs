@@ -294,6 +294,131 @@ async fn every_object_kind_survives_a_restart() {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
+/// An append-only source keeps no rows: checkpoints hold its offsets, and what a new view or a
+/// SELECT needs of it is read back from the topic, before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_hold_a_sources_offsets_and_its_rows_are_read_back_from_kafka() {
+    let directory = data_directory("read-back");
+    let broker = kafka::bootstrap();
+    let topic = kafka::unique_topic("read-back");
+    kafka::create_topic(&topic, 2);
+    let note = "n".repeat(200);
+    let payloads: Vec<Vec<u8>> = (0..5000)
+        .map(|n| format!(r#"{{"key": {}, "note": "{note}{n}"}}"#, n % 7).into_bytes())
+        .collect();
+    let records: Vec<Record> = payloads
+        .iter()
+        .enumerate()
+        .map(|(n, value)| Record {
+            value: Some(value),
+            partition: Some((n % 2) as i32),
+            ..Default::default()
+        })
+        .collect();
+    kafka::produce(&topic, &records);
+    let expected_counts = |total: i64| {
+        (0..7)
+            .map(|key| {
+                let count = (0..total).filter(|n| n % 7 == key).count();
+                vec![Some(key.to_string()), Some(count.to_string())]
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let (server, client) = start(&directory, "start").await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE notes (key INT, note TEXT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW per_key AS SELECT key, count(*) AS n FROM notes GROUP BY key;
+             FLUSH;"
+        ),
+    )
+    .await;
+    // A view created after the source has read everything starts from the same rows.
+    execute(
+        &client,
+        "CREATE MATERIALIZED VIEW later AS SELECT key, count(*) AS n FROM notes GROUP BY key",
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT * FROM later ORDER BY key").await,
+        expected_counts(5000)
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT note) FROM notes").await,
+        vec![vec![Some("5000".into()), Some("5000".into())]]
+    );
+    // The source's rows are over 1 MB; a checkpoint taken after they were read holds only the
+    // views' few groups and the offsets.
+    let flushed = rows(&client, "SELECT max(epoch) FROM tributary.checkpoints").await;
+    let flushed: i64 = flushed[0][0].as_deref().unwrap_or("0").parse().unwrap_or(0);
+    // A checkpoint is taken when the epoch moves.
+    execute(
+        &client,
+        "CREATE TABLE tick (x INT); INSERT INTO tick VALUES (1)",
+    )
+    .await;
+    let mut newest = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        newest = rows(
+            &client,
+            &format!(
+                "SELECT bytes FROM tributary.checkpoints WHERE epoch > {flushed} AND error IS NULL"
+            ),
+        )
+        .await;
+        if !newest.is_empty() {
+            break;
+        }
+    }
+    let bytes: i64 = newest
+        .first()
+        .and_then(|row| row[0].as_deref())
+        .and_then(|bytes| bytes.parse().ok())
+        .expect("a checkpoint after the source's rows were read");
+    assert!(
+        bytes < 100_000,
+        "a checkpoint holds {bytes} bytes: more than offsets and 14 groups"
+    );
+    drop(client);
+    server.stop().await;
+
+    let more: Vec<Vec<u8>> = (5000..6000)
+        .map(|n| format!(r#"{{"key": {}, "note": "{note}{n}"}}"#, n % 7).into_bytes())
+        .collect();
+    let records: Vec<Record> = more
+        .iter()
+        .map(|value| Record {
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect();
+    kafka::produce(&topic, &records);
+    let (server, client) = start(&directory, "restart").await;
+    execute(&client, "FLUSH").await;
+    execute(
+        &client,
+        "CREATE MATERIALIZED VIEW after_restart AS SELECT key, count(*) AS n FROM notes GROUP BY key",
+    )
+    .await;
+    for view in ["per_key", "later", "after_restart"] {
+        assert_eq!(
+            rows(&client, &format!("SELECT * FROM {view} ORDER BY key")).await,
+            expected_counts(6000),
+            "{view}"
+        );
+    }
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT note) FROM notes").await,
+        vec![vec![Some("6000".into()), Some("6000".into())]]
+    );
+    drop(client);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
     let directory = data_directory("corrupted");

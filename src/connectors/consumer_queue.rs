@@ -21,9 +21,24 @@ pub struct ConsumerQueue {
 // the source's thread that owns this value.
 unsafe impl Send for ConsumerQueue {}
 
-/// One message of a batch, or the error librdkafka put in its place (the broker is unreachable,
-/// say); librdkafka keeps its fetch positions and goes on by itself.
-pub type Taken<'a> = Result<Message<'a>, String>;
+/// One message of a batch, or the event librdkafka put in its place.
+pub type Taken<'a> = Result<Message<'a>, QueueEvent>;
+
+/// What librdkafka put in a message's place: an error (the broker is unreachable, say; it keeps
+/// its fetch positions and goes on by itself), or, for a consumer asked for them, the news that
+/// a partition's end was reached.
+#[derive(Debug)]
+pub struct QueueEvent {
+    pub partition: i32,
+    pub end_of_partition: bool,
+    pub reason: String,
+}
+
+impl std::fmt::Display for QueueEvent {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.reason)
+    }
+}
 
 impl ConsumerQueue {
     /// The queue `consumer` delivers its assigned partitions' messages to; `None` if it has none.
@@ -37,16 +52,27 @@ impl ConsumerQueue {
         })
     }
 
-    /// Takes up to `limit` (at most [`MESSAGES_PER_CALL`]) of the messages waiting, without
-    /// waiting for more, and hands each to `each`, borrowed for the call. Returns how many were
-    /// taken: 0 when the queue was empty.
-    pub fn take(&mut self, limit: usize, mut each: impl FnMut(Taken<'_>)) -> usize {
+    /// Takes up to `limit` (at most [`MESSAGES_PER_CALL`]) of the messages waiting, waiting up
+    /// to `wait` for the first, and hands each to `each`, borrowed for the call. Returns how many
+    /// were taken: 0 when the queue stayed empty.
+    pub fn take(
+        &mut self,
+        limit: usize,
+        wait: std::time::Duration,
+        mut each: impl FnMut(Taken<'_>),
+    ) -> usize {
         let limit = limit.clamp(1, MESSAGES_PER_CALL);
+        let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         self.taken.clear();
         // SAFETY: the array has room for `limit` pointers; librdkafka writes at most that many
         // and returns how many it wrote (or -1 on error, when it wrote none).
         let count = unsafe {
-            native::rd_kafka_consume_batch_queue(self.queue, 0, self.taken.as_mut_ptr(), limit)
+            native::rd_kafka_consume_batch_queue(
+                self.queue,
+                wait_ms,
+                self.taken.as_mut_ptr(),
+                limit,
+            )
         };
         let Ok(count) = usize::try_from(count) else {
             return 0;
@@ -82,7 +108,12 @@ impl ConsumerQueue {
                             .to_string_lossy()
                             .into_owned()
                     };
-                    each(Err(reason));
+                    each(Err(QueueEvent {
+                        partition: message.partition,
+                        end_of_partition: message.err
+                            == native::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF,
+                        reason,
+                    }));
                 }
                 native::rd_kafka_message_destroy(pointer);
             }

@@ -108,6 +108,33 @@ fn append(buffer: &mut Vec<u8>, bytes: Option<&[u8]>) -> Option<Range<usize>> {
     Some(start..buffer.len())
 }
 
+/// From this many messages on, a batch is decoded in slices side by side on the workers' pool;
+/// a smaller one on the calling thread, where handing it over would cost more.
+const PARALLEL_DECODE_MESSAGES: usize = 4096;
+
+/// Decodes `messages` in consecutive slices, one per thread of the workers' pool when the batch
+/// is large, on this thread otherwise; the slices in message order.
+pub fn decode_in_slices(
+    decoder: &SourceDecoder,
+    messages: &PendingMessages,
+) -> std::result::Result<Vec<Decoded>, ArrowError> {
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    let count = messages.len();
+    if count < PARALLEL_DECODE_MESSAGES {
+        return Ok(vec![decoder.decode(messages, 0..count)?]);
+    }
+    let slices = rayon::current_num_threads().max(1);
+    (0..slices)
+        .into_par_iter()
+        .map(|slice| {
+            decoder.decode(
+                messages,
+                count * slice / slices..count * (slice + 1) / slices,
+            )
+        })
+        .collect()
+}
+
 /// Decodes pending messages' payloads into Arrow columns, and adds the INCLUDE columns.
 #[derive(Debug)]
 pub struct SourceDecoder {

@@ -6,6 +6,7 @@
 //! owns its handle, which stops it when dropped. Each connector runs on a thread of its own:
 //! librdkafka's calls block, and a busy source must not slow the sessions' runtime.
 
+pub mod backfill;
 pub mod consumer_queue;
 pub mod decode;
 pub mod envelope;

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use tokio::sync::oneshot;
 
 use super::consumer_queue::{ConsumerQueue, MESSAGES_PER_CALL};
-use super::decode::{Message, PendingMessages, SourceDecoder};
+use super::decode::{Message, PendingMessages, SourceDecoder, decode_in_slices};
 use super::envelope::EnvelopeState;
 use super::envelope::KeyUpdate;
 use super::status::{SourceControl, SourceErrorRecord, SourceStatus, lock};
@@ -32,9 +32,6 @@ const TICK: Duration = Duration::from_millis(10);
 const CLOCK_EVERY_MESSAGES: usize = 1024;
 /// A batch is cut early when this many messages are waiting.
 const MAX_BATCH_MESSAGES: usize = 65_536;
-/// From this many messages on, a batch is decoded in slices side by side on the workers' pool;
-/// a smaller one on the source's thread, where handing it over would cost more.
-const PARALLEL_DECODE_MESSAGES: usize = 4096;
 /// How long one attempt to learn a FLUSH's targets may hold up reading.
 const FLUSH_WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the high watermarks shown in `tributary.source_progress` are refreshed.
@@ -58,29 +55,6 @@ pub trait Ingest: Send {
 
     /// Answers `reply` once every batch sent before is published.
     fn sync(&self, reply: oneshot::Sender<Result<()>>);
-}
-
-/// Decodes `messages` in consecutive slices, one per thread of the workers' pool when the batch
-/// is large, on this thread otherwise; the slices in message order.
-fn decode_in_slices(
-    decoder: &SourceDecoder,
-    messages: &PendingMessages,
-) -> std::result::Result<Vec<super::decode::Decoded>, datafusion::arrow::error::ArrowError> {
-    use rayon::iter::{IntoParallelIterator, ParallelIterator};
-    let count = messages.len();
-    if count < PARALLEL_DECODE_MESSAGES {
-        return Ok(vec![decoder.decode(messages, 0..count)?]);
-    }
-    let slices = rayon::current_num_threads().max(1);
-    (0..slices)
-        .into_par_iter()
-        .map(|slice| {
-            decoder.decode(
-                messages,
-                count * slice / slices..count * (slice + 1) / slices,
-            )
-        })
-        .collect()
 }
 
 /// The coordinator's hold on a running source: dropping it stops the source's thread.
@@ -399,26 +373,24 @@ impl SourceReader {
         let room = MAX_BATCH_MESSAGES.saturating_sub(self.pending.len());
         if let Some(queue) = self.queue.as_mut() {
             let (pending, status) = (&mut self.pending, &self.status);
-            return queue.take(room.min(MESSAGES_PER_CALL), |taken| match taken {
-                Ok(message) => {
-                    pending.push(message);
-                    status.set_running();
-                }
-                // librdkafka reconnects by itself and keeps its fetch positions; the error is
-                // shown until messages flow again.
-                Err(error) => status.set_degraded(format!("retrying: {error}")),
-            });
+            return queue.take(
+                room.min(MESSAGES_PER_CALL),
+                Duration::ZERO,
+                |taken| match taken {
+                    Ok(message) => {
+                        pending.push(message);
+                        status.set_running();
+                    }
+                    // librdkafka reconnects by itself and keeps its fetch positions; the error is
+                    // shown until messages flow again.
+                    Err(error) => status.set_degraded(format!("retrying: {error}")),
+                },
+            );
         }
         match self.consumer.poll(Duration::ZERO) {
             Some(Ok(message)) => {
-                self.pending.push(Message {
-                    payload: message.payload(),
-                    key: message.key(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    timestamp: message.timestamp().to_millis(),
-                    headers: self.wants_headers.then(|| headers_json(message.headers())),
-                });
+                self.pending
+                    .push(borrowed_message(&message, self.wants_headers));
                 self.status.set_running();
                 1
             }
@@ -631,6 +603,21 @@ impl SourceReader {
         for flush in done {
             self.ingest.sync(flush.reply);
         }
+    }
+}
+
+/// A message rust-rdkafka polled, as decoding takes it; its headers only when they are wanted.
+pub(super) fn borrowed_message<'a>(
+    message: &'a rdkafka::message::BorrowedMessage<'_>,
+    wants_headers: bool,
+) -> Message<'a> {
+    Message {
+        payload: message.payload(),
+        key: message.key(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        headers: wants_headers.then(|| headers_json(message.headers())),
     }
 }
 

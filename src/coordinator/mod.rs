@@ -10,6 +10,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Relation, RelationId, RelationKind, Watermark};
+use crate::connectors::backfill::SourceRange;
 use crate::connectors::envelope::KeyedRows;
 use crate::connectors::sink::{ExactlyOnce, SinkBatch, SinkHandle};
 use crate::connectors::source::{Ingest, IngestBatch, SourceHandle};
@@ -588,9 +589,11 @@ impl Engine {
                 offsets,
                 key_updates,
             } = batch;
-            if let Some(positions) = self.source_offsets.get_mut(&source) {
-                positions.extend(offsets);
-            }
+            // A source dropped while its last changes were on the way has no offsets any more.
+            let Some(positions) = self.source_offsets.get_mut(&source) else {
+                continue;
+            };
+            positions.extend(offsets);
             if let Some(rows) = self.keyed_rows.get_mut(&source) {
                 for (key, row) in key_updates {
                     match row {
@@ -599,17 +602,12 @@ impl Engine {
                     };
                 }
             }
-            // Append-only sources keep their rows like a table; keyed ones (UPSERT, DEBEZIUM)
-            // in an arrangement, which takes deletions. A source dropped while its last changes
-            // were on the way has neither any more.
-            let stored = if let Some(table) = self.tables.get_mut(&source) {
-                table.append(changes.iter().map(|change| change.rows.clone()).collect())
-            } else if let Some(arrangement) = self.keyed_sources.get_mut(&source) {
-                arrangement.apply(&changes)
-            } else {
-                continue;
-            };
-            if let Err(error) = stored {
+            // Keyed sources (UPSERT, DEBEZIUM) keep each key's row, in an arrangement, which
+            // takes deletions. Append-only ones keep nothing: the topic is their log, read back
+            // when a new view or an ad hoc query needs their rows (`source_range`).
+            if let Some(arrangement) = self.keyed_sources.get_mut(&source)
+                && let Err(error) = arrangement.apply(&changes)
+            {
                 tracing::error!(source, %error, "cannot store a source's changes");
                 continue;
             }
@@ -801,6 +799,11 @@ impl Engine {
         for (&id, source) in &self.keyed_sources {
             data.insert(id, RelationData::View(source.snapshot()));
         }
+        for &id in self.source_offsets.keys() {
+            if let Some(range) = self.source_range(id) {
+                data.insert(id, RelationData::Source(range));
+            }
+        }
         let mut late_rows = Vec::new();
         for (&id, view) in &self.views {
             late_rows.extend(
@@ -986,8 +989,6 @@ impl Engine {
                     }
                     self.keyed_sources
                         .insert(id, Arrangement::new(stored_schema)?);
-                } else {
-                    self.tables.insert(id, TableData::new(stored_schema));
                 }
             }
             RelationKind::View | RelationKind::Sink | RelationKind::Connection => {}
@@ -1073,6 +1074,35 @@ impl Engine {
         )?)
     }
 
+    /// An append-only source's messages as of the current epoch: from its start offsets to
+    /// what it has ingested. `None` for any other relation.
+    fn source_range(&self, id: RelationId) -> Option<SourceRange> {
+        let relation = self.catalog.by_id(id)?;
+        let Some(ConnectorDefinition::Source(definition)) = &relation.connector else {
+            return None;
+        };
+        if definition.envelope != crate::sql::streaming::Envelope::None {
+            return None;
+        }
+        let ingested = self.source_offsets.get(&id)?;
+        let partitions = definition
+            .raw_start_offsets()
+            .into_iter()
+            .map(|(partition, start)| {
+                let end = ingested.get(&partition).copied().unwrap_or(start);
+                (partition, start, end)
+            })
+            .collect();
+        Some(SourceRange {
+            name: relation.name.clone(),
+            definition: Arc::clone(definition),
+            schema: crate::catalog::without_constraints(&relation.schema),
+            partitions,
+        })
+    }
+
+    /// Every row of a relation as of the current epoch, as insertions: what a new view, sink or
+    /// subscription over it starts from.
     fn current_rows(&self, id: RelationId) -> Result<Vec<ChangeBatch>> {
         if let Some(table) = self.tables.get(&id) {
             return Ok(table
@@ -1083,6 +1113,22 @@ impl Engine {
         }
         if let Some(source) = self.keyed_sources.get(&id) {
             let batches = source.snapshot().to_batches()?;
+            return Ok(batches.into_iter().map(ChangeBatch::insertions).collect());
+        }
+        if let Some(range) = self.source_range(id) {
+            // While the catalog is recreated the checkpoint still has to fill the views: what
+            // they had read of the source is in their restored state, not to be read again.
+            if self.recovery == Recovery::RecreatingCatalog {
+                return Ok(Vec::new());
+            }
+            let started = std::time::Instant::now();
+            let batches = range.read()?;
+            tracing::info!(
+                source = %range.name,
+                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "read the source back from Kafka"
+            );
             return Ok(batches.into_iter().map(ChangeBatch::insertions).collect());
         }
         if let Some(view) = self.views.get(&id) {

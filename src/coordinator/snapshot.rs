@@ -7,7 +7,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 
 use crate::catalog::{Catalog, RelationId};
-use crate::error::ExecutionError;
+use crate::connectors::backfill::SourceRange;
+use crate::error::{Error, ExecutionError};
 use crate::storage::checkpoint;
 use crate::storage::{ArrangementSnapshot, Epoch, TableData};
 
@@ -16,6 +17,8 @@ use crate::storage::{ArrangementSnapshot, Epoch, TableData};
 pub enum RelationData {
     Table(TableData),
     View(ArrangementSnapshot),
+    /// An append-only source: its messages up to this epoch, read back from Kafka when scanned.
+    Source(SourceRange),
     /// A materialized view whose maintenance hit an error (say, division by zero in its
     /// expressions); reads report the error instead of returning stale or partial rows.
     Failed(ExecutionError),
@@ -41,18 +44,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The rows of a table or materialized view at this snapshot's epoch.
-    pub fn rows(&self, id: RelationId, name: &str) -> Result<Vec<RecordBatch>, ExecutionError> {
+    /// The rows of a table, source or materialized view at this snapshot's epoch. Blocks while
+    /// a source's rows are read back from Kafka: call it off the async runtime for sources.
+    pub fn rows(&self, id: RelationId, name: &str) -> Result<Vec<RecordBatch>, Error> {
         match self.data.get(&id) {
             Some(RelationData::Table(table)) => Ok(table.to_batches()),
             Some(RelationData::View(view)) => Ok(view.to_batches()?),
+            Some(RelationData::Source(range)) => Ok(range.read()?),
             Some(RelationData::Failed(error)) => Err(ExecutionError::ViewFailed {
                 view: name.to_string(),
                 reason: Box::new(error.clone()),
-            }),
-            None => Err(ExecutionError::Internal(format!(
-                "relation {name} has no data"
-            ))),
+            }
+            .into()),
+            None => Err(ExecutionError::Internal(format!("relation {name} has no data")).into()),
         }
     }
 }

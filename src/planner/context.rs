@@ -204,11 +204,17 @@ impl TableProvider for RelationProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
-        let rows = self
-            .pinned
-            .get()
-            .rows(self.relation.id, &self.relation.name)
-            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        let snapshot = self.pinned.get();
+        let (id, name) = (self.relation.id, self.relation.name.clone());
+        let rows = if self.relation.kind == RelationKind::Source {
+            // A source's rows are read back from Kafka: blocking work, kept off the runtime.
+            tokio::task::spawn_blocking(move || snapshot.rows(id, &name))
+                .await
+                .map_err(|error| DataFusionError::External(Box::new(error)))?
+        } else {
+            snapshot.rows(id, &name)
+        }
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
         let exec = MemorySourceConfig::try_new_exec(&[rows], self.schema(), projection.cloned())?;
         Ok(exec)
     }
