@@ -15,33 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use common::percentile;
-
-async fn connect(port: u16) -> Option<Client> {
-    let (client, connection) =
-        tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=bench"), NoTls)
-            .await
-            .ok()?;
-    tokio::spawn(connection);
-    Some(client)
-}
-
-/// An in-process server with `config`; dropping the sender stops it.
-async fn start_in_process(config: tributary::Config) -> (Client, tokio::sync::watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let (shutdown, receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(tributary::serve(listener, receiver, config));
-    loop {
-        if let Some(client) = connect(port).await {
-            return (client, shutdown);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use common::{connect, percentile, start_in_process};
 
 fn bench_directory(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("tributary-bench-{name}-{}", std::process::id()));

@@ -18,80 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::Producer;
 use tokio_postgres::Client;
 
-use common::{percentile, start_server};
-
-fn bootstrap() -> String {
-    if let Ok(servers) = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
-        && !servers.is_empty()
-    {
-        return servers;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka");
-    let status = std::process::Command::new(script)
-        .arg("start")
-        .status()
-        .expect("run scripts/kafka start");
-    assert!(status.success(), "scripts/kafka start failed");
-    "127.0.0.1:9092".to_string()
-}
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn producer(broker: &str, linger_ms: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("linger.ms", linger_ms)
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer")
-}
-
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, payload: &[u8]) {
-    loop {
-        match producer.send(BaseRecord::<[u8], [u8]>::to(topic).payload(payload)) {
-            Ok(()) => return,
-            Err((_, _)) => producer.poll(Duration::from_millis(1)),
-        }
-    }
-}
-
-fn create_topic(broker: &str, topic: &str) {
-    // Through the seed's Python admin client, as the tests do.
-    let python =
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-env"))
-            .output()
-            .expect("scripts/python-env");
-    let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
-    let status = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/kafka/produce.py"
-        ))
-        .args(["--bootstrap", broker, "--topic", topic])
-        .args(["--count", "0", "--partitions", "3"])
-        .status()
-        .expect("create topic");
-    assert!(status.success());
-}
-
-/// A topic suffix no earlier run used.
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
+use common::kafka::{bootstrap, create_topic, producer, send};
+use common::{percentile, setting, start_server, unique};
 
 async fn throughput(client: &Client, broker: &str, events: u64) {
     let topic = format!("bench_in_{}", unique());
@@ -99,7 +30,7 @@ async fn throughput(client: &Client, broker: &str, events: u64) {
     let loaded = {
         let (broker, topic) = (broker.to_string(), topic.clone());
         tokio::task::spawn_blocking(move || {
-            create_topic(&broker, &topic);
+            create_topic(&broker, &topic, 3);
             let producer = producer(&broker, "20");
             let started = Instant::now();
             let mut payload = Vec::with_capacity(64);
@@ -159,7 +90,7 @@ async fn freshness(client: &Client, broker: &str, rate: u64, markers: usize) {
     let topic = format!("bench_fresh_{}", unique());
     {
         let (broker, topic) = (broker.to_string(), topic.clone());
-        tokio::task::spawn_blocking(move || create_topic(&broker, &topic))
+        tokio::task::spawn_blocking(move || create_topic(&broker, &topic, 3))
             .await
             .expect("topic");
     }

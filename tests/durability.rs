@@ -786,3 +786,66 @@ async fn views_come_back_from_their_stored_plans() {
     let _ = std::fs::remove_dir_all(&crashed);
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exactly_once_sink_commits_when_its_input_pauses_not_at_the_next_interval() {
+    // With an hour between checkpoints, only a checkpoint taken because the input paused lets
+    // the sink commit what it was sent.
+    let directory = data_directory("early-checkpoint");
+    let broker = kafka::bootstrap();
+    let topic = kafka::unique_topic("early-checkpoint-in");
+    let sink_topic = kafka::unique_topic("early-checkpoint-out");
+    kafka::create_topic(&topic, 1);
+    let hourly = Config {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..config(&directory)
+    };
+    let server = TestServer::start_with(hourly).await.expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE visits (key INT, value INT)
+               FROM KAFKA (BROKER '{broker}', TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW per_key AS
+               SELECT key, sum(value) AS sum FROM visits GROUP BY key;
+             CREATE SINK per_key_out FROM per_key
+               INTO KAFKA (BROKER '{broker}', TOPIC '{sink_topic}') KEY (key) FORMAT JSON ENVELOPE UPSERT;"
+        ),
+    )
+    .await;
+    let expected = |rounds: i64| {
+        (0..3)
+            .map(|key| {
+                let sum: i64 = (0..rounds * 30).filter(|n| n % 3 == key).sum();
+                (
+                    format!(r#"{{"key":{key}}}"#),
+                    format!(r#"{{"key":{key},"sum":{sum}}}"#),
+                )
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    for round in 1..=2 {
+        let payloads: Vec<Vec<u8>> = ((round - 1) * 30..round * 30)
+            .map(|n| json(n % 3, n))
+            .collect();
+        let records: Vec<Record> = payloads
+            .iter()
+            .map(|value| Record {
+                value: Some(value),
+                ..Default::default()
+            })
+            .collect();
+        kafka::produce(&topic, &records);
+        let want = expected(round);
+        let sink_topic = sink_topic.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            kafka::read_table(&sink_topic, Duration::from_secs(20), |table| table == &want)
+        })
+        .await
+        .expect("read the sink's topic");
+        assert_eq!(committed, expected(round), "round {round}");
+    }
+    drop(client);
+    server.stop().await;
+}

@@ -70,8 +70,8 @@ impl Server {
     }
 }
 
-/// Copies a live data directory: what a crash at this moment would leave. The checkpoint writer
-/// may rename or remove entries meanwhile; those are skipped, as a crash would lose them.
+/// Copies a directory tree that is being written: entries renamed or removed meanwhile are
+/// skipped.
 fn copy_directory(from: &Path, to: &Path) -> Result<()> {
     let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
     std::fs::create_dir_all(to)?;
@@ -103,10 +103,52 @@ async fn crash_and_recover(
     workers: usize,
 ) -> Result<Server> {
     let crashed = root.join("1");
-    copy_directory(&root.join("0"), &crashed)?;
+    copy_as_a_crash_leaves_it(&root.join("0"), &crashed)?;
     let recovered = Server::start(Some(&crashed), checkpoint_interval, workers).await?;
     server.stop().await;
     Ok(recovered)
+}
+
+/// Copies a live data directory into a state a crash could leave. The copy is not one instant,
+/// so it is ordered: the log first, then the checkpoints, each newer than the log it follows
+/// (what the log lacks they hold). A checkpoint is never changed once in place, only removed
+/// once two newer ones are; if one the copy took was removed meanwhile, the copy may hold it
+/// torn and nothing newer, which no crash leaves, so the copy is taken again.
+fn copy_as_a_crash_leaves_it(live: &Path, to: &Path) -> Result<()> {
+    let checkpoints = |root: &Path| -> Result<Vec<std::ffi::OsString>> {
+        match std::fs::read_dir(root.join("checkpoints")) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .map(|entry| entry.file_name())
+                .filter(|name| !name.to_string_lossy().starts_with("tmp-"))
+                .collect()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(error) => Err(error.into()),
+        }
+    };
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(to);
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(live)?.flatten() {
+            let target = to.join(entry.file_name());
+            if entry.file_name() == "checkpoints" {
+                continue;
+            } else if entry.path().is_dir() {
+                copy_directory(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), &target)?;
+            }
+        }
+        copy_directory(&live.join("checkpoints"), &to.join("checkpoints"))?;
+        let still_there = checkpoints(live)?;
+        if checkpoints(to)?
+            .iter()
+            .all(|name| still_there.contains(name))
+        {
+            return Ok(());
+        }
+    }
+    bail!("checkpoints were removed during each of 100 copies")
 }
 
 async fn run_case(family: Family, seed: u64) -> Result<()> {

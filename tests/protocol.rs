@@ -7,6 +7,25 @@ mod common;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Sends a cancel request and returns once the server has acted on it: the server closes the
+/// request's connection only after handling it, so the test can tell a cancel that was
+/// forgotten from one still on its way (tokio-postgres's own `cancel_query` returns as soon
+/// as the request is written).
+async fn cancel_and_wait(port: u16, cancel: &tokio_postgres::CancelToken) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect for the cancel request");
+    cancel
+        .cancel_query_raw(&mut stream, tokio_postgres::NoTls)
+        .await
+        .expect("send the cancel request");
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .await
+        .expect("the server closes the cancel connection");
+}
+
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut bytes = vec![tag];
     bytes.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
@@ -156,10 +175,7 @@ async fn a_cancel_request_stops_the_running_query_and_spares_the_session() {
             finished = &mut running => break finished.expect("query task"),
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                 assert!(tokio::time::Instant::now() < deadline, "the query was never canceled");
-                cancel
-                    .cancel_query(tokio_postgres::NoTls)
-                    .await
-                    .expect("send the cancel request");
+                cancel_and_wait(server.port, &cancel).await;
             }
         }
     };
@@ -171,10 +187,7 @@ async fn a_cancel_request_stops_the_running_query_and_spares_the_session() {
         "canceling statement due to user request"
     );
     // The session goes on, and a cancel request with nothing running is forgotten.
-    cancel
-        .cancel_query(tokio_postgres::NoTls)
-        .await
-        .expect("send the cancel request");
+    cancel_and_wait(server.port, &cancel).await;
     let rows = client
         .simple_query("SELECT count(*) FROM t")
         .await
@@ -203,10 +216,7 @@ async fn a_cancel_request_with_the_wrong_key_cancels_nothing() {
             .map(|rows| rows[0].get::<_, i64>(0))
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    foreign
-        .cancel_query(tokio_postgres::NoTls)
-        .await
-        .expect("send the cancel request");
+    cancel_and_wait(server.port, &foreign).await;
     let count = running
         .await
         .expect("query task")

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::row::RowConverter;
@@ -25,6 +25,16 @@ use crate::storage::codec::{DecodeError, Decoder, Encoder};
 use crate::storage::directory::DataDirectory;
 use crate::storage::wal::{self, LogRecord, LoggedRecord, RelationRecord, WriteAheadLog};
 use crate::storage::{Arrangement, TableData};
+
+/// How long input must pause before exactly-once sinks' waiting output gets a checkpoint of
+/// its own instead of waiting for the next interval: sources that have caught up send nothing
+/// for longer than their 10 ms tick.
+const QUIET_BEFORE_EARLY_CHECKPOINT: Duration = Duration::from_millis(20);
+/// An early checkpoint is taken only once the time since the last one is this many times what
+/// the last one cost (capture and writing), so early ones take at most 1/20 of the time.
+const EARLY_CHECKPOINT_COST_FACTOR: u32 = 20;
+/// Nor sooner than this after the last one: each checkpoint also starts a log segment.
+const EARLY_CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
 
 /// Where recovery stands. Connectors wait until it is over, and nothing is logged meanwhile:
 /// what recovery applies is already on disk.
@@ -48,6 +58,9 @@ pub struct Durability {
     writer: Option<CheckpointWriter>,
     /// The epoch of the newest checkpoint handed to the writer.
     last_checkpoint: Epoch,
+    /// When the newest checkpoint was built (and handed to the writer, or failed to build);
+    /// `None` before the first. Early checkpoints keep their distance from it.
+    last_built: Option<Instant>,
 }
 
 /// The checkpoint writer thread and the way to it.
@@ -112,6 +125,7 @@ impl Durability {
                 thread,
             }),
             last_checkpoint: 0,
+            last_built: None,
         })
     }
 
@@ -135,6 +149,46 @@ impl Engine {
             Some(log) => log.append(records),
             None => Ok(()),
         }
+    }
+
+    /// When to checkpoint ahead of the interval: exactly-once sinks commit an epoch's output
+    /// only once a checkpoint holds it, so when input pauses with output waiting, a checkpoint
+    /// then (not up to an interval later) is what lets a sink's topic catch up with its view.
+    /// Due `QUIET_BEFORE_EARLY_CHECKPOINT` from now (the loop asks again after every command,
+    /// so steady input keeps moving it), and not before the last checkpoint's cost is paid
+    /// back. `None` while no sink waits, without durability and during recovery.
+    pub(super) fn early_checkpoint_due(&self) -> Option<Instant> {
+        let durability = self.durability.as_ref()?;
+        if self.recovery != Recovery::Off {
+            return None;
+        }
+        let sinks_wait = self.sink_outputs.values().any(|outputs| {
+            outputs
+                .last()
+                .is_some_and(|batch| batch.epoch > durability.last_checkpoint)
+        });
+        if !sinks_wait {
+            return None;
+        }
+        let quiet = Instant::now() + QUIET_BEFORE_EARLY_CHECKPOINT;
+        let writer_busy = durability
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.busy.load(Ordering::Acquire));
+        if writer_busy {
+            // The checkpoint being written may already hold the output; ask again shortly.
+            return Some(quiet);
+        }
+        let Some(last) = durability.last_built else {
+            return Some(quiet);
+        };
+        let cost = durability
+            .reports
+            .latest()
+            .map(|report| report.capture + report.duration)
+            .unwrap_or_default();
+        let paid_back = last + (cost * EARLY_CHECKPOINT_COST_FACTOR).max(EARLY_CHECKPOINT_SPACING);
+        Some(quiet.max(paid_back))
     }
 
     /// Takes a checkpoint of the current epoch if anything changed since the last one. A
@@ -181,6 +235,9 @@ impl Engine {
         let Some(durability) = self.durability.as_mut() else {
             return;
         };
+        if changed {
+            durability.last_built = Some(Instant::now());
+        }
         if final_one {
             let Some(writer) = durability.writer.take() else {
                 return;

@@ -395,7 +395,7 @@ struct Engine {
     sink_outputs: HashMap<RelationId, Vec<SinkBatch>>,
     /// Shared with published snapshots; copied on write, so only catalog changes copy it.
     catalog: Arc<Catalog>,
-    /// Rows of tables and append-only sources.
+    /// Rows of tables (append-only sources keep none: see `source_range`).
     tables: HashMap<RelationId, TableData>,
     /// Rows of sources whose envelope updates and deletes (UPSERT, DEBEZIUM).
     keyed_sources: HashMap<RelationId, Arrangement>,
@@ -435,6 +435,8 @@ impl Engine {
         // when the next of them is due (no more often than every CLOCK_TICK), and not at all
         // while none is.
         let mut clock_checked = tokio::time::Instant::now();
+        // When exactly-once sinks' waiting output gets a checkpoint before the interval's.
+        let mut early_checkpoint: Option<tokio::time::Instant> = None;
         loop {
             let clock_due = self.next_clock_check(clock_checked);
             let command = match pending.take() {
@@ -446,6 +448,15 @@ impl Engine {
                     },
                     _ = checkpoint_ticker.tick() => {
                         self.checkpoint(false);
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(early_checkpoint.unwrap_or(clock_due)),
+                        if early_checkpoint.is_some() => {
+                        self.checkpoint(false);
+                        // Again only if the writer was still busy with the last one.
+                        early_checkpoint = self
+                            .early_checkpoint_due()
+                            .map(tokio::time::Instant::from_std);
                         continue;
                     }
                     _ = tokio::time::sleep_until(clock_due) => {
@@ -475,6 +486,9 @@ impl Engine {
             if handled.is_err() {
                 tracing::error!("the coordinator recovered from a panic; the statement failed");
             }
+            early_checkpoint = self
+                .early_checkpoint_due()
+                .map(tokio::time::Instant::from_std);
         }
         // A clean shutdown leaves a checkpoint of the last epoch, so the next start replays
         // nothing.

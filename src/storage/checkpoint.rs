@@ -63,6 +63,11 @@ impl CheckpointReports {
         lock(&self.reports).iter().cloned().collect()
     }
 
+    /// The newest report, if any.
+    pub fn latest(&self) -> Option<CheckpointReport> {
+        lock(&self.reports).back().cloned()
+    }
+
     pub fn durable_epoch(&self) -> Epoch {
         self.durable_epoch.load(Ordering::Acquire)
     }
