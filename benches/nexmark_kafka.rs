@@ -40,15 +40,19 @@ fn read(name: &str) -> String {
 /// `sql/nexmark/schema.sql` with every `CREATE TABLE name (columns)` turned into a JSON Kafka
 /// source of the same name and columns over `{prefix}_{name}`, so the queries run unchanged.
 fn sources(broker: &str, prefix: &str) -> String {
-    read("schema")
+    // Comments first: they may hold semicolons.
+    let code: Vec<String> = read("schema")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(str::to_string)
+        .collect();
+    code.join("\n")
         .split(';')
         .filter_map(|statement| {
-            let code: Vec<&str> = statement
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("--"))
-                .collect();
-            let code = code.join("\n");
-            let (name, columns) = code.trim().strip_prefix("CREATE TABLE ")?.split_once(' ')?;
+            let (name, columns) = statement
+                .trim()
+                .strip_prefix("CREATE TABLE ")?
+                .split_once(' ')?;
             Some(format!(
                 "CREATE SOURCE {name} {columns} FROM KAFKA (BROKER '{broker}', TOPIC '{prefix}_{name}') FORMAT JSON;\n"
             ))

@@ -31,7 +31,8 @@ use crate::storage::{Arrangement, TableData};
 /// for longer than their 10 ms tick.
 const QUIET_BEFORE_EARLY_CHECKPOINT: Duration = Duration::from_millis(20);
 /// An early checkpoint is taken only once the time since the last one is this many times what
-/// the last one cost (capture and writing), so early ones take at most 1/20 of the time.
+/// capturing the last one cost, so early ones pause epochs at most 1/20 of the time. (Writing
+/// runs beside the epochs on the writer thread, one checkpoint at a time.)
 const EARLY_CHECKPOINT_COST_FACTOR: u32 = 20;
 /// Nor sooner than this after the last one: each checkpoint also starts a log segment.
 const EARLY_CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
@@ -185,7 +186,7 @@ impl Engine {
         let cost = durability
             .reports
             .latest()
-            .map(|report| report.capture + report.duration)
+            .map(|report| report.capture)
             .unwrap_or_default();
         let paid_back = last + (cost * EARLY_CHECKPOINT_COST_FACTOR).max(EARLY_CHECKPOINT_SPACING);
         Some(quiet.max(paid_back))
