@@ -16,6 +16,9 @@ pub enum ParseError {
     /// A WATERMARK FOR clause whose delay is not a constant interval behind its column.
     #[error("{0}")]
     InvalidWatermark(String),
+    /// Nested deeper than `sql::depth` allows (or than the parser's recursion limit).
+    #[error("{0}")]
+    TooComplex(String),
 }
 
 /// Errors while planning a statement against the catalog.
@@ -199,6 +202,7 @@ impl Error {
                 ParseError::Syntax(_) => "42601",
                 ParseError::InvalidWindow(_) => "22023",
                 ParseError::InvalidWatermark(_) => "22023",
+                ParseError::TooComplex(_) => "54001",
             },
             Error::Plan(error) => match error {
                 PlanError::UndefinedTable(_) => "42P01",
@@ -304,9 +308,7 @@ impl From<DataFusionError> for DataflowError {
 fn classify_datafusion(error: &DataFusionError) -> Error {
     match error {
         DataFusionError::ArrowError(arrow, _) => Error::Execution(classify_arrow(arrow)),
-        DataFusionError::SQL(parser, _) => {
-            ParseError::Syntax(strip_parser_prefix(&parser.to_string())).into()
-        }
+        DataFusionError::SQL(parser, _) => crate::sql::parser_error(parser).into(),
         DataFusionError::NotImplemented(message) => PlanError::Unsupported(message.clone()).into(),
         DataFusionError::Plan(message) => classify_plan_message(message),
         DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
@@ -366,13 +368,6 @@ fn classify_datafusion(error: &DataFusionError) -> Error {
         | DataFusionError::Substrait(message)
         | DataFusionError::Ffi(message) => ExecutionError::Internal(message.clone()).into(),
     }
-}
-
-fn strip_parser_prefix(message: &str) -> String {
-    message
-        .trim_start_matches("sql parser error: ")
-        .trim_start_matches("SQL error: ")
-        .to_string()
 }
 
 fn classify_plan_message(message: &str) -> Error {

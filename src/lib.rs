@@ -11,7 +11,9 @@
 //!    and hands each query to its [`session`]; cancel requests stop the statement running.
 //! 3. [`session`] runs a statement: [`sql`] parses it in the Postgres dialect (plus Tributary's
 //!    own CREATE SOURCE / SINK / CONNECTION and FLUSH, WATERMARK FOR and EMIT ON WINDOW CLOSE,
-//!    and TUMBLE / HOP windows expanded into plain SQL), [`statements`] dispatches on its kind, and [`planner`] plans it with
+//!    and TUMBLE / HOP windows expanded into plain SQL) and bounds how deeply it nests
+//!    ([`sql::depth`]: no later recursive stage can overflow a stack), [`statements`]
+//!    dispatches on its kind, and [`planner`] plans it with
 //!    DataFusion against the snapshot the statement pinned.
 //! 4. Source changes, table writes (INSERT, UPDATE, DELETE) and catalog changes go to the
 //!    [`coordinator`], the single owner of all state. It applies them to [`storage`] in epochs,

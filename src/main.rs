@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
             tls_key,
             workers,
         } => {
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let runtime = tributary::server::runtime().context("starting the runtime")?;
             let config = tributary::Config {
                 data_dir: Some(data_dir),
                 checkpoint_interval: std::time::Duration::from_millis(

@@ -219,8 +219,16 @@ impl Coordinator {
             catalog_version: 0,
             publisher,
         };
+        // Views' expressions are lowered here and evaluated on the worker pool (rayon's global
+        // pool): both need the stack statements may nest to (`sql::depth`). The pool is built
+        // once per process; a later server in the same process finds it built.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .stack_size(crate::sql::depth::THREAD_STACK_SIZE)
+            .thread_name(|index| format!("worker-{index}"))
+            .build_global();
         std::thread::Builder::new()
             .name("coordinator".into())
+            .stack_size(crate::sql::depth::THREAD_STACK_SIZE)
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()

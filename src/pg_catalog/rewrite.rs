@@ -92,7 +92,14 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     static PARSER: OnceLock<PostgresCompatibilityParser> = OnceLock::new();
     let parser = PARSER.get_or_init(PostgresCompatibilityParser::new);
     let mut statement = match parser.parse(text) {
-        Ok(mut statements) if statements.len() == 1 => statements.pop().unwrap_or(statement),
+        // Parsed again, long AND and OR chains are long again (`sql::depth`).
+        Ok(mut statements) if statements.len() == 1 => match statements.pop() {
+            Some(mut reparsed) => match crate::sql::depth::bound(&mut reparsed) {
+                Ok(()) => reparsed,
+                Err(_) => statement,
+            },
+            None => statement,
+        },
         _ => statement,
     };
     apply(&mut statement, empty_relation_options);

@@ -89,10 +89,13 @@ async fn rewrite(session: &Session, with: &Option<With>, body: &mut SetExpr) -> 
         side(left, "__left"),
         side(right, "__right"),
     );
-    let query = Parser::new(&PostgreSqlDialect {})
+    let mut query = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&sql)
         .and_then(|mut parser| parser.parse_query())
         .map_err(|error| PlanError::Syntax(format!("{operator} ALL: {error}")))?;
+    // The sides' text parses back into chains as long as the statement's before it was
+    // bounded (`sql::depth`).
+    crate::sql::depth::bound(query.as_mut())?;
     *body = SetExpr::Query(query);
     Ok(())
 }

@@ -82,6 +82,17 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The runtime to serve on: tokio's multi-threaded one, with the stack a statement may need
+/// on every thread (`sql::depth::THREAD_STACK_SIZE`; parsing, planning and ad hoc queries run
+/// on its threads). [`run`] and [`serve`] work on any runtime, but on threads with tokio's
+/// default 2 MiB stack a deeply nested statement can overflow it.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(crate::sql::depth::THREAD_STACK_SIZE)
+        .build()
+}
+
 /// Serves Postgres clients on `listener` until `shutdown` turns true, keeping everything in
 /// memory.
 pub async fn run(listener: TcpListener, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {

@@ -1,5 +1,6 @@
 //! The Postgres dialect over DataFusion: parsing, Postgres column names and SQL types.
 
+pub mod depth;
 pub mod event_time;
 pub mod names;
 pub mod streaming;
@@ -62,10 +63,7 @@ pub fn parse_duration(value: &str) -> Option<std::time::Duration> {
 
 /// Splits and parses a query string into statements, in the Postgres dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
-    let mut statements = parse_statements(sql).map_err(|error| {
-        let message = error.to_string();
-        ParseError::Syntax(message.trim_start_matches("sql parser error: ").to_string())
-    })?;
+    let mut statements = parse_statements(sql)?;
     for statement in &mut statements {
         match statement {
             Statement::Standard(statement) => {
@@ -98,9 +96,32 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
     Ok(statements)
 }
 
-fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
+/// What the parser's error means to a client: a syntax error, or nesting too deep to parse.
+pub fn parser_error(error: &ParserError) -> ParseError {
+    match error {
+        ParserError::RecursionLimitExceeded => ParseError::TooComplex(format!(
+            "statement too complex: nested more than {} levels deep",
+            depth::PARSER_RECURSION_LIMIT
+        )),
+        other => {
+            let message = other.to_string();
+            ParseError::Syntax(
+                message
+                    .trim_start_matches("sql parser error: ")
+                    .trim_start_matches("SQL error: ")
+                    .to_string(),
+            )
+        }
+    }
+}
+
+fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(depth::PARSER_RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .map_err(|error| parser_error(&error))?;
+    let syntax = |error: ParserError| parser_error(&error);
     let mut statements = Vec::new();
     let mut expecting_delimiter = false;
     loop {
@@ -111,48 +132,89 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
             break;
         }
         if expecting_delimiter {
-            return parser.expected("end of statement", parser.peek_token());
+            return parser
+                .expected("end of statement", parser.peek_token())
+                .map_err(syntax);
         }
-        let statement = if let Some(clauses) = event_time::cut_event_time_clauses(&parser)? {
-            let start = parser.peek_token().span.start;
-            let mut statement = with_event_time(
-                clauses.remaining,
-                clauses.watermark,
-                clauses.emit_on_window_close,
-            )?;
-            for _ in 0..clauses.length {
-                parser.next_token_no_skip();
-            }
-            let end = parser.peek_token().span.start;
-            statement.set_sql(statement_text(sql, start, end));
-            Statement::Streaming(statement)
-        } else if streaming::starts_streaming_statement(&parser) {
-            let start = parser.peek_token().span.start;
-            let mut statement = streaming::parse_streaming_statement(&mut parser)?;
-            let end = parser.peek_token().span.start;
-            statement.set_sql(statement_text(sql, start, end));
-            Statement::Streaming(statement)
-        } else {
-            let start = parser.peek_token().span.start;
-            let statement = parser.parse_statement()?;
-            let end = parser.peek_token().span.start;
-            // Only queries are rewritten; finding a statement's text costs a scan of the input
-            // up to it, which a script of many INSERTs should not pay for each.
-            let statement = match statement {
-                query @ ast::Statement::Query(_) => {
-                    crate::pg_catalog::rewrite::for_catalog_queries(
-                        statement_text(sql, start, end),
-                        query,
-                    )
+        let statement =
+            if let Some(clauses) = event_time::cut_event_time_clauses(&parser).map_err(syntax)? {
+                let start = parser.peek_token().span.start;
+                let mut statement = with_event_time(
+                    clauses.remaining,
+                    clauses.watermark,
+                    clauses.emit_on_window_close,
+                )
+                .map_err(syntax)?;
+                for _ in 0..clauses.length {
+                    parser.next_token_no_skip();
                 }
-                other => other,
+                bound_streaming(&mut statement)?;
+                let end = parser.peek_token().span.start;
+                statement.set_sql(statement_text(sql, start, end));
+                Statement::Streaming(statement)
+            } else if streaming::starts_streaming_statement(&parser) {
+                let start = parser.peek_token().span.start;
+                let mut statement =
+                    streaming::parse_streaming_statement(&mut parser).map_err(syntax)?;
+                bound_streaming(&mut statement)?;
+                let end = parser.peek_token().span.start;
+                statement.set_sql(statement_text(sql, start, end));
+                Statement::Streaming(statement)
+            } else {
+                let start = parser.peek_token().span.start;
+                let mut statement = parser.parse_statement().map_err(syntax)?;
+                // Before anything clones, rewrites or prints it.
+                depth::bound(&mut statement)?;
+                let end = parser.peek_token().span.start;
+                // Only queries are rewritten; finding a statement's text costs a scan of the input
+                // up to it, which a script of many INSERTs should not pay for each.
+                let statement = match statement {
+                    query @ ast::Statement::Query(_) => {
+                        crate::pg_catalog::rewrite::for_catalog_queries(
+                            statement_text(sql, start, end),
+                            query,
+                        )
+                    }
+                    other => other,
+                };
+                Statement::Standard(statement)
             };
-            Statement::Standard(statement)
-        };
         statements.push(statement);
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// [`depth::bound`] for the parts of Tributary's own statements that hold expressions.
+fn bound_streaming(statement: &mut StreamingStatement) -> Result<(), ParseError> {
+    match statement {
+        StreamingStatement::CreateTable {
+            create, watermark, ..
+        } => {
+            depth::bound(create.as_mut())?;
+            depth::bound(watermark.expression.as_mut())
+        }
+        StreamingStatement::CreateSource(source) => {
+            for column in &mut source.columns {
+                depth::bound(column)?;
+            }
+            match &mut source.watermark {
+                Some(watermark) => depth::bound(watermark.expression.as_mut()),
+                None => Ok(()),
+            }
+        }
+        StreamingStatement::CreateWindowCloseView { create, .. } => depth::bound(create.as_mut()),
+        StreamingStatement::DeclareQuery { query, .. } => depth::bound(query.as_mut()),
+        StreamingStatement::CreateConnection(_)
+        | StreamingStatement::CreateSink(_)
+        | StreamingStatement::Drop { .. }
+        | StreamingStatement::Show(_)
+        | StreamingStatement::Flush
+        | StreamingStatement::Subscribe { .. }
+        | StreamingStatement::Fetch(_)
+        | StreamingStatement::Close(_)
+        | StreamingStatement::ExplainView(_) => Ok(()),
+    }
 }
 
 /// Parses a statement whose event-time clauses were cut out of its tokens, and puts them back
@@ -164,7 +226,9 @@ fn with_event_time(
 ) -> Result<StreamingStatement, ParserError> {
     use datafusion::sql::sqlparser::ast::Statement as Ast;
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(depth::PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
     let statement = if streaming::starts_streaming_statement(&parser) {
         match streaming::parse_streaming_statement(&mut parser)? {
             StreamingStatement::CreateSource(mut source) if !emit_on_window_close => {
