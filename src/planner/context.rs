@@ -60,6 +60,10 @@ pub fn session_context(
     let mut rules = Analyzer::new().rules;
     rules.insert(0, Arc::new(super::postgres_types::PostgresAggregateTypes));
     rules.push(Arc::new(super::postgres_casts::PostgresTextCasts));
+    // After type coercion: both operands then have the result's type.
+    rules.push(Arc::new(
+        super::checked_arithmetic::CheckedIntegerArithmetic,
+    ));
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

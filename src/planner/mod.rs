@@ -1,6 +1,7 @@
 //! Planning: the DataFusion context over snapshots, Postgres type rules, and lowering of
 //! logical plans to incremental dataflows.
 
+pub mod checked_arithmetic;
 pub mod colocate;
 pub mod context;
 pub mod lower;
