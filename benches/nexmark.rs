@@ -12,7 +12,8 @@
 //! second figure's count, `TRIBUTARY_NEXMARK_RUNS` (default 3) how many runs each figure is the
 //! median of.
 
-use std::path::Path;
+mod common;
+
 use std::time::Instant;
 
 use datafusion::arrow::util::display::array_value_to_string;
@@ -22,20 +23,13 @@ use tributary::coordinator::{Coordinator, TableChange};
 use tributary::server::start_coordinator;
 use tributary::session::{QueryResult, Session};
 
-const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q17"];
+use common::nexmark::{self, read};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-fn read(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sql/nexmark")
-        .join(format!("{name}.sql"));
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
 async fn write(
@@ -102,13 +96,7 @@ fn median(mut rates: Vec<f64>) -> f64 {
 async fn main() {
     let events = setting("TRIBUTARY_NEXMARK_EVENTS", 1_000_000);
     let batch_size = setting("TRIBUTARY_NEXMARK_BATCH", 10_000);
-    let chosen: Vec<String> = std::env::var("TRIBUTARY_NEXMARK_QUERIES")
-        .map(|list| {
-            list.split(',')
-                .map(|name| name.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_else(|_| QUERIES.iter().map(|name| name.to_string()).collect());
+    let chosen: Vec<String> = nexmark::chosen();
     let mut generator = NexmarkGenerator::default();
     let mut batches = Vec::new();
     let mut generated = 0;

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
@@ -24,18 +23,11 @@ use tokio_postgres::Client;
 use tributary::connectors::nexmark::NexmarkGenerator;
 
 use common::kafka::{bootstrap, create_topic, producer, send};
+use common::nexmark::{self, read};
 use common::{setting, start_in_process, unique};
 
-const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q17"];
 const TABLES: [&str; 3] = ["person", "auction", "bid"];
 const PARTITIONS: u32 = 2;
-
-fn read(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sql/nexmark")
-        .join(format!("{name}.sql"));
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
 
 /// `sql/nexmark/schema.sql` with every `CREATE TABLE name (columns)` turned into a JSON Kafka
 /// source of the same name and columns over `{prefix}_{name}`, so the queries run unchanged.
@@ -197,13 +189,7 @@ fn main() {
         .build()
         .expect("runtime");
     let events = setting("TRIBUTARY_NEXMARK_EVENTS", 1_000_000) as usize;
-    let chosen: Vec<String> = std::env::var("TRIBUTARY_NEXMARK_QUERIES")
-        .map(|list| {
-            list.split(',')
-                .map(|name| name.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_else(|_| QUERIES.iter().map(|name| name.to_string()).collect());
+    let chosen: Vec<String> = nexmark::chosen();
     let directory = std::env::temp_dir().join(format!("tributary-nexmark-kafka-{}", unique()));
     runtime.block_on(async {
         let broker = tokio::task::spawn_blocking(bootstrap)

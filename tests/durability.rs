@@ -12,6 +12,18 @@ use common::kafka::{self, Record};
 use tributary::Config;
 
 /// A fresh data directory for one test.
+/// Produces each of `values` as a message without key to `topic`, on any partition.
+fn produce_values(topic: &str, values: &[Vec<u8>]) {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|value| Record {
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect();
+    kafka::produce(topic, &records);
+}
+
 fn data_directory(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("tributary-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&path);
@@ -149,14 +161,7 @@ async fn every_object_kind_survives_a_restart() {
 
     // Messages that arrive while the server is down are read after the restart, once.
     let second: Vec<Vec<u8>> = (200..300).map(|n| json(n % 7, n)).collect();
-    let records: Vec<Record> = second
-        .iter()
-        .map(|value| Record {
-            value: Some(value),
-            ..Default::default()
-        })
-        .collect();
-    kafka::produce(&topic, &records);
+    produce_values(&topic, &second);
     kafka::produce(
         &upserts,
         &[
@@ -388,14 +393,7 @@ async fn checkpoints_hold_a_sources_offsets_and_its_rows_are_read_back_from_kafk
     let more: Vec<Vec<u8>> = (5000..6000)
         .map(|n| format!(r#"{{"key": {}, "note": "{note}{n}"}}"#, n % 7).into_bytes())
         .collect();
-    let records: Vec<Record> = more
-        .iter()
-        .map(|value| Record {
-            value: Some(value),
-            ..Default::default()
-        })
-        .collect();
-    kafka::produce(&topic, &records);
+    produce_values(&topic, &more);
     let (server, client) = start(&directory, "restart").await;
     execute(&client, "FLUSH").await;
     execute(
@@ -829,14 +827,7 @@ async fn an_exactly_once_sink_commits_when_its_input_pauses_not_at_the_next_inte
         let payloads: Vec<Vec<u8>> = ((round - 1) * 30..round * 30)
             .map(|n| json(n % 3, n))
             .collect();
-        let records: Vec<Record> = payloads
-            .iter()
-            .map(|value| Record {
-                value: Some(value),
-                ..Default::default()
-            })
-            .collect();
-        kafka::produce(&topic, &records);
+        produce_values(&topic, &payloads);
         let want = expected(round);
         let sink_topic = sink_topic.clone();
         let committed = tokio::task::spawn_blocking(move || {

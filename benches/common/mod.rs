@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod nexmark;
 
 use std::time::Duration;
 
