@@ -61,6 +61,9 @@ pub enum CatalogError {
     DuplicateObject(String),
     #[error("{kind} \"{name}\" does not exist")]
     UndefinedObject { kind: &'static str, name: String },
+    /// `SECRET '<id>'` names no stored secret.
+    #[error("secret \"{0}\" does not exist")]
+    UndefinedSecret(String),
     #[error("cannot drop {kind} {name} because other objects depend on it ({dependents})")]
     DependentObjects {
         kind: &'static str,
@@ -220,6 +223,7 @@ impl Error {
             Error::Catalog(error) => match error {
                 CatalogError::DuplicateObject(_) => "42P07",
                 CatalogError::UndefinedObject { .. } => "42P01",
+                CatalogError::UndefinedSecret(_) => "42704",
                 CatalogError::DependentObjects { .. } => "2BP01",
                 CatalogError::WrongObjectType { .. } => "42809",
             },

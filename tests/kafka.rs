@@ -339,6 +339,97 @@ async fn malformed_messages_are_recorded_and_skipped() {
     assert_eq!(rows(&client, "SELECT n FROM named").await, table(&[&["4"]]));
 }
 
+/// A JSON number with a fraction for an integer column is a source error (Postgres: 22P02), as
+/// is one out of the column's range; arrow-json alone would store 1.5 as 1. Whole numbers
+/// written with a point or an exponent, and points inside strings or other columns, pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fractional_and_out_of_range_numbers_for_integer_columns_are_refused() {
+    let topic = kafka::unique_topic("fractional");
+    let payloads: [&[u8]; 8] = [
+        br#"{"n": 1, "big": 1, "price": 0.5}"#,
+        br#"{"n": 1.5, "big": 2}"#,
+        br#"{"n": 2.0, "big": 1e3, "note": "3.5 apples"}"#,
+        br#"{"n": 3, "big": 15e-1}"#,
+        br#"{"n": 3000000000}"#,
+        br#"{"n": 4, "inner": {"n": 0.25}, "list": [1.5]}"#,
+        br#"{"note": "a "quoted" 9.5", "n": -7.25}"#,
+        br#"{"n": 5, "price": 2.5}"#,
+    ];
+    let records: Vec<Record> = payloads
+        .iter()
+        .map(|value| Record {
+            value: Some(value),
+            partition: Some(0),
+            ..Default::default()
+        })
+        .collect();
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 1);
+        kafka::produce(&produced, &records);
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE numbers (n INT, big BIGINT, price DOUBLE PRECISION, note TEXT)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+             FLUSH;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT n, big, price, note FROM numbers ORDER BY n"
+        )
+        .await,
+        table(&[
+            &["1", "1", "0.5", "NULL"],
+            &["2", "1000", "NULL", "3.5 apples"],
+            &["4", "NULL", "NULL", "NULL"],
+            &["5", "NULL", "2.5", "NULL"],
+        ])
+    );
+    let errors = rows(
+        &client,
+        "SELECT \"offset\", reason FROM tributary.source_errors ORDER BY \"offset\"",
+    )
+    .await;
+    assert_eq!(
+        errors,
+        table(&[
+            &[
+                "1",
+                r#"invalid input syntax for type integer: "1.5" (field "n")"#
+            ],
+            &[
+                "3",
+                r#"invalid input syntax for type bigint: "15e-1" (field "big")"#
+            ],
+            &[
+                "4",
+                "whilst decoding field 'n': failed to parse 3000000000 as Int32"
+            ],
+            &[
+                "6",
+                r#"invalid input syntax for type integer: "-7.25" (field "n")"#
+            ],
+        ])
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT messages, errors FROM tributary.source_progress"
+        )
+        .await,
+        table(&[&["8", "4"]])
+    );
+}
+
 /// CSV (with a header message and another delimiter), TEXT and BYTES payloads, and every
 /// INCLUDE column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -957,8 +1048,42 @@ async fn start_offsets_and_properties() {
     );
 }
 
+/// Every file under `root` that contains `needle`, and every entry whose mode is not the
+/// owner's only (0700 directories, 0600 files).
+fn secret_leaks_and_open_modes(root: &std::path::Path, needle: &str) -> (Vec<String>, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut leaks, mut open) = (Vec::new(), Vec::new());
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path).expect("metadata");
+        let mode = metadata.permissions().mode() & 0o777;
+        if metadata.is_dir() {
+            if mode != 0o700 {
+                open.push(format!("{} {mode:o}", path.display()));
+            }
+            for entry in std::fs::read_dir(&path).expect("read the directory") {
+                pending.push(entry.expect("entry").path());
+            }
+            continue;
+        }
+        if mode != 0o600 {
+            open.push(format!("{} {mode:o}", path.display()));
+        }
+        let contents = std::fs::read(&path).unwrap_or_default();
+        if contents
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+        {
+            leaks.push(path.display().to_string());
+        }
+    }
+    (leaks, open)
+}
+
 /// PROPERTIES reach librdkafka: a SASL/PLAIN listener is read with the right credentials and
-/// refused, at CREATE, with wrong ones.
+/// refused, at CREATE, with wrong ones. The password is kept in the data directory's SECRETS
+/// file only (not the log, not checkpoints), everything there is the owner's only, and a
+/// restarted server reads the topic with the stored password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_properties_authenticate_the_source() {
     let Some(sasl) = blocking(kafka::sasl_bootstrap).await else {
@@ -986,7 +1111,15 @@ async fn sasl_properties_authenticate_the_source() {
         );
     })
     .await;
-    let server = TestServer::start().await;
+    let directory =
+        std::env::temp_dir().join(format!("tributary-sasl-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    let config = || tributary::Config {
+        data_dir: Some(directory.clone()),
+        checkpoint_interval: Duration::from_millis(200),
+        ..tributary::Config::in_memory()
+    };
+    let server = TestServer::start_with(config()).await.expect("start");
     let client = server.connect().await;
     let properties = |password: &str| {
         format!(
@@ -1019,4 +1152,52 @@ async fn sasl_properties_authenticate_the_source() {
         .await,
         "28000"
     );
+    // A secret given by a reference that names nothing is refused.
+    assert_eq!(
+        error_code(
+            &client,
+            &format!(
+                "CREATE SOURCE nameless (n INT) FROM KAFKA (BROKER '{sasl}', TOPIC '{topic}',
+                   PROPERTIES ('sasl.password' = SECRET 'secret-unknown')) FORMAT JSON"
+            )
+        )
+        .await,
+        "42704"
+    );
+    let shown = rows(&client, "SHOW CONNECTIONS").await;
+    assert!(
+        !format!("{shown:?}").contains("tributary-secret"),
+        "{shown:?}"
+    );
+    // The log holds the statements now; the clean stop below writes a checkpoint.
+    let (leaks, open) = secret_leaks_and_open_modes(&directory, "tributary-secret");
+    assert_eq!(leaks, [directory.join("SECRETS").display().to_string()]);
+    assert!(open.is_empty(), "not private: {open:?}");
+    drop(client);
+    server.stop().await;
+    let (leaks, open) = secret_leaks_and_open_modes(&directory, "tributary-secret");
+    assert_eq!(leaks, [directory.join("SECRETS").display().to_string()]);
+    assert!(open.is_empty(), "not private: {open:?}");
+
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::produce(
+            &produced,
+            &[Record {
+                value: Some(br#"{"n": 4}"#),
+                ..Default::default()
+            }],
+        );
+    })
+    .await;
+    let server = TestServer::start_with(config()).await.expect("restart");
+    let client = server.connect().await;
+    execute(&client, "FLUSH").await;
+    assert_eq!(
+        rows(&client, "SELECT sum(n) FROM numbers").await,
+        table(&[&["7"]])
+    );
+    drop(client);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
 }

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Fields, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
 use super::status::{KEPT_PAYLOAD_BYTES, SourceErrorRecord};
@@ -145,6 +145,8 @@ pub struct SourceDecoder {
     schema: SchemaRef,
     /// Whether a message without a value is a deletion (UPSERT, DEBEZIUM) rather than an error.
     tombstones: bool,
+    /// JSON only: the payload's integer fields (see [`integer_fields`]).
+    integer_fields: HashMap<Vec<u8>, &'static str>,
 }
 
 /// A batch's payloads decoded, and what became of each message.
@@ -166,12 +168,17 @@ impl SourceDecoder {
         schema: SchemaRef,
         tombstones: bool,
     ) -> Self {
+        let mut integer_fields = HashMap::new();
+        if matches!(format, Format::Json) {
+            collect_integer_fields(payload_schema.fields(), &[], &mut integer_fields);
+        }
         Self {
             format,
             payload_schema,
             include,
             schema,
             tombstones,
+            integer_fields,
         }
     }
 
@@ -195,6 +202,14 @@ impl SourceDecoder {
                         && payload.iter().all(u8::is_ascii_whitespace) =>
                 {
                     refused.push(messages.refuse(index, "message value is empty"))
+                }
+                Some(payload)
+                    if !self.integer_fields.is_empty() && may_hold_a_fraction(payload) =>
+                {
+                    match fractional_integer(payload, &self.integer_fields) {
+                        Some(reason) => refused.push(messages.refuse(index, reason)),
+                        None => candidates.push(index),
+                    }
                 }
                 Some(_) => candidates.push(index),
             }
@@ -411,6 +426,123 @@ pub fn include_type(kind: IncludeKind, format: &Format) -> DataType {
     }
 }
 
+/// The integer fields among `fields` (and the fields of their structs), by path: the names
+/// from the top joined by NUL bytes. The value is Postgres's name of the type.
+fn collect_integer_fields(
+    fields: &Fields,
+    prefix: &[u8],
+    found: &mut HashMap<Vec<u8>, &'static str>,
+) {
+    for field in fields {
+        let mut path = prefix.to_vec();
+        if !path.is_empty() {
+            path.push(0);
+        }
+        path.extend_from_slice(field.name().as_bytes());
+        let type_name = match field.data_type() {
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+            DataType::Int32 | DataType::UInt16 => "integer",
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint",
+            DataType::Struct(children) => {
+                collect_integer_fields(children, &path, found);
+                continue;
+            }
+            _ => continue,
+        };
+        found.insert(path, type_name);
+    }
+}
+
+/// Whether a JSON message may hold a number with a fraction: it has a decimal point or a
+/// negative exponent somewhere. Most messages of integer-only payloads have neither, and
+/// memchr-speed tests keep them off [`fractional_integer`]'s byte-by-byte scan.
+fn may_hold_a_fraction(payload: &[u8]) -> bool {
+    payload.contains(&b'.')
+        || payload
+            .windows(2)
+            .any(|pair| matches!(pair, [b'e' | b'E', b'-']))
+}
+
+/// Postgres's refusal of the first number with a fraction (`1.5`, `15e-1`) given for an
+/// integer field, which arrow-json would truncate. Numbers that are whole however written
+/// (`2.0`, `1e3`) are taken, as they lose nothing.
+fn fractional_integer(payload: &[u8], integer_fields: &HashMap<Vec<u8>, &str>) -> Option<String> {
+    /// An open object (with the key of the value being read) or array.
+    struct Container<'a> {
+        object: bool,
+        key: &'a [u8],
+        expecting_key: bool,
+    }
+    let mut open: Vec<Container> = Vec::new();
+    let mut position = 0;
+    while position < payload.len() {
+        match payload[position] {
+            b'"' => {
+                let start = position + 1;
+                let mut end = start;
+                while end < payload.len() && payload[end] != b'"' {
+                    end += if payload[end] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(container) = open.last_mut()
+                    && container.object
+                    && container.expecting_key
+                {
+                    container.key = &payload[start..end.min(payload.len())];
+                    container.expecting_key = false;
+                }
+                position = end + 1;
+                continue;
+            }
+            opening @ (b'{' | b'[') => open.push(Container {
+                object: opening == b'{',
+                key: &[],
+                expecting_key: opening == b'{',
+            }),
+            b'}' | b']' => {
+                open.pop();
+            }
+            b',' => {
+                if let Some(container) = open.last_mut() {
+                    container.expecting_key = container.object;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = position;
+                while position < payload.len()
+                    && matches!(
+                        payload[position],
+                        b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                    )
+                {
+                    position += 1;
+                }
+                let number = std::str::from_utf8(&payload[start..position]).unwrap_or_default();
+                let fractional = number.contains(['.', 'e', 'E'])
+                    && number
+                        .parse::<f64>()
+                        .is_ok_and(|value| value.fract() != 0.0);
+                if fractional && open.iter().all(|container| container.object) {
+                    let path = open
+                        .iter()
+                        .map(|container| container.key)
+                        .collect::<Vec<_>>()
+                        .join(&0u8);
+                    if let Some(type_name) = integer_fields.get(&path) {
+                        return Some(format!(
+                            "invalid input syntax for type {type_name}: \"{number}\" (field \"{}\")",
+                            String::from_utf8_lossy(&path).replace('\0', ".")
+                        ));
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        position += 1;
+    }
+    None
+}
+
 /// Arrow's messages, shortened to what a user can act on.
 fn describe(error: &ArrowError) -> String {
     match error {
@@ -421,5 +553,49 @@ fn describe(error: &ArrowError) -> String {
         | ArrowError::InvalidArgumentError(message)
         | ArrowError::SchemaError(message) => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn fractions_for_integer_fields_are_found_wherever_they_are_written() {
+        let schema = Schema::new(vec![
+            Field::new("n", DataType::Int32, true),
+            Field::new("price", DataType::Float64, true),
+            Field::new(
+                "after",
+                DataType::Struct(vec![Field::new("id", DataType::Int64, true)].into()),
+                true,
+            ),
+        ]);
+        let mut fields = HashMap::new();
+        collect_integer_fields(schema.fields(), &[], &mut fields);
+        let check = |payload: &str| fractional_integer(payload.as_bytes(), &fields);
+        assert_eq!(
+            check(r#"{"price": 1.5, "n": 2.5}"#).as_deref(),
+            Some(r#"invalid input syntax for type integer: "2.5" (field "n")"#)
+        );
+        assert_eq!(
+            check(r#"{"after": {"id": 1.25}}"#).as_deref(),
+            Some(r#"invalid input syntax for type bigint: "1.25" (field "after.id")"#)
+        );
+        for whole in [
+            r#"{"n": 2.0, "price": 1.5}"#,
+            r#"{"n": 1e3}"#,
+            r#"{"note": "\"n\": 1.5", "n": 1}"#,
+            r#"{"x": {"n": 1.5}, "n": 1}"#,
+            r#"{"n": [1.5]}"#,
+            r#"{"after": {"id": 7}, "id": 0.5}"#,
+            r#"{"n": 1, "s": "unterminated \"#,
+        ] {
+            assert_eq!(check(whole), None, "{whole}");
+        }
+        assert!(!may_hold_a_fraction(br#"{"n": 1, "e": "true"}"#));
+        assert!(may_hold_a_fraction(br#"{"n": 15e-1}"#));
     }
 }

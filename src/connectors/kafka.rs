@@ -25,6 +25,9 @@ pub fn client_config(endpoint: &KafkaEndpoint, settings: &[(&str, &str)]) -> Cli
     for (key, value) in &endpoint.properties {
         config.set(key, value);
     }
+    for (key, value) in &endpoint.secrets {
+        config.set(key, value.expose());
+    }
     config
 }
 
@@ -32,6 +35,11 @@ pub fn client_config(endpoint: &KafkaEndpoint, settings: &[(&str, &str)]) -> Cli
 pub fn config_error(error: rdkafka::error::KafkaError) -> ConnectorError {
     match error {
         rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+            let value = if crate::storage::secrets::is_secret_property(&key) {
+                "****"
+            } else {
+                &value
+            };
             ConnectorError::InvalidOption(format!(
                 "Kafka property '{key}' = '{value}': {description}"
             ))

@@ -29,6 +29,8 @@ pub use status::{SinkStatus, SourceStatus};
 pub struct KafkaEndpoint {
     pub broker: String,
     pub properties: Vec<(String, String)>,
+    /// Properties whose values are secrets, resolved from the server's secret store.
+    pub secrets: Vec<(String, crate::storage::secrets::SecretValue)>,
 }
 
 /// A source ready to start: checked against the broker, start offsets resolved per partition.

@@ -647,6 +647,7 @@ mod tests {
             endpoint: KafkaEndpoint {
                 broker: String::new(),
                 properties: Vec::new(),
+                secrets: Vec::new(),
             },
             topic: String::new(),
             key: vec![0],

@@ -22,6 +22,7 @@ use crate::error::{
 };
 use crate::storage::checkpoint::Checkpoint;
 pub use crate::storage::checkpoint::{CheckpointReport, CheckpointReports};
+use crate::storage::secrets::SecretStore;
 use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
 use crate::storage::{Arrangement, TableData};
 pub use durability::Durability;
@@ -180,6 +181,8 @@ pub struct Coordinator {
     /// How many shards the views' dataflows run as (see [`crate::dataflow::workers`]); fixed
     /// for the coordinator's life.
     workers: usize,
+    /// Connection secrets, which sessions store and resolve without the coordinator thread.
+    secrets: Arc<SecretStore>,
 }
 
 impl Coordinator {
@@ -192,6 +195,12 @@ impl Coordinator {
         durability: Option<Durability>,
         workers: usize,
     ) -> std::io::Result<(Self, watch::Receiver<bool>)> {
+        let secrets = Arc::new(match &durability {
+            Some(durability) => {
+                SecretStore::open(durability.directory().root()).map_err(std::io::Error::other)?
+            }
+            None => SecretStore::in_memory(),
+        });
         let (commands, receiver) = mpsc::channel(1024);
         let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (stopped_sender, stopped) = watch::channel(false);
@@ -248,9 +257,14 @@ impl Coordinator {
                 commands,
                 snapshots,
                 workers: workers.max(1),
+                secrets,
             },
             stopped,
         ))
+    }
+
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
     }
 
     /// How many copies of each keyed operator a new view's dataflow runs.

@@ -150,7 +150,8 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
                 }
                 bound_streaming(&mut statement)?;
                 let end = parser.peek_token().span.start;
-                statement.set_sql(statement_text(sql, start, end));
+                let text = stored_text(sql, start, end, &statement);
+                statement.set_sql(&text);
                 Statement::Streaming(statement)
             } else if streaming::starts_streaming_statement(&parser) {
                 let start = parser.peek_token().span.start;
@@ -158,7 +159,8 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
                     streaming::parse_streaming_statement(&mut parser).map_err(syntax)?;
                 bound_streaming(&mut statement)?;
                 let end = parser.peek_token().span.start;
-                statement.set_sql(statement_text(sql, start, end));
+                let text = stored_text(sql, start, end, &statement);
+                statement.set_sql(&text);
                 Statement::Streaming(statement)
             } else {
                 let start = parser.peek_token().span.start;
@@ -279,30 +281,62 @@ fn with_event_time(
 
 /// The text between two token positions; `end` at line 0 (the end of input) means the rest.
 fn statement_text(sql: &str, start: Location, end: Location) -> &str {
-    let offset = |location: Location| -> Option<usize> {
-        if location.line == 0 {
-            return None;
-        }
-        let line_start = if location.line == 1 {
-            0
-        } else {
-            sql.match_indices('\n')
-                .nth(location.line as usize - 2)
-                .map(|(index, _)| index + 1)?
-        };
-        let line = &sql[line_start..];
-        Some(
-            line_start
-                + line
-                    .char_indices()
-                    .nth(location.column as usize - 1)
-                    .map(|(index, _)| index)
-                    .unwrap_or(line.len()),
-        )
-    };
-    let from = offset(start).unwrap_or(0);
-    let to = offset(end).unwrap_or(sql.len()).max(from);
+    let from = byte_offset(sql, start).unwrap_or(0);
+    let to = byte_offset(sql, end).unwrap_or(sql.len()).max(from);
     sql[from..to].trim()
+}
+
+/// Where a token position is in `sql`; `None` at line 0 (the end of input).
+fn byte_offset(sql: &str, location: Location) -> Option<usize> {
+    if location.line == 0 {
+        return None;
+    }
+    let line_start = if location.line == 1 {
+        0
+    } else {
+        sql.match_indices('\n')
+            .nth(location.line as usize - 2)
+            .map(|(index, _)| index + 1)?
+    };
+    let line = &sql[line_start..];
+    Some(
+        line_start
+            + line
+                .char_indices()
+                .nth(location.column as usize - 1)
+                .map(|(index, _)| index)
+                .unwrap_or(line.len()),
+    )
+}
+
+/// A Tributary statement's text as the catalog keeps it: each secret given inline
+/// (`'sasl.password' = '...'`) replaced by the reference `SECRET '<id>'` it is stored under.
+fn stored_text(
+    sql: &str,
+    start: Location,
+    end: Location,
+    statement: &StreamingStatement,
+) -> String {
+    let from = byte_offset(sql, start).unwrap_or(0);
+    let to = byte_offset(sql, end).unwrap_or(sql.len()).max(from);
+    let mut secrets: Vec<(usize, usize, &str)> = statement
+        .inline_secrets()
+        .filter_map(|(span, id)| {
+            let value_start = byte_offset(sql, span.start)?;
+            let value_end = byte_offset(sql, span.end).unwrap_or(sql.len());
+            (from <= value_start && value_end <= to).then_some((value_start, value_end, id))
+        })
+        .collect();
+    secrets.sort_unstable();
+    let mut text = String::with_capacity(to - from);
+    let mut written = from;
+    for (value_start, value_end, id) in secrets {
+        text.push_str(&sql[written..value_start]);
+        text.push_str(&format!("SECRET '{id}'"));
+        written = value_end;
+    }
+    text.push_str(&sql[written..to]);
+    text.trim().to_string()
 }
 
 /// The name a relation is stored under: Postgres folds unquoted identifiers to lower case, and
@@ -337,6 +371,62 @@ pub fn identifier(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kafka_options(statement: &Statement) -> (&str, &streaming::KafkaOptions) {
+        match statement {
+            Statement::Streaming(StreamingStatement::CreateConnection(create)) => {
+                (&create.sql, &create.kafka)
+            }
+            Statement::Streaming(StreamingStatement::CreateSource(create)) => {
+                (&create.sql, &create.kafka)
+            }
+            other => panic!("not a connector: {other}"),
+        }
+    }
+
+    #[test]
+    fn inline_secrets_are_stored_as_references_to_their_ids() {
+        let sql = "CREATE CONNECTION k TO KAFKA (BROKER 'b:1', PROPERTIES (\n  'sasl.username' = 'ü', 'sasl.password' = 'hunter''2'));
+            CREATE SOURCE s (n INT, t TIMESTAMP, WATERMARK FOR t AS t - INTERVAL '1' SECOND)
+              FROM KAFKA (BROKER 'b:1', TOPIC 't', PROPERTIES ('ssl.key.password' = 'k€y', 'sasl.password' = SECRET 'secret-given')) FORMAT JSON";
+        let statements = parse(sql).expect("parses");
+        let (connection_sql, connection) = kafka_options(&statements[0]);
+        assert_eq!(
+            connection.properties,
+            [("sasl.username".into(), "ü".into())]
+        );
+        let [secret] = connection.secrets.as_slice() else {
+            panic!("one secret: {:?}", connection.secrets)
+        };
+        assert_eq!(secret.key, "sasl.password");
+        assert_eq!(
+            secret.value.as_ref().map(|value| value.expose()),
+            Some("hunter'2")
+        );
+        assert_eq!(
+            connection_sql,
+            format!(
+                "CREATE CONNECTION k TO KAFKA (BROKER 'b:1', PROPERTIES (\n  'sasl.username' = 'ü', 'sasl.password' = SECRET '{}'))",
+                secret.id
+            )
+        );
+        // The stored text names the secret and holds no value: what recovery parses again.
+        let again = parse(connection_sql).expect("the stored text parses");
+        let (stored_sql, stored) = kafka_options(&again[0]);
+        assert_eq!(stored_sql, connection_sql);
+        assert_eq!(stored.secrets[0].id, secret.id);
+        assert_eq!(stored.secrets[0].value, None);
+
+        let (source_sql, source) = kafka_options(&statements[1]);
+        assert!(!source_sql.contains("k€y"), "{source_sql}");
+        assert!(source_sql.contains("'sasl.password' = SECRET 'secret-given'"));
+        assert!(source_sql.ends_with("FORMAT JSON"), "{source_sql}");
+        let ids: Vec<&str> = source.secrets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids[1], "secret-given");
+        assert!(source_sql.contains(&format!("'ssl.key.password' = SECRET '{}'", ids[0])));
+        assert!(format!("{statements:?}").contains("****"));
+        assert!(!format!("{statements:?}").contains("hunter"));
+    }
 
     #[test]
     fn streaming_statements_keep_their_own_text() {

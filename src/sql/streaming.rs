@@ -5,10 +5,11 @@ use std::fmt;
 
 use datafusion::sql::sqlparser::ast::{ColumnDef, CreateTable, CreateView};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Span, Token};
 
 use super::event_time::WatermarkClause;
 use super::identifier;
+use crate::storage::secrets::{SecretValue, is_secret_property};
 
 /// A statement sqlparser does not know.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,8 +142,23 @@ pub struct KafkaOptions {
     pub connection: Option<String>,
     pub topic: Option<String>,
     pub start: Option<StartOffset>,
-    /// librdkafka settings passed through (security, SASL, ...).
+    /// librdkafka settings passed through (security, SASL, ...), but for secrets.
     pub properties: Vec<(String, String)>,
+    /// The properties whose values are secrets (`crate::storage::secrets`).
+    pub secrets: Vec<SecretProperty>,
+}
+
+/// A secret Kafka property: given inline (a password among the PROPERTIES) or as
+/// `SECRET '<id>'`, the form every statement is stored in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretProperty {
+    pub key: String,
+    /// What the secret is stored under.
+    pub id: String,
+    /// A value given inline: the statement stores it under `id` before it is logged.
+    pub value: Option<SecretValue>,
+    /// Where the inline value was written, so the stored text can leave it out.
+    pub span: Option<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +227,29 @@ impl fmt::Display for StreamingStatement {
 
 impl StreamingStatement {
     /// Keeps the statement's own text in the CREATE statements that need it later.
+    /// Where each secret given inline was written, and the id it is stored under.
+    pub(super) fn inline_secrets(&self) -> impl Iterator<Item = (Span, &str)> {
+        let options = match self {
+            StreamingStatement::CreateConnection(create) => Some(&create.kafka),
+            StreamingStatement::CreateSource(create) => Some(&create.kafka),
+            StreamingStatement::CreateSink(create) => Some(&create.kafka),
+            StreamingStatement::CreateTable { .. }
+            | StreamingStatement::CreateWindowCloseView { .. }
+            | StreamingStatement::Drop { .. }
+            | StreamingStatement::Show(_)
+            | StreamingStatement::Flush
+            | StreamingStatement::Subscribe { .. }
+            | StreamingStatement::DeclareQuery { .. }
+            | StreamingStatement::Fetch(_)
+            | StreamingStatement::Close(_)
+            | StreamingStatement::ExplainView(_) => None,
+        };
+        options
+            .into_iter()
+            .flat_map(|options| &options.secrets)
+            .filter_map(|secret| Some((secret.span?, secret.id.as_str())))
+    }
+
     pub(super) fn set_sql(&mut self, text: &str) {
         match self {
             StreamingStatement::CreateConnection(create) => create.sql = text.to_string(),
@@ -540,12 +579,17 @@ fn kafka_options(parser: &mut Parser) -> Result<KafkaOptions, ParserError> {
             options.start = Some(StartOffset::Timestamp(literal(parser)?));
         } else if word(parser, "PROPERTIES") {
             parser.expect_token(&Token::LParen)?;
-            options.properties = parser.parse_comma_separated(|parser| {
+            let properties = parser.parse_comma_separated(|parser| {
                 let key = literal(parser)?;
                 let _ = parser.consume_token(&Token::Eq);
-                let value = literal(parser)?;
-                Ok((key, value))
+                property_value(parser, key)
             })?;
+            for property in properties {
+                match property {
+                    Property::Plain(key, value) => options.properties.push((key, value)),
+                    Property::Secret(secret) => options.secrets.push(secret),
+                }
+            }
             parser.expect_token(&Token::RParen)?;
         } else {
             return parser.expected(
@@ -680,6 +724,40 @@ fn name_from(parser: &mut Parser) -> Result<String, ParserError> {
 }
 
 /// A string, number or bare word, as text.
+enum Property {
+    Plain(String, String),
+    Secret(SecretProperty),
+}
+
+/// A property's value: plain, or a secret (`SECRET '<id>'`, or any value of a property
+/// [`is_secret_property`] names).
+fn property_value(parser: &mut Parser, key: String) -> Result<Property, ParserError> {
+    let reference = matches!(&parser.peek_token_ref().token,
+        Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("SECRET"))
+        && matches!(parser.peek_nth_token(1).token, Token::SingleQuotedString(_));
+    if reference {
+        parser.next_token();
+        let id = literal(parser)?;
+        return Ok(Property::Secret(SecretProperty {
+            key,
+            id,
+            value: None,
+            span: None,
+        }));
+    }
+    let span = parser.peek_token().span;
+    let value = literal(parser)?;
+    if !is_secret_property(&key) {
+        return Ok(Property::Plain(key, value));
+    }
+    Ok(Property::Secret(SecretProperty {
+        key,
+        id: crate::storage::directory::random_id("secret-"),
+        value: Some(SecretValue::new(value)),
+        span: Some(span),
+    }))
+}
+
 fn literal(parser: &mut Parser) -> Result<String, ParserError> {
     let token = parser.next_token();
     match token.token {

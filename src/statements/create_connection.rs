@@ -11,6 +11,7 @@ use crate::coordinator::NewRelation;
 use crate::error::{CatalogError, ConnectorError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::streaming::{CreateConnection, KafkaOptions};
+use crate::storage::secrets::SecretValue;
 
 pub(super) async fn execute(session: &Session, create: &CreateConnection) -> Result<QueryResult> {
     if create.kafka.topic.is_some() || create.kafka.start.is_some() {
@@ -48,6 +49,7 @@ pub(super) fn endpoint(
     session: &Session,
     options: &KafkaOptions,
 ) -> Result<(KafkaEndpoint, Option<RelationId>)> {
+    let secrets = secrets(session, options)?;
     let Some(connection) = &options.connection else {
         let broker = options.broker.clone().ok_or_else(|| {
             ConnectorError::InvalidOption("KAFKA needs BROKER '<host:port>' or CONNECTION".into())
@@ -56,6 +58,7 @@ pub(super) fn endpoint(
             KafkaEndpoint {
                 broker,
                 properties: options.properties.clone(),
+                secrets,
             },
             None,
         ));
@@ -87,5 +90,26 @@ pub(super) fn endpoint(
     endpoint
         .properties
         .extend(options.properties.iter().cloned());
+    endpoint.secrets.extend(secrets);
     Ok((endpoint, Some(relation.id)))
+}
+
+/// The values of the statement's secret properties. One given inline is stored first, so the
+/// statement, logged as `SECRET '<id>'` once it succeeds, finds it again in recovery.
+fn secrets(session: &Session, options: &KafkaOptions) -> Result<Vec<(String, SecretValue)>> {
+    let store = session.coordinator.secrets();
+    let mut values = Vec::with_capacity(options.secrets.len());
+    for secret in &options.secrets {
+        let value = match &secret.value {
+            Some(value) => {
+                store.store(&secret.id, value)?;
+                value.clone()
+            }
+            None => store
+                .get(&secret.id)
+                .ok_or_else(|| CatalogError::UndefinedSecret(secret.id.clone()))?,
+        };
+        values.push((secret.key.clone(), value));
+    }
+    Ok(values)
 }

@@ -167,7 +167,7 @@ pub fn write(
         std::fs::remove_dir_all(&temporary)
             .map_err(|error| io_error("remove", &temporary, &error))?;
     }
-    std::fs::create_dir_all(&temporary).map_err(|error| io_error("create", &temporary, &error))?;
+    super::directory::create_private_directory(&temporary)?;
     // Each file is written (and synced) as soon as it is encoded, so at most one relation's
     // encoded rows are in memory at a time; the manifest collects lengths and checksums.
     let mut entries: Vec<(String, u64, u32)> = Vec::new();

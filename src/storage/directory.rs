@@ -1,8 +1,10 @@
 //! The data directory: its format marker, the lock that keeps a second server out, and the
-//! crash-safe file operations the log and checkpoints are built from.
+//! crash-safe file operations the log and checkpoints are built from. Everything in it is its
+//! owner's only (directories 0700, files 0600): it holds users' data and connection secrets.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
@@ -35,12 +37,15 @@ impl DataDirectory {
     /// Opens `root`, creating it (and its format marker) if new. Fails when another server holds
     /// it, when it was written in another format, or when it cannot be written.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(root).map_err(|error| io_error("create", root, &error))?;
+        create_private_directory(root)?;
+        // A directory made by an older build, or by hand, is closed to others too.
+        restrict_permissions(root)?;
         let lock_path = root.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(&lock_path)
             .map_err(|error| io_error("open", &lock_path, &error))?;
         match lock.try_lock() {
@@ -99,7 +104,7 @@ impl DataDirectory {
             _lock: lock,
         };
         for sub in [directory.log_directory(), directory.checkpoint_directory()] {
-            std::fs::create_dir_all(&sub).map_err(|error| io_error("create", &sub, &error))?;
+            create_private_directory(&sub)?;
         }
         sync_directory(root)?;
         Ok(directory)
@@ -122,8 +127,13 @@ impl DataDirectory {
     }
 }
 
-/// A fresh random id: std's per-process random hash keys, the clock and the process id.
 fn new_instance_id() -> String {
+    random_id("")
+}
+
+/// A fresh random id after `prefix`: std's per-process random hash keys (fresh for each
+/// hasher), the clock and the process id.
+pub fn random_id(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -133,7 +143,7 @@ fn new_instance_id() -> String {
             .unwrap_or(0),
     );
     hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
+    format!("{prefix}{:016x}", hasher.finish())
 }
 
 pub fn io_error(action: &'static str, path: &Path, error: &std::io::Error) -> StorageError {
@@ -144,9 +154,60 @@ pub fn io_error(action: &'static str, path: &Path, error: &std::io::Error) -> St
     }
 }
 
-/// Writes a whole file and syncs it; the caller syncs the directory that names it.
+/// The mode of every file the server writes in its data directory.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// The mode of every directory it makes there.
+pub const PRIVATE_DIRECTORY_MODE: u32 = 0o700;
+
+/// Creates `path` and its missing parents, readable by the server's user only.
+pub fn create_private_directory(path: &Path) -> Result<(), StorageError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIRECTORY_MODE)
+        .create(path)
+        .map_err(|error| io_error("create", path, &error))
+}
+
+/// Sets everything under `root` (and `root`) to the private modes; symbolic links are left.
+fn restrict_permissions(root: &Path) -> Result<(), StorageError> {
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(|error| io_error("read", &path, &error))?;
+        let mode = if metadata.is_dir() {
+            for entry in
+                std::fs::read_dir(&path).map_err(|error| io_error("read", &path, &error))?
+            {
+                pending.push(
+                    entry
+                        .map_err(|error| io_error("read", &path, &error))?
+                        .path(),
+                );
+            }
+            PRIVATE_DIRECTORY_MODE
+        } else if metadata.is_file() {
+            PRIVATE_FILE_MODE
+        } else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|error| io_error("restrict", &path, &error))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a whole file (readable by the server's user only) and syncs it; the caller syncs the
+/// directory that names it.
 pub fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let mut file = File::create(path).map_err(|error| io_error("create", path, &error))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+        .map_err(|error| io_error("create", path, &error))?;
     file.write_all(bytes)
         .map_err(|error| io_error("write", path, &error))?;
     file.sync_all()

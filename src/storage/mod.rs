@@ -6,6 +6,7 @@ pub mod change_batch;
 pub mod checkpoint;
 pub mod codec;
 pub mod directory;
+pub mod secrets;
 pub mod table;
 pub mod wal;
 

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,6 +78,7 @@ impl WriteAheadLog {
             .create(true)
             .truncate(true)
             .write(true)
+            .mode(super::directory::PRIVATE_FILE_MODE)
             .open(&path)
             .map_err(|error| io_error("create", &path, &error))?;
         let mut header = SEGMENT_MAGIC.to_vec();
