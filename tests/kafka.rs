@@ -339,6 +339,91 @@ async fn malformed_messages_are_recorded_and_skipped() {
     assert_eq!(rows(&client, "SELECT n FROM named").await, table(&[&["4"]]));
 }
 
+/// The dead-letter topic Tributary creates takes any message the source's topic does (a 4 MB
+/// one here, where Kafka's default limit is 1 MB); a forward the topic refuses (one the user
+/// made with a small limit) is an error in `tributary.source_errors`, not only a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_topics_take_large_messages_and_failed_forwards_are_errors() {
+    let topic = kafka::unique_topic("large_bad");
+    let small_dead = kafka::unique_topic("small_dead");
+    let large = vec![b'x'; 4 * 1024 * 1024];
+    let medium = vec![b'y'; 5000];
+    let (produced, small) = (topic.clone(), small_dead.clone());
+    blocking(move || {
+        kafka::create_topic_with(&produced, 1, &[("max.message.bytes", "8388608")]);
+        kafka::create_topic_with(&small, 1, &[("max.message.bytes", "2000")]);
+        kafka::produce(
+            &produced,
+            &[
+                Record {
+                    value: Some(&large),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(br#"{"id": 1}"#),
+                    ..Default::default()
+                },
+                Record {
+                    value: Some(&medium),
+                    ..Default::default()
+                },
+            ],
+        );
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE large (id INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}')
+               FORMAT JSON ERRORS TO KAFKA TOPIC '{topic}_dead';
+             CREATE SOURCE small (id INT) FROM KAFKA (BROKER '{broker}', TOPIC '{topic}')
+               FORMAT JSON ERRORS TO KAFKA TOPIC '{small_dead}';
+             FLUSH;",
+            broker = kafka::bootstrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT id FROM large").await,
+        table(&[&["1"]])
+    );
+    let dead = format!("{topic}_dead");
+    let forwarded = blocking(move || kafka::read_all(&dead, 2, Duration::from_secs(30))).await;
+    let sizes: Vec<usize> = forwarded
+        .iter()
+        .map(|(_, value)| value.as_ref().map_or(0, String::len))
+        .collect();
+    assert_eq!(sizes, [4 * 1024 * 1024, 5000]);
+
+    // Both messages are too large for the small topic: each failed forward is shown.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let failures = loop {
+        let failures = rows(
+            &client,
+            "SELECT \"offset\", reason FROM tributary.source_errors
+               WHERE source = 'small' AND reason LIKE 'could not forward%' ORDER BY \"offset\"",
+        )
+        .await;
+        if failures.len() == 2 || tokio::time::Instant::now() > deadline {
+            break failures;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let offsets: Vec<&str> = failures.iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(offsets, ["0", "2"], "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|row| row[1].contains(&small_dead) && row[1].contains("retrying")),
+        "{failures:?}"
+    );
+    let empty = small_dead.clone();
+    let forwarded = blocking(move || kafka::read_all(&empty, 0, Duration::from_secs(2))).await;
+    assert!(forwarded.is_empty());
+}
+
 /// A JSON number with a fraction for an integer column is a source error (Postgres: 22P02), as
 /// is one out of the column's range; arrow-json alone would store 1.5 as 1. Whole numbers
 /// written with a point or an exponent, and points inside strings or other columns, pass.

@@ -261,6 +261,76 @@ fn timestamp_millis(text: &str) -> Result<i64, ConnectorError> {
     )))
 }
 
+/// What a forwarded message may carry beyond the refused message itself: the headers saying
+/// where it came from and why (the reason cut to 4 KiB) and the record's framing.
+const DEAD_LETTER_ALLOWANCE: u64 = 64 * 1024;
+/// Kafka's default `max.message.bytes`, assumed when the broker does not say.
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
+
+/// Creates a source's `ERRORS TO KAFKA TOPIC` topic if it does not exist, with as many
+/// partitions as the source's and a `max.message.bytes` that fits any message the source's
+/// topic accepts, with its headers. A topic that exists is left as it is (a forward it refuses
+/// is shown in `tributary.source_errors`).
+pub fn ensure_dead_letter_topic(
+    endpoint: &KafkaEndpoint,
+    topic: &str,
+    source_topic: &str,
+    partitions: usize,
+) -> Result<(), ConnectorError> {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    let consumer = checker(endpoint)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|error| check_failure(&consumer, endpoint, error))?;
+    if metadata
+        .topics()
+        .iter()
+        .any(|found| found.name() == topic && found.error().is_none())
+    {
+        return Ok(());
+    }
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(endpoint, &[])
+        .create()
+        .map_err(config_error)?;
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let admin_error = |error: rdkafka::error::KafkaError| {
+        ConnectorError::Kafka(format!(
+            "cannot create the dead-letter topic \"{topic}\": {error}"
+        ))
+    };
+    let described = futures::executor::block_on(
+        admin.describe_configs([&ResourceSpecifier::Topic(source_topic)], &options),
+    )
+    .map_err(admin_error)?;
+    let source_limit = described
+        .iter()
+        .flatten()
+        .find_map(|resource| resource.get("max.message.bytes"))
+        .and_then(|entry| entry.value.as_deref())
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    let limit = (source_limit + DEAD_LETTER_ALLOWANCE).to_string();
+    let new_topic = NewTopic::new(
+        topic,
+        i32::try_from(partitions.max(1)).unwrap_or(1),
+        TopicReplication::Fixed(-1),
+    )
+    .set("max.message.bytes", &limit);
+    let created = futures::executor::block_on(admin.create_topics([&new_topic], &options))
+        .map_err(admin_error)?;
+    for result in created {
+        match result {
+            Ok(_) => {}
+            // Created meanwhile by someone else: theirs stands.
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(admin_error(rdkafka::error::KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}
+
 /// Checks that the broker answers.
 pub fn check_broker(endpoint: &KafkaEndpoint) -> Result<(), ConnectorError> {
     let consumer = checker(endpoint)?;

@@ -8,6 +8,7 @@
 
 pub mod backfill;
 pub mod consumer_queue;
+pub mod dead_letters;
 pub mod decode;
 pub mod envelope;
 pub mod kafka;

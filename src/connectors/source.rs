@@ -11,15 +11,15 @@ use datafusion::arrow::datatypes::SchemaRef;
 use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::message::Headers;
 use tokio::sync::oneshot;
 
 use super::consumer_queue::{ConsumerQueue, MESSAGES_PER_CALL};
+use super::dead_letters::DeadLetters;
 use super::decode::{Message, PendingMessages, SourceDecoder, decode_in_slices};
 use super::envelope::EnvelopeState;
 use super::envelope::KeyUpdate;
-use super::status::{SourceControl, SourceErrorRecord, SourceStatus, lock};
+use super::status::{SourceControl, SourceStatus, lock};
 use super::{SourceDefinition, kafka};
 use crate::dataflow::ChangeBatch;
 use crate::error::{ConnectorError, Result};
@@ -121,12 +121,7 @@ pub fn start(
         .iter()
         .any(|include| include.kind == crate::sql::streaming::IncludeKind::Headers);
     let dead_letters = match &definition.errors_topic {
-        Some(topic) => Some(DeadLetters {
-            producer: kafka::client_config(&definition.endpoint, &[])
-                .create()
-                .map_err(kafka::config_error)?,
-            topic: topic.clone(),
-        }),
+        Some(topic) => Some(DeadLetters::new(&definition.endpoint, topic.clone())?),
         None => None,
     };
     // Messages with headers are read one by one, through rust-rdkafka's header parsing.
@@ -226,60 +221,6 @@ impl rdkafka::ClientContext for SourceContext {
 
 impl rdkafka::consumer::ConsumerContext for SourceContext {}
 
-/// `ERRORS TO KAFKA TOPIC`: where refused messages are forwarded, as they were, with headers
-/// saying where they came from and why they were refused.
-struct DeadLetters {
-    producer: ThreadedProducer<DefaultProducerContext>,
-    topic: String,
-}
-
-impl DeadLetters {
-    fn forward(
-        &self,
-        source: &SourceStatus,
-        messages: &PendingMessages,
-        refused: &[SourceErrorRecord],
-    ) {
-        let positions = messages.positions();
-        for record in refused {
-            let Some(&index) = positions.get(&(record.partition, record.offset)) else {
-                continue;
-            };
-            let headers = OwnedHeaders::new()
-                .insert(header("tributary.source", source.name.as_bytes()))
-                .insert(header("tributary.topic", source.topic.as_bytes()))
-                .insert(header(
-                    "tributary.partition",
-                    record.partition.to_string().as_bytes(),
-                ))
-                .insert(header(
-                    "tributary.offset",
-                    record.offset.to_string().as_bytes(),
-                ))
-                .insert(header("tributary.reason", record.reason.as_bytes()));
-            let mut message = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-            if let Some(key) = messages.key(index) {
-                message = message.key(key);
-            }
-            if let Some(payload) = messages.payload(index) {
-                message = message.payload(payload);
-            }
-            // The producer queues; a full queue drops the forward (the error is still kept in
-            // tributary.source_errors) rather than stall ingestion.
-            if let Err((error, _)) = self.producer.send(message) {
-                tracing::warn!(source = %source.name, %error, "cannot forward a refused message");
-            }
-        }
-    }
-}
-
-fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a, &'a [u8]> {
-    Header {
-        key,
-        value: Some(value),
-    }
-}
-
 struct SourceReader {
     /// The consumer's queue read in batches: declared before the consumer, so it is released
     /// first.
@@ -345,6 +286,9 @@ impl SourceReader {
                 deadline = now + TICK;
                 if now >= watermarks_due {
                     self.refresh_watermarks();
+                    if let Some(dead_letters) = &mut self.dead_letters {
+                        dead_letters.retry(&self.status);
+                    }
                     watermarks_due = now + WATERMARK_INTERVAL;
                 }
                 self.answer_flushes();
@@ -446,7 +390,7 @@ impl SourceReader {
                 return true;
             }
         };
-        if let Some(dead_letters) = &self.dead_letters
+        if let Some(dead_letters) = &mut self.dead_letters
             && !refused.is_empty()
         {
             dead_letters.forward(&self.status, &messages, &refused);

@@ -57,8 +57,17 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
             .map(|&(partition, offset)| (partition, rdkafka::Offset::from_raw(offset)))
             .collect(),
         None => {
+            let errors_topic = create.errors_topic.clone();
             kafka::blocking(move || {
                 let partitions = kafka::topic_partitions(&checked_endpoint, &checked_topic)?;
+                if let Some(errors_topic) = &errors_topic {
+                    kafka::ensure_dead_letter_topic(
+                        &checked_endpoint,
+                        errors_topic,
+                        &checked_topic,
+                        partitions.len(),
+                    )?;
+                }
                 kafka::start_offsets(&checked_endpoint, &checked_topic, &partitions, &start)
             })
             .await?

@@ -183,6 +183,26 @@ pub fn create_topic(topic: &str, partitions: u32) {
     );
 }
 
+/// Creates a topic with `partitions` partitions and topic `configs` (`max.message.bytes`, ...)
+/// through rdkafka's admin client.
+pub fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("create an admin client");
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
+    let results =
+        futures::executor::block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+            .expect("create the topic");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
 /// A message for [`produce`].
 #[derive(Default, Clone)]
 pub struct Record<'a> {
@@ -196,6 +216,8 @@ pub struct Record<'a> {
 pub fn produce(topic: &str, records: &[Record<'_>]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
+        // Large enough for the tests' largest message; the topic's limit is what binds.
+        .set("message.max.bytes", "16777216")
         .create()
         .expect("create a producer");
     for record in records {
