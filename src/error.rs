@@ -61,6 +61,9 @@ pub enum CatalogError {
     DuplicateObject(String),
     #[error("{kind} \"{name}\" does not exist")]
     UndefinedObject { kind: &'static str, name: String },
+    /// The name of a pg_catalog relation, which a user's relation would shadow.
+    #[error("relation name \"{0}\" is reserved: pg_catalog.{0} is a system relation")]
+    ReservedName(String),
     /// `SECRET '<id>'` names no stored secret.
     #[error("secret \"{0}\" does not exist")]
     UndefinedSecret(String),
@@ -224,6 +227,7 @@ impl Error {
                 CatalogError::DuplicateObject(_) => "42P07",
                 CatalogError::UndefinedObject { .. } => "42P01",
                 CatalogError::UndefinedSecret(_) => "42704",
+                CatalogError::ReservedName(_) => "42939",
                 CatalogError::DependentObjects { .. } => "2BP01",
                 CatalogError::WrongObjectType { .. } => "42809",
             },

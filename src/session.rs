@@ -24,6 +24,8 @@ pub enum QueryResult {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     },
+    /// A query's rows as they are made (see [`crate::statements::RowStream`]).
+    Streamed(crate::statements::RowStream),
     /// A command's completion tag (`INSERT 0 3`, `CREATE TABLE`, ...).
     Command(CommandTag),
     /// Rows FETCHed from a cursor (tagged `FETCH n`).
@@ -37,6 +39,23 @@ pub enum QueryResult {
         rows: crate::statements::SubscriptionRows,
         copy: bool,
     },
+}
+
+impl QueryResult {
+    /// The result with a query's rows all made: [`QueryResult::Rows`] for
+    /// [`QueryResult::Streamed`], anything else as it is.
+    pub async fn collected(self) -> Result<Self> {
+        match self {
+            QueryResult::Streamed(rows) => {
+                let schema = rows.schema.clone();
+                Ok(QueryResult::Rows {
+                    schema,
+                    batches: rows.collect().await?,
+                })
+            }
+            other => Ok(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,13 +263,16 @@ impl Session {
         Ok(results)
     }
 
-    /// Runs one parsed statement, with the parameter values of a bound portal if any.
+    /// Runs one parsed statement, with the parameter values of a bound portal if any; a query's
+    /// rows are all made before this returns (see [`QueryResult::collected`]).
     pub async fn execute_statement(
         &self,
         statement: &Statement,
         parameters: Option<ParamValues>,
     ) -> Result<QueryResult> {
         self.execute_interruptible(statement, parameters, std::future::pending())
+            .await?
+            .collected()
             .await
     }
 
@@ -268,8 +290,9 @@ impl Session {
         // server) down: it becomes an internal error and the session stays usable.
         let run = statements::execute(self, statement, parameters);
         let run = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run));
+        let started = tokio::time::Instant::now();
+        let limit = statement_timeout(&self.variables)?;
         let outcome = if statements::only_reads(statement) {
-            let limit = statement_timeout(&self.variables)?;
             // Dropping the statement's future stops its execution.
             tokio::select! {
                 outcome = run => outcome,
@@ -280,6 +303,11 @@ impl Session {
             run.await
         };
         let result = match outcome {
+            // The statement_timeout holds until the last row is made.
+            Ok(Ok(QueryResult::Streamed(mut rows))) => {
+                rows.deadline = limit.map(|limit| started + limit);
+                Ok(QueryResult::Streamed(rows))
+            }
             Ok(result) => result,
             Err(panic) => {
                 let message = crate::error::panic_message(&panic);

@@ -534,6 +534,15 @@ async fn run(
         }
         // The Kafka consumer blocks; the server's other work goes on meanwhile.
         tokio::task::block_in_place(|| check_sinks(topics, &produced, &groups, kill))?;
+        // Output recovered from a checkpoint counts as queued too (it once went negative).
+        let queued = query(
+            &client,
+            "SELECT sink FROM tributary.sink_progress WHERE queued_epochs < 0",
+        )
+        .await?;
+        if !queued.is_empty() {
+            bail!("kill {kill}: sinks with fewer than no queued epochs: {queued:?}");
+        }
     }
     // SIGTERM: a clean stop with a last checkpoint, so the next start replays no log.
     let client = server.connect().await?;

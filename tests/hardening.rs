@@ -176,3 +176,204 @@ fn deep_and_long_statements_are_answered_or_refused_and_the_server_goes_on() {
         let _ = std::fs::remove_dir_all(&directory);
     });
 }
+
+/// A relation named like a pg_catalog one would shadow it for every client that asks the
+/// catalog without a schema (psql, PgJDBC, ...): refused with 42939, and the catalog still
+/// answers. Other names, and system schemas spelled out, are not affected or refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_relations_cannot_be_shadowed() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE base (x INT)")
+        .await
+        .expect("a table");
+    for statement in [
+        "CREATE TABLE pg_class (x INT)",
+        "CREATE TABLE PG_TYPE (x INT)",
+        "CREATE VIEW pg_namespace AS SELECT 1 AS x",
+        "CREATE MATERIALIZED VIEW pg_attribute AS SELECT count(*) AS x FROM base",
+    ] {
+        assert_eq!(sqlstate(&client, statement).await, "42939", "{statement}");
+    }
+    for statement in [
+        "CREATE TABLE pg_catalog.mine (x INT)",
+        "CREATE TABLE information_schema.mine (x INT)",
+        "CREATE TABLE tributary.mine (x INT)",
+    ] {
+        assert_eq!(sqlstate(&client, statement).await, "0A000", "{statement}");
+    }
+    client
+        .batch_execute("CREATE TABLE pg_classes (x INT); CREATE TABLE tables (x INT)")
+        .await
+        .expect("names that shadow nothing");
+    let count = single_value(
+        &client,
+        "SELECT count(*)::text FROM pg_class WHERE relname = 'pg_classes'",
+    )
+    .await;
+    assert_eq!(count, "1");
+}
+
+/// `tributary serve` as its own process (its memory measured apart from the tests'), stopped
+/// when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    port: u16,
+    directory: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    fn start(name: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let directory =
+            std::env::temp_dir().join(format!("tributary-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&directory)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start tributary serve");
+        Self {
+            child,
+            port,
+            directory,
+        }
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
+        let config = format!("host=127.0.0.1 port={} user=test dbname=test", self.port);
+        for _ in 0..600 {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&config, tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                return client;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the server did not answer");
+    }
+
+    /// The process's resident memory in KiB: now (`VmRSS`) or at its peak (`VmHWM`).
+    fn memory_kib(&self, which: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(which)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("{which} in {status}"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// A client that sends a query and never reads the answer: the startup message and a simple
+/// Query, written by hand so that nothing reads the socket.
+async fn send_and_never_read(port: u16, sql: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608u32.to_be_bytes());
+    for part in ["user", "idle", "database", "idle", ""] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    message.push(b'Q');
+    message.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    message.push(0);
+    stream.write_all(&message).await.expect("send");
+    stream
+}
+
+/// Query results stream to the client as they are made, held back by a client that does not
+/// read: a 50 M-row result read to the end costs the server a bounded amount of memory, five
+/// clients that never read their 5 M-row results hold nothing much, a sixth is answered at
+/// once meanwhile, and their memory is the server's again when they leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stream_with_bounded_memory_and_readers_that_stall_hold_only_themselves() {
+    const BOUND_KIB: u64 = 256 * 1024;
+    let server = ServerProcess::start("streaming");
+    let client = server.connect().await;
+    client
+        .simple_query("SELECT count(*) FROM generate_series(1, 100000)")
+        .await
+        .expect("warm up");
+    let baseline = server.memory_kib("VmRSS");
+
+    let rows = client
+        .query_raw(
+            "SELECT i FROM generate_series(1, 50000000) AS s(i)",
+            std::iter::empty::<i32>(),
+        )
+        .await
+        .expect("the query starts");
+    let mut rows = std::pin::pin!(rows);
+    let (mut count, mut sum) = (0u64, 0i64);
+    while let Some(row) = futures::StreamExt::next(&mut rows).await {
+        count += 1;
+        sum += row.expect("a row").get::<_, i64>(0);
+    }
+    assert_eq!((count, sum), (50_000_000, 50_000_000 * 50_000_001 / 2));
+    let peak = server.memory_kib("VmHWM");
+    assert!(
+        peak < baseline + BOUND_KIB,
+        "peak {peak} KiB, baseline {baseline} KiB"
+    );
+
+    let mut stalled = Vec::new();
+    for _ in 0..5 {
+        stalled.push(
+            send_and_never_read(
+                server.port,
+                "SELECT i FROM generate_series(1, 5000000) AS s(i)",
+            )
+            .await,
+        );
+    }
+    // Long enough for each to fill its socket and stop.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    let sixth = server.connect().await;
+    let answer = sixth
+        .simple_query("SELECT count(*) FROM generate_series(1, 1000)")
+        .await
+        .expect("the sixth client is answered");
+    let waited = started.elapsed();
+    assert_eq!(answer.len(), 3, "row description, row, completion");
+    assert!(waited < std::time::Duration::from_millis(100), "{waited:?}");
+    let held = server.memory_kib("VmRSS");
+    assert!(
+        held < baseline + BOUND_KIB,
+        "with five stalled readers {held} KiB, baseline {baseline} KiB"
+    );
+    drop(stalled);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the server goes on after they leave");
+    let after = server.memory_kib("VmRSS");
+    assert!(after < baseline + BOUND_KIB, "after they left {after} KiB");
+}

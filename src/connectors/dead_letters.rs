@@ -54,7 +54,7 @@ impl Forward {
 /// source thread takes them on its next look. The lock is held only to push or take the list.
 #[derive(Default)]
 struct ForwardContext {
-    failed: Mutex<Vec<Box<Forward>>>,
+    failed: Mutex<Vec<Forward>>,
 }
 
 impl ClientContext for ForwardContext {}
@@ -65,7 +65,7 @@ impl ProducerContext for ForwardContext {
     fn delivery(&self, result: &DeliveryResult<'_>, mut forward: Box<Forward>) {
         if let Err((error, _)) = result {
             forward.last_error = error.to_string();
-            lock(&self.failed).push(forward);
+            lock(&self.failed).push(*forward);
         }
     }
 }
@@ -128,7 +128,7 @@ impl DeadLetters {
     pub fn retry(&mut self, source: &SourceStatus) {
         let failed = std::mem::take(&mut *lock(&self.producer.context().failed));
         for forward in failed {
-            self.schedule_retry(source, forward);
+            self.schedule_retry(source, Box::new(forward));
         }
         let now = Instant::now();
         for _ in 0..self.retrying.len() {

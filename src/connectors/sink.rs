@@ -192,9 +192,7 @@ fn run(
         if let Some(last) = queued.last() {
             status.epoch.store(last.epoch, Ordering::Release);
         }
-        status
-            .queued_epochs
-            .fetch_sub(queued.len() as u64, Ordering::Relaxed);
+        status.dequeued_epochs(queued.len());
     }
     let _ = producer.flush(Duration::from_secs(10));
     tracing::info!(sink = %status.name, "sink stopped");
@@ -225,6 +223,11 @@ impl TransactionalSink {
     /// One loop over data (`batches`), a ticker (`COMMIT_TICK`) and control (the channel
     /// closing when the coordinator drops the handle).
     fn run(mut self, recovered: Vec<SinkBatch>, batches: mpsc::Receiver<SinkBatch>) {
+        // Recovered output never went through `SinkHandle::send`: counted here, so the count
+        // goes down by exactly what it went up by.
+        self.status
+            .queued_epochs
+            .fetch_add(recovered.len() as u64, Ordering::Relaxed);
         let mut pending = recovered;
         if !self.start_transactions(&batches, &mut pending) {
             return;
@@ -304,7 +307,9 @@ impl TransactionalSink {
                     self.status
                         .committed_epoch
                         .fetch_max(committed, Ordering::AcqRel);
+                    let before = pending.len();
                     pending.retain(|batch| batch.epoch > committed);
+                    self.status.dequeued_epochs(before - pending.len());
                     self.status.set_state("running");
                     return true;
                 }
@@ -402,9 +407,7 @@ impl TransactionalSink {
             .committed_epoch
             .fetch_max(last.epoch, Ordering::AcqRel);
         self.status.epoch.store(last.epoch, Ordering::Release);
-        self.status
-            .queued_epochs
-            .fetch_sub(batches.len() as u64, Ordering::Relaxed);
+        self.status.dequeued_epochs(batches.len());
         Ok(())
     }
 }

@@ -162,6 +162,16 @@ pub struct SinkStatus {
 }
 
 impl SinkStatus {
+    /// `count` epochs left the sink's queue (written, or found already committed). Never below
+    /// zero, whatever a restart did to the count.
+    pub fn dequeued_epochs(&self, count: usize) {
+        let _ = self.queued_epochs.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |queued| Some(queued.saturating_sub(count as u64)),
+        );
+    }
+
     pub fn new(name: String, topic: String) -> Self {
         Self {
             name,

@@ -72,6 +72,15 @@ pub fn install(context: &SessionContext, pinned: Arc<PinnedSnapshot>) -> DataFus
     Ok(())
 }
 
+/// Whether `name` is a relation of pg_catalog, which an unqualified name also finds: a user's
+/// relation of that name would shadow it for every client that asks the catalog.
+pub fn is_catalog_relation(context: &SessionContext, name: &str) -> bool {
+    context
+        .catalog(CATALOG)
+        .and_then(|catalog| catalog.schema(PG_CATALOG_SCHEMA))
+        .is_some_and(|schema| schema.table_exist(name))
+}
+
 /// The functions datafusion-pg-catalog's setup registers.
 fn library_functions() -> Vec<ScalarUDF> {
     use datafusion_pg_catalog::pg_catalog::{

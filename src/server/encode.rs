@@ -1,5 +1,7 @@
 //! Arrow results to Postgres rows (text or binary), via arrow-pg, with Postgres's float text.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_pg::encoder::{Encoder, encode_value};
@@ -8,11 +10,15 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
-use futures::stream;
+use futures::{Sink, SinkExt, stream};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+
+use crate::error::ExecutionError;
+use crate::statements::RowStream;
 
 pub fn fields(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
     arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
@@ -31,6 +37,96 @@ pub fn query_response(
         fields,
         stream::iter(rows.into_iter().map(Ok)),
     ))
+}
+
+/// A query response whose rows are encoded a batch at a time as pgwire sends them. pgwire
+/// feeds each row to the connection, which flushes when its buffer fills and waits while the
+/// client does not read: so a client that stops reading stops the query, and the server holds
+/// one batch of its rows. `cancel` (the client's cancel request) ends it with 57014.
+pub fn streamed_query_response(
+    rows: RowStream,
+    format: &Format,
+    cancel: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> PgWireResult<QueryResponse> {
+    /// What the row stream carries between rows.
+    struct Encoding {
+        rows: RowStream,
+        fields: Arc<Vec<FieldInfo>>,
+        encoded: std::vec::IntoIter<DataRow>,
+        cancel: Pin<Box<dyn Future<Output = ()> + Send>>,
+        failed: bool,
+    }
+    let fields = Arc::new(fields(&rows.schema, format)?);
+    let state = Encoding {
+        rows,
+        fields: Arc::clone(&fields),
+        encoded: Vec::new().into_iter(),
+        cancel,
+        failed: false,
+    };
+    let data_rows = stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(row) = state.encoded.next() {
+                return Some((Ok(row), state));
+            }
+            if state.failed {
+                return None;
+            }
+            let next = tokio::select! {
+                next = state.rows.next() => next,
+                () = &mut state.cancel => Some(Err(ExecutionError::QueryCanceled.into())),
+            };
+            let failure = match next {
+                None => return None,
+                Some(Ok(batch)) => match data_rows(&state.fields, &[batch]) {
+                    Ok(rows) => {
+                        state.encoded = rows.into_iter();
+                        continue;
+                    }
+                    Err(error) => error,
+                },
+                Some(Err(error)) => super::to_pgwire_error(&error),
+            };
+            state.failed = true;
+            return Some((Err(failure), state));
+        }
+    });
+    Ok(QueryResponse::new(fields, data_rows))
+}
+
+/// Sends a query's rows to the client as DataRows, a batch at a time, as fast as it reads them
+/// (`feed` flushes when the connection's buffer fills and waits while the socket is full);
+/// returns how many were sent. For the extended protocol's Execute without a row limit, which
+/// pgwire would otherwise collect whole before sending. `cancel` ends it with 57014.
+pub async fn send_rows<C>(
+    client: &mut C,
+    mut rows: RowStream,
+    format: &Format,
+    cancel: impl Future<Output = ()>,
+) -> PgWireResult<usize>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let fields = Arc::new(fields(&rows.schema, format)?);
+    let mut cancel = std::pin::pin!(cancel);
+    let mut sent = 0;
+    loop {
+        let next = tokio::select! {
+            next = rows.next() => next,
+            () = &mut cancel => Some(Err(ExecutionError::QueryCanceled.into())),
+        };
+        match next {
+            None => return Ok(sent),
+            Some(Ok(batch)) => {
+                for row in data_rows(&fields, &[batch])? {
+                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                    sent += 1;
+                }
+            }
+            Some(Err(error)) => return Err(super::to_pgwire_error(&error)),
+        }
+    }
 }
 
 /// Every row of `batches` as a DataRow of `fields`.

@@ -282,6 +282,14 @@ impl CancelSignal {
         Self { receiver }
     }
 
+    /// Moves the signal out (for a result streamed after the statement returned), leaving one
+    /// that never fires.
+    fn take(&mut self) -> Self {
+        Self {
+            receiver: self.receiver.take(),
+        }
+    }
+
     /// Completes when the client's cancel request arrives; never, if none does.
     async fn requested(&mut self) {
         match self.receiver.as_mut() {
@@ -376,13 +384,22 @@ fn error_response(error: &Error) -> Response {
     )))
 }
 
-/// The response to a statement's result. A subscription is streamed before this is reached;
-/// the caller passes what ended it as an error instead.
-fn to_response(result: QueryResult, format: &Format) -> PgWireResult<Response> {
+/// The response to a statement's result; `cancel` ends a streamed query's rows. A subscription
+/// is streamed before this is reached; the caller passes what ended it as an error instead.
+fn to_response(
+    result: QueryResult,
+    format: &Format,
+    mut cancel: CancelSignal,
+) -> PgWireResult<Response> {
     Ok(match result {
         QueryResult::Rows { schema, batches } => {
             Response::Query(encode::query_response(&schema, batches, format)?)
         }
+        QueryResult::Streamed(rows) => Response::Query(encode::streamed_query_response(
+            rows,
+            format,
+            Box::pin(async move { cancel.requested().await }),
+        )?),
         QueryResult::Fetched { schema, batches } => {
             let mut response = encode::query_response(&schema, batches, format)?;
             response.set_command_tag("FETCH");
@@ -432,18 +449,40 @@ impl SimpleQueryHandler for QueryHandler {
         let mut responses = Vec::with_capacity(statements.len());
         let mut cancel = CancelSignal::start(self).await;
         // Postgres runs a multi-statement query until the first error and reports that error last.
-        for statement in statements {
+        let count = statements.len();
+        for (position, statement) in statements.into_iter().enumerate() {
             let run = self
                 .session
                 .execute_interruptible(&statement, None, cancel.requested());
-            match run.await {
+            let result = match run.await {
+                // The responses are sent after the last statement has run: only the last one's
+                // rows can stream, the others' are made now (cancel still stops them).
+                Ok(QueryResult::Streamed(rows)) if position + 1 < count => {
+                    let schema = rows.schema.clone();
+                    tokio::select! {
+                        batches = rows.collect() => batches
+                            .map(|batches| QueryResult::Rows { schema, batches }),
+                        () = cancel.requested() => Err(ExecutionError::QueryCanceled.into()),
+                    }
+                }
+                other => other,
+            };
+            match result {
                 Ok(QueryResult::Subscription { rows, copy }) => {
                     // The simple protocol describes the rows itself, always as text.
                     let output = subscription::Output::new(copy, Format::UnifiedText, true);
                     let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                     responses.push(error_response(&ended));
                 }
-                Ok(result) => responses.push(to_response(result, &Format::UnifiedText)?),
+                Ok(result) => {
+                    // Only the last statement's rows stream (see above).
+                    let signal = if position + 1 == count {
+                        cancel.take()
+                    } else {
+                        CancelSignal { receiver: None }
+                    };
+                    responses.push(to_response(result, &Format::UnifiedText, signal)?)
+                }
                 Err(error) => {
                     responses.push(error_response(&error));
                     break;
@@ -514,7 +553,7 @@ impl ExtendedQueryHandler for QueryHandler {
         &self,
         client: &mut C,
         portal: &Portal<Self::Statement>,
-        _max_rows: usize,
+        max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -541,7 +580,14 @@ impl ExtendedQueryHandler for QueryHandler {
                 let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                 Err(to_pgwire_error(&ended))
             }
-            Ok(result) => to_response(result, &portal.result_column_format),
+            // Without a row limit pgwire would collect the portal's rows before sending any:
+            // they go out here as they are made, and pgwire sends the completion.
+            Ok(QueryResult::Streamed(rows)) if max_rows == 0 => {
+                let format = portal.result_column_format.clone();
+                let sent = encode::send_rows(client, rows, &format, cancel.requested()).await?;
+                Ok(Response::Execution(Tag::new("SELECT").with_rows(sent)))
+            }
+            Ok(result) => to_response(result, &portal.result_column_format, cancel),
             Err(error) => Err(to_pgwire_error(&error)),
         }
     }

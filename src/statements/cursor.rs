@@ -48,7 +48,10 @@ pub(super) async fn declare_query(
     ensure_new(session, name).await?;
     let statement = Statement::Query(Box::new(query.clone()));
     let QueryResult::Rows { schema, batches } =
-        super::query::execute(session, &statement, parameters).await?
+        super::query::execute(session, &statement, parameters)
+            .await?
+            .collected()
+            .await?
     else {
         return Err(ExecutionError::Internal("a query returned no rows".into()).into());
     };

@@ -21,6 +21,7 @@ mod update;
 use std::sync::Arc;
 
 pub(crate) use cursor::Cursor;
+pub use query::RowStream;
 pub use subscribe::SubscriptionRows;
 
 use datafusion::common::ParamValues;
@@ -173,6 +174,12 @@ async fn create_relation(
     if_not_exists: bool,
 ) -> Result<bool> {
     relation.recovered_id = session.recovering().map(|record| record.id);
+    // A directory from before this check may hold such a name; recovery takes it back.
+    if relation.recovered_id.is_none()
+        && crate::pg_catalog::is_catalog_relation(&session.context, &relation.name)
+    {
+        return Err(CatalogError::ReservedName(relation.name).into());
+    }
     session.coordinator.create(relation, if_not_exists).await
 }
 
