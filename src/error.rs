@@ -85,6 +85,9 @@ pub enum CatalogError {
 pub enum ExecutionError {
     #[error("division by zero")]
     DivisionByZero,
+    /// The queries running together would need more than `--max-query-memory`.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     #[error("{0}")]
     NumericOutOfRange(String),
     #[error("{0}")]
@@ -256,6 +259,7 @@ impl ExecutionError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             ExecutionError::DivisionByZero => "22012",
+            ExecutionError::OutOfMemory(_) => "53200",
             ExecutionError::NumericOutOfRange(_) => "22003",
             ExecutionError::InvalidTextRepresentation(_) => "22P02",
             ExecutionError::InvalidDatetimeFormat(_) => "22007",
@@ -371,8 +375,11 @@ fn classify_datafusion(error: &DataFusionError) -> Error {
         }
         DataFusionError::ObjectStore(store) => ExecutionError::Internal(store.to_string()).into(),
         DataFusionError::ExecutionJoin(join) => ExecutionError::Internal(join.to_string()).into(),
-        DataFusionError::ResourcesExhausted(message)
-        | DataFusionError::Internal(message)
+        DataFusionError::ResourcesExhausted(message) => ExecutionError::OutOfMemory(format!(
+            "{message} (the server's --max-query-memory bounds what running queries hold)"
+        ))
+        .into(),
+        DataFusionError::Internal(message)
         | DataFusionError::Substrait(message)
         | DataFusionError::Ffi(message) => ExecutionError::Internal(message.clone()).into(),
     }

@@ -50,6 +50,11 @@ enum Command {
         /// checkpointed with.
         #[arg(long, env = "TRIBUTARY_WORKERS")]
         workers: Option<usize>,
+        /// Memory that running queries may hold together (sorts, hash tables): bytes, or a
+        /// number with kB, MB or GB (1024-based, as Postgres). Past it a query fails with
+        /// 53200. By default a quarter of the machine's memory.
+        #[arg(long, env = "TRIBUTARY_MAX_QUERY_MEMORY", value_parser = parse_size)]
+        max_query_memory: Option<usize>,
     },
 }
 
@@ -72,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             workers,
+            max_query_memory,
         } => {
             let runtime = tributary::server::runtime().context("starting the runtime")?;
             let config = tributary::Config {
@@ -86,10 +92,35 @@ fn main() -> anyhow::Result<()> {
                 workers: workers
                     .unwrap_or_else(tributary::server::default_workers)
                     .max(1),
+                max_query_memory: max_query_memory
+                    .unwrap_or_else(tributary::server::default_max_query_memory),
             };
             runtime.block_on(serve(listen, config))
         }
     }
+}
+
+/// A size in bytes: a plain number, or one followed by kB, MB or GB (each 1024 of the one
+/// before, as Postgres counts them).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 512MB"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "kib" => 1 << 10,
+        "mb" | "mib" => 1 << 20,
+        "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit '{other}': use kB, MB or GB")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 async fn serve(listen: SocketAddr, config: tributary::Config) -> anyhow::Result<()> {

@@ -234,7 +234,11 @@ impl Session {
     pub fn new(coordinator: Coordinator) -> Result<Self> {
         let pinned = Arc::new(PinnedSnapshot::default());
         let variables = Arc::new(SessionVariables::default());
-        let context = session_context(Arc::clone(&pinned), Arc::clone(&variables))?;
+        let context = session_context(
+            Arc::clone(&pinned),
+            Arc::clone(&variables),
+            coordinator.query_runtime(),
+        )?;
         let state = context.state();
         Ok(Self {
             coordinator,

@@ -377,3 +377,29 @@ async fn results_stream_with_bounded_memory_and_readers_that_stall_hold_only_the
     let after = server.memory_kib("VmRSS");
     assert!(after < baseline + BOUND_KIB, "after they left {after} KiB");
 }
+
+/// Past `max_query_memory`, a query that needs more (a sort of 5 M rows in 16 MB) fails with
+/// 53200 instead of the server growing; the memory is the pool's again after it, and the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_memory_limit_fails_with_53200() {
+    let server = TestServer::start_with(tributary::Config {
+        max_query_memory: 16 << 20,
+        ..tributary::Config::in_memory()
+    })
+    .await
+    .expect("start");
+    let client = server.connect().await;
+    let sort = "SELECT i FROM generate_series(1, 5000000) AS s(i) ORDER BY i DESC";
+    for _ in 0..2 {
+        assert_eq!(sqlstate(&client, sort).await, "53200");
+    }
+    assert_eq!(
+        single_value(
+            &client,
+            "SELECT max(i)::text FROM (SELECT i FROM generate_series(1, 5000000) AS s(i) ORDER BY i DESC LIMIT 3) AS top"
+        )
+        .await,
+        "5000000"
+    );
+}

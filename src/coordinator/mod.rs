@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -169,6 +170,23 @@ impl Ingest for SourceIngest {
     }
 }
 
+/// DataFusion's runtime for queries: a pool of `max_query_memory` bytes shared by all, which
+/// names the largest consumers when a query is refused, and no disk to spill to.
+fn query_runtime(max_query_memory: usize) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+    let pool = TrackConsumersPool::new(
+        GreedyMemoryPool::new(max_query_memory),
+        std::num::NonZeroUsize::MIN.saturating_add(2),
+    );
+    RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+}
+
 /// The sessions' handle on the coordinator. Cloned into every session.
 #[derive(Clone)]
 pub struct Coordinator {
@@ -183,6 +201,9 @@ pub struct Coordinator {
     workers: usize,
     /// Connection secrets, which sessions store and resolve without the coordinator thread.
     secrets: Arc<SecretStore>,
+    /// What every session's queries run in: one memory pool of `max_query_memory` bytes that
+    /// all running queries draw from, and no spilling to disk (past the pool a query fails).
+    query_runtime: Arc<RuntimeEnv>,
 }
 
 impl Coordinator {
@@ -194,7 +215,9 @@ impl Coordinator {
         shutdown: watch::Receiver<bool>,
         durability: Option<Durability>,
         workers: usize,
+        max_query_memory: usize,
     ) -> std::io::Result<(Self, watch::Receiver<bool>)> {
+        let query_runtime = query_runtime(max_query_memory).map_err(std::io::Error::other)?;
         let secrets = Arc::new(match &durability {
             Some(durability) => {
                 SecretStore::open(durability.directory().root()).map_err(std::io::Error::other)?
@@ -258,6 +281,7 @@ impl Coordinator {
                 snapshots,
                 workers: workers.max(1),
                 secrets,
+                query_runtime,
             },
             stopped,
         ))
@@ -265,6 +289,10 @@ impl Coordinator {
 
     pub fn secrets(&self) -> &SecretStore {
         &self.secrets
+    }
+
+    pub fn query_runtime(&self) -> Arc<RuntimeEnv> {
+        Arc::clone(&self.query_runtime)
     }
 
     /// How many copies of each keyed operator a new view's dataflow runs.

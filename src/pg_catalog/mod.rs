@@ -743,7 +743,9 @@ mod lifetime_tests {
         let pinned = Arc::new(PinnedSnapshot::default());
         let variables = Arc::new(SessionVariables::default());
         for _ in 0..3 {
-            let context = session_context(Arc::clone(&pinned), Arc::clone(&variables)).unwrap();
+            let context =
+                session_context(Arc::clone(&pinned), Arc::clone(&variables), Arc::default())
+                    .unwrap();
             let weak = Arc::downgrade(&context);
             drop(context);
             assert!(weak.upgrade().is_none(), "the session context leaked");

@@ -48,6 +48,7 @@ impl PinnedSnapshot {
 pub fn session_context(
     pinned: Arc<PinnedSnapshot>,
     variables: Arc<crate::session::SessionVariables>,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> DataFusionResult<Arc<SessionContext>> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC_SCHEMA)
@@ -66,6 +67,7 @@ pub fn session_context(
     ));
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(rules)
         .build();

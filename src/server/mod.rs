@@ -56,6 +56,10 @@ pub struct Config {
     /// How many copies of each keyed operator (grouped aggregate, equality join, top-N per
     /// partition) share a view's keys and run side by side; by default one per core.
     pub workers: usize,
+    /// Bytes that running queries may hold together (sorts, hash tables, ...): past it a
+    /// query fails with 53200 rather than the server growing. By default a quarter of the
+    /// machine's memory.
+    pub max_query_memory: usize,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             credentials: None,
             tls: None,
             workers: default_workers(),
+            max_query_memory: default_max_query_memory(),
         }
     }
 
@@ -75,6 +80,19 @@ impl Config {
             ..Self::in_memory()
         }
     }
+}
+
+/// A quarter of the machine's memory (`MemTotal`); 1 GiB where that cannot be read.
+pub fn default_max_query_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            meminfo.lines().find_map(|line| {
+                let kib = line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?;
+                kib.trim().parse::<usize>().ok()
+            })
+        })
+        .map_or(1 << 30, |kib| kib * 1024 / 4)
 }
 
 /// One worker per core the process may use.
@@ -117,7 +135,12 @@ pub async fn start_coordinator(
         let directory = durability.directory();
         (directory.checkpoint_directory(), directory.log_directory())
     });
-    let (coordinator, stopped) = Coordinator::start(shutdown.clone(), durability, config.workers)?;
+    let (coordinator, stopped) = Coordinator::start(
+        shutdown.clone(),
+        durability,
+        config.workers,
+        config.max_query_memory,
+    )?;
     if let Some((checkpoints, logs)) = paths {
         let report = crate::recovery::recover(&coordinator, &checkpoints, &logs)
             .await
