@@ -497,7 +497,7 @@ async fn fractional_and_out_of_range_numbers_for_integer_columns_are_refused() {
             ],
             &[
                 "4",
-                "whilst decoding field 'n': failed to parse 3000000000 as Int32"
+                r#"value "3000000000" is out of range for type integer (field "n")"#
             ],
             &[
                 "6",

@@ -455,12 +455,14 @@ fn collect_integer_fields(
 
 /// Whether a JSON message may hold a number with a fraction: it has a decimal point or a
 /// negative exponent somewhere. Most messages of integer-only payloads have neither, and
-/// memchr-speed tests keep them off [`fractional_integer`]'s byte-by-byte scan.
+/// memchr-speed tests for `.` and `-` keep them off the pairwise look and
+/// [`fractional_integer`]'s byte-by-byte scan.
 fn may_hold_a_fraction(payload: &[u8]) -> bool {
     payload.contains(&b'.')
-        || payload
-            .windows(2)
-            .any(|pair| matches!(pair, [b'e' | b'E', b'-']))
+        || (payload.contains(&b'-')
+            && payload
+                .windows(2)
+                .any(|pair| matches!(pair, [b'e' | b'E', b'-'])))
 }
 
 /// Postgres's refusal of the first number with a fraction (`1.5`, `15e-1`) given for an
@@ -543,17 +545,47 @@ fn fractional_integer(payload: &[u8], integer_fields: &HashMap<Vec<u8>, &str>) -
     None
 }
 
-/// Arrow's messages, shortened to what a user can act on.
+/// Arrow's messages, shortened to what a user can act on; a JSON integer too large for its
+/// column is worded as Postgres words 22003.
 fn describe(error: &ArrowError) -> String {
     match error {
-        ArrowError::JsonError(message)
-        | ArrowError::CsvError(message)
+        ArrowError::JsonError(message) => {
+            integer_out_of_range(message).unwrap_or_else(|| message.clone())
+        }
+        ArrowError::CsvError(message)
         | ArrowError::ParseError(message)
         | ArrowError::CastError(message)
         | ArrowError::InvalidArgumentError(message)
         | ArrowError::SchemaError(message) => message.clone(),
         other => other.to_string(),
     }
+}
+
+/// Postgres's words for arrow-json's `whilst decoding field 'n': failed to parse 3000000000 as
+/// Int32` when the text is a whole number (so the only reason is its size).
+fn integer_out_of_range(message: &str) -> Option<String> {
+    let mut path = Vec::new();
+    let mut rest = message;
+    while let Some(inner) = rest.strip_prefix("whilst decoding field '") {
+        let (field, after) = inner.split_once("': ")?;
+        path.push(field);
+        rest = after;
+    }
+    let (number, arrow_type) = rest.strip_prefix("failed to parse ")?.rsplit_once(" as ")?;
+    let type_name = match arrow_type {
+        "Int8" | "Int16" | "UInt8" => "smallint",
+        "Int32" | "UInt16" => "integer",
+        "Int64" | "UInt32" | "UInt64" => "bigint",
+        _ => return None,
+    };
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!(
+        "value \"{number}\" is out of range for type {type_name} (field \"{}\")",
+        path.join(".")
+    ))
 }
 
 #[cfg(test)]
@@ -595,6 +627,23 @@ mod tests {
         ] {
             assert_eq!(check(whole), None, "{whole}");
         }
+        assert_eq!(
+            integer_out_of_range("whilst decoding field 'n': failed to parse 3000000000 as Int32")
+                .as_deref(),
+            Some(r#"value "3000000000" is out of range for type integer (field "n")"#)
+        );
+        assert_eq!(
+            integer_out_of_range(
+                "whilst decoding field 'after': whilst decoding field 'id': \
+                 failed to parse -99999999999999999999 as Int64"
+            )
+            .as_deref(),
+            Some(r#"value "-99999999999999999999" is out of range for type bigint (field "after.id")"#)
+        );
+        assert_eq!(
+            integer_out_of_range("whilst decoding field 'n': failed to parse true as Int32"),
+            None
+        );
         assert!(!may_hold_a_fraction(br#"{"n": 1, "e": "true"}"#));
         assert!(may_hold_a_fraction(br#"{"n": 15e-1}"#));
     }
