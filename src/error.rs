@@ -127,6 +127,10 @@ pub enum ExecutionError {
     StatementTimeout,
     #[error("the server is shutting down")]
     Shutdown,
+    #[error("more than one row returned by a subquery used as an expression")]
+    SubqueryReturnedRows,
+    #[error("there is no parameter {0}")]
+    NoSuchParameter(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -276,6 +280,8 @@ impl ExecutionError {
             ExecutionError::NoActiveTransaction(_) => "25P01",
             ExecutionError::StatementTimeout => "57014",
             ExecutionError::Shutdown => "57P01",
+            ExecutionError::SubqueryReturnedRows => "21000",
+            ExecutionError::NoSuchParameter(_) => "42P02",
             ExecutionError::Internal(_) => "XX000",
         }
     }
@@ -439,9 +445,22 @@ fn classify_execution_message(message: &str) -> ExecutionError {
         ExecutionError::DivisionByZero
     } else if lower.contains("overflow") || lower.contains("out of range") {
         ExecutionError::NumericOutOfRange(message.to_string())
+    } else if lower.contains("scalar subquery returned more than one row") {
+        ExecutionError::SubqueryReturnedRows
+    } else if let Some(placeholder) = unprovided_placeholder(message) {
+        ExecutionError::NoSuchParameter(placeholder.to_string())
     } else {
         ExecutionError::Internal(message.to_string())
     }
+}
+
+/// DataFusion says `Placeholder '$1' was not provided a value for execution.` when a statement
+/// without bound parameters (a simple query) uses one.
+fn unprovided_placeholder(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("Placeholder '")?;
+    let (placeholder, rest) = rest.split_once('\'')?;
+    rest.contains("was not provided a value")
+        .then_some(placeholder)
 }
 
 /// Arrow's errors name the failed kernel; map them onto Postgres's data exceptions.

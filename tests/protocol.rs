@@ -148,6 +148,52 @@ async fn garbage_closes_one_connection_and_spares_the_server() {
     assert_eq!(row.get::<_, i64>(0), 42);
 }
 
+/// Messages whose length or contents lie (found by `tests/fuzz.rs`: pgwire's decoders panicked
+/// on each) are answered with a FATAL 08P01 and a closed connection, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_lie_about_themselves_are_refused() {
+    let server = common::TestServer::start().await;
+    let mut lying_bind = cstring("");
+    lying_bind.extend(cstring(""));
+    lying_bind.extend_from_slice(&0i16.to_be_bytes());
+    lying_bind.extend_from_slice(&1i16.to_be_bytes()); // one parameter, whose length says 9
+    lying_bind.extend_from_slice(&9i32.to_be_bytes());
+    lying_bind.extend_from_slice(b"ab");
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("a length of 0", b"E\0\0\0\0".to_vec()),
+        ("a password message of length 0", b"p\0\0\0\0".to_vec()),
+        (
+            "a parameter past the message's end",
+            message(b'B', &lying_bind),
+        ),
+        ("a Sync with a body", message(b'S', &[1, 2, 3, 4])),
+    ];
+    for (case, bytes) in cases {
+        let mut stream = connect(server.port).await;
+        stream.write_all(&bytes).await.expect("send");
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{case}: the connection stays open"))
+        .expect("read the answer");
+        assert_eq!(answer.first(), Some(&b'E'), "{case}: an ErrorResponse");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.contains("FATAL") && text.contains("08P01"),
+            "{case}: {text}"
+        );
+    }
+    let client = server.connect().await;
+    let row = client
+        .query_one("SELECT 41 + 1", &[])
+        .await
+        .expect("server still serves");
+    assert_eq!(row.get::<_, i64>(0), 42);
+}
+
 /// A query that would run for minutes: counting a hundred billion generated rows.
 const ENDLESS_QUERY: &str = "SELECT count(*) FROM generate_series(1, 100000000000) AS g(x)";
 

@@ -638,7 +638,9 @@ mod tests {
                  failed to parse -99999999999999999999 as Int64"
             )
             .as_deref(),
-            Some(r#"value "-99999999999999999999" is out of range for type bigint (field "after.id")"#)
+            Some(
+                r#"value "-99999999999999999999" is out of range for type bigint (field "after.id")"#
+            )
         );
         assert_eq!(
             integer_out_of_range("whilst decoding field 'n': failed to parse true as Int32"),

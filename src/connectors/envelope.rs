@@ -21,7 +21,7 @@ use datafusion::arrow::row::{OwnedRow, RowConverter};
 use super::decode::{Decoded, PendingMessages, SourceDecoder};
 use super::status::SourceErrorRecord;
 use crate::dataflow::ChangeBatch;
-use crate::dataflow::change_batch::row_converter_for;
+use crate::dataflow::change_batch::{encode_rows, row_converter_for};
 use crate::sql::streaming::Envelope;
 
 /// The schema a payload decodes into under `envelope`: the row's columns, or Debezium's
@@ -189,7 +189,7 @@ impl EnvelopeState {
                     .push(messages.refuse(index, "a message without a key cannot be an upsert")),
             }
         }
-        let encoded = self.converter.convert_columns(rows.columns())?;
+        let encoded = encode_rows(&self.converter, rows)?;
         let mut removed: Vec<OwnedRow> = Vec::new();
         let mut added: Vec<u32> = Vec::new();
         for (key, row) in last {

@@ -15,7 +15,7 @@ use crate::catalog::{RelationId, RelationKind};
 use crate::connectors::ConnectorDefinition;
 use crate::connectors::envelope::KeyedRows;
 use crate::connectors::sink::SinkBatch;
-use crate::dataflow::change_batch::{row_converter_for, with_schema};
+use crate::dataflow::change_batch::{encode_rows, row_converter_for, with_schema};
 use crate::dataflow::{ChangeBatch, Epoch};
 use crate::error::{ExecutionError, Result, StorageError};
 use crate::storage::checkpoint::{
@@ -585,7 +585,7 @@ fn apply_changes(table: &mut TableData, changes: &[ChangeBatch]) -> Result<()> {
     let mut insertions = Vec::new();
     for change in changes {
         let rows = with_schema(&change.rows, &schema)?;
-        let keys = converter.convert_columns(rows.columns())?;
+        let keys = encode_rows(&converter, &rows)?;
         let mut inserted = Vec::new();
         for (row, weight) in change.weights.values().iter().enumerate() {
             if *weight < 0 {
@@ -605,7 +605,7 @@ fn apply_changes(table: &mut TableData, changes: &[ChangeBatch]) -> Result<()> {
     }
     if !doomed.is_empty() {
         table.remove_where(|chunk| {
-            let keys = converter.convert_columns(chunk.columns())?;
+            let keys = encode_rows(&converter, chunk)?;
             Ok(BooleanArray::from(
                 keys.iter()
                     .map(|key| match doomed.get_mut(key.as_ref()) {

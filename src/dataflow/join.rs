@@ -14,7 +14,7 @@ use datafusion::physical_expr::PhysicalExpr;
 // Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
 use hashbrown::HashMap;
 
-use super::change_batch::{changes_in_schema, row_converter_for};
+use super::change_batch::{changes_in_schema, encode_rows, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -388,7 +388,7 @@ impl Join {
                 return Ok(Vec::new());
             };
             for batch in &pending {
-                let encoded = converter.convert_columns(batch.rows.columns())?;
+                let encoded = encode_rows(converter, &batch.rows)?;
                 for (row, &weight) in encoded.iter().zip(batch.weights.values()) {
                     let count = state.emitted.entry(row.as_ref().into()).or_insert(0);
                     *count += weight;
@@ -447,9 +447,7 @@ impl Operator for Join {
         let row_count = input.len();
         let weights = input.weights.values();
         let (keys, null_key) = self.keys(this, &input.rows)?;
-        let encoded = self.sides[this]
-            .converter
-            .convert_columns(input.rows.columns())?;
+        let encoded = encode_rows(&self.sides[this].converter, &input.rows)?;
         let has_filter = self.definition.filter.is_some();
         let tracks_other = self.definition.kind.alone(other) != Alone::Nothing;
         let tracks_this = self.definition.kind.alone(this) != Alone::Nothing;

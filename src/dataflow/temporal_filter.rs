@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanos
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::change_batch::{changes_in_schema, row_converter_for};
+use super::change_batch::{changes_in_schema, encode_rows, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -140,7 +140,7 @@ impl Operator for TemporalFilter {
         let mut weights: Vec<i64> = Vec::new();
         for batch in std::mem::take(&mut self.arrived) {
             let intervals = self.intervals(&batch)?;
-            let encoded = self.converter.convert_columns(batch.rows.columns())?;
+            let encoded = encode_rows(&self.converter, &batch.rows)?;
             for (row, interval) in intervals.into_iter().enumerate() {
                 let Some((from, until)) = interval else {
                     continue;

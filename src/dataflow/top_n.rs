@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 // Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
 use hashbrown::HashMap;
 
-use super::change_batch::{changes_in_schema, row_converter_for};
+use super::change_batch::{changes_in_schema, encode_rows, row_converter_for};
 use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -194,7 +194,7 @@ impl Operator for TopN {
         } else {
             Some(self.order_converter.convert_columns(&order_columns)?)
         };
-        let rows = self.row_converter.convert_columns(input.rows.columns())?;
+        let rows = encode_rows(&self.row_converter, &input.rows)?;
         for row in 0..row_count {
             let partition: &[u8] = match &partition_keys {
                 Some(keys) => keys.row(row).data(),

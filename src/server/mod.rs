@@ -2,8 +2,10 @@
 //! encoding and error responses.
 
 pub(crate) mod encode;
+mod frames;
 mod parameters;
 mod security;
+mod socket;
 mod statement;
 mod subscription;
 pub(crate) mod types;
@@ -198,7 +200,7 @@ pub async fn serve(
                         }
                     };
                     let tls = security.tls.clone();
-                    if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    if let Err(error) = socket::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array,
+};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
@@ -104,7 +106,7 @@ impl ChangeBatch {
     /// sorted by the rows' `arrow-row` encoding, which is returned alongside: arrangements store
     /// both.
     pub fn consolidate(&self, converter: &RowConverter) -> Result<(Self, Rows), ArrowError> {
-        let keys = converter.convert_columns(self.rows.columns())?;
+        let keys = encode_rows(converter, &self.rows)?;
         let mut order: Vec<u32> = (0..self.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
         let mut indices = Vec::with_capacity(order.len());
@@ -147,6 +149,18 @@ impl ChangeBatch {
         }
         take_record_batch(&self.rows, &UInt32Array::from(indices))
     }
+}
+
+/// Every row of `rows` in `converter`'s encoding (a converter from [`row_converter_for`]).
+/// Unlike `convert_columns`, it keeps the rows of a batch without columns (`SELECT FROM t`, a
+/// join side whose columns are all projected away): each is one empty encoding, not none.
+pub fn encode_rows(converter: &RowConverter, rows: &RecordBatch) -> Result<Rows, ArrowError> {
+    if rows.num_columns() > 0 {
+        return converter.convert_columns(rows.columns());
+    }
+    let empty: &[u8] = &[];
+    let encodings = BinaryArray::from_iter_values(std::iter::repeat_n(empty, rows.num_rows()));
+    Ok(converter.from_binary(encodings))
 }
 
 /// A row converter over every column of `schema`, the key of consolidation and arrangements.
