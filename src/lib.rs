@@ -7,8 +7,10 @@
 //! 1. [`connectors`] read Kafka: each source is a thread that decodes what arrived (arrow-json,
 //!    arrow-csv) into one Arrow batch per tick, applies its envelope (append, upsert, Debezium)
 //!    and hands the changes to the coordinator. Malformed messages are recorded, not fatal.
-//! 2. [`server`] accepts Postgres connections (pgwire; SCRAM-SHA-256 and TLS when configured)
-//!    and hands each query to its [`session`]; cancel requests stop the statement running.
+//! 2. [`server`] accepts Postgres connections (pgwire; SCRAM-SHA-256 and TLS when configured),
+//!    checks each message's layout before pgwire decodes it (a malformed one closes the
+//!    connection with 08P01) and hands each query to its [`session`]; cancel requests stop the
+//!    statement running.
 //! 3. [`session`] runs a statement: [`sql`] parses it in the Postgres dialect (plus Tributary's
 //!    own CREATE SOURCE / SINK / CONNECTION and FLUSH, WATERMARK FOR and EMIT ON WINDOW CLOSE,
 //!    and TUMBLE / HOP windows expanded into plain SQL) and bounds how deeply it nests

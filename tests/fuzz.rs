@@ -8,8 +8,9 @@
 //! default 20; bolero's `BOLERO_RANDOM_SEED` replays one input, and a failure prints it).
 //! Coverage-guided, with libFuzzer: `cargo install cargo-bolero`, then
 //! `cargo bolero test --test fuzz generated_statements` (or `token_soup`, `pgwire_frames`);
-//! inputs it finds go to `tests/fuzz/<target>/crashes/`, which `cargo test` replays first, so a
-//! crash once found stays a regression test.
+//! inputs it finds go to `tests/__fuzz__/fuzz__<target>/crashes/`, which `cargo test` replays
+//! first, so a crash once found stays a regression test (as do the statements and messages it
+//! found so far, in `slt/` and `tests/protocol.rs`).
 
 mod common;
 

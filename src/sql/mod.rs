@@ -5,6 +5,7 @@ pub mod event_time;
 pub mod names;
 pub mod streaming;
 pub mod types;
+pub mod values;
 pub mod windows;
 
 use std::fmt;
@@ -68,6 +69,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
         match statement {
             Statement::Standard(statement) => {
                 windows::expand_time_windows(statement)?;
+                values::subqueries_out_of_values(statement)?;
             }
             Statement::Streaming(StreamingStatement::CreateWindowCloseView {
                 create,

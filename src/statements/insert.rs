@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use super::{depends_on_time_or_chance, plan_dml};
 use crate::catalog::{Relation, without_constraints};
 use crate::coordinator::TableChange;
-use crate::error::{Error, PlanError, Result};
+use crate::error::{Error, ExecutionError, PlanError, Result};
 use crate::planner::physical_expr;
 use crate::session::{CommandTag, QueryResult, Session};
 
@@ -33,8 +33,13 @@ pub(super) async fn execute(
             LogicalPlan::Values(values) if !depends_on_time_or_chance(&dml.input) => {
                 match evaluate_values(projection, values) {
                     Ok(batch) => vec![batch],
-                    // Subqueries inside VALUES are left to DataFusion.
-                    Err(Error::Plan(PlanError::Unsupported(_))) => run(session, &dml.input).await?,
+                    // What the direct path cannot compute goes to DataFusion: subqueries in
+                    // VALUES (DataFusion refuses them too, with 0A000), and functions its
+                    // simplifier rewrites first (coalesce).
+                    Err(
+                        Error::Plan(PlanError::Unsupported(_))
+                        | Error::Execution(ExecutionError::Internal(_)),
+                    ) => run(session, &dml.input).await?,
                     Err(error) => return Err(error),
                 }
             }
