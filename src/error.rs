@@ -396,6 +396,10 @@ fn classify_datafusion(error: &DataFusionError) -> Error {
 
 fn classify_plan_message(message: &str) -> Error {
     let lower = message.to_lowercase();
+    if lower.contains("step cannot be zero") {
+        // generate_series(start, stop, 0) in FROM.
+        return ExecutionError::InvalidParameterValue("step size cannot equal zero".into()).into();
+    }
     if let Some(name) = quoted_table_not_found(message) {
         return PlanError::UndefinedTable(name).into();
     }
@@ -443,12 +447,13 @@ fn quoted_table_not_found(message: &str) -> Option<String> {
 }
 
 /// Errors in the statement that DataFusion reports from execution or as internal (found by
-/// `tests/fuzz.rs`): no function takes these arguments, a VALUES row of types that cannot be
-/// cast to its column's.
+/// `tests/fuzz.rs`): no function or operator takes these arguments (`1 LIKE 2`), a VALUES row
+/// of types that cannot be cast to its column's.
 fn misreported_plan_error(message: &str) -> Option<Error> {
     if message.contains("failed to match any signature")
         || message.contains("user-defined coercion failed")
         || message.starts_with("[return_type]") && message.contains("not supported for")
+        || message.contains("Invalid string/binary operation")
     {
         Some(PlanError::UndefinedFunction(message.to_string()).into())
     } else if message.contains("Types don't match and no valid cast exists") {
@@ -477,6 +482,9 @@ fn classify_execution_message(message: &str) -> ExecutionError {
         || lower.contains("too small to store in a decimal")
     {
         ExecutionError::NumericOutOfRange(message.to_string())
+    } else if lower.contains("step can't be 0") {
+        // generate_series(start, stop, 0).
+        ExecutionError::InvalidParameterValue("step size cannot equal zero".into())
     } else if lower.contains("scalar subquery returned more than one row") {
         ExecutionError::SubqueryReturnedRows
     } else if let Some(placeholder) = unprovided_placeholder(message) {
@@ -568,5 +576,65 @@ pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DataFusion's internal and execution errors that are the statement's fault (found by
+    /// `tests/fuzz.rs`) get the SQLSTATE of their kind; the rest stay internal.
+    #[test]
+    fn misreported_datafusion_errors_get_their_kind() {
+        let cases = [
+            (
+                DataFusionError::Internal("Invalid string/binary operation: Int32 LIKE Int32".into()),
+                "42883",
+            ),
+            (
+                DataFusionError::Internal(
+                    "Function 'md5' failed to match any signature, errors: ...".into(),
+                ),
+                "42883",
+            ),
+            (
+                DataFusionError::Execution(
+                    "Types don't match and no valid cast exists, received data of type Binary for field of type Int32".into(),
+                ),
+                "42804",
+            ),
+            (
+                DataFusionError::Execution("Scalar subquery returned more than one row".into()),
+                "21000",
+            ),
+            (
+                DataFusionError::Execution(
+                    "Placeholder '$1' was not provided a value for execution.".into(),
+                ),
+                "42P02",
+            ),
+            (
+                DataFusionError::Internal(
+                    "step can't be 0 for function generate_series(start [, stop, step])".into(),
+                ),
+                "22023",
+            ),
+            (DataFusionError::Plan("Step cannot be zero".into()), "22023"),
+            (
+                DataFusionError::Execution(
+                    "2147483647.00 is too large to store in a Decimal128 of precision 5. Max is 999.99".into(),
+                ),
+                "22003",
+            ),
+            (DataFusionError::Internal("an invariant broke".into()), "XX000"),
+        ];
+        for (error, sqlstate) in cases {
+            assert_eq!(Error::from(error).sqlstate(), sqlstate);
+        }
+        assert_eq!(
+            unprovided_placeholder("Placeholder '$12' was not provided a value for execution."),
+            Some("$12")
+        );
     }
 }

@@ -19,10 +19,12 @@ pub mod two_phase;
 use std::sync::Arc;
 
 use datafusion::common::DFSchema;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use crate::error::{PlanError, Result};
@@ -47,10 +49,47 @@ pub fn physical_expr(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn Phy
         ))
         .into());
     }
+    let expression = rewrite_functions_made_to_be_simplified(expression.clone(), schema)?;
     Ok(create_physical_expr(
-        expression,
+        &expression,
         schema,
         &ExecutionProps::new(),
         &PhysicalPlanningContext::default(),
     )?)
+}
+
+/// Functions DataFusion runs only after its simplifier has rewritten them (their own
+/// evaluation is an internal error). Plans that went through the optimizer no longer hold
+/// them; expressions planned here without it (DELETE and UPDATE predicates, INSERT's VALUES;
+/// found by `tests/fuzz.rs`) get the same rewrite. Only these: the simplifier would also fold
+/// now() into a constant.
+const SIMPLIFIED_BEFORE_RUNNING: &[&str] = &[
+    "coalesce",
+    "nvl",
+    "nvl2",
+    "arrow_cast",
+    "arrow_try_cast",
+    "cast_to_type",
+    "try_cast_to_type",
+];
+
+fn rewrite_functions_made_to_be_simplified(expression: Expr, schema: &DFSchema) -> Result<Expr> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let rewritten = expression.transform_up(|node| match node {
+        Expr::ScalarFunction(function)
+            if SIMPLIFIED_BEFORE_RUNNING.contains(&function.func.name()) =>
+        {
+            let ScalarFunction { func, args } = function;
+            Ok(match func.simplify(args, &context)? {
+                ExprSimplifyResult::Simplified(simplified) => Transformed::yes(simplified),
+                ExprSimplifyResult::Original(args) => {
+                    Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args }))
+                }
+            })
+        }
+        other => Ok(Transformed::no(other)),
+    })?;
+    Ok(rewritten.data)
 }
