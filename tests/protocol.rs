@@ -96,6 +96,16 @@ async fn read_until_ready(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// A new connection is answered: whatever the test sent did not take the server down.
+async fn assert_still_serves(server: &common::TestServer) {
+    let client = server.connect().await;
+    let row = client
+        .query_one("SELECT 41 + 1", &[])
+        .await
+        .expect("server still serves");
+    assert_eq!(row.get::<_, i64>(0), 42);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_discards_the_rest_until_sync() {
     let server = common::TestServer::start().await;
@@ -140,12 +150,7 @@ async fn garbage_closes_one_connection_and_spares_the_server() {
         bad.read_to_end(&mut sink),
     )
     .await;
-    let client = server.connect().await;
-    let row = client
-        .query_one("SELECT 41 + 1", &[])
-        .await
-        .expect("server still serves");
-    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_still_serves(&server).await;
 }
 
 /// Messages whose length or contents lie (found by `tests/fuzz.rs`: pgwire's decoders panicked
@@ -186,12 +191,7 @@ async fn messages_that_lie_about_themselves_are_refused() {
             "{case}: {text}"
         );
     }
-    let client = server.connect().await;
-    let row = client
-        .query_one("SELECT 41 + 1", &[])
-        .await
-        .expect("server still serves");
-    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_still_serves(&server).await;
 }
 
 /// A query that would run for minutes: counting a hundred billion generated rows.

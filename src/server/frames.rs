@@ -68,27 +68,21 @@ impl<S> CheckedStream<S> {
             self.passing -= length;
             return Ok(length > 0);
         }
-        let header = if self.expect_startup { 4 } else { 5 };
-        if self.unchecked.len() < header {
+        // The startup packet has no type byte and at least a protocol version in its body.
+        let (tag, header, least, most) = match self.unchecked.first() {
+            _ if self.expect_startup => (None, 4, 8, MAX_STARTUP_LENGTH),
+            Some(&tag) => (Some(tag), 5, 4, MAX_MESSAGE_LENGTH),
+            None => return Ok(false),
+        };
+        let Some(length_field) = self.unchecked.get(header - 4..header) else {
             return Ok(false);
-        }
+        };
         let declared = i32::from_be_bytes([
-            self.unchecked[header - 4],
-            self.unchecked[header - 3],
-            self.unchecked[header - 2],
-            self.unchecked[header - 1],
+            length_field[0],
+            length_field[1],
+            length_field[2],
+            length_field[3],
         ]);
-        let tag = if self.expect_startup {
-            None
-        } else {
-            Some(self.unchecked[0])
-        };
-        let most = if tag.is_none() {
-            MAX_STARTUP_LENGTH
-        } else {
-            MAX_MESSAGE_LENGTH
-        };
-        let least = if tag.is_none() { 8 } else { 4 };
         let length = usize::try_from(declared)
             .ok()
             .filter(|length| (least..=most).contains(length))
