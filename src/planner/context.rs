@@ -98,6 +98,7 @@ pub fn session_context(
     for function in super::session_functions::session_functions(variables) {
         context.register_udf(function);
     }
+    context.register_udf(super::long_in_lists::marker_function());
     Ok(context)
 }
 

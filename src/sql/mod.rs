@@ -2,6 +2,7 @@
 
 pub mod depth;
 pub mod event_time;
+pub mod long_lists;
 pub mod names;
 pub mod streaming;
 pub mod types;
@@ -169,6 +170,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
                 let mut statement = parser.parse_statement().map_err(syntax)?;
                 // Before anything clones, rewrites or prints it.
                 depth::bound(&mut statement)?;
+                long_lists::fold_long_in_lists(&mut statement);
                 let end = parser.peek_token().span.start;
                 // Only queries are rewritten; finding a statement's text costs a scan of the input
                 // up to it, which a script of many INSERTs should not pay for each.

@@ -307,6 +307,10 @@ pub(crate) enum PlanStage {
 /// one they were made against.
 const PLAN_CACHE_ENTRIES: usize = 256;
 
+/// Statements longer than this are planned each time: one is rarely repeated, and 256 plans of
+/// long ones (big IN lists above all) would hold a lot of memory per session.
+const PLAN_CACHE_LONGEST_STATEMENT: usize = 64 * 1024;
+
 pub(crate) async fn cached_plan(
     session: &Session,
     statement: &Statement,
@@ -320,10 +324,15 @@ pub(crate) async fn cached_plan(
     {
         return Ok(cached.plan.clone());
     }
-    let raw = plan(session, statement).await?;
+    let mut raw = plan(session, statement).await?;
+    if crate::sql::long_lists::is_query_or_its_explain(statement) {
+        // A query's plan here is run, never stored (views plan theirs with `plan`): its long IN
+        // lists can be sets of this session's.
+        raw = crate::planner::long_in_lists::replace_long_in_lists(raw)?;
+    }
     // now() is folded into a constant when a plan is optimized, from the time a fresh state
     // records; such plans are made with a fresh state and never reused.
-    let reusable = !depends_on_time_or_chance(&raw);
+    let reusable = !depends_on_time_or_chance(&raw) && key.len() <= PLAN_CACHE_LONGEST_STATEMENT;
     let fresh;
     let state = if reusable {
         &session.state
