@@ -456,6 +456,13 @@ async fn long_in_lists_cost_what_postgres_spends() {
         "100000"
     );
     assert_eq!(count(format!("i NOT IN ({evens}, NULL)")).await, "0");
+    assert_eq!(
+        count(format!(
+            "i IN (SELECT i + 1 FROM numbers WHERE i IN ({evens}) AND i > 10)"
+        ))
+        .await,
+        "1994"
+    );
 
     let rows = client
         .simple_query(&format!("SELECT 4 IN ({evens}), 5 NOT IN ({evens})"))

@@ -5,7 +5,7 @@
 //! optimizer pass (a 1.5 M-item list took 12.9 s and 1.5 GB to plan). The parser already folds
 //! such a list into one call of [`MARKER_FUNCTION`] holding the constants as JSON
 //! (`sql::long_lists`). Here, right after the SQL becomes a logical plan, that call (or a list of
-//! at least [`LONG_LIST`] constants the parser left) tested against an integer or text
+//! at least [`LONG_LIST`] constants in a condition the parser left) tested against an integer or text
 //! expression becomes [`InSet`]: a function of the tested expression holding the values in a
 //! hash set. Any other call gets its list back, for DataFusion's `IN`. Shorter lists, lists
 //! holding NULL or other types, and views (whose plans are stored and must serialize) keep
@@ -31,13 +31,19 @@ pub const LONG_LIST: usize = 1_000;
 /// `tributary_in_list('[constants as JSON]', tested)`: a long list as the parser folds it.
 pub const MARKER_FUNCTION: &str = "tributary_in_list";
 
-/// Replaces every long list of constants in `plan` (and its subqueries) by an [`InSet`].
+/// Replaces every long list of constants in the conditions of `plan` (and of its subqueries)
+/// by an [`InSet`].
 pub fn replace_long_in_lists(plan: LogicalPlan) -> Result<LogicalPlan> {
     let rewritten = plan.transform_up_with_subqueries(|node| {
         let inputs = node.inputs();
         let mut schema = DFSchema::empty();
         for input in inputs {
             schema.merge(input.schema());
+        }
+        // Only conditions: they name no column, so a replacement named otherwise than the
+        // expression it replaces changes no name a node above refers to.
+        if !matches!(node, LogicalPlan::Filter(_)) {
+            return Ok(Transformed::no(node));
         }
         node.map_expressions(|expression| {
             // Top down, so a replaced list's million constants are never visited.
@@ -53,10 +59,7 @@ pub fn replace_long_in_lists(plan: LogicalPlan) -> Result<LogicalPlan> {
                 Expr::ScalarFunction(call) if call.name() == MARKER_FUNCTION => {
                     let replacement = match marker_in_set(&call, &schema) {
                         Some(replacement) => replacement,
-                        None => {
-                            let list = unfold(call)?;
-                            in_set(&list, &schema).unwrap_or(Expr::InList(list))
-                        }
+                        None => Expr::InList(unfold(call)?),
                     };
                     Ok(Transformed::new(replacement, true, TreeNodeRecursion::Jump))
                 }

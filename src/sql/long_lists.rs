@@ -1,30 +1,69 @@
-//! Long `x IN (constants)` lists in queries, folded while parsed into one call holding the
+//! Long `x IN (constants)` lists in queries' WHERE clauses, folded while parsed into one call holding the
 //! constants as one JSON text, so what follows (depth checks, rewrites, clones, planning) sees
 //! one node instead of a million. `planner::long_in_lists` turns the call into a set lookup.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, UnaryOperator, Value,
-    visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Select, Statement, UnaryOperator,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::planner::long_in_lists::{LONG_LIST, MARKER_FUNCTION};
 
-/// Folds every long list of integer or single-quoted text constants in a query. Other
-/// statements keep their lists: a view's plan is stored, and must not name the marker.
+/// Folds every long list of integer or single-quoted text constants in a query's WHERE clauses.
+/// Only there: a condition names no column, so the set lookup planned for it can be named as it
+/// likes. Other statements keep their lists: a view's plan is stored and must not name the
+/// marker.
 pub fn fold_long_in_lists(statement: &mut Statement) {
     if !is_query_or_its_explain(statement) {
         return;
     }
-    let _ = visit_expressions_mut(statement, |expression| {
-        if let Expr::InList {
-            expr,
-            list,
-            negated,
-        } = expression
+    let _ = statement.visit(&mut WhereClauses);
+}
+
+/// Visits every SELECT after the queries nested in it, and folds the lists of its WHERE.
+struct WhereClauses;
+
+impl VisitorMut for WhereClauses {
+    type Break = ();
+
+    fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        if let Some(condition) = &mut select.selection {
+            let _ = condition.visit(&mut Lists { nested_queries: 0 });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Folds the long lists of one condition, leaving those of the queries nested in it (their own
+/// WHERE lists are folded already; the rest are theirs to keep).
+struct Lists {
+    nested_queries: usize,
+}
+
+impl VisitorMut for Lists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.nested_queries += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.nested_queries -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expression: &mut Expr) -> ControlFlow<()> {
+        if self.nested_queries == 0
+            && let Expr::InList {
+                expr,
+                list,
+                negated,
+            } = expression
             && list.len() >= LONG_LIST
             && let Some(constants) = constants_as_json(list)
             && let Some(call) = marker_call(constants, (**expr).clone())
@@ -39,8 +78,8 @@ pub fn fold_long_in_lists(statement: &mut Statement) {
                 call
             };
         }
-        ControlFlow::<()>::Continue(())
-    });
+        ControlFlow::Continue(())
+    }
 }
 
 /// A SELECT, or EXPLAIN of one: statements whose plans are run and dropped, never stored.

@@ -127,12 +127,6 @@ fn figure(expression: &Expr) -> Option<String> {
     match expression {
         Expr::Identifier(ident) => Some(identifier(ident)),
         Expr::CompoundIdentifier(parts) => parts.last().map(identifier),
-        // A long IN list the parser folded is still an IN to the client.
-        Expr::Function(function)
-            if function.name.to_string() == crate::planner::long_in_lists::MARKER_FUNCTION =>
-        {
-            None
-        }
         Expr::Function(function) => function
             .name
             .0
