@@ -1,4 +1,5 @@
-//! Scalar subqueries left in a view's plan become cross joins the dataflow maintains.
+//! Scalar subqueries left in a view's plan become cross joins the dataflow maintains; in an ad
+//! hoc statement's plan their result is typed as possibly NULL.
 //!
 //! DataFusion decorrelates IN, EXISTS and correlated scalar subqueries into joins, but leaves
 //! an uncorrelated scalar subquery (`WHERE v > (SELECT avg(y) FROM b)`) in the expression, to be
@@ -8,9 +9,14 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::error::{PlanError, Result};
 
@@ -128,5 +134,101 @@ fn always_one_row(plan: &LogicalPlan) -> bool {
         LogicalPlan::SubqueryAlias(alias) => always_one_row(&alias.input),
         LogicalPlan::Aggregate(aggregate) => aggregate.group_expr.is_empty(),
         _ => false,
+    }
+}
+
+/// Wraps every uncorrelated scalar subquery of an ad hoc statement's plan in [`SUBQUERY_OR_NULL`], whose
+/// result may be NULL. A subquery that finds no row answers NULL, but DataFusion 55 takes its
+/// nullability from the subquery's column: the simplifier then decided
+/// `(SELECT 'x' FROM t WHERE false) IS NULL` was false, and `(SELECT 1 FROM t WHERE false)`
+/// failed the batch holding the NULL (XX000 "declared as non-nullable"). Run before the
+/// analyzer and optimizer; the wrapper keeps the subquery's column name, so nothing that refers
+/// to it changes. Views lower their subqueries themselves and never see it.
+pub fn nullable_scalar_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        let rewritten = node.map_expressions(|expression| {
+            expression.transform_up(|inner| match inner {
+                // A correlated one is decorrelated into an outer join, whose side is nullable.
+                Expr::ScalarSubquery(subquery) if subquery.outer_ref_columns.is_empty() => Ok(
+                    Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(SubqueryOrNull::default())),
+                        vec![Expr::ScalarSubquery(subquery)],
+                    ))),
+                ),
+                other => Ok(Transformed::no(other)),
+            })
+        })?;
+        if rewritten.transformed {
+            // The node's schema says what its expressions were: non-nullable.
+            rewritten.map_data(LogicalPlan::recompute_schema)
+        } else {
+            Ok(rewritten)
+        }
+    })?;
+    Ok(rewritten.data)
+}
+
+/// The name [`SubqueryOrNull`] shows in EXPLAIN.
+pub const SUBQUERY_OR_NULL: &str = "subquery_or_null";
+
+/// Its argument, typed as possibly NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SubqueryOrNull {
+    signature: Signature,
+}
+
+impl Default for SubqueryOrNull {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SubqueryOrNull {
+    fn name(&self) -> &str {
+        SUBQUERY_OR_NULL
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> datafusion::common::Result<String> {
+        Ok(args
+            .iter()
+            .map(|argument| argument.schema_name().to_string())
+            .collect())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        arg_types.first().cloned().ok_or_else(|| {
+            datafusion::common::DataFusionError::Plan(format!("{SUBQUERY_OR_NULL} takes one value"))
+        })
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: ReturnFieldArgs,
+    ) -> datafusion::common::Result<FieldRef> {
+        let data_type = args
+            .arg_fields
+            .first()
+            .map(|field| field.data_type().clone())
+            .ok_or_else(|| {
+                datafusion::common::DataFusionError::Plan(format!(
+                    "{SUBQUERY_OR_NULL} takes one value"
+                ))
+            })?;
+        Ok(Arc::new(Field::new(SUBQUERY_OR_NULL, data_type, true)))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        args.args.into_iter().next().ok_or_else(|| {
+            datafusion::common::DataFusionError::Plan(format!("{SUBQUERY_OR_NULL} takes one value"))
+        })
     }
 }

@@ -324,7 +324,9 @@ pub(crate) async fn cached_plan(
     {
         return Ok(cached.plan.clone());
     }
-    let mut raw = plan(session, statement).await?;
+    // Run now, never stored (views plan theirs with `plan`).
+    let mut raw =
+        crate::planner::subqueries::nullable_scalar_subqueries(plan(session, statement).await?)?;
     if crate::sql::long_lists::is_query_or_its_explain(statement) {
         // A query's plan here is run, never stored (views plan theirs with `plan`): its long IN
         // lists can be sets of this session's.
