@@ -4,10 +4,10 @@
 //! DataFusion keeps every list item as its own expression through type coercion and each
 //! optimizer pass (a 1.5 M-item list took 12.9 s and 1.5 GB to plan). The parser already folds
 //! such a list into one call of [`MARKER_FUNCTION`] holding the constants as JSON
-//! (`sql::long_lists`). Here, right after the SQL becomes a logical plan, that call (or a list of
-//! at least [`LONG_LIST`] constants in a condition the parser left) tested against an integer or text
-//! expression becomes [`InSet`]: a function of the tested expression holding the values in a
-//! hash set. Any other call gets its list back, for DataFusion's `IN`. Shorter lists, lists
+//! (`sql::long_lists`). Here, right after the SQL becomes a logical plan, that call (or a list
+//! of at least [`LONG_LIST`] constants in a condition the parser left) tested against an integer
+//! or text expression becomes [`InSet`]: a function of the tested expression holding the values
+//! in a hash set. Any other call gets its list back, for DataFusion's `IN`. Shorter lists, lists
 //! holding NULL or other types, and views (whose plans are stored and must serialize) keep
 //! DataFusion's `IN`.
 
@@ -233,7 +233,7 @@ impl ScalarUDFImpl for Marker {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Err(DataFusionError::NotImplemented(format!(
-            "{MARKER_FUNCTION} outside a query's WHERE or SELECT list"
+            "{MARKER_FUNCTION} outside a query's WHERE"
         )))
     }
 }

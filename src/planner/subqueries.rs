@@ -137,13 +137,14 @@ fn always_one_row(plan: &LogicalPlan) -> bool {
     }
 }
 
-/// Wraps every uncorrelated scalar subquery of an ad hoc statement's plan in [`SUBQUERY_OR_NULL`], whose
-/// result may be NULL. A subquery that finds no row answers NULL, but DataFusion 55 takes its
-/// nullability from the subquery's column: the simplifier then decided
-/// `(SELECT 'x' FROM t WHERE false) IS NULL` was false, and `(SELECT 1 FROM t WHERE false)`
-/// failed the batch holding the NULL (XX000 "declared as non-nullable"). Run before the
-/// analyzer and optimizer; the wrapper keeps the subquery's column name, so nothing that refers
-/// to it changes. Views lower their subqueries themselves and never see it.
+/// Wraps every uncorrelated scalar subquery of an ad hoc statement's plan in
+/// [`SUBQUERY_OR_NULL`], whose result may be NULL. A subquery that finds no row answers NULL,
+/// but DataFusion 55 takes its nullability from the subquery's column: the simplifier then
+/// decided `(SELECT 'x' FROM t WHERE false) IS NULL` was false, and
+/// `(SELECT 1 FROM t WHERE false)` failed the batch holding the NULL (XX000 "declared as
+/// non-nullable"). Run before the analyzer and optimizer; the wrapper keeps the subquery's
+/// column name, so nothing that refers to it changes. Views lower their subqueries themselves
+/// and never see it.
 pub fn nullable_scalar_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
     let rewritten = plan.transform_up_with_subqueries(|node| {
         let rewritten = node.map_expressions(|expression| {

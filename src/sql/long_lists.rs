@@ -1,6 +1,7 @@
-//! Long `x IN (constants)` lists in queries' WHERE clauses, folded while parsed into one call holding the
-//! constants as one JSON text, so what follows (depth checks, rewrites, clones, planning) sees
-//! one node instead of a million. `planner::long_in_lists` turns the call into a set lookup.
+//! Long `x IN (constants)` lists in queries' WHERE clauses, folded while parsed into one call
+//! holding the constants as one JSON text, so what follows (catalog rewrites, clones, planning)
+//! sees one node instead of a million. `planner::long_in_lists` turns the call into a set
+//! lookup.
 
 use std::ops::ControlFlow;
 
@@ -96,7 +97,10 @@ pub fn is_query_or_its_explain(statement: &Statement) -> bool {
 fn constants_as_json(list: &[Expr]) -> Option<String> {
     let mut json = String::with_capacity(list.len() * 8);
     json.push('[');
-    let texts = matches!(&list[0], Expr::Value(value) if matches!(value.value, Value::SingleQuotedString(_)));
+    let texts = matches!(
+        list.first(),
+        Some(Expr::Value(value)) if matches!(value.value, Value::SingleQuotedString(_))
+    );
     for (position, item) in list.iter().enumerate() {
         if position > 0 {
             json.push(',');
