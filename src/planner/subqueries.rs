@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DataFusionError, Result as DataFusionResult};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ReturnFieldArgs, ScalarFunctionArgs,
@@ -191,7 +191,7 @@ impl ScalarUDFImpl for SubqueryOrNull {
         SUBQUERY_OR_NULL
     }
 
-    fn schema_name(&self, args: &[Expr]) -> datafusion::common::Result<String> {
+    fn schema_name(&self, args: &[Expr]) -> DataFusionResult<String> {
         Ok(args
             .iter()
             .map(|argument| argument.schema_name().to_string())
@@ -202,34 +202,25 @@ impl ScalarUDFImpl for SubqueryOrNull {
         &self.signature
     }
 
-    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
-        arg_types.first().cloned().ok_or_else(|| {
-            datafusion::common::DataFusionError::Plan(format!("{SUBQUERY_OR_NULL} takes one value"))
-        })
+    fn return_type(&self, arg_types: &[DataType]) -> DataFusionResult<DataType> {
+        arg_types.first().cloned().ok_or_else(takes_one_value)
     }
 
-    fn return_field_from_args(
-        &self,
-        args: ReturnFieldArgs,
-    ) -> datafusion::common::Result<FieldRef> {
-        let data_type = args
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DataFusionResult<FieldRef> {
+        let types: Vec<DataType> = args
             .arg_fields
-            .first()
+            .iter()
             .map(|field| field.data_type().clone())
-            .ok_or_else(|| {
-                datafusion::common::DataFusionError::Plan(format!(
-                    "{SUBQUERY_OR_NULL} takes one value"
-                ))
-            })?;
+            .collect();
+        let data_type = self.return_type(&types)?;
         Ok(Arc::new(Field::new(SUBQUERY_OR_NULL, data_type, true)))
     }
 
-    fn invoke_with_args(
-        &self,
-        args: ScalarFunctionArgs,
-    ) -> datafusion::common::Result<ColumnarValue> {
-        args.args.into_iter().next().ok_or_else(|| {
-            datafusion::common::DataFusionError::Plan(format!("{SUBQUERY_OR_NULL} takes one value"))
-        })
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        args.args.into_iter().next().ok_or_else(takes_one_value)
     }
+}
+
+fn takes_one_value() -> DataFusionError {
+    DataFusionError::Plan(format!("{SUBQUERY_OR_NULL} takes one value"))
 }
