@@ -4,6 +4,7 @@
 pub mod checked_arithmetic;
 pub mod colocate;
 pub mod context;
+pub mod correlated;
 pub mod long_in_lists;
 pub mod lower;
 pub mod plan_functions;

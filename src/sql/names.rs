@@ -150,6 +150,11 @@ fn figure(expression: &Expr) -> Option<String> {
         Expr::Floor { .. } => Some("floor".into()),
         Expr::Overlay { .. } => Some("overlay".into()),
         Expr::Collate { expr, .. } => figure(expr),
+        // A scalar subquery's column is named after the one column it selects.
+        Expr::Subquery(query) => match output_names(query)?.into_iter().next()? {
+            OutputName::Named(name) => Some(name),
+            OutputName::Wildcard => None,
+        },
         _ => None,
     }
 }

@@ -289,7 +289,7 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
     let plan = state
         .statement_to_plan(DataFusionStatement::Statement(Box::new(statement)))
         .await?;
-    Ok(plan)
+    crate::planner::correlated::correlated_scalar_subqueries_as_joins(plan)
 }
 
 /// How far [`cached_plan`] takes a statement.
