@@ -186,6 +186,9 @@ fn random_subquery_query(rng: &mut StdRng) -> String {
         "SELECT k1, v, (SELECT count(*) FROM u WHERE u.w > t.v) AS n FROM t",
         "SELECT k1, k2, v FROM t WHERE v > (SELECT avg(w) FROM u WHERE u.k1 <> t.k1)",
         "SELECT k1, (SELECT sum(w) + t.v FROM u WHERE u.k2 = t.k2 AND u.w < t.v) AS s FROM t",
+        // The first row of a correlated subquery (a top-N per outer value).
+        "SELECT k1, v, (SELECT w FROM u WHERE u.k1 = t.k1 AND u.w < t.v ORDER BY w DESC LIMIT 1) \
+         AS below FROM t",
         "WITH x AS (SELECT k1, sum(v) AS s FROM t GROUP BY k1) \
          SELECT x.k1, x.s, u.w FROM x JOIN u ON x.k1 = u.k1",
         "SELECT * FROM (SELECT k1, count(*) AS n FROM t GROUP BY k1) AS c WHERE n > 1",
