@@ -94,6 +94,8 @@ pub enum ExecutionError {
     InvalidTextRepresentation(String),
     #[error("{0}")]
     InvalidDatetimeFormat(String),
+    #[error("{0}")]
+    DatetimeFieldOverflow(String),
     #[error(
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )]
@@ -267,6 +269,7 @@ impl ExecutionError {
             ExecutionError::NumericOutOfRange(_) => "22003",
             ExecutionError::InvalidTextRepresentation(_) => "22P02",
             ExecutionError::InvalidDatetimeFormat(_) => "22007",
+            ExecutionError::DatetimeFieldOverflow(_) => "22008",
             ExecutionError::NotNullViolation { .. } => "23502",
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
@@ -476,6 +479,13 @@ fn classify_execution_message(message: &str) -> ExecutionError {
     let lower = message.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         ExecutionError::DivisionByZero
+    } else if lower.starts_with("date/time field value out of range")
+        || lower.contains("is invalid for the 12-hour clock")
+    {
+        // to_timestamp and to_date (`planner::postgres_formats`), in Postgres's words.
+        ExecutionError::DatetimeFieldOverflow(message.to_string())
+    } else if lower.starts_with("invalid value \"") && lower.contains("\" for \"") {
+        ExecutionError::InvalidDatetimeFormat(message.to_string())
     } else if lower.contains("overflow")
         || lower.contains("out of range")
         || lower.contains("too large to store in a decimal")

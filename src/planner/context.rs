@@ -99,6 +99,19 @@ pub fn session_context(
         context.register_udf(function);
     }
     context.register_udf(super::long_in_lists::marker_function());
+    // Postgres's templates, in place of DataFusion's strftime codes.
+    if let (Some(to_timestamp), Some(to_date)) = (
+        context
+            .state()
+            .scalar_functions()
+            .get("to_timestamp")
+            .cloned(),
+        context.state().scalar_functions().get("to_date").cloned(),
+    ) {
+        for function in super::postgres_formats::formatting_functions(to_timestamp, to_date) {
+            context.register_udf(function);
+        }
+    }
     Ok(context)
 }
 

@@ -1,0 +1,269 @@
+//! Postgres's formatting functions: `to_char(timestamp, template)`, `to_timestamp(text,
+//! template)` and `to_date(text, template)` with Postgres's templates
+//! ([`super::datetime_template`]). DataFusion's functions of these names take chrono's strftime
+//! codes, so a Postgres template came back as the result text itself (`to_char(t, 'YYYY')` was
+//! `'YYYY'`) or failed. The one-argument forms stay DataFusion's.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Offset, TimeZone};
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::datetime_template::{Moment, ReadError, Template};
+
+/// The session's time zone: `to_timestamp` gives a `timestamptz` in it.
+const SESSION_TIME_ZONE: &str = "+00:00";
+
+/// `to_char`, `to_timestamp` and `to_date` taking Postgres templates; `to_timestamp` and
+/// `to_date` with one argument run the functions given (DataFusion's, as the session configured
+/// them).
+pub fn formatting_functions(
+    to_timestamp: Arc<ScalarUDF>,
+    to_date: Arc<ScalarUDF>,
+) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(Formatting::new(Kind::Text, None)),
+        ScalarUDF::new_from_impl(Formatting::new(Kind::Timestamp, Some(to_timestamp))),
+        ScalarUDF::new_from_impl(Formatting::new(Kind::Date, Some(to_date))),
+    ]
+}
+
+/// What the function makes: to_char text, to_timestamp a timestamp, to_date a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Text,
+    Timestamp,
+    Date,
+}
+
+#[derive(Debug)]
+struct Formatting {
+    kind: Kind,
+    /// What a call without a template runs.
+    one_argument: Option<Arc<ScalarUDF>>,
+    signature: Signature,
+}
+
+impl Formatting {
+    fn new(kind: Kind, one_argument: Option<Arc<ScalarUDF>>) -> Self {
+        Self {
+            kind,
+            one_argument,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    fn name_of(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Text => "to_char",
+            Kind::Timestamp => "to_timestamp",
+            Kind::Date => "to_date",
+        }
+    }
+
+    fn delegate(&self, count: usize) -> Result<&ScalarUDF> {
+        match (&self.one_argument, count) {
+            (Some(function), 1) => Ok(function),
+            _ => Err(DataFusionError::Plan(format!(
+                "function {}() takes {} and a template",
+                Self::name_of(self.kind),
+                match self.kind {
+                    Kind::Text => "a timestamp or date",
+                    Kind::Timestamp | Kind::Date => "text",
+                }
+            ))),
+        }
+    }
+}
+
+impl PartialEq for Formatting {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+
+impl Eq for Formatting {}
+
+impl std::hash::Hash for Formatting {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Formatting {
+    fn name(&self) -> &str {
+        Self::name_of(self.kind)
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if arg_types.len() != 2 {
+            return self.delegate(arg_types.len())?.return_type(arg_types);
+        }
+        Ok(match self.kind {
+            Kind::Text => DataType::Utf8,
+            Kind::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(SESSION_TIME_ZONE.into()))
+            }
+            Kind::Date => DataType::Date32,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.len() != 2 {
+            return self.delegate(args.args.len())?.invoke_with_args(args);
+        }
+        let scalar = args
+            .args
+            .iter()
+            .all(|argument| matches!(argument, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let templates = cast(&arrays[1], &DataType::Utf8)?;
+        let templates = templates.as_string::<i32>();
+        let result = match self.kind {
+            Kind::Text => to_char(&arrays[0], templates)?,
+            Kind::Timestamp | Kind::Date => {
+                let texts = cast(&arrays[0], &DataType::Utf8)?;
+                read(self.kind, texts.as_string::<i32>(), templates)?
+            }
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(result))
+        }
+    }
+}
+
+/// The last template parsed, reused while the rows repeat it (a constant template: every row).
+struct Templates {
+    last: Option<(String, Template)>,
+}
+
+impl Templates {
+    fn get(&mut self, pattern: &str) -> &Template {
+        if self.last.as_ref().is_none_or(|(text, _)| text != pattern) {
+            self.last = Some((pattern.to_string(), Template::parse(pattern)));
+        }
+        match &self.last {
+            Some((_, template)) => template,
+            None => unreachable!("a template was just parsed"),
+        }
+    }
+}
+
+fn to_char(
+    values: &ArrayRef,
+    templates: &datafusion::arrow::array::StringArray,
+) -> Result<ArrayRef> {
+    let zone = match values.data_type() {
+        DataType::Timestamp(_, zone) => zone.clone(),
+        DataType::Date32 | DataType::Date64 | DataType::Null => None,
+        other => {
+            return Err(DataFusionError::NotImplemented(format!(
+                "to_char of {other} with a template is not supported yet (timestamps and dates are)"
+            )));
+        }
+    };
+    let zone = zone
+        .map(|name| Tz::from_str(&name))
+        .transpose()
+        .map_err(|error| DataFusionError::Execution(error.to_string()))?;
+    let micros = cast(
+        values,
+        &DataType::Timestamp(TimeUnit::Microsecond, zone.map(|_| "+00:00".into())),
+    )?;
+    let micros = micros.as_primitive::<TimestampMicrosecondType>();
+    let mut parsed = Templates { last: None };
+    let mut out = StringBuilder::new();
+    for row in 0..micros.len() {
+        if micros.is_null(row) || templates.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let Some(utc) = DateTime::from_timestamp_micros(micros.value(row)) else {
+            return Err(DataFusionError::Execution(
+                "timestamp out of range".to_string(),
+            ));
+        };
+        let moment = match &zone {
+            Some(zone) => {
+                let local = zone.from_utc_datetime(&utc.naive_utc());
+                Moment {
+                    local: local.naive_local(),
+                    offset_seconds: Some(local.offset().fix().local_minus_utc()),
+                }
+            }
+            None => Moment {
+                local: utc.naive_utc(),
+                offset_seconds: None,
+            },
+        };
+        out.append_value(parsed.get(templates.value(row)).format(&moment));
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+fn read(
+    kind: Kind,
+    texts: &datafusion::arrow::array::StringArray,
+    templates: &datafusion::arrow::array::StringArray,
+) -> Result<ArrayRef> {
+    let mut parsed = Templates { last: None };
+    let mut timestamps = TimestampMicrosecondBuilder::new().with_timezone(SESSION_TIME_ZONE);
+    let mut dates = Date32Builder::new();
+    for row in 0..texts.len() {
+        if texts.is_null(row) || templates.is_null(row) {
+            timestamps.append_null();
+            dates.append_null();
+            continue;
+        }
+        let (local, offset) = parsed
+            .get(templates.value(row))
+            .read(texts.value(row))
+            .map_err(|error| match error {
+                // Worded as Postgres words them; `error::classify_execution_message` gives
+                // them their SQLSTATEs.
+                ReadError::Format(message) | ReadError::OutOfRange(message) => {
+                    DataFusionError::Execution(message)
+                }
+            })?;
+        match kind {
+            Kind::Date => {
+                let days = local.date().signed_duration_since(
+                    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default(),
+                );
+                let days = i32::try_from(days.num_days()).map_err(|_| {
+                    DataFusionError::Execution(format!(
+                        "date out of range: \"{}\"",
+                        texts.value(row)
+                    ))
+                })?;
+                dates.append_value(days);
+            }
+            _ => {
+                let utc = local - chrono::Duration::seconds(i64::from(offset.unwrap_or(0)));
+                timestamps.append_value(utc.and_utc().timestamp_micros());
+            }
+        }
+    }
+    Ok(match kind {
+        Kind::Date => Arc::new(dates.finish()),
+        _ => Arc::new(timestamps.finish()),
+    })
+}
