@@ -486,6 +486,8 @@ fn classify_execution_message(message: &str) -> ExecutionError {
         ExecutionError::DatetimeFieldOverflow(message.to_string())
     } else if lower.starts_with("invalid value \"") && lower.contains("\" for \"") {
         ExecutionError::InvalidDatetimeFormat(message.to_string())
+    } else if lower.starts_with("invalid input syntax for type") {
+        ExecutionError::InvalidTextRepresentation(message.to_string())
     } else if lower.contains("overflow")
         || lower.contains("out of range")
         || lower.contains("too large to store in a decimal")

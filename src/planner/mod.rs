@@ -8,6 +8,7 @@ pub mod correlated;
 pub mod datetime_template;
 pub mod long_in_lists;
 pub mod lower;
+pub mod number_template;
 pub mod plan_functions;
 pub mod postgres_avg;
 pub mod postgres_casts;

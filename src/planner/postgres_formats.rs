@@ -1,8 +1,9 @@
-//! Postgres's formatting functions: `to_char(timestamp, template)`, `to_timestamp(text,
-//! template)` and `to_date(text, template)` with Postgres's templates
-//! ([`super::datetime_template`]). DataFusion's functions of these names take chrono's strftime
-//! codes, so a Postgres template came back as the result text itself (`to_char(t, 'YYYY')` was
-//! `'YYYY'`) or failed. The one-argument forms stay DataFusion's.
+//! Postgres's formatting functions: `to_char(timestamp or number, template)`,
+//! `to_timestamp(text, template)`, `to_date(text, template)` and `to_number(text, template)`
+//! with Postgres's templates ([`super::datetime_template`], [`super::number_template`]).
+//! DataFusion's functions of these names take chrono's strftime codes, so a Postgres template
+//! came back as the result text itself (`to_char(t, 'YYYY')` was `'YYYY'`) or failed. The
+//! one-argument forms stay DataFusion's.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -10,16 +11,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Offset, TimeZone};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Date32Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Date32Builder, Decimal128Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
+use rust_decimal::Decimal;
 
 use super::datetime_template::{Moment, ReadError, Template};
+use super::number_template::NumberTemplate;
 
 /// The session's time zone: `to_timestamp` gives a `timestamptz` in it.
 const SESSION_TIME_ZONE: &str = "+00:00";
@@ -35,15 +42,18 @@ pub fn formatting_functions(
         ScalarUDF::new_from_impl(Formatting::new(Kind::Text, None)),
         ScalarUDF::new_from_impl(Formatting::new(Kind::Timestamp, Some(to_timestamp))),
         ScalarUDF::new_from_impl(Formatting::new(Kind::Date, Some(to_date))),
+        ScalarUDF::new_from_impl(Formatting::new(Kind::Number, None)),
     ]
 }
 
-/// What the function makes: to_char text, to_timestamp a timestamp, to_date a date.
+/// What the function makes: to_char text, to_timestamp a timestamp, to_date a date, to_number
+/// a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Text,
     Timestamp,
     Date,
+    Number,
 }
 
 #[derive(Debug)]
@@ -68,6 +78,7 @@ impl Formatting {
             Kind::Text => "to_char",
             Kind::Timestamp => "to_timestamp",
             Kind::Date => "to_date",
+            Kind::Number => "to_number",
         }
     }
 
@@ -78,8 +89,8 @@ impl Formatting {
                 "function {}() takes {} and a template",
                 Self::name_of(self.kind),
                 match self.kind {
-                    Kind::Text => "a timestamp or date",
-                    Kind::Timestamp | Kind::Date => "text",
+                    Kind::Text => "a timestamp, date or number",
+                    Kind::Timestamp | Kind::Date | Kind::Number => "text",
                 }
             ))),
         }
@@ -119,7 +130,27 @@ impl ScalarUDFImpl for Formatting {
                 DataType::Timestamp(TimeUnit::Microsecond, Some(SESSION_TIME_ZONE.into()))
             }
             Kind::Date => DataType::Date32,
+            Kind::Number => DataType::Decimal128(38, 10),
         })
+    }
+
+    /// to_number's scale is its template's digits after the point, when the template is a
+    /// constant (Postgres's numeric keeps each value's own scale; Arrow's, one per column).
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|field| field.data_type().clone())
+            .collect();
+        let mut data_type = self.return_type(&types)?;
+        if self.kind == Kind::Number
+            && let Some(Some(template)) = args.scalar_arguments.get(1)
+            && let Some(Some(pattern)) = template.try_as_str()
+            && let Ok(template) = NumberTemplate::parse(pattern)
+        {
+            data_type = DataType::Decimal128(38, template.scale().min(30) as i8);
+        }
+        Ok(Arc::new(Field::new(self.name(), data_type, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -138,6 +169,14 @@ impl ScalarUDFImpl for Formatting {
             Kind::Timestamp | Kind::Date => {
                 let texts = cast(&arrays[0], &DataType::Utf8)?;
                 read(self.kind, texts.as_string::<i32>(), templates)?
+            }
+            Kind::Number => {
+                let texts = cast(&arrays[0], &DataType::Utf8)?;
+                to_number(
+                    texts.as_string::<i32>(),
+                    templates,
+                    args.return_field.data_type(),
+                )?
             }
         };
         if scalar {
@@ -174,9 +213,10 @@ fn to_char(
     let zone = match values.data_type() {
         DataType::Timestamp(_, zone) => zone.clone(),
         DataType::Date32 | DataType::Date64 | DataType::Null => None,
+        number if number.is_numeric() => return number_to_char(values, templates),
         other => {
             return Err(DataFusionError::NotImplemented(format!(
-                "to_char of {other} with a template is not supported yet (timestamps and dates are)"
+                "to_char of {other} with a template is not supported yet (timestamps, dates and numbers are)"
             )));
         }
     };
@@ -244,6 +284,11 @@ fn read(
                 }
             })?;
         match kind {
+            Kind::Number | Kind::Text => {
+                return Err(DataFusionError::Internal(
+                    "a number or text read as a timestamp".into(),
+                ));
+            }
             Kind::Date => {
                 let days = local.date().signed_duration_since(
                     chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default(),
@@ -256,7 +301,7 @@ fn read(
                 })?;
                 dates.append_value(days);
             }
-            _ => {
+            Kind::Timestamp => {
                 let utc = local - chrono::Duration::seconds(i64::from(offset.unwrap_or(0)));
                 timestamps.append_value(utc.and_utc().timestamp_micros());
             }
@@ -266,4 +311,92 @@ fn read(
         Kind::Date => Arc::new(dates.finish()),
         _ => Arc::new(timestamps.finish()),
     })
+}
+
+/// Numbers written in number templates. Integers and floats are written from their value as a
+/// NUMERIC with 10 digits after the point, NUMERIC values as they are.
+fn number_to_char(
+    values: &ArrayRef,
+    templates: &datafusion::arrow::array::StringArray,
+) -> Result<ArrayRef> {
+    let decimal_type = match values.data_type() {
+        DataType::Decimal128(precision, scale) if (0..=28).contains(scale) => {
+            DataType::Decimal128(*precision, *scale)
+        }
+        _ => DataType::Decimal128(38, 10),
+    };
+    let float = matches!(
+        values.data_type(),
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    );
+    let decimals = cast(values, &decimal_type)?;
+    let scale = match decimal_type {
+        DataType::Decimal128(_, scale) => scale as u32,
+        _ => 10,
+    };
+    let decimals = decimals.as_primitive::<Decimal128Type>();
+    let mut parsed: Option<(String, NumberTemplate)> = None;
+    let mut out = StringBuilder::new();
+    for row in 0..decimals.len() {
+        if decimals.is_null(row) || templates.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let pattern = templates.value(row);
+        if parsed.as_ref().is_none_or(|(text, _)| text != pattern) {
+            let template =
+                NumberTemplate::parse(pattern).map_err(DataFusionError::NotImplemented)?;
+            parsed = Some((pattern.to_string(), template));
+        }
+        let Some((_, template)) = &parsed else {
+            continue;
+        };
+        let value =
+            Decimal::try_from_i128_with_scale(decimals.value(row), scale).map_err(|error| {
+                DataFusionError::Execution(format!("numeric field overflow: {error}"))
+            })?;
+        out.append_value(template.format(value, float));
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Text read as numbers in number templates, into `output` (the DECIMAL the call was typed).
+fn to_number(
+    texts: &datafusion::arrow::array::StringArray,
+    templates: &datafusion::arrow::array::StringArray,
+    output: &DataType,
+) -> Result<ArrayRef> {
+    let DataType::Decimal128(precision, scale) = *output else {
+        return Err(DataFusionError::Internal(format!(
+            "to_number typed {output}"
+        )));
+    };
+    let mut parsed: Option<(String, NumberTemplate)> = None;
+    let mut out = Decimal128Builder::new();
+    for row in 0..texts.len() {
+        if texts.is_null(row) || templates.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let pattern = templates.value(row);
+        if parsed.as_ref().is_none_or(|(text, _)| text != pattern) {
+            let template =
+                NumberTemplate::parse(pattern).map_err(DataFusionError::NotImplemented)?;
+            parsed = Some((pattern.to_string(), template));
+        }
+        let Some((_, template)) = &parsed else {
+            continue;
+        };
+        let text = texts.value(row);
+        let Some(mut value) = template.read(text) else {
+            return Err(DataFusionError::Execution(format!(
+                "invalid input syntax for type numeric: \"{text}\""
+            )));
+        };
+        value.rescale(scale.max(0) as u32);
+        out.append_value(value.mantissa());
+    }
+    Ok(Arc::new(
+        out.finish().with_precision_and_scale(precision, scale)?,
+    ))
 }
