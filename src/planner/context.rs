@@ -65,12 +65,17 @@ pub fn session_context(
     rules.push(Arc::new(
         super::checked_arithmetic::CheckedIntegerArithmetic,
     ));
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(rules)
         .build();
+    // After DataFusion's own planners, which leave an interval times a number unplanned.
+    datafusion::execution::FunctionRegistry::register_expr_planner(
+        &mut state,
+        Arc::new(super::interval_arithmetic::IntervalArithmetic),
+    )?;
     let context = Arc::new(SessionContext::new_with_state(state));
     // Postgres calls the sample variance `variance` too.
     context.register_udaf(
@@ -99,6 +104,9 @@ pub fn session_context(
         context.register_udf(function);
     }
     context.register_udf(super::long_in_lists::marker_function());
+    for function in super::interval_arithmetic::interval_functions() {
+        context.register_udf(function);
+    }
     // Postgres's templates, in place of DataFusion's strftime codes.
     if let (Some(to_timestamp), Some(to_date)) = (
         context

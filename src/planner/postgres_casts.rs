@@ -1,13 +1,15 @@
-//! Casts between text and times as Postgres does them: text to timestamp/date accepts what
-//! Postgres accepts ('2026-01-01 10:09', no seconds, is valid Postgres and rejected by Arrow's
-//! parser), and timestamps and intervals become the text Postgres prints ('2026-01-01
+//! Casts between text and times as Postgres does them: text to timestamp/date/interval accepts
+//! what Postgres accepts ('2026-01-01 10:09', no seconds, and '2 days 03:00:00' are valid
+//! Postgres and rejected by Arrow's parser), and timestamps and intervals become the text
+//! Postgres prints ('2026-01-01
 //! 10:00:00+00', '1 day 02:00:00'), not Arrow's RFC 3339 and ISO forms.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Date32Array, IntervalMonthDayNanoArray, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -82,7 +84,12 @@ fn rewrite_cast(
             ScalarFunction::new_udf(Arc::new(function), vec![inner.as_ref().clone()]),
         )));
     }
-    if !matches!(target, DataType::Timestamp(_, _) | DataType::Date32) {
+    if !matches!(
+        target,
+        DataType::Timestamp(_, _)
+            | DataType::Date32
+            | DataType::Interval(IntervalUnit::MonthDayNano)
+    ) {
         return Ok(Transformed::no(expression));
     }
     if !matches!(
@@ -98,7 +105,7 @@ fn rewrite_cast(
 }
 
 /// A cast between text and times done as Postgres does it: text parsed into a timestamp (with
-/// or without time zone) or a date, or a timestamp or interval printed as text.
+/// or without time zone), a date or an interval, or a timestamp or interval printed as text.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PostgresTimeCast {
     target: DataType,
@@ -168,6 +175,20 @@ fn text_to_time(values: &ArrayRef, target: &DataType) -> DataFusionResult<ArrayR
                 days.push(value.map(parse_date).transpose()?);
             }
             Arc::new(Date32Array::from(days))
+        }
+        DataType::Interval(_) => {
+            let mut intervals = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                intervals.push(
+                    value
+                        .map(|value| {
+                            crate::sql::intervals::parse_interval(value)
+                                .map_err(|_| invalid("interval", value))
+                        })
+                        .transpose()?,
+                );
+            }
+            Arc::new(IntervalMonthDayNanoArray::from(intervals))
         }
         _ => {
             let mut micros = Vec::with_capacity(text.len());

@@ -8,7 +8,8 @@ use arrow_pg::encoder::{Encoder, encode_value};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit, SchemaRef,
+    TimeUnit, TimestampMicrosecondType,
 };
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::portal::Format;
@@ -231,8 +232,9 @@ fn encode_cell(
     if array.is_null(row) {
         return Encoder::encode_field(encoder, &None::<i8>, pg_field);
     }
-    // Floats and timestamps in text format follow Postgres's output rules (shortest exact
-    // digits; no zero fraction), which arrow-pg does not; everything else is arrow-pg's.
+    // Floats, timestamps and intervals in text format follow Postgres's output rules (shortest
+    // exact digits; no zero fraction; '-1 days +02:00:00'), which arrow-pg does not; everything
+    // else is arrow-pg's.
     if pg_field.format() == FieldFormat::Text {
         let text = match array.data_type() {
             DataType::Float64 => Some(postgres_float(
@@ -246,6 +248,14 @@ fn encode_cell(
                     .as_primitive::<TimestampMicrosecondType>()
                     .value(row);
                 Some(postgres_timestamp(micros, timezone.is_some()))
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                let interval = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
+                Some(postgres_interval(
+                    interval.months,
+                    interval.days,
+                    interval.nanoseconds / 1_000,
+                ))
             }
             _ => None,
         };

@@ -2,6 +2,7 @@
 
 pub mod depth;
 pub mod event_time;
+pub mod intervals;
 pub mod long_lists;
 pub mod names;
 pub mod streaming;
@@ -171,6 +172,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
                 // Before anything clones, rewrites or prints it.
                 depth::bound(&mut statement)?;
                 long_lists::fold_long_in_lists(&mut statement);
+                intervals::normalize_interval_literals(&mut statement);
                 let end = parser.peek_token().span.start;
                 // Only queries are rewritten; finding a statement's text costs a scan of the input
                 // up to it, which a script of many INSERTs should not pay for each.
@@ -191,26 +193,26 @@ fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParseError> {
     Ok(statements)
 }
 
-/// [`depth::bound`] for the parts of Tributary's own statements that hold expressions.
+/// [`prepare`] for the parts of Tributary's own statements that hold expressions.
 fn bound_streaming(statement: &mut StreamingStatement) -> Result<(), ParseError> {
     match statement {
         StreamingStatement::CreateTable {
             create, watermark, ..
         } => {
-            depth::bound(create.as_mut())?;
-            depth::bound(watermark.expression.as_mut())
+            prepare(create.as_mut())?;
+            prepare(watermark.expression.as_mut())
         }
         StreamingStatement::CreateSource(source) => {
             for column in &mut source.columns {
-                depth::bound(column)?;
+                prepare(column)?;
             }
             match &mut source.watermark {
-                Some(watermark) => depth::bound(watermark.expression.as_mut()),
+                Some(watermark) => prepare(watermark.expression.as_mut()),
                 None => Ok(()),
             }
         }
-        StreamingStatement::CreateWindowCloseView { create, .. } => depth::bound(create.as_mut()),
-        StreamingStatement::DeclareQuery { query, .. } => depth::bound(query.as_mut()),
+        StreamingStatement::CreateWindowCloseView { create, .. } => prepare(create.as_mut()),
+        StreamingStatement::DeclareQuery { query, .. } => prepare(query.as_mut()),
         StreamingStatement::CreateConnection(_)
         | StreamingStatement::CreateSink(_)
         | StreamingStatement::Drop { .. }
@@ -221,6 +223,15 @@ fn bound_streaming(statement: &mut StreamingStatement) -> Result<(), ParseError>
         | StreamingStatement::Close(_)
         | StreamingStatement::ExplainView(_) => Ok(()),
     }
+}
+
+/// What every part of a statement holding expressions goes through once parsed: its depth
+/// bounded ([`depth::bound`]) and its interval literals read as Postgres reads them
+/// ([`intervals::normalize_interval_literals`]).
+fn prepare<T: ast::VisitMut>(part: &mut T) -> Result<(), ParseError> {
+    depth::bound(part)?;
+    intervals::normalize_interval_literals(part);
+    Ok(())
 }
 
 /// Parses a statement whose event-time clauses were cut out of its tokens, and puts them back
