@@ -96,6 +96,8 @@ pub enum ExecutionError {
     InvalidDatetimeFormat(String),
     #[error("{0}")]
     DatetimeFieldOverflow(String),
+    #[error("{0}")]
+    NullValueNotAllowed(String),
     #[error(
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )]
@@ -270,6 +272,7 @@ impl ExecutionError {
             ExecutionError::InvalidTextRepresentation(_) => "22P02",
             ExecutionError::InvalidDatetimeFormat(_) => "22007",
             ExecutionError::DatetimeFieldOverflow(_) => "22008",
+            ExecutionError::NullValueNotAllowed(_) => "22004",
             ExecutionError::NotNullViolation { .. } => "23502",
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),

@@ -240,6 +240,18 @@ fn missing_functions() -> Vec<ScalarUDF> {
         constant("col_description", ScalarValue::Utf8(None)),
         constant("obj_description", ScalarValue::Utf8(None)),
         constant("shobj_description", ScalarValue::Utf8(None)),
+        // There are no temporary schemas.
+        constant("pg_is_other_temp_schema", ScalarValue::Boolean(Some(false))),
+        // Tributary takes no advisory locks (pg_advisory_lock is not a function here), so a
+        // session has none to release; asyncpg's pool calls this whenever it releases a
+        // connection.
+        datafusion::logical_expr::create_udf(
+            "pg_advisory_unlock_all",
+            vec![],
+            DataType::Null,
+            Volatility::Volatile,
+            Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Null))),
+        ),
         // There are no indexes, constraints or triggers to describe.
         constant("pg_get_indexdef", ScalarValue::Utf8(None)),
         constant("pg_get_triggerdef", ScalarValue::Utf8(None)),

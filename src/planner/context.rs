@@ -104,6 +104,7 @@ pub fn session_context(
         context.register_udf(function);
     }
     context.register_udf(super::long_in_lists::marker_function());
+    context.register_udf(super::format_function::format_function());
     for function in super::interval_arithmetic::interval_functions() {
         context.register_udf(function);
     }

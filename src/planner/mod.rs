@@ -6,6 +6,7 @@ pub mod colocate;
 pub mod context;
 pub mod correlated;
 pub mod datetime_template;
+pub mod format_function;
 pub mod interval_arithmetic;
 pub mod long_in_lists;
 pub mod lower;

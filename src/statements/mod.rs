@@ -129,6 +129,11 @@ async fn execute_standard(
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. } => set::execute(session, statement),
+        // No session listens (LISTEN is not supported), so there is nothing to stop listening
+        // to; connection pools send `UNLISTEN *` when they take a connection back.
+        Statement::UNLISTEN { .. } => Ok(QueryResult::Command(crate::session::CommandTag::new(
+            "UNLISTEN",
+        ))),
         other => Err(PlanError::Unsupported(format!(
             "statement not supported: {}",
             first_words(&other.to_string())

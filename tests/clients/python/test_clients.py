@@ -1,6 +1,7 @@
-"""psycopg 3 and SQLAlchemy 2 against a running Tributary: typed values in text and binary
-formats, server-side prepared statements with parameters, and the introspection SQLAlchemy's
-inspector (and Superset on top of it) runs.
+"""psycopg 3, SQLAlchemy 2 and asyncpg against a running Tributary: typed values in text and
+binary formats, server-side prepared statements with parameters, the introspection SQLAlchemy's
+inspector (and Superset on top of it) runs, and an asyncpg pool handing a connection back and
+out again (its reset: pg_advisory_unlock_all(), CLOSE ALL, UNLISTEN *, RESET ALL).
 
     test_clients.py --port 6570
 
@@ -8,9 +9,11 @@ Exits non-zero, with the failing check, on the first difference.
 """
 
 import argparse
+import asyncio
 import datetime
 import decimal
 
+import asyncpg
 import psycopg
 import sqlalchemy
 from sqlalchemy import inspect
@@ -150,6 +153,35 @@ def sqlalchemy_checks(url):
     check("Core query", [tuple(row) for row in rows], [("ada", 9_000_000_000), ("bob", 1)])
 
 
+async def asyncpg_checks(url):
+    connection = await asyncpg.connect(url)
+    try:
+        # asyncpg prepares every statement and reads results in binary.
+        row = await connection.fetchrow(
+            "SELECT i, b, n, d, t, flag, at, at_utc, day, span FROM readings WHERE t = $1", "ada"
+        )
+        check("asyncpg typed row", tuple(row), EXPECTED_ROW)
+        spans = await connection.fetchval(
+            "SELECT 2 * INTERVAL '1 minute' + INTERVAL '1 day 01:00:00'"
+        )
+        check("asyncpg interval arithmetic", spans, datetime.timedelta(days=1, hours=1, minutes=2))
+        formatted = await connection.fetchval(
+            "SELECT to_char(at, 'YYYY-MM-DD HH24:MI') FROM readings WHERE t = $1", "ada"
+        )
+        check("asyncpg to_char", formatted, "2026-01-02 03:04")
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        for _ in range(2):
+            # The second acquire gets the connection the first released and reset.
+            async with pool.acquire() as pooled:
+                count = await pooled.fetchval("SELECT count(*) FROM readings")
+                check("asyncpg pooled count", count, 2)
+    finally:
+        await pool.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -157,6 +189,7 @@ def main():
     url = f"postgresql://tester@127.0.0.1:{arguments.port}/tributary"
     psycopg_checks(url)
     sqlalchemy_checks(url)
+    asyncio.run(asyncpg_checks(url))
     print("ok")
 
 
