@@ -333,26 +333,8 @@ enum Shape<'a> {
 
 impl<'a> Shape<'a> {
     fn of(plan: &'a LogicalPlan) -> Option<Self> {
-        let mut above = Vec::new();
-        let mut node = plan;
-        loop {
-            match node {
-                LogicalPlan::Projection(projection) => {
-                    above.push(node);
-                    node = projection.input.as_ref();
-                }
-                LogicalPlan::SubqueryAlias(alias) => {
-                    above.push(node);
-                    node = alias.input.as_ref();
-                }
-                LogicalPlan::Aggregate(aggregate) if aggregate.group_expr.is_empty() => {
-                    return Some(Shape::Aggregated { above, aggregate });
-                }
-                _ => break,
-            }
-        }
-        // Rows: below projections, aliases, one LIMIT 1 and the ORDER BY under it, the rows
-        // chosen from. The chosen value and the order are written over those rows' columns.
+        // Projections and aliases over an aggregate without GROUP BY; otherwise, below
+        // projections, aliases, one LIMIT 1 and the ORDER BY under it, the rows chosen from.
         let mut chain = Vec::new();
         let mut node = plan;
         loop {
@@ -364,6 +346,20 @@ impl<'a> Shape<'a> {
                 LogicalPlan::SubqueryAlias(alias) => {
                     chain.push(node);
                     node = alias.input.as_ref();
+                }
+                LogicalPlan::Aggregate(aggregate)
+                    if aggregate.group_expr.is_empty()
+                        && chain.iter().all(|above| {
+                            matches!(
+                                above,
+                                LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_)
+                            )
+                        }) =>
+                {
+                    return Some(Shape::Aggregated {
+                        above: chain,
+                        aggregate,
+                    });
                 }
                 LogicalPlan::Limit(limit) => {
                     let skips = !matches!(limit.get_skip_type(), Ok(SkipType::Literal(0)));
@@ -381,6 +377,7 @@ impl<'a> Shape<'a> {
                 _ => break,
             }
         }
+        // The chosen value and the order, written over the rows' columns.
         let rows = node;
         let mut values: Vec<Expr> = (0..rows.schema().fields().len())
             .map(|index| {

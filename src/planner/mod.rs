@@ -36,6 +36,19 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use crate::error::{PlanError, Result};
 
+/// A function's result: one value when every argument was one (`scalar`), else the column.
+pub fn scalar_or_array(
+    result: datafusion::arrow::array::ArrayRef,
+    scalar: bool,
+) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&result, 0)?)
+    } else {
+        ColumnarValue::Array(result)
+    })
+}
+
 /// Compiles a logical expression over `schema` into one evaluated on whole batches. Subqueries
 /// cannot be evaluated row by row here and are rejected, naming the subquery.
 pub fn physical_expr(expression: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {

@@ -179,31 +179,34 @@ impl ScalarUDFImpl for Formatting {
                 )?
             }
         };
-        if scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(result))
-        }
+        super::scalar_or_array(result, scalar)
     }
 }
 
 /// The last template parsed, reused while the rows repeat it (a constant template: every row).
-struct Templates {
-    last: Option<(String, Template)>,
+struct LastTemplate<T> {
+    last: Option<(String, T)>,
 }
 
-impl Templates {
-    fn get(&mut self, pattern: &str) -> &Template {
-        if self.last.as_ref().is_none_or(|(text, _)| text != pattern) {
-            self.last = Some((pattern.to_string(), Template::parse(pattern)));
-        }
-        match &self.last {
-            Some((_, template)) => template,
-            None => unreachable!("a template was just parsed"),
-        }
+impl<T> LastTemplate<T> {
+    fn new() -> Self {
+        Self { last: None }
     }
+
+    fn get(&mut self, pattern: &str, parse: impl FnOnce(&str) -> Result<T>) -> Result<&T> {
+        if self.last.as_ref().is_none_or(|(text, _)| text != pattern) {
+            self.last = Some((pattern.to_string(), parse(pattern)?));
+        }
+        self.last
+            .as_ref()
+            .map(|(_, template)| template)
+            .ok_or_else(|| DataFusionError::Internal("a template was just parsed".into()))
+    }
+}
+
+/// A number template, or the error for one using what is not written yet.
+fn number_template(pattern: &str) -> Result<NumberTemplate> {
+    NumberTemplate::parse(pattern).map_err(DataFusionError::NotImplemented)
 }
 
 fn to_char(
@@ -229,7 +232,7 @@ fn to_char(
         &DataType::Timestamp(TimeUnit::Microsecond, zone.map(|_| "+00:00".into())),
     )?;
     let micros = micros.as_primitive::<TimestampMicrosecondType>();
-    let mut parsed = Templates { last: None };
+    let mut parsed = LastTemplate::new();
     let mut out = StringBuilder::new();
     for row in 0..micros.len() {
         if micros.is_null(row) || templates.is_null(row) {
@@ -254,7 +257,8 @@ fn to_char(
                 offset_seconds: None,
             },
         };
-        out.append_value(parsed.get(templates.value(row)).format(&moment));
+        let template = parsed.get(templates.value(row), |pattern| Ok(Template::parse(pattern)))?;
+        out.append_value(template.format(&moment));
     }
     Ok(Arc::new(out.finish()))
 }
@@ -264,7 +268,7 @@ fn read(
     texts: &datafusion::arrow::array::StringArray,
     templates: &datafusion::arrow::array::StringArray,
 ) -> Result<ArrayRef> {
-    let mut parsed = Templates { last: None };
+    let mut parsed = LastTemplate::new();
     let mut timestamps = TimestampMicrosecondBuilder::new().with_timezone(SESSION_TIME_ZONE);
     let mut dates = Date32Builder::new();
     for row in 0..texts.len() {
@@ -274,7 +278,7 @@ fn read(
             continue;
         }
         let (local, offset) = parsed
-            .get(templates.value(row))
+            .get(templates.value(row), |pattern| Ok(Template::parse(pattern)))?
             .read(texts.value(row))
             .map_err(|error| match error {
                 // Worded as Postgres words them; `error::classify_execution_message` gives
@@ -335,22 +339,14 @@ fn number_to_char(
         _ => 10,
     };
     let decimals = decimals.as_primitive::<Decimal128Type>();
-    let mut parsed: Option<(String, NumberTemplate)> = None;
+    let mut parsed = LastTemplate::new();
     let mut out = StringBuilder::new();
     for row in 0..decimals.len() {
         if decimals.is_null(row) || templates.is_null(row) {
             out.append_null();
             continue;
         }
-        let pattern = templates.value(row);
-        if parsed.as_ref().is_none_or(|(text, _)| text != pattern) {
-            let template =
-                NumberTemplate::parse(pattern).map_err(DataFusionError::NotImplemented)?;
-            parsed = Some((pattern.to_string(), template));
-        }
-        let Some((_, template)) = &parsed else {
-            continue;
-        };
+        let template = parsed.get(templates.value(row), number_template)?;
         let value =
             Decimal::try_from_i128_with_scale(decimals.value(row), scale).map_err(|error| {
                 DataFusionError::Execution(format!("numeric field overflow: {error}"))
@@ -371,22 +367,14 @@ fn to_number(
             "to_number typed {output}"
         )));
     };
-    let mut parsed: Option<(String, NumberTemplate)> = None;
+    let mut parsed = LastTemplate::new();
     let mut out = Decimal128Builder::new();
     for row in 0..texts.len() {
         if texts.is_null(row) || templates.is_null(row) {
             out.append_null();
             continue;
         }
-        let pattern = templates.value(row);
-        if parsed.as_ref().is_none_or(|(text, _)| text != pattern) {
-            let template =
-                NumberTemplate::parse(pattern).map_err(DataFusionError::NotImplemented)?;
-            parsed = Some((pattern.to_string(), template));
-        }
-        let Some((_, template)) = &parsed else {
-            continue;
-        };
+        let template = parsed.get(templates.value(row), number_template)?;
         let text = texts.value(row);
         let Some(mut value) = template.read(text) else {
             return Err(DataFusionError::Execution(format!(

@@ -14,7 +14,7 @@ const NANOS_PER_DAY: f64 = 86_400.0 * NANOS_PER_SECOND;
 const DAYS_PER_MONTH: f64 = 30.0;
 
 /// Rewrites every `INTERVAL '<text>'` without a unit after it whose text Postgres reads into the
-/// same interval written as months, days and nanoseconds. Texts it cannot read are left for
+/// same interval written as months, days and microseconds. Texts it cannot read are left for
 /// DataFusion's own error.
 pub fn normalize_interval_literals<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut Literals);
@@ -33,9 +33,13 @@ impl VisitorMut for Literals {
             && let Value::SingleQuotedString(text) = &mut value.value
             && let Ok(parsed) = parse_interval(text)
         {
+            // Units both Arrow and Postgres read: the text is also what `EXPLAIN`, the stored
+            // view and the Postgres oracle test see.
             *text = format!(
-                "{} months {} days {} nanoseconds",
-                parsed.months, parsed.days, parsed.nanoseconds
+                "{} months {} days {} microseconds",
+                parsed.months,
+                parsed.days,
+                parsed.nanoseconds / 1_000
             );
         }
         ControlFlow::Continue(())
