@@ -784,6 +784,19 @@ fn aggregate_call(
             )));
         }
     };
+    let argument_type = argument.get_type(input_schema)?;
+    if matches!(aggregate_function, Sum | Avg)
+        && !(argument_type.is_integer()
+            || argument_type.is_floating()
+            || matches!(argument_type, DataType::Decimal128(_, _)))
+    {
+        // Their states are exact integer, decimal or float sums (dataflow::aggregate).
+        let type_name = match argument_type {
+            DataType::Interval(_) => "interval".to_string(),
+            other => other.to_string(),
+        };
+        return Err(unsupported(&format!("{name} over {type_name}")));
+    }
     // Only string_agg and array_agg depend on the order of their input.
     let order_by = match aggregate_function {
         StringAgg | ArrayAgg => builder.sort_keys(&params.order_by, input_schema)?,
@@ -796,7 +809,7 @@ fn aggregate_call(
     Ok(AggregateCallSpec {
         function: aggregate_function,
         argument: builder.expression(argument, input_schema)?,
-        input_type: type_spec(&argument.get_type(input_schema)?)?,
+        input_type: type_spec(&argument_type)?,
         output_type: type_spec(&output_type)?,
         distinct: params.distinct,
         filter,
