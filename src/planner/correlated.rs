@@ -596,46 +596,29 @@ fn chosen_row(
 /// the answer or is not written yet: an outer column in a join condition, below a LIMIT, a window,
 /// a set operation or an aggregate without GROUP BY, or on both sides of a join.
 fn extend(plan: &LogicalPlan, domain: &Domain) -> DataFusionResult<Option<(LogicalPlan, bool)>> {
-    let reads_outer = plan
-        .expressions()
-        .iter()
-        .any(|expression| expression.contains_outer());
-    let below_reads_outer = |plan: &LogicalPlan| {
-        plan.exists(|node| {
-            Ok(node
-                .expressions()
-                .iter()
-                .any(|expression| expression.contains_outer()))
-        })
+    let reads = |node: &LogicalPlan| {
+        node.expressions()
+            .iter()
+            .any(|expression| expression.contains_outer())
     };
+    if !plan.exists(|node| Ok(reads(node)))? {
+        return Ok(Some((plan.clone(), false)));
+    }
+    // From here the node or a node below it reads an outer column.
+    let reads_outer = reads(plan);
+    let with_domain = |input: &LogicalPlan| domain.extend_or_join(input);
     let extended = match plan {
         LogicalPlan::Filter(filter) => {
-            let Some((input, extended)) = extend(&filter.input, domain)? else {
+            let Some(input) = with_domain(&filter.input)? else {
                 return Ok(None);
-            };
-            if !reads_outer && !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
-            let input = if extended {
-                input
-            } else {
-                domain.cross_join(input)?
             };
             LogicalPlanBuilder::from(input)
                 .filter(domain.replace_outer(filter.predicate.clone())?)?
                 .build()?
         }
         LogicalPlan::Projection(projection) => {
-            let Some((input, extended)) = extend(&projection.input, domain)? else {
+            let Some(input) = with_domain(&projection.input)? else {
                 return Ok(None);
-            };
-            if !reads_outer && !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
-            let input = if extended {
-                input
-            } else {
-                domain.cross_join(input)?
             };
             // Named as before: the nodes above refer to the columns by name.
             let mut expressions = projection
@@ -652,31 +635,19 @@ fn extend(plan: &LogicalPlan, domain: &Domain) -> DataFusionResult<Option<(Logic
             LogicalPlan::Projection(Projection::try_new(expressions, Arc::new(input))?)
         }
         LogicalPlan::SubqueryAlias(alias) => {
-            let Some((input, extended)) = extend(&alias.input, domain)? else {
+            let Some(input) = with_domain(&alias.input)? else {
                 return Ok(None);
             };
-            if !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
             LogicalPlanBuilder::from(input)
                 .alias(alias.alias.clone())?
                 .build()?
         }
-        LogicalPlan::Aggregate(aggregate) => {
-            if reads_outer {
-                return Ok(None);
-            }
-            let Some((input, extended)) = extend(&aggregate.input, domain)? else {
+        // A global aggregate has a row even over no input; grouped by the domain it would have
+        // none for a value that finds nothing.
+        LogicalPlan::Aggregate(aggregate) if !reads_outer && !aggregate.group_expr.is_empty() => {
+            let Some(input) = with_domain(&aggregate.input)? else {
                 return Ok(None);
             };
-            if !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
-            // A global aggregate has a row even over no input; grouped by the domain it would
-            // have none for a value that finds nothing.
-            if aggregate.group_expr.is_empty() {
-                return Ok(None);
-            }
             let mut groups = aggregate.group_expr.clone();
             groups.extend(domain.columns());
             LogicalPlan::Aggregate(Aggregate::try_new(
@@ -685,18 +656,13 @@ fn extend(plan: &LogicalPlan, domain: &Domain) -> DataFusionResult<Option<(Logic
                 aggregate.aggr_expr.clone(),
             )?)
         }
-        LogicalPlan::Join(join) => {
-            if reads_outer {
-                return Ok(None);
-            }
+        LogicalPlan::Join(join) if !reads_outer => {
             let (Some((left, left_extended)), Some((right, right_extended))) =
                 (extend(&join.left, domain)?, extend(&join.right, domain)?)
             else {
                 return Ok(None);
             };
             let keeps_extended_side = match (left_extended, right_extended) {
-                (false, false) => return Ok(Some((plan.clone(), false))),
-                (true, true) => false,
                 (true, false) => matches!(
                     join.join_type,
                     JoinType::Inner
@@ -709,6 +675,7 @@ fn extend(plan: &LogicalPlan, domain: &Domain) -> DataFusionResult<Option<(Logic
                     join.join_type,
                     JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
                 ),
+                _ => false,
             };
             if !keeps_extended_side {
                 return Ok(None);
@@ -716,30 +683,18 @@ fn extend(plan: &LogicalPlan, domain: &Domain) -> DataFusionResult<Option<(Logic
             plan.with_new_exprs(plan.expressions(), vec![left, right])?
         }
         LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
-            let Some((input, extended)) = extend(&sort.input, domain)? else {
+            let Some(input) = with_domain(&sort.input)? else {
                 return Ok(None);
             };
-            if !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
             plan.with_new_exprs(plan.expressions(), vec![input])?
         }
         LogicalPlan::Distinct(Distinct::All(input)) => {
-            let Some((input, extended)) = extend(input, domain)? else {
+            let Some(input) = with_domain(input)? else {
                 return Ok(None);
             };
-            if !extended {
-                return Ok(Some((plan.clone(), false)));
-            }
             LogicalPlan::Distinct(Distinct::All(Arc::new(input)))
         }
-        other => {
-            return Ok(if below_reads_outer(other)? {
-                None
-            } else {
-                Some((other.clone(), false))
-            });
-        }
+        _ => return Ok(None),
     };
     Ok(Some((extended, true)))
 }

@@ -40,11 +40,7 @@ impl ScalarUDFImpl for Format {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|argument| matches!(argument, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, scalar) = super::argument_arrays(&args)?;
         let texts = arrays
             .iter()
             .map(|array| cast(array, &DataType::Utf8))

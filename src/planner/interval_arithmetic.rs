@@ -113,11 +113,7 @@ impl ScalarUDFImpl for IntervalScaled {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|argument| matches!(argument, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, scalar) = super::argument_arrays(&args)?;
         let intervals = cast(&arrays[0], &INTERVAL)?;
         let intervals = intervals.as_primitive::<IntervalMonthDayNanoType>();
         let factors = cast(&arrays[1], &DataType::Float64)?;

@@ -36,6 +36,19 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use crate::error::{PlanError, Result};
 
+/// A function's arguments as columns of the call's rows, and whether every one was a single
+/// value (then so is the result: see [`scalar_or_array`]).
+pub fn argument_arrays(
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+) -> datafusion::common::Result<(Vec<datafusion::arrow::array::ArrayRef>, bool)> {
+    use datafusion::logical_expr::ColumnarValue;
+    let scalar = args
+        .args
+        .iter()
+        .all(|argument| matches!(argument, ColumnarValue::Scalar(_)));
+    Ok((ColumnarValue::values_to_arrays(&args.args)?, scalar))
+}
+
 /// A function's result: one value when every argument was one (`scalar`), else the column.
 pub fn scalar_or_array(
     result: datafusion::arrow::array::ArrayRef,

@@ -157,11 +157,7 @@ impl ScalarUDFImpl for Formatting {
         if args.args.len() != 2 {
             return self.delegate(args.args.len())?.invoke_with_args(args);
         }
-        let scalar = args
-            .args
-            .iter()
-            .all(|argument| matches!(argument, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, scalar) = super::argument_arrays(&args)?;
         let templates = cast(&arrays[1], &DataType::Utf8)?;
         let templates = templates.as_string::<i32>();
         let result = match self.kind {
