@@ -98,6 +98,22 @@ pub enum ExecutionError {
     DatetimeFieldOverflow(String),
     #[error("{0}")]
     NullValueNotAllowed(String),
+    /// COPY data that does not follow its format (a missing column, an open quote).
+    #[error("{0}")]
+    BadCopyFileFormat(String),
+    #[error("{0}")]
+    InvalidBinaryRepresentation(String),
+    #[error("{0}")]
+    CharacterNotInRepertoire(String),
+    /// A value of COPY data that its column's type does not accept, with where it was.
+    #[error("{source} (COPY {context})")]
+    CopyValue {
+        context: String,
+        source: Box<ExecutionError>,
+    },
+    /// The client ended COPY FROM STDIN with CopyFail.
+    #[error("COPY from stdin failed: {0}")]
+    CopyFailed(String),
     #[error(
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )]
@@ -273,6 +289,11 @@ impl ExecutionError {
             ExecutionError::InvalidDatetimeFormat(_) => "22007",
             ExecutionError::DatetimeFieldOverflow(_) => "22008",
             ExecutionError::NullValueNotAllowed(_) => "22004",
+            ExecutionError::BadCopyFileFormat(_) => "22P04",
+            ExecutionError::InvalidBinaryRepresentation(_) => "22P03",
+            ExecutionError::CharacterNotInRepertoire(_) => "22021",
+            ExecutionError::CopyValue { source, .. } => source.sqlstate(),
+            ExecutionError::CopyFailed(_) => "57014",
             ExecutionError::NotNullViolation { .. } => "23502",
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
@@ -519,6 +540,29 @@ fn unprovided_placeholder(message: &str) -> Option<&str> {
 }
 
 /// Arrow's errors name the failed kernel; map them onto Postgres's data exceptions.
+/// Arrow's "Cannot cast string 'x' to value of Int32 type" as Postgres says it: `invalid input
+/// syntax for type integer: "x"`.
+fn postgres_input_syntax(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("Cannot cast string '")
+        .or_else(|| message.strip_prefix("Cannot cast value '"))?;
+    let (value, arrow_type) = rest.rsplit_once("' to value of ")?;
+    let arrow_type = arrow_type.strip_suffix(" type")?;
+    let postgres_type = match arrow_type {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        decimal if decimal.starts_with("Decimal") => "numeric",
+        _ => return None,
+    };
+    Some(format!(
+        "invalid input syntax for type {postgres_type}: \"{value}\""
+    ))
+}
+
 pub fn classify_arrow(error: &ArrowError) -> ExecutionError {
     match error {
         ArrowError::DivideByZero => ExecutionError::DivisionByZero,
@@ -540,7 +584,9 @@ pub fn classify_arrow(error: &ArrowError) -> ExecutionError {
             {
                 ExecutionError::InvalidDatetimeFormat(message.clone())
             } else {
-                ExecutionError::InvalidTextRepresentation(message.clone())
+                ExecutionError::InvalidTextRepresentation(
+                    postgres_input_syntax(message).unwrap_or_else(|| message.clone()),
+                )
             }
         }
         ArrowError::ComputeError(message) | ArrowError::InvalidArgumentError(message) => {

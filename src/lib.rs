@@ -49,12 +49,14 @@
 //!    and restarts the sources from their stored offsets.
 //! 8. SELECTs run on DataFusion over the pinned snapshot; results go back through [`server`] in
 //!    text or binary format. Catalog queries from psql, JDBC and SQLAlchemy read
-//!    [`pg_catalog`], built from the same snapshot. Errors from every stage are typed ([`error`]) and carry the SQLSTATE
+//!    [`pg_catalog`], built from the same snapshot. COPY moves rows in bulk in [`copy`]'s
+//!    formats: `FROM STDIN` into a table as one write, `TO STDOUT` from a table or query. Errors from every stage are typed ([`error`]) and carry the SQLSTATE
 //!    Postgres would send.
 
 pub mod catalog;
 pub mod connectors;
 pub mod coordinator;
+pub mod copy;
 pub mod dataflow;
 pub mod error;
 pub mod pg_catalog;

@@ -39,6 +39,11 @@ pub enum QueryResult {
         rows: crate::statements::SubscriptionRows,
         copy: bool,
     },
+    /// COPY FROM STDIN: the server takes the client's data and hands it to
+    /// [`Session::finish_copy`].
+    CopyIn(crate::statements::CopyIn),
+    /// COPY TO STDOUT: rows the server sends as COPY data.
+    CopyOut(crate::statements::CopyOut),
 }
 
 impl QueryResult {
@@ -327,6 +332,24 @@ impl Session {
             self.transaction_changed(*change).await;
         }
         result
+    }
+
+    /// Writes the data a client sent for `COPY ... FROM STDIN` (all of it, after CopyDone) to
+    /// its table as one change; the completion tag says how many rows.
+    pub async fn finish_copy(
+        &self,
+        copy: crate::statements::CopyIn,
+        data: &[u8],
+    ) -> Result<CommandTag> {
+        let run = crate::statements::finish_copy(self, copy, data);
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+            Ok(rows) => Ok(CommandTag::with_rows("COPY", rows?)),
+            Err(panic) => {
+                let message = crate::error::panic_message(&panic);
+                tracing::error!(%message, "COPY FROM STDIN panicked");
+                Err(ExecutionError::Internal(message).into())
+            }
+        }
     }
 
     /// The columns FETCH from an open cursor returns.

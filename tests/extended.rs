@@ -305,3 +305,186 @@ async fn startup_parameters_and_session_functions() {
         .expect("after reset");
     assert_eq!(text(&reset, 0), "reports");
 }
+
+/// COPY through tokio-postgres, which runs it over the extended protocol: binary in
+/// (BinaryCopyInWriter) and out (BinaryCopyOutStream) for every scalar type, text and CSV in
+/// and out, a bad line that leaves the table as it was, and a view that takes a whole COPY as
+/// one change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_in_every_format() {
+    use futures::{SinkExt, TryStreamExt};
+    use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (b BOOLEAN, s SMALLINT, i INT, l BIGINT, r REAL, d DOUBLE PRECISION,
+               n NUMERIC(10,2), tx TEXT, dt DATE, ts TIMESTAMP, tz TIMESTAMPTZ);
+             CREATE MATERIALIZED VIEW per_b AS SELECT b, count(*) AS n, sum(l) AS total FROM t GROUP BY b;",
+        )
+        .await
+        .expect("create");
+    let types = [
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::DATE,
+        Type::TIMESTAMP,
+        Type::TIMESTAMPTZ,
+    ];
+    let timestamp = NaiveDate::from_ymd_opt(2026, 3, 4)
+        .and_then(|d| d.and_hms_micro_opt(5, 6, 7, 890_123))
+        .expect("time");
+    let zoned: DateTime<Utc> = timestamp.and_utc();
+
+    let sink = client
+        .copy_in("COPY t FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy in binary");
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    for value in 1..=100i64 {
+        let text = (value % 10 != 0).then(|| format!("row\t{value}\n"));
+        writer
+            .as_mut()
+            .write(&[
+                &(value % 2 == 0),
+                &(value as i16),
+                &(value as i32),
+                &(value * 1_000_000_000_000),
+                &(value as f32 / 2.0),
+                &(value as f64 / 4.0),
+                &Decimal::new(value * 1234 + 5, 3),
+                &text,
+                &NaiveDate::from_ymd_opt(1999, 12, value as u32 % 28 + 1).expect("date"),
+                &timestamp,
+                &zoned,
+            ])
+            .await
+            .expect("write row");
+    }
+    assert_eq!(writer.finish().await.expect("finish binary"), 100);
+
+    // The view took all 100 rows in one change.
+    let rows = client
+        .query("SELECT b, n, total FROM per_b ORDER BY b", &[])
+        .await
+        .expect("view");
+    let counts: Vec<(bool, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    assert_eq!(counts, vec![(false, 50), (true, 50)]);
+
+    // Binary out reads back what binary in wrote, numerics rounded to the column's scale.
+    let stream = client
+        .copy_out("COPY (SELECT * FROM t WHERE i IN (7, 10) ORDER BY i) TO STDOUT (FORMAT binary)")
+        .await
+        .expect("copy out binary");
+    let rows: Vec<_> = BinaryCopyOutStream::new(stream, &types)
+        .try_collect()
+        .await
+        .expect("binary rows");
+    assert_eq!(rows.len(), 2);
+    assert!(!rows[0].get::<bool>(0));
+    assert_eq!(rows[0].get::<i16>(1), 7);
+    assert_eq!(rows[0].get::<i64>(3), 7_000_000_000_000);
+    assert_eq!(rows[0].get::<f32>(4), 3.5);
+    assert_eq!(rows[0].get::<Decimal>(6), Decimal::new(864, 2));
+    assert_eq!(
+        rows[0].get::<Option<String>>(7).as_deref(),
+        Some("row\t7\n")
+    );
+    assert_eq!(rows[1].get::<Option<String>>(7), None);
+    assert_eq!(
+        rows[0].get::<NaiveDate>(8),
+        NaiveDate::from_ymd_opt(1999, 12, 8).expect("date")
+    );
+    assert_eq!(rows[0].get::<NaiveDateTime>(9), timestamp);
+    assert_eq!(rows[0].get::<DateTime<Utc>>(10), zoned);
+
+    // CSV in with a header, quotes and NULLs, into some of the columns.
+    let sink = client
+        .copy_in("COPY t (b, i, tx) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("copy in csv");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(
+        b"b,i,tx\nt,1001,\"a,\"\"b\"\"\nc\"\nf,1002,\n",
+    ))
+    .await
+    .expect("send csv");
+    assert_eq!(sink.finish().await.expect("finish csv"), 2);
+
+    // Text out escapes what would break a line; CSV out quotes it.
+    let text = copy_out_text(
+        &client,
+        "COPY (SELECT i, tx FROM t WHERE i IN (1, 10, 1001, 1002) ORDER BY i) TO STDOUT",
+    )
+    .await;
+    assert_eq!(
+        text,
+        "1\trow\\t1\\n\n10\t\\N\n1001\ta,\"b\"\\nc\n1002\t\\N\n"
+    );
+    let csv = copy_out_text(
+        &client,
+        "COPY (SELECT i, tx, n FROM t WHERE i IN (1, 1001) ORDER BY i) TO STDOUT WITH CSV HEADER",
+    )
+    .await;
+    assert_eq!(
+        csv,
+        "i,tx,n\n1,\"row\t1\n\",1.24\n1001,\"a,\"\"b\"\"\nc\",\n"
+    );
+
+    // A bad value fails the whole COPY with its line and column; nothing of it is written.
+    let sink = client
+        .copy_in("COPY t (i, tx) FROM STDIN")
+        .await
+        .expect("copy in text");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(
+        b"2001\tok\n2002\tok\nnot a number\tbad\n",
+    ))
+    .await
+    .expect("send text");
+    let error = sink.finish().await.expect_err("bad line");
+    assert_eq!(error.code().map(|code| code.code()), Some("22P02"));
+    let message = error.as_db_error().map(|db| db.message().to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some(
+            "invalid input syntax for type integer: \"not a number\" (COPY t, line 3, column i: \"not a number\")"
+        )
+    );
+    let sink = client
+        .copy_in("COPY t (i, tx) FROM STDIN")
+        .await
+        .expect("copy in text");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"3001\n"))
+        .await
+        .expect("send text");
+    let error = sink.finish().await.expect_err("missing column");
+    assert_eq!(error.code().map(|code| code.code()), Some("22P04"));
+    let rows = client
+        .query("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count");
+    assert_eq!(rows[0].get::<_, i64>(0), 102);
+}
+
+/// Everything a COPY ... TO STDOUT sends, as text.
+async fn copy_out_text(client: &tokio_postgres::Client, sql: &str) -> String {
+    use futures::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = client
+        .copy_out(sql)
+        .await
+        .expect("copy out")
+        .try_collect()
+        .await
+        .expect("copy data");
+    String::from_utf8(chunks.concat()).expect("utf-8")
+}

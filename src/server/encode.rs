@@ -170,47 +170,6 @@ pub fn data_rows(
     Ok(rows)
 }
 
-/// A text-format DataRow as one line of COPY's text format: fields separated by tabs, NULL as
-/// `\N`, and backslashes and control characters escaped.
-pub fn copy_text_line(row: &DataRow) -> Vec<u8> {
-    let data = &row.data[..];
-    let mut line = Vec::with_capacity(data.len() + 1);
-    let mut position = 0;
-    for field in 0..row.field_count {
-        if field > 0 {
-            line.push(b'\t');
-        }
-        let Some(length) = data
-            .get(position..position + 4)
-            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
-            .map(i32::from_be_bytes)
-        else {
-            break;
-        };
-        position += 4;
-        if length < 0 {
-            line.extend_from_slice(b"\\N");
-            continue;
-        }
-        let end = (position + length as usize).min(data.len());
-        for &byte in &data[position..end] {
-            match byte {
-                b'\\' => line.extend_from_slice(b"\\\\"),
-                b'\n' => line.extend_from_slice(b"\\n"),
-                b'\r' => line.extend_from_slice(b"\\r"),
-                b'\t' => line.extend_from_slice(b"\\t"),
-                0x08 => line.extend_from_slice(b"\\b"),
-                0x0b => line.extend_from_slice(b"\\v"),
-                0x0c => line.extend_from_slice(b"\\f"),
-                other => line.push(other),
-            }
-        }
-        position = end;
-    }
-    line.push(b'\n');
-    line
-}
-
 /// One value to encode: its column as computed, and the same column as text formatting wants it.
 struct Cell<'a> {
     array: &'a ArrayRef,

@@ -1,6 +1,7 @@
 //! The Postgres wire protocol server: connections, simple and extended query protocols, result
 //! encoding and error responses.
 
+mod copy;
 pub(crate) mod encode;
 mod frames;
 mod parameters;
@@ -238,6 +239,7 @@ impl Connection {
             parser,
             connections: Arc::clone(&connections),
             cancel: OnceLock::new(),
+            copy_in: std::sync::Mutex::new(None),
         });
         Ok(Self {
             cancel: Arc::new(CancelRequests { connections }),
@@ -260,6 +262,10 @@ impl PgWireServerHandlers for Connection {
         Arc::clone(&self.startup)
     }
 
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.handler)
+    }
+
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::clone(&self.cancel)
     }
@@ -272,6 +278,10 @@ struct QueryHandler {
     /// This connection's entry in `connections`, made at startup; the guard removes it when
     /// the connection ends.
     cancel: OnceLock<(Arc<ConnectionHandle>, ConnectionGuard)>,
+    /// The COPY FROM STDIN this connection is receiving data for, from its CopyInResponse to
+    /// the client's CopyDone or CopyFail. Only this connection's message loop takes it, one
+    /// message at a time; never held across an await.
+    copy_in: std::sync::Mutex<Option<copy::PendingCopy>>,
 }
 
 /// Answers cancel requests: each arrives on a connection of its own and names its target by
@@ -430,9 +440,9 @@ fn to_response(
             response.set_command_tag("FETCH");
             Response::Query(response)
         }
-        QueryResult::Subscription { .. } => {
+        QueryResult::Subscription { .. } | QueryResult::CopyIn(_) | QueryResult::CopyOut(_) => {
             let error = Error::from(ExecutionError::Internal(
-                "a subscription reached the response without being streamed".into(),
+                "a subscription or COPY reached the response without being streamed".into(),
             ));
             error_response(&error)
         }
@@ -467,7 +477,7 @@ impl SimpleQueryHandler for QueryHandler {
         // before the responses of the statements ahead of it.
         if statements.len() > 1 && statements.iter().any(streams_to_client) {
             let error = PlanError::Unsupported(
-                "SUBSCRIBE in a query string with other statements: send it alone".into(),
+                "SUBSCRIBE or COPY in a query string with other statements: send it alone".into(),
             );
             return Ok(vec![error_response(&error.into())]);
         }
@@ -498,6 +508,13 @@ impl SimpleQueryHandler for QueryHandler {
                     let output = subscription::Output::new(copy, Format::UnifiedText, true);
                     let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                     responses.push(error_response(&ended));
+                }
+                Ok(QueryResult::CopyIn(copy)) => responses.push(self.start_copy_in(copy)),
+                Ok(QueryResult::CopyOut(copy)) => {
+                    match copy::send_out(client, copy, &mut cancel).await? {
+                        Ok(response) => responses.push(response),
+                        Err(error) => responses.push(error_response(&error)),
+                    }
                 }
                 Ok(result) => {
                     // Only the last statement's rows stream (see above).
@@ -605,6 +622,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 let ended = subscription::stream(client, rows, output, &mut cancel).await?;
                 Err(to_pgwire_error(&ended))
             }
+            Ok(QueryResult::CopyIn(copy)) => Ok(self.start_copy_in(copy)),
+            Ok(QueryResult::CopyOut(copy)) => copy::send_out(client, copy, &mut cancel)
+                .await?
+                .map_err(|error| to_pgwire_error(&error)),
             // Without a row limit pgwire would collect the portal's rows before sending any:
             // they go out here as they are made, and pgwire sends the completion.
             Ok(QueryResult::Streamed(rows)) if max_rows == 0 => {
@@ -619,9 +640,12 @@ impl ExtendedQueryHandler for QueryHandler {
 }
 
 /// Whether a statement's result is streamed to the client while it runs (SUBSCRIBE, alone or in
-/// COPY).
+/// COPY), or it exchanges COPY data with the client.
 fn streams_to_client(statement: &crate::sql::Statement) -> bool {
     matches!(
+        statement,
+        crate::sql::Statement::Standard(datafusion::sql::sqlparser::ast::Statement::Copy { .. })
+    ) || matches!(
         statement,
         crate::sql::Statement::Streaming(crate::sql::StreamingStatement::Subscribe {
             output: crate::sql::streaming::SubscribeOutput::Rows

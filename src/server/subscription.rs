@@ -77,6 +77,7 @@ where
             describe: false, ..
         } => {}
     }
+    let copy_text = crate::copy::text_options();
     loop {
         let batch = tokio::select! {
             batch = rows.next_batch() => batch,
@@ -88,9 +89,11 @@ where
         };
         for row in encode::data_rows(&fields, std::slice::from_ref(&batch))? {
             let message = match output {
-                Output::Copy => PgWireBackendMessage::CopyData(CopyData::new(
-                    encode::copy_text_line(&row).into(),
-                )),
+                Output::Copy => PgWireBackendMessage::CopyData(CopyData::new({
+                    let mut line = Vec::new();
+                    copy_text.line(&mut line, &row, &[]);
+                    line.into()
+                })),
                 Output::Rows { .. } => PgWireBackendMessage::DataRow(row),
             };
             client.feed(message).await?;

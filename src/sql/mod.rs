@@ -221,7 +221,8 @@ fn bound_streaming(statement: &mut StreamingStatement) -> Result<(), ParseError>
         | StreamingStatement::Subscribe { .. }
         | StreamingStatement::Fetch(_)
         | StreamingStatement::Close(_)
-        | StreamingStatement::ExplainView(_) => Ok(()),
+        | StreamingStatement::ExplainView(_)
+        | StreamingStatement::RefreshView(_) => Ok(()),
     }
 }
 

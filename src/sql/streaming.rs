@@ -59,6 +59,9 @@ pub enum StreamingStatement {
     Close(Option<String>),
     /// `EXPLAIN MATERIALIZED VIEW name`: the dataflow that maintains an existing view.
     ExplainView(String),
+    /// `REFRESH MATERIALIZED VIEW name`: accepted for tools that send it; every view is always
+    /// up to date.
+    RefreshView(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,7 +245,8 @@ impl StreamingStatement {
             | StreamingStatement::DeclareQuery { .. }
             | StreamingStatement::Fetch(_)
             | StreamingStatement::Close(_)
-            | StreamingStatement::ExplainView(_) => None,
+            | StreamingStatement::ExplainView(_)
+            | StreamingStatement::RefreshView(_) => None,
         };
         options
             .into_iter()
@@ -264,7 +268,8 @@ impl StreamingStatement {
             | StreamingStatement::DeclareQuery { .. }
             | StreamingStatement::Fetch(_)
             | StreamingStatement::Close(_)
-            | StreamingStatement::ExplainView(_) => {}
+            | StreamingStatement::ExplainView(_)
+            | StreamingStatement::RefreshView(_) => {}
         }
     }
 }
@@ -280,7 +285,7 @@ pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
         "COPY" => {
             parser.peek_nth_token(1).token == Token::LParen && word(2).as_str() == "SUBSCRIBE"
         }
-        "EXPLAIN" => word(1) == "MATERIALIZED" && word(2) == "VIEW",
+        "EXPLAIN" | "REFRESH" => word(1) == "MATERIALIZED" && word(2) == "VIEW",
         "CREATE" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "DROP" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "SHOW" => matches!(word(1).as_str(), "SOURCES" | "SINKS" | "CONNECTIONS"),
@@ -300,6 +305,16 @@ pub(super) fn parse_streaming_statement(
     }
     if words(parser, &["EXPLAIN", "MATERIALIZED", "VIEW"]) {
         return Ok(StreamingStatement::ExplainView(name_from(parser)?));
+    }
+    if words(parser, &["REFRESH", "MATERIALIZED", "VIEW"]) {
+        let _ = word(parser, "CONCURRENTLY");
+        let name = name_from(parser)?;
+        // WITH NO DATA would empty the view in Postgres; here a view always holds its rows.
+        if word(parser, "WITH") {
+            let _ = word(parser, "NO");
+            expect_word(parser, "DATA")?;
+        }
+        return Ok(StreamingStatement::RefreshView(name));
     }
     if word(parser, "SHOW") {
         let kind = if word(parser, "SOURCES") {

@@ -150,6 +150,23 @@ fn explain_plan(session: &Session, dataflow: &DataflowPlan) -> Result<QueryResul
 
 /// EXPLAIN MATERIALIZED VIEW name: the plan of the dataflow maintaining it.
 pub(super) async fn explain_existing(session: &Session, name: &str) -> Result<QueryResult> {
+    let relation = materialized_view(session, name)?;
+    let plan = relation.plan.as_deref().ok_or_else(|| {
+        ExecutionError::Internal(format!("materialized view {name} has no dataflow plan"))
+    })?;
+    explain_plan(session, &DataflowPlan::from_json(plan)?)
+}
+
+/// `REFRESH MATERIALIZED VIEW`: the view exists and is materialized, and is already fresh.
+pub(super) fn refresh(session: &Session, name: &str) -> Result<QueryResult> {
+    materialized_view(session, name)?;
+    Ok(QueryResult::Command(CommandTag::new(
+        "REFRESH MATERIALIZED VIEW",
+    )))
+}
+
+/// The materialized view `name` in the pinned snapshot.
+fn materialized_view(session: &Session, name: &str) -> Result<Arc<crate::catalog::Relation>> {
     let snapshot = session.pinned.get();
     let relation = snapshot
         .catalog
@@ -162,10 +179,7 @@ pub(super) async fn explain_existing(session: &Session, name: &str) -> Result<Qu
         }
         .into());
     }
-    let plan = relation.plan.as_deref().ok_or_else(|| {
-        ExecutionError::Internal(format!("materialized view {name} has no dataflow plan"))
-    })?;
-    explain_plan(session, &DataflowPlan::from_json(plan)?)
+    Ok(Arc::clone(relation))
 }
 
 /// The one text column EXPLAIN of a materialized view returns.

@@ -1,5 +1,6 @@
 //! Statement execution: one file per statement kind; this module dispatches.
 
+mod copy;
 mod create_connection;
 mod create_sink;
 mod create_source;
@@ -20,6 +21,8 @@ mod update;
 
 use std::sync::Arc;
 
+pub(crate) use copy::finish as finish_copy;
+pub use copy::{CopyIn, CopyOut};
 pub(crate) use cursor::Cursor;
 pub use query::RowStream;
 pub use subscribe::SubscriptionRows;
@@ -89,6 +92,7 @@ async fn execute_streaming(
         StreamingStatement::Fetch(fetch) => cursor::fetch(session, fetch).await,
         StreamingStatement::Close(name) => cursor::close(session, name.as_deref()).await,
         StreamingStatement::ExplainView(name) => create_view::explain_existing(session, name).await,
+        StreamingStatement::RefreshView(name) => create_view::refresh(session, name),
     }
 }
 
@@ -105,6 +109,7 @@ async fn execute_standard(
             query::execute(session, statement, parameters).await
         }
         Statement::Insert(_) => insert::execute(session, statement, parameters).await,
+        Statement::Copy { .. } => copy::execute(session, statement).await,
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
         Statement::CreateTable(create) => create_table::execute(session, create, None).await,
@@ -147,7 +152,7 @@ async fn execute_standard(
 pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
     match statement {
         crate::sql::Statement::Standard(statement) => match statement {
-            Statement::Query(_) => true,
+            Statement::Query(_) | Statement::Copy { to: true, .. } => true,
             Statement::Explain { statement, .. } => {
                 matches!(statement.as_ref(), Statement::Query(_))
             }
@@ -166,7 +171,8 @@ pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
             | StreamingStatement::CreateWindowCloseView { .. }
             | StreamingStatement::Subscribe { .. }
             | StreamingStatement::Close(_)
-            | StreamingStatement::ExplainView(_) => false,
+            | StreamingStatement::ExplainView(_)
+            | StreamingStatement::RefreshView(_) => false,
         },
     }
 }

@@ -1,12 +1,18 @@
 // node-postgres (pg) against a running Tributary: typed values through parameterized queries,
-// named prepared statements reused, results in text and binary formats.
+// named prepared statements reused, results in text and binary formats; COPY streams through
+// pg-copy-streams and through postgres.js.
 //
 //     NODE_PATH="$(scripts/node-modules)" node tests/clients/node/client_test.js 6570
 //
 // Exits non-zero, naming the failing check, on the first difference.
 
 const assert = require("node:assert/strict");
+const { Readable } = require("node:stream");
+const { pipeline } = require("node:stream/promises");
 const { Client } = require("pg");
+const copyStreams = require("pg-copy-streams");
+// postgres.js 4 is an ES module: require() gives its namespace.
+const postgres = require("postgres").default;
 
 async function main() {
   const client = new Client({
@@ -81,8 +87,37 @@ async function main() {
     [["even", "1", "9000000002"], ["odd", "2", "18000000004"]],
     "materialized view",
   );
+
+  // COPY with pg-copy-streams: CSV in, text out.
+  const into = client.query(copyStreams.from("COPY readings (i, t) FROM STDIN WITH (FORMAT csv)"));
+  await pipeline(Readable.from(["10,ten\n11,", "\"el,even\"\n"]), into);
+  assert.equal(into.rowCount, 2, "pg-copy-streams rows in");
+  const out = client.query(
+    copyStreams.to("COPY (SELECT i, t FROM readings WHERE i >= 10 ORDER BY i) TO STDOUT"),
+  );
+  assert.equal(await collect(out), "10\tten\n11\tel,even\n", "pg-copy-streams rows out");
   await client.end();
+
+  // COPY with postgres.js: text in, CSV out.
+  const port = Number(process.argv[2]);
+  const sql = postgres({ host: "127.0.0.1", port, user: "tester", database: "tributary" });
+  const writable = await sql`COPY readings (i, t) FROM STDIN`.writable();
+  await pipeline(Readable.from(["12\ttwelve\n13\t\\N\n"]), writable);
+  const readable = await sql`COPY (SELECT i, t FROM readings WHERE i >= 12 ORDER BY i) TO STDOUT WITH (FORMAT csv)`.readable();
+  assert.equal(await collect(readable), "12,twelve\n13,\n", "postgres.js COPY");
+  const [{ count }] = await sql`SELECT count(*) AS count FROM readings WHERE i >= 10`;
+  assert.equal(Number(count), 4, "rows after COPY");
+  await sql.end();
   console.log("ok");
+}
+
+/** Everything a readable stream yields, as text. */
+async function collect(stream) {
+  const chunks = [];
+  for await (const chunk of stream) {
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString();
 }
 
 main().catch((error) => {

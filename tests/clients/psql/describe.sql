@@ -1,4 +1,5 @@
--- psql's \d family against Tributary: tables, views, materialized views, schemas, databases.
+-- psql's \d family against Tributary: tables, views, materialized views, schemas, databases;
+-- then \copy in and out.
 CREATE TABLE orders (id INT NOT NULL, customer TEXT, amount NUMERIC(10,2), placed TIMESTAMP);
 CREATE VIEW big_orders AS SELECT id, amount FROM orders WHERE amount > 100;
 CREATE MATERIALIZED VIEW per_customer AS SELECT customer, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY customer;
@@ -31,3 +32,10 @@ SELECT * FROM per_customer ORDER BY customer;
 \x off
 \echo '=== l'
 \l
+\echo '=== copy'
+\copy orders (id, customer, amount) from stdin with (format csv)
+3,"cy, jr",10.25
+4,,
+\.
+\copy (select id, customer, amount from orders order by id) to stdout with csv header
+SELECT * FROM per_customer ORDER BY customer;

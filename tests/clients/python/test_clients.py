@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import datetime
 import decimal
+import io
 
 import asyncpg
 import psycopg
@@ -81,6 +82,7 @@ def psycopg_checks(url):
         )
     server_side_cursor(url)
     subscribe(url)
+    copy_checks(url)
 
 
 def server_side_cursor(url):
@@ -122,15 +124,58 @@ def subscribe(url):
         connection.execute("DELETE FROM readings WHERE t = 'cy'")
 
 
+def copy_checks(url):
+    """COPY with psycopg: rows written in text and in binary, read back as CSV; a view takes a
+    whole COPY as one change, and a bad row leaves the table as it was."""
+    with psycopg.connect(url, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE loads (k INT, name TEXT, amount NUMERIC(8, 2), at TIMESTAMP)")
+        cursor.execute(
+            "CREATE MATERIALIZED VIEW load_totals AS "
+            "SELECT count(*) AS n, sum(amount) AS total FROM loads"
+        )
+        start = datetime.datetime(2026, 1, 1)
+        with cursor.copy("COPY loads (k, name, amount, at) FROM STDIN") as copy:
+            for k in range(1, 1001):
+                name = f"name {k}" if k % 100 else None
+                amount = decimal.Decimal(k) / 4
+                copy.write_row((k, name, amount, start + datetime.timedelta(minutes=k)))
+        with cursor.copy("COPY loads FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "text", "numeric", "timestamp"])
+            copy.write_row((1001, "tab\tand\nnewline", decimal.Decimal("0.5"), None))
+        totals = cursor.execute("SELECT n, total FROM load_totals").fetchone()
+        check("view after COPY", totals, (1001, decimal.Decimal("125125.50")))
+        out = "COPY (SELECT k, name, amount, at FROM loads WHERE k IN (100, 101, 1001) ORDER BY k) "
+        with cursor.copy(out + "TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        check(
+            "COPY TO STDOUT as CSV",
+            data,
+            b"k,name,amount,at\n100,,25.00,2026-01-01 01:40:00\n"
+            b"101,name 101,25.25,2026-01-01 01:41:00\n"
+            b'1001,"tab\tand\nnewline",0.50,\n',
+        )
+        try:
+            with cursor.copy("COPY loads (k) FROM STDIN") as copy:
+                copy.write(b"2000\nnope\n")
+            raise AssertionError("COPY accepted a row that is not an integer")
+        except psycopg.errors.InvalidTextRepresentation:
+            pass
+        check("rows after a failed COPY", cursor.execute("SELECT count(*) FROM loads").fetchone(), (1001,))
+
+
 def sqlalchemy_checks(url):
     engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text("CREATE VIEW bobs AS SELECT i, t FROM readings WHERE t = 'bob'"))
     inspector = inspect(engine)
     check("schemas", "public" in inspector.get_schema_names(), True)
-    check("tables", inspector.get_table_names(), ["readings"])
+    check("tables", sorted(inspector.get_table_names()), ["loads", "readings"])
     check("views", inspector.get_view_names(), ["bobs"])
-    check("materialized views", inspector.get_materialized_view_names(), ["per_text"])
+    check(
+        "materialized views",
+        sorted(inspector.get_materialized_view_names()),
+        ["load_totals", "per_text"],
+    )
     columns = {column["name"]: column for column in inspector.get_columns("readings")}
     check(
         "column names",
@@ -169,6 +214,18 @@ async def asyncpg_checks(url):
             "SELECT to_char(at, 'YYYY-MM-DD HH24:MI') FROM readings WHERE t = $1", "ada"
         )
         check("asyncpg to_char", formatted, "2026-01-02 03:04")
+        # asyncpg describes the table's columns, then sends the records as binary COPY.
+        copied = await connection.copy_records_to_table(
+            "loads",
+            records=[(2001, "async", decimal.Decimal("1.25"), datetime.datetime(2026, 2, 1))],
+            columns=["k", "name", "amount", "at"],
+        )
+        check("asyncpg copy_records_to_table", copied, "COPY 1")
+        output = io.BytesIO()
+        copied = await connection.copy_from_query(
+            "SELECT k, name, at FROM loads WHERE k > 2000", output=output, format="csv"
+        )
+        check("asyncpg copy_from_query", (copied, output.getvalue()), ("COPY 1", b"2001,async,2026-02-01 00:00:00\n"))
     finally:
         await connection.close()
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
