@@ -452,12 +452,14 @@ async fn copy_in_and_out_in_every_format() {
     .expect("send text");
     let error = sink.finish().await.expect_err("bad line");
     assert_eq!(error.code().map(|code| code.code()), Some("22P02"));
-    let message = error.as_db_error().map(|db| db.message().to_string());
+    let database_error = error.as_db_error().expect("a database error");
     assert_eq!(
-        message.as_deref(),
-        Some(
-            "invalid input syntax for type integer: \"not a number\" (COPY t, line 3, column i: \"not a number\")"
-        )
+        database_error.message(),
+        "invalid input syntax for type integer: \"not a number\""
+    );
+    assert_eq!(
+        database_error.where_(),
+        Some("COPY t, line 3, column i: \"not a number\"")
     );
     let sink = client
         .copy_in("COPY t (i, tx) FROM STDIN")

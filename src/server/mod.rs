@@ -404,19 +404,26 @@ pub(crate) fn to_pgwire_error(error: &Error) -> PgWireError {
     if let Error::Execution(crate::error::ExecutionError::Internal(message)) = error {
         tracing::error!(%message, "internal error");
     }
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        error.sqlstate().to_owned(),
-        error.to_string(),
-    )))
+    PgWireError::UserError(Box::new(error_info(error)))
 }
 
 fn error_response(error: &Error) -> Response {
-    Response::Error(Box::new(ErrorInfo::new(
+    Response::Error(Box::new(error_info(error)))
+}
+
+/// An error's fields: its SQLSTATE and message, and where the statement was (the CONTEXT line
+/// psql prints) when it says.
+fn error_info(error: &Error) -> ErrorInfo {
+    let mut info = ErrorInfo::new(
         "ERROR".to_owned(),
         error.sqlstate().to_owned(),
         error.to_string(),
-    )))
+    );
+    if let Error::Execution(ExecutionError::CopyValue { context, source }) = error {
+        info.message = source.to_string();
+        info.where_context = Some(format!("COPY {context}"));
+    }
+    info
 }
 
 /// The response to a statement's result; `cancel` ends a streamed query's rows. A subscription
