@@ -490,3 +490,67 @@ async fn copy_out_text(client: &tokio_postgres::Client, sql: &str) -> String {
         .expect("copy data");
     String::from_utf8(chunks.concat()).expect("utf-8")
 }
+
+/// Arrays bound as parameters, as tokio-postgres sends them (binary): `= ANY($1)` with the
+/// parameter's type inferred from the column, with an explicit cast, with NULL elements and
+/// empty; `$1::int[]` read back as a typed array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_parameters() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE tagged (k BIGINT, name TEXT, day DATE);
+             INSERT INTO tagged VALUES (1, 'x', '2026-01-01'), (2, 'y', '2026-01-02'), (3, 'z', NULL);",
+        )
+        .await
+        .expect("create");
+    let keys = |rows: Vec<tokio_postgres::Row>| -> Vec<i64> {
+        rows.iter().map(|row| row.get::<_, i64>(0)).collect()
+    };
+    let by_key = client
+        .prepare("SELECT k FROM tagged WHERE k = ANY($1) ORDER BY k")
+        .await
+        .expect("prepare");
+    assert_eq!(by_key.params(), &[Type::INT8_ARRAY]);
+    let rows = client.query(&by_key, &[&vec![1i64, 3]]).await.expect("any");
+    assert_eq!(keys(rows), vec![1, 3]);
+    let rows = client
+        .query(&by_key, &[&vec![Some(2i64), None]])
+        .await
+        .expect("null element");
+    assert_eq!(keys(rows), vec![2]);
+    let rows = client
+        .query(&by_key, &[&Vec::<i64>::new()])
+        .await
+        .expect("empty");
+    assert!(rows.is_empty());
+    let rows = client
+        .query(
+            "SELECT k FROM tagged WHERE name = ANY($1) ORDER BY k",
+            &[&vec!["x", "z"]],
+        )
+        .await
+        .expect("text array");
+    assert_eq!(keys(rows), vec![1, 3]);
+    let day = NaiveDate::from_ymd_opt(2026, 1, 2).expect("date");
+    let rows = client
+        .query(
+            "SELECT k FROM tagged WHERE day = ANY($1::date[]) ORDER BY k",
+            &[&vec![day]],
+        )
+        .await
+        .expect("date array");
+    assert_eq!(keys(rows), vec![2]);
+    let row = client
+        .query_one(
+            "SELECT $1::int[] AS numbers",
+            &[&vec![Some(4i32), None, Some(6)]],
+        )
+        .await
+        .expect("array value");
+    assert_eq!(
+        row.get::<_, Vec<Option<i32>>>(0),
+        vec![Some(4), None, Some(6)]
+    );
+}

@@ -131,8 +131,9 @@ fn sized<const N: usize>(raw: &[u8]) -> Result<[u8; N], Error> {
         .map_err(|_| invalid("incorrect binary data format"))
 }
 
-/// One field's value as the column's type, from that type's binary send format.
-fn value(raw: Option<&[u8]>, data_type: &DataType) -> Result<ScalarValue, Error> {
+/// One field's value as the column's type, from that type's binary send format (COPY's
+/// fields, and the elements of a binary array parameter).
+pub fn value(raw: Option<&[u8]>, data_type: &DataType) -> Result<ScalarValue, Error> {
     let Some(raw) = raw else {
         return Ok(ScalarValue::try_from(data_type)?);
     };
@@ -141,6 +142,7 @@ fn value(raw: Option<&[u8]>, data_type: &DataType) -> Result<ScalarValue, Error>
         DataType::Int16 => ScalarValue::Int16(Some(i16::from_be_bytes(sized(raw)?))),
         DataType::Int32 => ScalarValue::Int32(Some(i32::from_be_bytes(sized(raw)?))),
         DataType::Int64 => ScalarValue::Int64(Some(i64::from_be_bytes(sized(raw)?))),
+        DataType::UInt32 => ScalarValue::UInt32(Some(u32::from_be_bytes(sized(raw)?))),
         DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(sized(raw)?))),
         DataType::Float64 => ScalarValue::Float64(Some(f64::from_be_bytes(sized(raw)?))),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {

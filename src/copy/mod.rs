@@ -10,7 +10,9 @@ use pgwire::messages::data::DataRow;
 
 use crate::error::{Error, ExecutionError, PlanError};
 
-pub use binary::{BINARY_TRAILER, binary_header, binary_row, decode as decode_binary};
+pub use binary::{
+    BINARY_TRAILER, binary_header, binary_row, decode as decode_binary, value as binary_value,
+};
 
 /// How COPY's data is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

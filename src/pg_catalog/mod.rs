@@ -396,6 +396,7 @@ impl SchemaProvider for PgCatalog {
             "pg_attribute" => Patch::ColumnConstraints,
             "pg_views" => Patch::Views,
             "pg_matviews" => Patch::MaterializedViews,
+            "pg_namespace" => Patch::SystemNamespaces,
             _ => return Ok(Some(table)),
         };
         Ok(Some(Arc::new(PatchedTable {
@@ -423,7 +424,14 @@ enum Patch {
     Views,
     /// pg_matviews likewise, per materialized view.
     MaterializedViews,
+    /// pg_namespace lists only public: pg_catalog (oid 11, which every pg_type row names as
+    /// its namespace) and information_schema are added, so that catalog queries joining types
+    /// with their namespace (asyncpg's type introspection) find them.
+    SystemNamespaces,
 }
+
+/// The system schemas pg_namespace adds, with the oids Postgres gives them.
+const SYSTEM_NAMESPACES: [(i64, &str); 2] = [(11, "pg_catalog"), (13207, "information_schema")];
 
 /// One of the library's tables, corrected when scanned.
 #[derive(Debug)]
@@ -480,6 +488,12 @@ impl TableProvider for PatchedTable {
                     .iter()
                     .map(|batch| self.with_extra_columns(self.materialized_view_kinds(batch)?))
                     .collect::<DataFusionResult<Vec<_>>>()?;
+                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
+                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
+            }
+            Patch::SystemNamespaces => {
+                let mut batches = scan_all(self.library.as_ref(), state).await?;
+                batches.push(system_namespaces(&schema)?);
                 return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
                     .map(|exec| exec as Arc<dyn ExecutionPlan>);
             }
@@ -683,6 +697,37 @@ impl PatchedTable {
             .collect();
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// pg_namespace's rows for [`SYSTEM_NAMESPACES`], owned by the bootstrap superuser (10).
+fn system_namespaces(schema: &SchemaRef) -> DataFusionResult<RecordBatch> {
+    let rows = SYSTEM_NAMESPACES.len();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| -> DataFusionResult<ArrayRef> {
+            let values: ArrayRef = match field.name().as_str() {
+                "oid" => Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                    SYSTEM_NAMESPACES.iter().map(|(oid, _)| *oid),
+                )),
+                "nspname" => Arc::new(StringArray::from_iter_values(
+                    SYSTEM_NAMESPACES.iter().map(|(_, name)| *name),
+                )),
+                "nspowner" => Arc::new(datafusion::arrow::array::Int64Array::from(vec![10; rows])),
+                _ => {
+                    return Ok(datafusion::arrow::array::new_null_array(
+                        field.data_type(),
+                        rows,
+                    ));
+                }
+            };
+            Ok(datafusion::arrow::compute::cast(
+                &values,
+                field.data_type(),
+            )?)
+        })
+        .collect::<DataFusionResult<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Every row of a library table.

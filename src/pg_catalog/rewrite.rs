@@ -111,9 +111,69 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     apply(&mut statement, information_schema_functions);
     apply(&mut statement, record_fields);
     apply(&mut statement, function_names);
+    apply(&mut statement, composite_type_attributes);
+    apply(&mut statement, oid_parameters);
     apply(&mut statement, scalar_subqueries);
     apply(&mut statement, index_keys);
     statement
+}
+
+/// A parameter cast to `oid` or `oid[]` (`ti.oid = any($1::oid[])`, asyncpg's type
+/// introspection) is cast to an unsigned integer instead, which the server describes to the
+/// client as `oid` / `oid[]` (`server::types`): asyncpg binds its own introspection's
+/// parameters only with the codecs it has built in, and `int4[]` is not one of them.
+fn oid_parameters(expression: &mut Expr) {
+    use datafusion::sql::sqlparser::ast::{ArrayElemTypeDef, DataType as SqlType};
+    let Expr::Cast {
+        expr, data_type, ..
+    } = expression
+    else {
+        return;
+    };
+    if !matches!(expr.as_ref(), Expr::Value(value) if matches!(value.value, Value::Placeholder(_)))
+    {
+        return;
+    }
+    let is_oid = |data_type: &SqlType| {
+        matches!(data_type, SqlType::Custom(name, modifiers)
+            if modifiers.is_empty() && last_name_is(name, "oid"))
+    };
+    match data_type {
+        SqlType::Array(
+            ArrayElemTypeDef::SquareBracket(element, _) | ArrayElemTypeDef::AngleBracket(element),
+        ) if is_oid(element) => **element = SqlType::IntUnsigned(None),
+        single if is_oid(single) => *single = SqlType::IntUnsigned(None),
+        _ => {}
+    }
+}
+
+/// `CASE WHEN t.typtype = 'c' THEN (SELECT array_agg(...) ...) ELSE NULL END`, a composite
+/// type's attribute types or names (asyncpg's type introspection), is a NULL `text[]`: there
+/// are no composite types. Typed so: asyncpg decodes its own introspection's result with the
+/// codecs it has built in, which cover `text[]` and not the `int4[]` array_agg would give.
+fn composite_type_attributes(expression: &mut Expr) {
+    let Expr::Case {
+        operand: None,
+        conditions,
+        else_result,
+        ..
+    } = expression
+    else {
+        return;
+    };
+    let asks_composite = matches!(conditions.as_slice(), [when] if when.condition.to_string()
+        .to_ascii_lowercase()
+        .replace(' ', "")
+        .ends_with("typtype='c'"));
+    let otherwise_null = else_result
+        .as_deref()
+        .is_none_or(|result| matches!(result, Expr::Value(value) if value.value == Value::Null));
+    if asks_composite
+        && otherwise_null
+        && let Some(null) = parse_expr("CAST(NULL AS text[])")
+    {
+        *expression = null;
+    }
 }
 
 /// `current_catalog`, SQL's name for the database (PgJDBC's getSchemas selects it), is
@@ -342,6 +402,13 @@ fn scalar_subqueries(expression: &mut Expr) {
     let Expr::Subquery(query) = expression else {
         return;
     };
+    // A recursive one walks a hierarchy Tributary's catalog does not have: asyncpg's type
+    // introspection follows a domain's base types (`WITH RECURSIVE typebases ...`), and there
+    // are no domains.
+    if query.with.as_ref().is_some_and(|with| with.recursive) {
+        *expression = Expr::value(Value::Null);
+        return;
+    }
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };

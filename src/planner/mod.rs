@@ -12,6 +12,7 @@ pub mod long_in_lists;
 pub mod lower;
 pub mod number_template;
 pub mod plan_functions;
+pub mod postgres_arrays;
 pub mod postgres_avg;
 pub mod postgres_casts;
 pub mod postgres_formats;

@@ -1,8 +1,8 @@
 //! Casts between text and times as Postgres does them: text to timestamp/date/interval accepts
 //! what Postgres accepts ('2026-01-01 10:09', no seconds, and '2 days 03:00:00' are valid
 //! Postgres and rejected by Arrow's parser), and timestamps and intervals become the text
-//! Postgres prints ('2026-01-01
-//! 10:00:00+00', '1 day 02:00:00'), not Arrow's RFC 3339 and ISO forms.
+//! Postgres prints ('2026-01-01 10:00:00+00', '1 day 02:00:00'), not Arrow's RFC 3339 and ISO
+//! forms. Text to an array reads Postgres's array literal (`'{1,2}'::int[]`).
 
 use std::sync::Arc;
 
@@ -89,6 +89,7 @@ fn rewrite_cast(
         DataType::Timestamp(_, _)
             | DataType::Date32
             | DataType::Interval(IntervalUnit::MonthDayNano)
+            | DataType::List(_)
     ) {
         return Ok(Transformed::no(expression));
     }
@@ -153,6 +154,7 @@ impl ScalarUDFImpl for PostgresTimeCast {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 cast(&time_to_text(&values)?, &self.target)?
             }
+            DataType::List(ref element) => super::postgres_arrays::text_to_array(&values, element)?,
             _ => text_to_time(&values, &self.target)?,
         };
         if is_scalar {
@@ -165,7 +167,7 @@ impl ScalarUDFImpl for PostgresTimeCast {
     }
 }
 
-fn text_to_time(values: &ArrayRef, target: &DataType) -> DataFusionResult<ArrayRef> {
+pub(crate) fn text_to_time(values: &ArrayRef, target: &DataType) -> DataFusionResult<ArrayRef> {
     let text = cast(values, &DataType::Utf8)?;
     let text = text.as_string::<i32>();
     Ok(match target {

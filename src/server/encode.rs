@@ -216,6 +216,19 @@ fn encode_cell(
                     interval.nanoseconds / 1_000,
                 ))
             }
+            DataType::List(element) if has_postgres_text(element.data_type()) => {
+                let text = postgres_array(&array.as_list::<i32>().value(row))?;
+                // Written as plain text: pgwire would quote a string sent as an array type
+                // once more, as if it were one element.
+                let plain = FieldInfo::new(
+                    pg_field.name().to_string(),
+                    None,
+                    None,
+                    pgwire::api::Type::TEXT,
+                    FieldFormat::Text,
+                );
+                return Encoder::encode_field(encoder, &text, &plain);
+            }
             _ => None,
         };
         if let Some(text) = text {
@@ -223,6 +236,75 @@ fn encode_cell(
         }
     }
     encode_value(encoder, array, row, arrow_field, pg_field)
+}
+
+/// Whether values of this type print in text their own way here rather than arrow-pg's.
+fn has_postgres_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float64
+            | DataType::Float32
+            | DataType::Timestamp(_, _)
+            | DataType::Interval(IntervalUnit::MonthDayNano)
+    )
+}
+
+/// An array of floats, timestamps or intervals as Postgres prints it: `{1.5,NULL}`,
+/// `{"2026-01-02 03:04:05"}` (an element with a space, comma, quote, backslash or brace is
+/// quoted).
+fn postgres_array(values: &ArrayRef) -> PgWireResult<String> {
+    let values = match values.data_type() {
+        DataType::Timestamp(unit, _) if *unit != TimeUnit::Microsecond => {
+            cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .map_err(|error| PgWireError::ApiError(Box::new(error)))?
+        }
+        _ => Arc::clone(values),
+    };
+    let mut text = String::from("{");
+    for index in 0..values.len() {
+        if index > 0 {
+            text.push(',');
+        }
+        if values.is_null(index) {
+            text.push_str("NULL");
+            continue;
+        }
+        let element = match values.data_type() {
+            DataType::Float64 => postgres_float(values.as_primitive::<Float64Type>().value(index)),
+            DataType::Float32 => postgres_float(values.as_primitive::<Float32Type>().value(index)),
+            DataType::Timestamp(_, timezone) => postgres_timestamp(
+                values
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(index),
+                timezone.is_some(),
+            ),
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                let interval = values
+                    .as_primitive::<IntervalMonthDayNanoType>()
+                    .value(index);
+                postgres_interval(interval.months, interval.days, interval.nanoseconds / 1_000)
+            }
+            other => {
+                return Err(PgWireError::ApiError(
+                    format!("no Postgres text for arrays of {other}").into(),
+                ));
+            }
+        };
+        if element.is_empty() || element.contains([' ', ',', '"', '\\', '{', '}']) {
+            text.push('"');
+            for character in element.chars() {
+                if matches!(character, '"' | '\\') {
+                    text.push('\\');
+                }
+                text.push(character);
+            }
+            text.push('"');
+        } else {
+            text.push_str(&element);
+        }
+    }
+    text.push('}');
+    Ok(text)
 }
 
 /// Postgres's interval output in its default style (IntervalStyle `postgres`): years, months and

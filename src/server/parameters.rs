@@ -49,6 +49,20 @@ fn decode_one(
     let Some(Some(raw)) = portal.parameters.get(index) else {
         return Ok(ScalarValue::try_from(target)?);
     };
+    if let DataType::List(element) = target {
+        return match portal.parameter_format.format_for(index) {
+            FieldFormat::Text => {
+                let text = std::str::from_utf8(raw).map_err(|_| {
+                    ExecutionError::InvalidTextRepresentation(format!(
+                        "parameter ${} is not valid UTF-8",
+                        index + 1
+                    ))
+                })?;
+                crate::planner::postgres_arrays::array_from_text(text, element)
+            }
+            FieldFormat::Binary => crate::planner::postgres_arrays::array_from_binary(raw, element),
+        };
+    }
     let value = match portal.parameter_format.format_for(index) {
         FieldFormat::Text => {
             let text = std::str::from_utf8(raw).map_err(|_| {

@@ -423,6 +423,37 @@ pub(crate) fn parameter_types(
             })
         })?;
     }
+    // `x = ANY($1)` (and `<> ALL`) plans as array_has($1, x): `$1` is an array of x's type.
+    // (`<> ALL` also asks `$1 IS NULL`, from which DataFusion infers the type Null.)
+    use datafusion::arrow::datatypes::DataType;
+    if types
+        .values()
+        .any(|data_type| matches!(data_type, None | Some(DataType::Null)))
+    {
+        plan.apply_with_subqueries(|node| {
+            let inputs = node.inputs();
+            let Some(schema) = inputs.first().map(|input| input.schema()) else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            node.apply_expressions(|expression| {
+                expression.apply(|expression| {
+                    if let Expr::ScalarFunction(function) = expression
+                        && function.name() == "array_has"
+                        && let [Expr::Placeholder(placeholder), element] = function.args.as_slice()
+                        && let Some(slot @ (None | Some(DataType::Null))) =
+                            types.get_mut(&placeholder.id)
+                        && let Ok(element_type) = datafusion::logical_expr::ExprSchemable::get_type(
+                            element,
+                            schema.as_ref(),
+                        )
+                    {
+                        *slot = Some(DataType::new_list(element_type, true));
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+    }
     let mut numbered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = types
         .into_iter()
         .filter_map(|(name, data_type)| {

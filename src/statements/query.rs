@@ -112,7 +112,10 @@ impl RowStream {
 
 pub(super) async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
     let optimized = cached_plan(session, statement, PlanStage::Optimized).await?;
-    let parameter_types = parameter_types(&optimized)?;
+    // Parameters are typed from the plan before optimization: common subexpression elimination
+    // moves a `$1` used twice into a projection, away from what says its type.
+    let analyzed = cached_plan(session, statement, PlanStage::Analyzed).await?;
+    let parameter_types = parameter_types(&analyzed)?;
     let schema = Arc::new(optimized.schema().as_arrow().clone());
     Ok(Description {
         parameter_types,

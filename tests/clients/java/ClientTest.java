@@ -113,6 +113,21 @@ public class ClientTest {
                 }
             }
 
+            // setArray: the driver binds the array as _int8 (binary once the statement is
+            // prepared on the server) and _text.
+            try (PreparedStatement any = connection.prepareStatement(
+                    "SELECT count(*) FROM readings WHERE b = ANY(?) AND t = ANY(?)")) {
+                for (int round = 0; round < 6; round++) {
+                    any.setArray(1, connection.createArrayOf("int8",
+                            new Long[] {9_000_000_001L, 9_000_000_003L, 1L}));
+                    any.setArray(2, connection.createArrayOf("text", new String[] {"odd", "x"}));
+                    try (ResultSet rows = any.executeQuery()) {
+                        check("= ANY(array) row", rows.next(), true);
+                        check("= ANY(array) count", rows.getLong(1), 2L);
+                    }
+                }
+            }
+
             DatabaseMetaData metadata = connection.getMetaData();
             check("product", metadata.getDatabaseProductName(), "PostgreSQL");
             check("schemas include public",

@@ -88,6 +88,10 @@ async function main() {
     "materialized view",
   );
 
+  // A JS array is sent as an array literal in text, untyped: its type comes from the column.
+  const any = await client.query("SELECT count(*) AS n FROM readings WHERE i = ANY($1)", [[1, 3, 9]]);
+  assert.equal(any.rows[0].n, "2", "= ANY($1) with a JS array");
+
   // COPY with pg-copy-streams: CSV in, text out.
   const into = client.query(copyStreams.from("COPY readings (i, t) FROM STDIN WITH (FORMAT csv)"));
   await pipeline(Readable.from(["10,ten\n11,", "\"el,even\"\n"]), into);
@@ -105,6 +109,8 @@ async function main() {
   await pipeline(Readable.from(["12\ttwelve\n13\t\\N\n"]), writable);
   const readable = await sql`COPY (SELECT i, t FROM readings WHERE i >= 12 ORDER BY i) TO STDOUT WITH (FORMAT csv)`.readable();
   assert.equal(await collect(readable), "12,twelve\n13,\n", "postgres.js COPY");
+  const [{ typed }] = await sql`SELECT count(*) AS typed FROM readings WHERE i = ANY(${[1, 12]}::bigint[])`;
+  assert.equal(Number(typed), 2, "postgres.js = ANY(array::bigint[])");
   const [{ count }] = await sql`SELECT count(*) AS count FROM readings WHERE i >= 10`;
   assert.equal(Number(count), 4, "rows after COPY");
   await sql.end();

@@ -62,6 +62,9 @@ def psycopg_checks(url):
             with connection.cursor(binary=binary) as cursor:
                 cursor.execute("SELECT * FROM readings WHERE i = %s", (1,))
                 check(f"typed row (binary={binary})", cursor.fetchone(), EXPECTED_ROW)
+                # A list is bound as an array (int2[] here, psycopg picks the smallest type).
+                cursor.execute("SELECT t FROM readings WHERE i = ANY(%s) ORDER BY t", ([1, 2],))
+                check(f"= ANY(list) (binary={binary})", cursor.fetchall(), [("ada",), ("bob",)])
                 # prepare=True makes a named server-side statement, reused on the next call.
                 for name, count in (("ada", 1), ("bob", 1), ("nobody", None)):
                     cursor.execute(
@@ -214,6 +217,12 @@ async def asyncpg_checks(url):
             "SELECT to_char(at, 'YYYY-MM-DD HH24:MI') FROM readings WHERE t = $1", "ada"
         )
         check("asyncpg to_char", formatted, "2026-01-02 03:04")
+        # An array parameter makes asyncpg introspect the array type with its own catalog
+        # query (recursive, with an oid[] parameter) before it can bind the list.
+        keys = await connection.fetch("SELECT i FROM readings WHERE i = ANY($1) ORDER BY i", [2, 9])
+        check("asyncpg = ANY($1)", [row["i"] for row in keys], [2])
+        ordered = await connection.fetchval("SELECT array_agg(i ORDER BY i) FROM readings")
+        check("asyncpg array result", ordered, [1, 2])
         # asyncpg describes the table's columns, then sends the records as binary COPY.
         copied = await connection.copy_records_to_table(
             "loads",
