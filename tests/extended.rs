@@ -527,6 +527,14 @@ async fn array_parameters() {
     assert!(rows.is_empty());
     let rows = client
         .query(
+            "SELECT k FROM tagged WHERE k <> ALL($1) ORDER BY k",
+            &[&vec![1i64, 3]],
+        )
+        .await
+        .expect("<> ALL");
+    assert_eq!(keys(rows), vec![2]);
+    let rows = client
+        .query(
             "SELECT k FROM tagged WHERE name = ANY($1) ORDER BY k",
             &[&vec!["x", "z"]],
         )

@@ -60,6 +60,7 @@ pub fn session_context(
     // goes in front of DataFusion's analyzer rules.
     let mut rules = Analyzer::new().rules;
     rules.insert(0, Arc::new(super::postgres_types::PostgresAggregateTypes));
+    rules.insert(1, Arc::new(super::postgres_arrays::NullsInArrays));
     rules.push(Arc::new(super::postgres_casts::PostgresTextCasts));
     // After type coercion: both operands then have the result's type.
     rules.push(Arc::new(

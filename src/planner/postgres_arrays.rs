@@ -1,15 +1,25 @@
 //! Postgres arrays from the outside: the text form (`{1,NULL,"a b"}`) that `'...'::int[]` casts
 //! and text parameters carry, and the binary form drivers bind array parameters in (asyncpg,
-//! PgJDBC's setArray). Both become Arrow lists of the element type; one dimension only.
+//! PgJDBC's setArray). Both become Arrow lists of the element type; one dimension only. Also
+//! the one check of `x <> ALL(array)` DataFusion cannot evaluate on its own.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalUnit};
 use datafusion::common::ScalarValue;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{Error, ExecutionError, PlanError};
 
@@ -244,5 +254,106 @@ mod tests {
             parse_array_text("{{1},{2}}").unwrap_err().sqlstate(),
             "0A000"
         );
+    }
+}
+
+/// `array_position(a, NULL) IS NOT NULL` ("does the array hold a NULL?"), which DataFusion
+/// plans for `x <> ALL(a)` and cannot evaluate when `a` is a column of arrays (a bound
+/// parameter after common subexpression elimination), becomes [`ArrayHasNull`]`(a)`.
+#[derive(Debug)]
+pub struct NullsInArrays;
+
+impl AnalyzerRule for NullsInArrays {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DataFusionResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expression| {
+                let saved = names.save(&expression);
+                Ok(expression
+                    .transform_up(|expression| Ok(null_position_check(expression)))?
+                    .update_data(|expression| saved.restore(expression)))
+            })
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "nulls_in_arrays"
+    }
+}
+
+fn null_position_check(expression: Expr) -> Transformed<Expr> {
+    let Expr::IsNotNull(inner) = &expression else {
+        return Transformed::no(expression);
+    };
+    let Expr::ScalarFunction(function) = inner.as_ref() else {
+        return Transformed::no(expression);
+    };
+    let looks_for_null = function.name() == "array_position"
+        && matches!(
+            function.args.get(1),
+            Some(Expr::Literal(ScalarValue::Null, _))
+        );
+    match function.args.first() {
+        Some(array) if looks_for_null => {
+            let has_null = ScalarUDF::new_from_impl(ArrayHasNull::new());
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(has_null),
+                vec![array.clone()],
+            )))
+        }
+        _ => Transformed::no(expression),
+    }
+}
+
+/// Whether an array holds a NULL element; false for a NULL array.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayHasNull {
+    signature: Signature,
+}
+
+impl ArrayHasNull {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ArrayHasNull {
+    fn name(&self) -> &str {
+        "array_has_null"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> DataFusionResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DataFusionResult<ColumnarValue> {
+        let Some(argument) = args.args.first() else {
+            return Err(DataFusionError::Internal(
+                "array_has_null takes one argument".into(),
+            ));
+        };
+        let arrays = argument.to_array(args.number_rows)?;
+        let result: BooleanArray = match arrays.data_type() {
+            DataType::List(_) => {
+                let lists = arrays.as_list::<i32>();
+                (0..lists.len())
+                    .map(|row| Some(!lists.is_null(row) && lists.value(row).null_count() > 0))
+                    .collect()
+            }
+            DataType::Null => BooleanArray::from(vec![false; arrays.len()]),
+            other => {
+                return Err(DataFusionError::Plan(format!(
+                    "array_has_null needs an array, not {other}"
+                )));
+            }
+        };
+        Ok(ColumnarValue::Array(Arc::new(result)))
     }
 }
