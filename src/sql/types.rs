@@ -73,6 +73,31 @@ pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
     })
 }
 
+/// The column type a table made from a query's result (`CREATE TABLE ... AS`) gives a column
+/// of `data_type`, as SQL; `None` for what a table cannot hold. A NULL column is text, as in
+/// Postgres.
+pub fn sql_type_name(data_type: &DataType) -> Option<String> {
+    Some(match data_type {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::UInt64 => "numeric(20, 0)".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(precision, scale) if *data_type != DEFAULT_NUMERIC => {
+            format!("numeric({precision}, {scale})")
+        }
+        DataType::Decimal128(_, _) => "numeric".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => "text".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Interval(IntervalUnit::MonthDayNano) => "interval".into(),
+        _ => return None,
+    })
+}
+
 fn decimal(precision: u64, scale: i64) -> Result<DataType, PlanError> {
     if precision == 0 || precision > 38 {
         return Err(PlanError::Unsupported(format!(

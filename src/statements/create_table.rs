@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable, Stat
 
 use crate::catalog::{MAX_LENGTH_KEY, RelationKind, Watermark};
 use crate::coordinator::NewRelation;
-use crate::error::{PlanError, Result};
+use crate::error::{ExecutionError, PlanError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::event_time::WatermarkClause;
 use crate::sql::{identifier, relation_name, types};
@@ -23,7 +23,7 @@ pub(super) async fn execute(
 ) -> Result<QueryResult> {
     if create.query.is_some() {
         return Err(
-            PlanError::Unsupported("CREATE TABLE ... AS is not supported yet".into()).into(),
+            ExecutionError::Internal("CREATE TABLE ... AS goes to create_table_as".into()).into(),
         );
     }
     if !create.constraints.is_empty() {

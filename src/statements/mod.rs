@@ -5,6 +5,7 @@ mod create_connection;
 mod create_sink;
 mod create_source;
 mod create_table;
+mod create_table_as;
 mod create_view;
 mod cursor;
 mod delete;
@@ -112,7 +113,10 @@ async fn execute_standard(
         Statement::Copy { .. } => copy::execute(session, statement).await,
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
-        Statement::CreateTable(create) => create_table::execute(session, create, None).await,
+        Statement::CreateTable(create) => match &create.query {
+            Some(query) => create_table_as::execute(session, create, query).await,
+            None => create_table::execute(session, create, None).await,
+        },
         Statement::CreateView(create) => create_view::execute(session, create, None).await,
         Statement::Drop {
             object_type,

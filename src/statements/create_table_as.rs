@@ -1,0 +1,78 @@
+//! CREATE TABLE ... AS query: a table with the columns the query returns (named as it names
+//! them, or as the statement lists them), filled with its rows. The catalog keeps the table as
+//! a plain CREATE TABLE with those columns, and the rows go in as one INSERT ... SELECT.
+
+use datafusion::sql::sqlparser::ast::{CreateTable, ObjectType, Query, Statement};
+
+use super::PlanStage;
+use crate::error::{ExecutionError, PlanError, Result};
+use crate::session::{CommandTag, QueryResult, Session};
+use crate::sql::{identifier, relation_name};
+
+pub(super) async fn execute(
+    session: &Session,
+    create: &CreateTable,
+    query: &Query,
+) -> Result<QueryResult> {
+    let name = relation_name(&create.name)?;
+    if create.if_not_exists && session.pinned.get().catalog.get(&name).is_some() {
+        return Ok(QueryResult::Command(CommandTag::new("CREATE TABLE AS")));
+    }
+    let select = Statement::Query(Box::new(query.clone()));
+    let plan = super::cached_plan(session, &select, PlanStage::Optimized).await?;
+    let schema = super::query::postgres_schema(&select, &plan.schema().as_arrow().clone().into());
+    if create.columns.len() > schema.fields().len() {
+        return Err(
+            PlanError::Syntax("CREATE TABLE AS specifies too many column names".into()).into(),
+        );
+    }
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (position, field) in schema.fields().iter().enumerate() {
+        let column = match create.columns.get(position) {
+            Some(listed) => identifier(&listed.name),
+            None => field.name().clone(),
+        };
+        let sql_type = crate::sql::types::sql_type_name(field.data_type()).ok_or_else(|| {
+            PlanError::Unsupported(format!(
+                "column \"{column}\" of type {} cannot be stored in a table",
+                crate::server::arrow_type_name(field.data_type())
+            ))
+        })?;
+        columns.push(format!("{} {sql_type}", quoted(&column)));
+    }
+    let table = format!("CREATE TABLE {} ({})", quoted(&name), columns.join(", "));
+    let Statement::CreateTable(plain) = only_statement(&table)? else {
+        return Err(ExecutionError::Internal(format!("cannot plan {table}")).into());
+    };
+    super::create_table::execute(session, &plain, None).await?;
+    // The INSERT plans against a snapshot that holds the new table.
+    session.pinned.pin(session.coordinator.snapshot());
+    let insert = only_statement(&format!("INSERT INTO {} {query}", quoted(&name)))?;
+    let rows = match super::insert::execute(session, &insert, None).await {
+        Ok(QueryResult::Command(tag)) => tag.rows.unwrap_or_default(),
+        Ok(_) => 0,
+        // Nothing half made stays behind: the new table goes again.
+        Err(error) => {
+            let names = [create.name.clone()];
+            let dropped =
+                super::drop::execute(session, ObjectType::Table, true, &names, false).await;
+            if let Err(drop_error) = dropped {
+                tracing::warn!(%drop_error, table = %name, "could not drop a table CREATE TABLE AS left");
+            }
+            return Err(error);
+        }
+    };
+    Ok(QueryResult::Command(CommandTag::with_rows("SELECT", rows)))
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The one standard statement `sql` holds.
+fn only_statement(sql: &str) -> Result<Statement> {
+    match crate::sql::parse(sql)?.pop() {
+        Some(crate::sql::Statement::Standard(statement)) => Ok(statement),
+        _ => Err(ExecutionError::Internal(format!("cannot plan {sql}")).into()),
+    }
+}
