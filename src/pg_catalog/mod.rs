@@ -1,5 +1,6 @@
 //! pg_catalog for Postgres clients and BI tools: datafusion-pg-catalog's tables and functions,
-//! with what it lacks filled from Tributary's catalog (materialized views, view definitions).
+//! with what it lacks filled from Tributary's catalog (materialized views, view definitions);
+//! and information_schema as Postgres's views over it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +32,10 @@ use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStatic
 use crate::catalog::RelationKind;
 use crate::planner::context::{CATALOG, PUBLIC_SCHEMA, PinnedSnapshot};
 
+mod information_schema;
 pub mod rewrite;
+
+pub use information_schema::InformationSchema;
 
 pub const PG_CATALOG_SCHEMA: &str = "pg_catalog";
 
@@ -599,6 +603,15 @@ impl PatchedTable {
                 // as interval's).
                 if let Some(pg_type) = crate::server::types::arrow_to_pg_type(field.data_type()) {
                     types[row] = Some(i64::from(pg_type.oid()));
+                }
+                // VARCHAR(n) is text that keeps its length in the field's metadata.
+                if let Some(length) = field
+                    .metadata()
+                    .get(crate::catalog::MAX_LENGTH_KEY)
+                    .and_then(|length| length.parse::<i32>().ok())
+                {
+                    types[row] = Some(i64::from(pgwire::api::Type::VARCHAR.oid()));
+                    modifiers[row] = length.saturating_add(4);
                 }
                 if let datafusion::arrow::datatypes::DataType::Decimal128(precision, scale) =
                     field.data_type()

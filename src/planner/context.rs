@@ -52,7 +52,9 @@ pub fn session_context(
 ) -> DataFusionResult<Arc<SessionContext>> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC_SCHEMA)
-        .with_information_schema(true)
+        // Tributary's own information_schema (Postgres's views over pg_catalog) replaces
+        // DataFusion's, which prints Arrow type names and numbers columns from 0.
+        .with_information_schema(false)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         // The session time zone: now() is a timestamptz, as in Postgres.
         .set_str("datafusion.execution.time_zone", "+00:00");
@@ -97,6 +99,13 @@ pub fn session_context(
         &catalog,
         SYSTEM_SCHEMA,
         Arc::new(super::system::SystemSchema::new(Arc::clone(&pinned))),
+    )?;
+    let information_schema = Arc::new(crate::pg_catalog::InformationSchema::default());
+    let _ = information_schema.context.set(Arc::downgrade(&context));
+    datafusion::catalog::CatalogProvider::register_schema(
+        &catalog,
+        "information_schema",
+        information_schema,
     )?;
     context.register_catalog(CATALOG, Arc::new(catalog));
     crate::pg_catalog::install(&context, Arc::clone(&pinned))?;
