@@ -395,12 +395,14 @@ impl SchemaProvider for PgCatalog {
         let Some(table) = self.library.table(name).await? else {
             return Ok(None);
         };
-        let patch = match name.to_ascii_lowercase().as_str() {
+        let name = name.to_ascii_lowercase();
+        let patch = match name.as_str() {
             "pg_class" => Patch::MaterializedViewKinds,
             "pg_attribute" => Patch::ColumnConstraints,
             "pg_views" => Patch::Views,
             "pg_matviews" => Patch::MaterializedViews,
             "pg_namespace" => Patch::SystemNamespaces,
+            _ if CHAR_COLUMNS.iter().any(|(table, _)| *table == name) => Patch::CharColumnsOnly,
             _ => return Ok(Some(table)),
         };
         Ok(Some(Arc::new(PatchedTable {
@@ -408,6 +410,7 @@ impl SchemaProvider for PgCatalog {
             library_schema: Arc::clone(&self.library) as Arc<dyn SchemaProvider>,
             patch,
             pinned: Arc::clone(&self.pinned),
+            name,
         })))
     }
 
@@ -428,10 +431,60 @@ enum Patch {
     Views,
     /// pg_matviews likewise, per materialized view.
     MaterializedViews,
+    /// Only the `"char"` columns marked (see [`CHAR_COLUMNS`]).
+    CharColumnsOnly,
     /// pg_namespace lists only public: pg_catalog (oid 11, which every pg_type row names as
     /// its namespace) and information_schema are added, so that catalog queries joining types
     /// with their namespace (asyncpg's type introspection) find them.
     SystemNamespaces,
+}
+
+/// Catalog columns of Postgres's one-byte `"char"` type, which the library holds as text:
+/// marked so that arrow-pg describes them as `"char"` (OID 18) and sends a binary one as its
+/// byte. asyncpg decides what a type is from `pg_type.typtype` read so (`b'b'`, not `'b'`).
+const CHAR_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "pg_type",
+        &[
+            "typtype",
+            "typcategory",
+            "typdelim",
+            "typalign",
+            "typstorage",
+        ],
+    ),
+    ("pg_class", &["relkind", "relpersistence", "relreplident"]),
+    // (attidentity and attgenerated are the empty "char" here, which arrow-pg cannot send
+    // as one; they stay text.)
+    ("pg_attribute", &["attalign", "attstorage"]),
+    (
+        "pg_constraint",
+        &["contype", "confupdtype", "confdeltype", "confmatchtype"],
+    ),
+    ("pg_proc", &["prokind", "provolatile", "proparallel"]),
+];
+
+/// `schema` with the `"char"` columns of `table` marked.
+fn with_char_columns(table: &str, schema: SchemaRef) -> SchemaRef {
+    let Some((_, columns)) = CHAR_COLUMNS.iter().find(|(name, _)| *name == table) else {
+        return schema;
+    };
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if columns.contains(&field.name().as_str())
+                && matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View)
+            {
+                let mut metadata = field.metadata().clone();
+                metadata.insert(arrow_pg::datatypes::PG_CHAR_KEY.to_string(), "char".into());
+                Arc::new(field.as_ref().clone().with_metadata(metadata))
+            } else {
+                Arc::clone(field)
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The system schemas pg_namespace adds, with the oids Postgres gives them.
@@ -445,6 +498,8 @@ struct PatchedTable {
     library_schema: Arc<dyn SchemaProvider>,
     patch: Patch,
     pinned: Arc<PinnedSnapshot>,
+    /// The table's name, lower case.
+    name: String,
 }
 
 /// Columns of pg_class the library leaves out, NULL for every relation: storage options and
@@ -454,6 +509,59 @@ const PG_CLASS_EXTRA_COLUMNS: [&str; 2] = ["reloptions", "relacl"];
 #[async_trait]
 impl TableProvider for PatchedTable {
     fn schema(&self) -> SchemaRef {
+        with_char_columns(&self.name, self.patched_schema())
+    }
+
+    fn table_type(&self) -> TableType {
+        self.library.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let batches = match self.patch {
+            Patch::MaterializedViewKinds => scan_all(self.library.as_ref(), state)
+                .await?
+                .iter()
+                .map(|batch| self.with_extra_columns(self.materialized_view_kinds(batch)?))
+                .collect::<DataFusionResult<Vec<_>>>()?,
+            Patch::SystemNamespaces => {
+                let mut batches = scan_all(self.library.as_ref(), state).await?;
+                batches.push(system_namespaces(&schema)?);
+                batches
+            }
+            Patch::ColumnConstraints => {
+                let public_relations = self.public_relation_oids(state).await?;
+                scan_all(self.library.as_ref(), state)
+                    .await?
+                    .iter()
+                    .map(|batch| self.column_constraints(batch, &public_relations))
+                    .collect::<DataFusionResult<Vec<_>>>()?
+            }
+            Patch::Views => vec![self.views(&schema, RelationKind::View)?],
+            Patch::MaterializedViews => {
+                vec![self.views(&schema, RelationKind::MaterializedView)?]
+            }
+            Patch::CharColumnsOnly => scan_all(self.library.as_ref(), state).await?,
+        };
+        // The same columns, under the schema that marks the "char" ones.
+        let batches = batches
+            .into_iter()
+            .map(|batch| RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
+            .map(|exec| exec as Arc<dyn ExecutionPlan>)
+    }
+}
+
+impl PatchedTable {
+    /// The library's schema with the columns a patch adds.
+    fn patched_schema(&self) -> SchemaRef {
         let library = self.library.schema();
         match self.patch {
             Patch::MaterializedViewKinds => {
@@ -471,51 +579,6 @@ impl TableProvider for PatchedTable {
             }
             _ => library,
         }
-    }
-
-    fn table_type(&self) -> TableType {
-        self.library.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
-        let schema = self.schema();
-        let batch = match self.patch {
-            Patch::MaterializedViewKinds => {
-                let batches = scan_all(self.library.as_ref(), state).await?;
-                let batches = batches
-                    .iter()
-                    .map(|batch| self.with_extra_columns(self.materialized_view_kinds(batch)?))
-                    .collect::<DataFusionResult<Vec<_>>>()?;
-                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
-                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
-            }
-            Patch::SystemNamespaces => {
-                let mut batches = scan_all(self.library.as_ref(), state).await?;
-                batches.push(system_namespaces(&schema)?);
-                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
-                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
-            }
-            Patch::ColumnConstraints => {
-                let public_relations = self.public_relation_oids(state).await?;
-                let batches = scan_all(self.library.as_ref(), state).await?;
-                let batches = batches
-                    .iter()
-                    .map(|batch| self.column_constraints(batch, &public_relations))
-                    .collect::<DataFusionResult<Vec<_>>>()?;
-                return MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())
-                    .map(|exec| exec as Arc<dyn ExecutionPlan>);
-            }
-            Patch::Views => self.views(&schema, RelationKind::View)?,
-            Patch::MaterializedViews => self.views(&schema, RelationKind::MaterializedView)?,
-        };
-        MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
-            .map(|exec| exec as Arc<dyn ExecutionPlan>)
     }
 }
 

@@ -468,7 +468,13 @@ fn index_keys(expression: &mut Expr) {
             return;
         };
     let length = format!("length(CAST({argument} AS TEXT))");
-    let replacement = format!("CAST(NULLIF({length}, {length}) AS {result_type})");
+    // generate_subscripts' dimension stays in the expression (times 0): SQLAlchemy binds it
+    // as a parameter (`$1::INTEGER`), which must still be there to be described as an int.
+    let dimension = match argument_of(expression, "generate_subscripts", 1) {
+        Some(dimension) => format!(" + 0 * ({dimension})"),
+        None => String::new(),
+    };
+    let replacement = format!("CAST(NULLIF({length}, {length}){dimension} AS {result_type})");
     if let Some(null) = parse_expr(&replacement) {
         *expression = null;
     }
@@ -484,6 +490,11 @@ fn last_name_is(name: &ObjectName, wanted: &str) -> bool {
 
 /// The first argument of a call to `function`, when `expression` is one.
 fn first_argument_of(expression: &Expr, function: &str) -> Option<Expr> {
+    argument_of(expression, function, 0)
+}
+
+/// The argument at `position` of a call to `function`.
+fn argument_of(expression: &Expr, function: &str, position: usize) -> Option<Expr> {
     let Expr::Function(call) = expression else {
         return None;
     };
@@ -493,7 +504,7 @@ fn first_argument_of(expression: &Expr, function: &str) -> Option<Expr> {
     let FunctionArguments::List(arguments) = &call.args else {
         return None;
     };
-    match arguments.args.first() {
+    match arguments.args.get(position) {
         Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) => Some(argument.clone()),
         _ => None,
     }

@@ -159,6 +159,7 @@ fn decode_binary(
         Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(index, pg_type).map_err(invalid)?),
         Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(index, pg_type).map_err(invalid)?),
         Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(index, pg_type).map_err(invalid)?),
+        Type::OID => ScalarValue::UInt32(portal.parameter::<u32>(index, pg_type).map_err(invalid)?),
         Type::FLOAT4 => {
             ScalarValue::Float32(portal.parameter::<f32>(index, pg_type).map_err(invalid)?)
         }

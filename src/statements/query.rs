@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::execute_stream;
@@ -123,6 +123,23 @@ pub(super) async fn describe(session: &Session, statement: &Statement) -> Result
     })
 }
 
+/// The metadata that says how a column is sent (a catalog's `oid` or `"char"` column), kept
+/// only while the column still holds what it describes: `elemtype::regtype::text` is text,
+/// though DataFusion's cast keeps the metadata of the oid it was.
+fn wire_metadata(field: &Field) -> std::collections::HashMap<String, String> {
+    let mut metadata = field.metadata().clone();
+    if !matches!(
+        field.data_type(),
+        DataType::Int32 | DataType::Int64 | DataType::UInt32
+    ) {
+        metadata.remove(arrow_pg::datatypes::PG_OID_ALIAS_KEY);
+    }
+    if !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View) {
+        metadata.remove(arrow_pg::datatypes::PG_CHAR_KEY);
+    }
+    metadata
+}
+
 /// The result schema with Postgres's column names, every column nullable (a result column
 /// carries no constraint, and DataFusion's nullability guesses must not reject a NULL).
 pub(crate) fn postgres_schema(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
@@ -139,7 +156,10 @@ pub(crate) fn postgres_schema(statement: &Statement, schema: &SchemaRef) -> Sche
             .fields()
             .iter()
             .zip(renamed)
-            .map(|(field, name)| Field::new(name, field.data_type().clone(), true))
+            .map(|(field, name)| {
+                Field::new(name, field.data_type().clone(), true)
+                    .with_metadata(wire_metadata(field))
+            })
             .collect::<Vec<_>>(),
     ))
 }

@@ -1,4 +1,4 @@
-"""psycopg 3, SQLAlchemy 2 and asyncpg against a running Tributary: typed values in text and
+"""psycopg 3, SQLAlchemy 2 (on psycopg and on asyncpg) and asyncpg against a running Tributary: typed values in text and
 binary formats, server-side prepared statements with parameters, the introspection SQLAlchemy's
 inspector (and Superset on top of it) runs, and an asyncpg pool handing a connection back and
 out again (its reset: pg_advisory_unlock_all(), CLOSE ALL, UNLISTEN *, RESET ALL).
@@ -201,6 +201,31 @@ def sqlalchemy_checks(url):
     check("Core query", [tuple(row) for row in rows], [("ada", 9_000_000_000), ("bob", 1)])
 
 
+async def sqlalchemy_asyncpg_checks(url):
+    """SQLAlchemy 2 on asyncpg: connecting sets a json codec (asyncpg reads pg_type.typtype as
+    a "char"), and the inspector's key and index queries bind ints and oids as parameters."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.connect() as connection:
+
+            def inspect_readings(sync_connection):
+                inspector = inspect(sync_connection)
+                return (
+                    [column["name"] for column in inspector.get_columns("readings")][:3],
+                    inspector.get_pk_constraint("readings")["constrained_columns"],
+                    inspector.get_foreign_keys("readings"),
+                    inspector.get_indexes("readings"),
+                    inspector.get_unique_constraints("readings"),
+                )
+
+            found = await connection.run_sync(inspect_readings)
+            check("SQLAlchemy asyncpg inspector", found, (["i", "b", "n"], [], [], [], []))
+    finally:
+        await engine.dispose()
+
+
 async def asyncpg_checks(url):
     connection = await asyncpg.connect(url)
     try:
@@ -256,6 +281,7 @@ def main():
     psycopg_checks(url)
     sqlalchemy_checks(url)
     asyncio.run(asyncpg_checks(url))
+    asyncio.run(sqlalchemy_asyncpg_checks(url))
     print("ok")
 
 
