@@ -264,7 +264,8 @@ async fn startup_parameters_and_session_functions() {
     let server = common::TestServer::start().await;
     let (client, connection) = tokio_postgres::connect(
         &format!(
-            "host=127.0.0.1 port={} user=alice dbname=shop application_name=reports",
+            "host=127.0.0.1 port={} user=alice dbname=shop application_name=reports \
+             options='-c statement_timeout=250ms'",
             server.port
         ),
         tokio_postgres::NoTls,
@@ -300,10 +301,20 @@ async fn startup_parameters_and_session_functions() {
     assert_eq!(text(&changed, 1), "changed");
     client.batch_execute("RESET ALL").await.expect("reset");
     let reset = client
-        .query_one("SELECT current_setting('application_name')", &[])
+        .query_one(
+            "SELECT current_setting('application_name'), current_setting('statement_timeout')",
+            &[],
+        )
         .await
         .expect("after reset");
     assert_eq!(text(&reset, 0), "reports");
+    // The startup options' setting holds: a long query is stopped.
+    assert_eq!(text(&reset, 1), "250ms");
+    let error = client
+        .query("SELECT count(*) FROM generate_series(1, 500000000)", &[])
+        .await
+        .expect_err("statement_timeout from the startup options");
+    assert_eq!(error.code().map(|code| code.code()), Some("57014"));
 }
 
 /// COPY through tokio-postgres, which runs it over the extended protocol: binary in

@@ -1,11 +1,15 @@
 //! The DataFusion context of a session: tables and views resolve against the snapshot pinned by
 //! the running statement, so one statement sees one epoch across all relations.
 
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{MemoryCatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, SchemaProvider, Session,
+    TableProvider,
+};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableType, ViewTable};
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
@@ -69,6 +73,7 @@ pub fn session_context(
         super::checked_arithmetic::CheckedIntegerArithmetic,
     ));
     let mut state = SessionStateBuilder::new()
+        .with_catalog_list(Arc::new(OneDatabase::default()))
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
@@ -132,6 +137,42 @@ pub fn session_context(
         }
     }
     Ok(context)
+}
+
+/// The catalogs a session resolves names in: every database name is the one catalog, so that
+/// names qualified with the database a client connected to (`"analytics"."public"."orders"`,
+/// as dbt writes them, also inside stored view definitions) resolve in every session. The lock
+/// is held only to read or replace an entry.
+#[derive(Debug, Default)]
+struct OneDatabase {
+    catalogs: RwLock<HashMap<String, Arc<dyn CatalogProvider>>>,
+}
+
+impl CatalogProviderList for OneDatabase {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        let mut catalogs = self
+            .catalogs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        catalogs.insert(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        let catalogs = self.catalogs.read().unwrap_or_else(PoisonError::into_inner);
+        catalogs.keys().cloned().collect()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        let catalogs = self.catalogs.read().unwrap_or_else(PoisonError::into_inner);
+        catalogs
+            .get(name)
+            .or_else(|| catalogs.get(CATALOG))
+            .cloned()
+    }
 }
 
 /// The `public` schema: user tables, views and materialized views.

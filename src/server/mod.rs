@@ -389,7 +389,55 @@ impl QueryHandler {
                 variables.set_startup(name, value.clone());
             }
         }
+        // `options=-c statement_timeout=5s` (libpq's PGOPTIONS, psycopg's `options`): the
+        // session starts with those settings, and RESET returns to them.
+        if let Some(options) = metadata.get("options") {
+            for (name, value) in startup_options(options) {
+                variables.set_startup(&name, value);
+            }
+        }
     }
+}
+
+/// The settings in a startup packet's `options`: `-c name=value` and `--name=value`, separated
+/// by spaces, a backslash keeping the character after it (a space in a value). Dashes in a
+/// name are underscores, as Postgres reads them.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut characters = options.chars();
+    while let Some(character) = characters.next() {
+        match character {
+            '\\' => word.extend(characters.next()),
+            ' ' | '\t' => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            other => word.push(other),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else if let Some(setting) = word.strip_prefix("--") {
+            Some(setting.to_string())
+        } else {
+            word.strip_prefix("-c").map(str::to_string)
+        };
+        if let Some((name, value)) = setting
+            .as_deref()
+            .and_then(|setting| setting.split_once('='))
+        {
+            settings.push((name.replace('-', "_").to_lowercase(), value.to_string()));
+        }
+    }
+    settings
 }
 
 /// The Postgres name of the type an Arrow type is sent as (`int4`, `bool`, ...).
@@ -660,4 +708,21 @@ fn streams_to_client(statement: &crate::sql::Statement) -> bool {
             ..
         })
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_options;
+
+    #[test]
+    fn startup_options_are_settings() {
+        assert_eq!(
+            startup_options("-c statement_timeout=5s --application-name=a\\ b -cDateStyle=ISO"),
+            vec![
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("application_name".to_string(), "a b".to_string()),
+                ("datestyle".to_string(), "ISO".to_string()),
+            ]
+        );
+    }
 }

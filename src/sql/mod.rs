@@ -356,7 +356,9 @@ fn stored_text(
 }
 
 /// The name a relation is stored under: Postgres folds unquoted identifiers to lower case, and
-/// `public.` (the only user schema) may be spelled out.
+/// `public.` (the only user schema) may be spelled out, after the database's name too
+/// (`"analytics"."public"."orders"`, as dbt writes names): the server holds one database, under
+/// whatever name a client connects with.
 pub fn relation_name(name: &ObjectName) -> Result<String, PlanError> {
     let parts: Vec<String> = name
         .0
@@ -368,7 +370,7 @@ pub fn relation_name(name: &ObjectName) -> Result<String, PlanError> {
         .collect::<Result<_, _>>()?;
     match parts.as_slice() {
         [name] => Ok(name.clone()),
-        [schema, name] if schema == "public" => Ok(name.clone()),
+        [schema, name] | [_, schema, name] if schema == "public" => Ok(name.clone()),
         _ => Err(PlanError::Unsupported(format!(
             "relation names outside schema public are not supported: {name}"
         ))),
