@@ -103,6 +103,16 @@ async fn execute_standard(
     parameters: Option<ParamValues>,
 ) -> Result<QueryResult> {
     match statement {
+        Statement::Query(query)
+            if let Some((name, query)) = create_table_as::select_into(query) =>
+        {
+            let table = create_table_as::NewTable {
+                name: &name,
+                columns: Vec::new(),
+                if_not_exists: false,
+            };
+            create_table_as::execute(session, table, &query).await
+        }
         Statement::Query(_) | Statement::Explain { .. } => {
             if let Some(create) = explained_materialized_view(statement) {
                 return create_view::explain(session, create).await;
@@ -114,7 +124,10 @@ async fn execute_standard(
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
         Statement::CreateTable(create) => match &create.query {
-            Some(query) => create_table_as::execute(session, create, query).await,
+            Some(query) => {
+                let table = create_table_as::NewTable::of(create);
+                create_table_as::execute(session, table, query).await
+            }
             None => create_table::execute(session, create, None).await,
         },
         Statement::CreateView(create) => create_view::execute(session, create, None).await,
