@@ -402,6 +402,7 @@ impl SchemaProvider for PgCatalog {
             "pg_views" => Patch::Views,
             "pg_matviews" => Patch::MaterializedViews,
             "pg_namespace" => Patch::SystemNamespaces,
+            "pg_settings" => Patch::Settings,
             _ if CHAR_COLUMNS.iter().any(|(table, _)| *table == name) => Patch::CharColumnsOnly,
             _ => return Ok(Some(table)),
         };
@@ -431,6 +432,9 @@ enum Patch {
     Views,
     /// pg_matviews likewise, per materialized view.
     MaterializedViews,
+    /// pg_settings holds one setting in the library: it lists every setting a session starts
+    /// with, and the server's fixed limits (PgJDBC's key lookups read `max_index_keys`).
+    Settings,
     /// Only the `"char"` columns marked (see [`CHAR_COLUMNS`]).
     CharColumnsOnly,
     /// pg_namespace lists only public: pg_catalog (oid 11, which every pg_type row names as
@@ -548,6 +552,7 @@ impl TableProvider for PatchedTable {
                 vec![self.views(&schema, RelationKind::MaterializedView)?]
             }
             Patch::CharColumnsOnly => scan_all(self.library.as_ref(), state).await?,
+            Patch::Settings => vec![settings(&schema)?],
         };
         // The same columns, under the schema that marks the "char" ones.
         let batches = batches
@@ -773,6 +778,60 @@ impl PatchedTable {
             .collect();
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// Limits Postgres reports in pg_settings that no session changes, as a default build has them.
+const FIXED_SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "max_index_keys",
+        "32",
+        "Shows the maximum number of index keys.",
+    ),
+    (
+        "max_identifier_length",
+        "63",
+        "Shows the maximum identifier length.",
+    ),
+    (
+        "max_function_args",
+        "100",
+        "Shows the maximum number of function arguments.",
+    ),
+    ("block_size", "8192", "Shows the size of a disk block."),
+];
+
+/// pg_settings: the settings every session starts with, then the fixed limits; each with its
+/// value as `setting` and `reset_val`, described, and of type string.
+fn settings(schema: &SchemaRef) -> DataFusionResult<RecordBatch> {
+    let rows: Vec<[&str; 3]> = crate::session::DEFAULT_SETTINGS
+        .iter()
+        .chain(FIXED_SETTINGS)
+        .map(|(name, value, description)| [*name, *value, *description])
+        .collect();
+    let column = |index: usize| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|row| row[index]),
+        ))
+    };
+    let constant =
+        |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; rows.len()])) };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| -> ArrayRef {
+            match field.name().as_str() {
+                "name" => column(0),
+                "setting" | "reset_val" | "boot_val" => column(1),
+                "short_desc" => column(2),
+                "vartype" => constant("string"),
+                "source" => constant("default"),
+                "context" => constant("user"),
+                "pending_restart" => Arc::new(BooleanArray::from(vec![false; rows.len()])),
+                _ => datafusion::arrow::array::new_null_array(field.data_type(), rows.len()),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// pg_namespace's rows for [`SYSTEM_NAMESPACES`], owned by the bootstrap superuser (10).

@@ -115,7 +115,53 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     apply(&mut statement, oid_parameters);
     apply(&mut statement, scalar_subqueries);
     apply(&mut statement, index_keys);
+    apply(&mut statement, key_subscripts);
     statement
+}
+
+/// `con.conkey[pos.n]`, `tmp.I_INDOPTION[k]` (PgJDBC's key and index lookups): the library holds these
+/// int2vector and array columns as text, which DataFusion cannot subscript. Over the empty
+/// pg_constraint and pg_index the element is NULL; the expression stays tied to the column and
+/// the subscript, as [`index_keys`] keeps its NULLs tied.
+fn key_subscripts(expression: &mut Expr) {
+    use datafusion::sql::sqlparser::ast::Subscript;
+    let Expr::CompoundFieldAccess { root, access_chain } = expression else {
+        return;
+    };
+    // `con.conkey[1]` is the root `con`, then `.conkey`, then `[1]`.
+    let Some((AccessExpr::Subscript(Subscript::Index { index }), before)) =
+        access_chain.split_last()
+    else {
+        return;
+    };
+    let array = if before.is_empty() {
+        root.as_ref().clone()
+    } else {
+        Expr::CompoundFieldAccess {
+            root: root.clone(),
+            access_chain: before.to_vec(),
+        }
+    };
+    let column = array.to_string().to_ascii_lowercase();
+    let column = column.rsplit('.').next().unwrap_or_default();
+    let key_columns = [
+        "conkey",
+        "confkey",
+        "conpfeqop",
+        "indkey",
+        "indclass",
+        "indoption",
+        "indcollation",
+    ];
+    // PgJDBC's getIndexInfo subscripts `indoption` under the alias `I_INDOPTION`.
+    if !key_columns.iter().any(|key| column.ends_with(key)) {
+        return;
+    }
+    let length = format!("length(CAST({array} AS TEXT))");
+    let replacement = format!("CAST(NULLIF({length}, {length}) + 0 * ({index}) AS SMALLINT)");
+    if let Some(null) = parse_expr(&replacement) {
+        *expression = null;
+    }
 }
 
 /// A parameter cast to `oid` or `oid[]` (`ti.oid = any($1::oid[])`, asyncpg's type

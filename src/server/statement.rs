@@ -37,12 +37,25 @@ impl QueryParser for StatementParser {
         &self,
         _client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut statements = crate::sql::parse(sql).map_err(|e| to_pgwire_error(&e.into()))?;
+        if types
+            .iter()
+            .any(|declared| declared.as_ref() == Some(&Type::VOID))
+            && let Some(Statement::Standard(statement)) = statements.first_mut()
+        {
+            let is_void = |name: &str| {
+                name.strip_prefix('$')
+                    .and_then(|number| number.parse::<usize>().ok())
+                    .and_then(|number| types.get(number.checked_sub(1)?))
+                    .is_some_and(|declared| declared.as_ref() == Some(&Type::VOID))
+            };
+            crate::sql::functions_in_from::drop_void_arguments(statement, &is_void);
+        }
         let statement = match statements.len() {
             0 => return Ok(None),
             1 => statements.remove(0),

@@ -2,6 +2,7 @@
 
 pub mod depth;
 pub mod event_time;
+pub mod functions_in_from;
 pub mod intervals;
 pub mod long_lists;
 pub mod names;

@@ -310,6 +310,11 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
                 None => query.as_ref().clone(),
             };
             crate::planner::set_operations::rewrite_all_set_operations(session, &mut query).await?;
+            let is_scalar = |name: &str| {
+                !state.table_functions().contains_key(name)
+                    && state.scalar_functions().contains_key(name)
+            };
+            crate::sql::functions_in_from::rewrite(&mut query, &is_scalar);
             Statement::Query(Box::new(query))
         }
         _ => statement.clone(),

@@ -7,6 +7,7 @@
 // Exits non-zero, naming the failing check, on the first difference.
 
 import java.math.BigDecimal;
+import java.sql.CallableStatement;
 import java.sql.Connection;
 import java.sql.DatabaseMetaData;
 import java.sql.Date;
@@ -15,6 +16,7 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.Statement;
 import java.sql.Timestamp;
+import java.sql.Types;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
@@ -148,6 +150,28 @@ public class ClientTest {
             check("primary keys",
                     column(metadata.getPrimaryKeys(null, "public", "readings"), "COLUMN_NAME"),
                     List.of());
+            // The rest of what DBeaver and Metabase read while they sync a schema.
+            check("imported keys", column(metadata.getImportedKeys(null, "public", "readings"),
+                    "FKCOLUMN_NAME"), List.of());
+            check("exported keys", column(metadata.getExportedKeys(null, "public", "readings"),
+                    "PKCOLUMN_NAME"), List.of());
+            check("cross reference", column(metadata.getCrossReference(null, "public",
+                    "readings", null, "public", "per_text"), "FKCOLUMN_NAME"), List.of());
+            check("index info", column(metadata.getIndexInfo(null, "public", "readings", false,
+                    true), "INDEX_NAME"), List.of());
+            check("type info includes int8",
+                    column(metadata.getTypeInfo(), "TYPE_NAME").contains("int8"), true);
+            check("client info properties", column(metadata.getClientInfoProperties(), "NAME"),
+                    List.of("ApplicationName"));
+            check("max column name length", metadata.getMaxColumnNameLength(), 63);
+            // {? = call f(?)} is `select * from f($1, $2) as result`, the OUT parameter bound
+            // as void.
+            try (CallableStatement call = connection.prepareCall("{? = call upper(?)}")) {
+                call.registerOutParameter(1, Types.VARCHAR);
+                call.setString(2, "abc");
+                call.execute();
+                check("call escape", call.getString(1), "ABC");
+            }
             check("still a PGConnection",
                     connection.unwrap(PGConnection.class).getBackendPID() >= 0, true);
         }
