@@ -16,7 +16,13 @@ fn root() -> PathBuf {
 
 /// What a setup script (scripts/python-env, scripts/java-classpath) prints: the tool to use.
 fn setup(script: &str) -> String {
+    setup_with(script, &[])
+}
+
+/// [`setup`] with arguments for the script.
+fn setup_with(script: &str, arguments: &[&str]) -> String {
     let output = Command::new(root().join(script))
+        .args(arguments)
         .output()
         .unwrap_or_else(|error| panic!("run {script}: {error}"));
     assert!(
@@ -64,9 +70,22 @@ async fn python_psycopg_and_sqlalchemy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_pgjdbc() {
-    let classpath = tokio::task::spawn_blocking(|| setup("scripts/java-classpath"))
-        .await
-        .expect("classpath");
+    java_client(None).await;
+}
+
+/// PgJDBC 42.7.5, which many tools still bundle, reads some results by other column names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_pgjdbc_42_7_5() {
+    java_client(Some("42.7.5")).await;
+}
+
+/// ClientTest.java with the PgJDBC of pom.xml, or of `version`.
+async fn java_client(version: Option<&'static str>) {
+    let classpath = tokio::task::spawn_blocking(move || {
+        setup_with("scripts/java-classpath", version.as_slice())
+    })
+    .await
+    .expect("classpath");
     run_client("tests/clients/java/ClientTest.java", move |port| {
         let mut command = Command::new("java");
         in_directory(&mut command, &root());

@@ -1,6 +1,6 @@
 //! Output column names as Postgres gives them (`count`, not DataFusion's `count(*)`).
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, TableFactor};
 
 use super::identifier;
 
@@ -84,6 +84,86 @@ pub fn alias_duplicates(query: &Query) -> Option<Query> {
     let mut rewritten = query.clone();
     rewritten.body = Box::new(SetExpr::Select(Box::new(select)));
     Some(rewritten)
+}
+
+/// Gives the unaliased expressions of derived tables and CTEs their Postgres names as aliases,
+/// so that `SELECT * FROM (SELECT current_database(), ...) AS c` (PgJDBC 42.7.5's getColumns)
+/// has a column `current_database`, not DataFusion's `current_database()`. Names that two
+/// items would share, and `?column?`, are left to DataFusion.
+pub fn name_derived_columns(query: &mut Query) {
+    if let Some(with) = &mut query.with {
+        for table in &mut with.cte_tables {
+            name_select_items(&mut table.query);
+            name_derived_columns(&mut table.query);
+        }
+    }
+    name_in_body(query.body.as_mut());
+}
+
+fn name_in_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for table in &mut select.from {
+                name_in_factor(&mut table.relation);
+                for join in &mut table.joins {
+                    name_in_factor(&mut join.relation);
+                }
+            }
+        }
+        SetExpr::Query(query) => name_derived_columns(query),
+        SetExpr::SetOperation { left, right, .. } => {
+            name_in_body(left);
+            name_in_body(right);
+        }
+        _ => {}
+    }
+}
+
+fn name_in_factor(factor: &mut TableFactor) {
+    match factor {
+        TableFactor::Derived { subquery, .. } => {
+            name_select_items(subquery);
+            name_derived_columns(subquery);
+        }
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            name_in_factor(&mut table_with_joins.relation);
+            for join in &mut table_with_joins.joins {
+                name_in_factor(&mut join.relation);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Aliases the unaliased, non-column items of a query's own SELECT with their Postgres names.
+fn name_select_items(query: &mut Query) {
+    let Some(names) = output_names(query) else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for (item, name) in select.projection.iter_mut().zip(&names) {
+        let OutputName::Named(text) = name else {
+            continue;
+        };
+        let unique = names.iter().filter(|other| *other == name).count() == 1;
+        if let SelectItem::UnnamedExpr(expression) = item
+            && unique
+            && text != "?column?"
+            && !matches!(
+                expression,
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+            )
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: expression.clone(),
+                alias: Ident::with_quote('"', text.clone()),
+            };
+        }
+    }
 }
 
 /// Applies `names` to `actual` (the planned columns' names): named items by position; a single

@@ -315,6 +315,7 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
                     && state.scalar_functions().contains_key(name)
             };
             crate::sql::functions_in_from::rewrite(&mut query, &is_scalar);
+            crate::sql::names::name_derived_columns(&mut query);
             Statement::Query(Box::new(query))
         }
         _ => statement.clone(),
