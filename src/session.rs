@@ -39,6 +39,12 @@ pub enum QueryResult {
         rows: crate::statements::SubscriptionRows,
         copy: bool,
     },
+    /// Rows a write returned (`INSERT ... RETURNING`), under the write's completion tag.
+    Returning {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        tag: CommandTag,
+    },
     /// COPY FROM STDIN: the server takes the client's data and hands it to
     /// [`Session::finish_copy`].
     CopyIn(crate::statements::CopyIn),

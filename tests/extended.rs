@@ -573,3 +573,59 @@ async fn array_parameters() {
         vec![Some(4), None, Some(6)]
     );
 }
+
+/// INSERT ... RETURNING through a prepared statement: Describe names the returned columns and
+/// their types, and each execution returns the rows it wrote with the INSERT tag's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_returning() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE ledger (id BIGINT, note TEXT, amount NUMERIC(8,2))")
+        .await
+        .expect("create");
+    let insert = client
+        .prepare("INSERT INTO ledger (id, note) VALUES ($1, $2), ($1 + 1, upper($2)) RETURNING id, note AS text, amount")
+        .await
+        .expect("prepare");
+    let described: Vec<(&str, &Type)> = insert
+        .columns()
+        .iter()
+        .map(|column| (column.name(), column.type_()))
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            ("id", &Type::INT8),
+            ("text", &Type::TEXT),
+            ("amount", &Type::NUMERIC)
+        ]
+    );
+    let rows = client
+        .query(&insert, &[&7i64, &"paid"])
+        .await
+        .expect("insert returning");
+    let returned: Vec<(i64, String, Option<Decimal>)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        returned,
+        vec![(7, "paid".into(), None), (8, "PAID".into(), None)]
+    );
+    let count = client
+        .execute("INSERT INTO ledger VALUES (9, 'x', 1.5) RETURNING *", &[])
+        .await
+        .expect("count of an insert returning");
+    assert_eq!(count, 1);
+    let error = client
+        .execute("DELETE FROM ledger WHERE id = 9 RETURNING id", &[])
+        .await
+        .expect_err("delete returning");
+    assert_eq!(error.code().map(|code| code.code()), Some("0A000"));
+    let rows = client
+        .query_one("SELECT count(*) FROM ledger", &[])
+        .await
+        .expect("count");
+    assert_eq!(rows.get::<_, i64>(0), 3);
+}

@@ -495,6 +495,16 @@ fn to_response(
             response.set_command_tag("FETCH");
             Response::Query(response)
         }
+        // pgwire adds the row count to the tag ("INSERT 0" and 2 rows: "INSERT 0 2").
+        QueryResult::Returning {
+            schema,
+            batches,
+            tag,
+        } => {
+            let mut response = encode::query_response(&schema, batches, format)?;
+            response.set_command_tag(&tag.command);
+            Response::Query(response)
+        }
         QueryResult::Subscription { .. } | QueryResult::CopyIn(_) | QueryResult::CopyOut(_) => {
             let error = Error::from(ExecutionError::Internal(
                 "a subscription or COPY reached the response without being streamed".into(),

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
     ColumnarValue, DmlStatement, Expr, ExprSchemable, LogicalPlan, Projection, Values,
 };
 use datafusion::physical_plan::collect;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{SelectItem, Statement};
 
 use super::{depends_on_time_or_chance, plan_dml};
 use crate::catalog::{Relation, without_constraints};
@@ -25,7 +25,10 @@ pub(super) async fn execute(
     statement: &Statement,
     parameters: Option<ParamValues>,
 ) -> Result<QueryResult> {
-    let (table, dml) = plan_dml(session, statement, parameters).await?;
+    // DataFusion plans no RETURNING: the rows are written without it, then it is computed
+    // over them.
+    let (statement, returning) = without_returning(statement);
+    let (table, dml) = plan_dml(session, &statement, parameters).await?;
     check_assignable(&dml, &table)?;
     let batches = match dml.input.as_ref() {
         LogicalPlan::Projection(projection) => match projection.input.as_ref() {
@@ -47,13 +50,82 @@ pub(super) async fn execute(
         },
         _ => run(session, &dml.input).await?,
     };
+    let inserted = returning.as_ref().map(|_| batches.clone());
     let rows = session
         .coordinator
         .write(table.id, TableChange::Insert(batches))
         .await?;
-    Ok(QueryResult::Command(CommandTag::with_rows(
-        "INSERT 0", rows,
-    )))
+    let tag = CommandTag::with_rows("INSERT 0", rows);
+    match (returning, inserted) {
+        (Some(items), Some(inserted)) => {
+            let (schema, batches) = returning_rows(&table, &inserted, &items).await?;
+            Ok(QueryResult::Returning {
+                schema,
+                batches,
+                tag,
+            })
+        }
+        _ => Ok(QueryResult::Command(tag)),
+    }
+}
+
+/// The statement without its RETURNING list, and the list.
+pub(super) fn without_returning(
+    statement: &Statement,
+) -> (std::borrow::Cow<'_, Statement>, Option<Vec<SelectItem>>) {
+    match statement {
+        Statement::Insert(insert) if insert.returning.is_some() => {
+            let mut stripped = insert.clone();
+            let returning = stripped.returning.take();
+            (
+                std::borrow::Cow::Owned(Statement::Insert(stripped)),
+                returning,
+            )
+        }
+        _ => (std::borrow::Cow::Borrowed(statement), None),
+    }
+}
+
+/// RETURNING's items computed over the rows a statement wrote to `table`, with the column
+/// names Postgres gives them. The rows are a one-off table of their own, named as the table is,
+/// so that `RETURNING *`, `RETURNING id` and `RETURNING t.id * 2` read them.
+pub(super) async fn returning_rows(
+    table: &Relation,
+    rows: &[RecordBatch],
+    items: &[SelectItem],
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let schema = without_constraints(&table.schema);
+    let rows = rows
+        .iter()
+        .map(|batch| RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let written = datafusion::datasource::MemTable::try_new(Arc::clone(&schema), vec![rows])?;
+    let config = datafusion::prelude::SessionConfig::new()
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+    let context = datafusion::prelude::SessionContext::new_with_config(config);
+    context.register_table(
+        datafusion::common::TableReference::bare(table.name.clone()),
+        Arc::new(written),
+    )?;
+    let list = items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {list} FROM \"{}\"", table.name.replace('"', "\"\""));
+    let frame = context.sql(&sql).await?;
+    let planned = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let query = match crate::sql::parse(&sql)?.pop() {
+        Some(crate::sql::Statement::Standard(query)) => query,
+        _ => return Err(ExecutionError::Internal(format!("cannot plan {sql}")).into()),
+    };
+    let schema = super::query::postgres_schema(&query, &planned);
+    let batches = batches
+        .into_iter()
+        .map(|batch| RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
 }
 
 /// Runs an INSERT's source query. A fresh state: optimizing folds now() with the time the state
