@@ -175,19 +175,14 @@ pub(super) fn write_field(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::copy::{ColumnSet, Format};
+    use crate::copy::Format;
 
     fn csv() -> Options {
         Options {
             format: Format::Csv,
             delimiter: b',',
             null: String::new(),
-            header: false,
-            quote: b'"',
-            escape: b'"',
-            force_quote: ColumnSet::None,
-            force_not_null: ColumnSet::None,
-            force_null: ColumnSet::None,
+            ..crate::copy::text_options()
         }
     }
 

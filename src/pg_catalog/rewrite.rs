@@ -222,21 +222,30 @@ fn composite_type_attributes(expression: &mut Expr) {
     }
 }
 
-/// `current_catalog`, SQL's name for the database (PgJDBC's getSchemas selects it), is
-/// `current_database()`.
+/// SQL's special functions written without parentheses: `current_catalog` (PgJDBC's
+/// getSchemas selects it) is `current_database()`; `user` and `current_role` (Grafana's table
+/// list compares schemas with `user`), `current_user` and `session_user` name the user. All
+/// are reserved words in Postgres, never columns.
 fn current_catalog(expression: &mut Expr) {
-    // sqlparser reads it as a function call without parentheses, or as a column.
-    let named = match expression {
-        Expr::Identifier(ident) => {
-            ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_catalog")
-        }
-        Expr::Function(function) => {
-            matches!(function.args, FunctionArguments::None)
-                && last_name_is(&function.name, "current_catalog")
-        }
-        _ => false,
+    // sqlparser reads each as a function call without parentheses, or as a column.
+    let name = match expression {
+        Expr::Identifier(ident) if ident.quote_style.is_none() => ident.value.to_ascii_lowercase(),
+        Expr::Function(function) if matches!(function.args, FunctionArguments::None) => function
+            .name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|ident| ident.value.to_ascii_lowercase())
+            .unwrap_or_default(),
+        _ => return,
     };
-    if named && let Some(call) = parse_expr("current_database()") {
+    let call = match name.as_str() {
+        "current_catalog" => "current_database()",
+        "user" | "current_user" | "current_role" => "current_user()",
+        "session_user" => "session_user()",
+        _ => return,
+    };
+    if let Some(call) = parse_expr(call) {
         *expression = call;
     }
 }

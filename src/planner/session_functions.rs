@@ -1,5 +1,6 @@
 //! SQL functions clients call to learn about their session: version(), current_setting(),
-//! set_config(), current_database(), current_schema(). Each is built per session around its
+//! set_config(), current_database(), current_schema(), current_user and session_user. Each is
+//! built per session around its
 //! [`SessionVariables`].
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn version_text() -> String {
 
 /// The functions, ready to register in the session's context.
 pub fn session_functions(variables: Arc<SessionVariables>) -> Vec<ScalarUDF> {
+    let user_variables = Arc::clone(&variables);
     let version = create_udf(
         "version",
         vec![],
@@ -107,7 +109,29 @@ pub fn session_functions(variables: Arc<SessionVariables>) -> Vec<ScalarUDF> {
             })
         }),
     );
-    vec![version, database, schema, current_setting, set_config]
+    // The user who connected; there are no roles to switch to, so every one of SQL's user
+    // functions names them.
+    let users = ["current_user", "session_user"].map(|name| {
+        let variables = Arc::clone(&user_variables);
+        create_udf(
+            name,
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |_| {
+                Ok(text(
+                    variables
+                        .user
+                        .get()
+                        .cloned()
+                        .unwrap_or_else(|| "tributary".into()),
+                ))
+            }),
+        )
+    });
+    let mut functions = vec![version, database, schema, current_setting, set_config];
+    functions.extend(users);
+    functions
 }
 
 fn text(value: String) -> ColumnarValue {

@@ -49,34 +49,32 @@ fn decode_one(
     let Some(Some(raw)) = portal.parameters.get(index) else {
         return Ok(ScalarValue::try_from(target)?);
     };
+    let utf8 = |raw: &[u8]| -> Result<String, Error> {
+        String::from_utf8(raw.to_vec()).map_err(|_| {
+            ExecutionError::InvalidTextRepresentation(format!(
+                "parameter ${} is not valid UTF-8",
+                index + 1
+            ))
+            .into()
+        })
+    };
     if let DataType::List(element) = target {
         return match portal.parameter_format.format_for(index) {
             FieldFormat::Text => {
-                let text = std::str::from_utf8(raw).map_err(|_| {
-                    ExecutionError::InvalidTextRepresentation(format!(
-                        "parameter ${} is not valid UTF-8",
-                        index + 1
-                    ))
-                })?;
-                crate::planner::postgres_arrays::array_from_text(text, element)
+                crate::planner::postgres_arrays::array_from_text(&utf8(raw)?, element)
             }
             FieldFormat::Binary => crate::planner::postgres_arrays::array_from_binary(raw, element),
         };
     }
     let value = match portal.parameter_format.format_for(index) {
         FieldFormat::Text => {
-            let text = std::str::from_utf8(raw).map_err(|_| {
-                ExecutionError::InvalidTextRepresentation(format!(
-                    "parameter ${} is not valid UTF-8",
-                    index + 1
-                ))
-            })?;
+            let text = utf8(raw)?;
             let text = match target {
                 DataType::Date32 | DataType::Timestamp(_, None) => {
-                    without_utc_offset(text).to_string()
+                    without_utc_offset(&text).to_string()
                 }
-                DataType::Interval(_) => interval_units(text),
-                _ => text.to_string(),
+                DataType::Interval(_) => interval_units(&text),
+                _ => text,
             };
             ScalarValue::Utf8(Some(text))
         }

@@ -1,17 +1,29 @@
-//! A scalar function called in FROM (`SELECT * FROM upper($1) AS result`, which PgJDBC sends for
-//! `{? = call upper(?)}`): Postgres reads it as a one-row table whose one column is named
-//! after the alias, or the function. DataFusion looks for a table function of that name; the
-//! call becomes the subquery `(SELECT upper($1) AS result) AS result`.
+//! Functions called in FROM, named as Postgres names them. A scalar function (`SELECT * FROM
+//! upper($1) AS result`, which PgJDBC sends for `{? = call upper(?)}`) is a one-row table whose
+//! one column is named after the alias, or the function: DataFusion looks for a table function
+//! of that name, so the call becomes the subquery `(SELECT upper($1) AS result) AS result`. A
+//! one-column set-returning function's column is named after its alias.
 
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArgumentList, FunctionArguments, Ident, Query, Select, SelectItem,
-    SetExpr, TableAlias, TableFactor, TableWithJoins,
+    SetExpr, TableAlias, TableAliasColumnDef, TableFactor, TableWithJoins,
 };
 
 /// Rewrites every FROM item of `query`'s SELECTs that calls a function `is_scalar` says is a
 /// scalar (not a table) function.
 pub fn rewrite(query: &mut Query, is_scalar: &dyn Fn(&str) -> bool) {
     rewrite_set(query.body.as_mut(), is_scalar);
+    // Subqueries in expressions (`x IN (SELECT s[1] FROM string_to_array(...) s)`), at any
+    // depth: the visitor reaches every expression of the tree.
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(query, |expression| {
+        match expression {
+            Expr::Subquery(subquery)
+            | Expr::InSubquery { subquery, .. }
+            | Expr::Exists { subquery, .. } => rewrite_set(subquery.body.as_mut(), is_scalar),
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 fn rewrite_set(body: &mut SetExpr, is_scalar: &dyn Fn(&str) -> bool) {
@@ -51,7 +63,21 @@ fn rewrite_factor(factor: &mut TableFactor, is_scalar: &dyn Fn(&str) -> bool) {
                 return;
             };
             let function_name = super::identifier(function);
-            if name.0.len() > 2 || !is_scalar(&function_name) {
+            if name.0.len() > 2 {
+                return;
+            }
+            if !is_scalar(&function_name) {
+                // A set-returning function of one column aliased without a column list:
+                // Postgres names the column after the alias (`generate_series(1, 3) AS i`
+                // gives `i`, as Grafana's table list reads it); DataFusion calls it `value`.
+                if matches!(function_name.as_str(), "generate_series" | "range")
+                    && let Some(alias) = alias
+                    && alias.columns.is_empty()
+                {
+                    alias.columns = vec![TableAliasColumnDef::from_name(super::identifier(
+                        &alias.name,
+                    ))];
+                }
                 return;
             }
             // The alias names the table and, without a column list, its one column.
