@@ -128,10 +128,8 @@ pub(super) async fn describe(session: &Session, statement: &Statement) -> Result
 /// though DataFusion's cast keeps the metadata of the oid it was.
 fn wire_metadata(field: &Field) -> std::collections::HashMap<String, String> {
     let mut metadata = field.metadata().clone();
-    if !matches!(
-        field.data_type(),
-        DataType::Int32 | DataType::Int64 | DataType::UInt32
-    ) {
+    // arrow-pg sends an oid-tagged column as a 4-byte oid.
+    if !matches!(field.data_type(), DataType::Int32 | DataType::UInt32) {
         metadata.remove(arrow_pg::datatypes::PG_OID_ALIAS_KEY);
     }
     if !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View) {
