@@ -39,15 +39,7 @@ pub fn session_functions(variables: Arc<SessionVariables>) -> Vec<ScalarUDF> {
             vec![],
             DataType::Utf8,
             Volatility::Stable,
-            Arc::new(move |_| {
-                Ok(text(
-                    variables
-                        .database
-                        .get()
-                        .cloned()
-                        .unwrap_or_else(|| "tributary".into()),
-                ))
-            }),
+            Arc::new(move |_| Ok(text(named(&variables.database)))),
         )
     };
     let schema = {
@@ -118,20 +110,18 @@ pub fn session_functions(variables: Arc<SessionVariables>) -> Vec<ScalarUDF> {
             vec![],
             DataType::Utf8,
             Volatility::Stable,
-            Arc::new(move |_| {
-                Ok(text(
-                    variables
-                        .user
-                        .get()
-                        .cloned()
-                        .unwrap_or_else(|| "tributary".into()),
-                ))
-            }),
+            Arc::new(move |_| Ok(text(named(&variables.user)))),
         )
     });
     let mut functions = vec![version, database, schema, current_setting, set_config];
     functions.extend(users);
     functions
+}
+
+/// The database or user the client named at startup; `tributary` before startup (recovery's
+/// own sessions).
+fn named(name: &std::sync::OnceLock<String>) -> String {
+    name.get().cloned().unwrap_or_else(|| "tributary".into())
 }
 
 fn text(value: String) -> ColumnarValue {
