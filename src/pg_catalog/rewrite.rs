@@ -91,16 +91,30 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     // The library parses the text again, so the rewrites above run again after it.
     static PARSER: OnceLock<PostgresCompatibilityParser> = OnceLock::new();
     let parser = PARSER.get_or_init(PostgresCompatibilityParser::new);
-    let mut statement = match parser.parse(text) {
-        // Parsed again, long AND and OR chains are long again (`sql::depth`).
-        Ok(mut statements) if statements.len() == 1 => match statements.pop() {
-            Some(mut reparsed) => match crate::sql::depth::bound(&mut reparsed) {
-                Ok(()) => reparsed,
-                Err(_) => statement,
+    // Its replacement list turns Grafana's search_path lookup (`trim(s[i]) = '"$user"' THEN
+    // user ...`) into '' for servers without current_setting(), which makes Grafana's table
+    // list empty; Tributary has current_setting(), so that query keeps its text and only the
+    // library's rewrite rules run.
+    let grafana_search_path = text.contains(r#"'"$user"'"#)
+        && text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(r#"'"$user"' THEN user"#);
+    let mut statement = if grafana_search_path {
+        parser.rewrite(statement)
+    } else {
+        match parser.parse(text) {
+            // Parsed again, long AND and OR chains are long again (`sql::depth`).
+            Ok(mut statements) if statements.len() == 1 => match statements.pop() {
+                Some(mut reparsed) => match crate::sql::depth::bound(&mut reparsed) {
+                    Ok(()) => reparsed,
+                    Err(_) => statement,
+                },
+                None => statement,
             },
-            None => statement,
-        },
-        _ => statement,
+            _ => statement,
+        }
     };
     apply(&mut statement, empty_relation_options);
     apply(&mut statement, array_subqueries);

@@ -106,5 +106,29 @@ func main() {
 	}
 	must(rows.Err(), "view rows")
 	check("materialized view", counts, []count{{"even", 1, "9000000002"}, {"odd", 2, "18000000004"}})
+
+	// Grafana's table list: the tables of the schemas on the search path.
+	grafana := `SELECT quote_ident(table_name) AS "table" FROM information_schema.tables
+		WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog',
+		'_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal',
+		'_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental')
+		AND table_type = 'BASE TABLE' AND quote_ident(table_schema) IN (
+		SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+		FROM generate_series(
+			array_lower(string_to_array(current_setting('search_path'),','),1),
+			array_upper(string_to_array(current_setting('search_path'),','),1)
+		) as i,
+		string_to_array(current_setting('search_path'),',') s)
+		ORDER BY 1`
+	tableRows, err := conn.Query(ctx, grafana)
+	must(err, "grafana table list")
+	var tables []string
+	for tableRows.Next() {
+		var table string
+		must(tableRows.Scan(&table), "scan table")
+		tables = append(tables, table)
+	}
+	must(tableRows.Err(), "table rows")
+	check("grafana table list", tables, []string{"readings"})
 	fmt.Println("ok")
 }
