@@ -130,7 +130,39 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     apply(&mut statement, scalar_subqueries);
     apply(&mut statement, index_keys);
     apply(&mut statement, key_subscripts);
+    apply(&mut statement, type_names);
     statement
+}
+
+/// `x::regtype::text` (pgcli's column completion, asyncpg's type introspection) is the type's
+/// name in Postgres, which is `format_type(x, NULL)` (`-` for 0); the library's regtype prints
+/// the number.
+fn type_names(expression: &mut Expr) {
+    use datafusion::sql::sqlparser::ast::DataType as SqlType;
+    let Expr::Cast {
+        expr: inner,
+        data_type: SqlType::Text,
+        ..
+    } = expression
+    else {
+        return;
+    };
+    let Expr::Cast {
+        expr: oid,
+        data_type: SqlType::Custom(name, modifiers),
+        ..
+    } = inner.as_ref()
+    else {
+        return;
+    };
+    if modifiers.is_empty()
+        && last_name_is(name, "regtype")
+        && let Some(call) = parse_expr(&format!(
+            "CASE WHEN ({oid}) = 0 THEN '-' ELSE format_type({oid}, NULL) END"
+        ))
+    {
+        *expression = call;
+    }
 }
 
 /// `con.conkey[pos.n]`, `tmp.I_INDOPTION[k]` (PgJDBC's key and index lookups): the library holds these

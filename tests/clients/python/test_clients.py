@@ -166,6 +166,33 @@ def copy_checks(url):
         check("rows after a failed COPY", cursor.execute("SELECT count(*) FROM loads").fetchone(), (1001,))
 
 
+def pgcli_completion_checks(url):
+    """The queries pgcli's completer refreshes with: relations by kind (`relkind = ANY(%s)`, a
+    text[] parameter against a "char" column) and columns with their type names."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        relations = connection.execute(
+            "SELECT n.nspname schema_name, c.relname table_name FROM pg_catalog.pg_class c "
+            "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = ANY(%s) ORDER BY 1, 2",
+            (["m"],),
+        ).fetchall()
+        check("pgcli materialized views", [name for _, name in relations], ["load_totals", "per_text"])
+        columns = connection.execute(
+            "SELECT nsp.nspname schema_name, cls.relname table_name, att.attname column_name, "
+            "att.atttypid::regtype::text type_name FROM pg_catalog.pg_attribute att "
+            "INNER JOIN pg_catalog.pg_class cls ON att.attrelid = cls.oid "
+            "INNER JOIN pg_catalog.pg_namespace nsp ON cls.relnamespace = nsp.oid "
+            "WHERE cls.relkind = ANY(%s) AND NOT att.attisdropped AND att.attnum > 0 "
+            "AND cls.relname = 'readings' ORDER BY 1, 2, att.attnum",
+            (["r", "p", "f"],),
+        ).fetchall()
+        check(
+            "pgcli column types",
+            [type_name for _, _, _, type_name in columns][:4],
+            ["integer", "bigint", "numeric", "double precision"],
+        )
+
+
 def sqlalchemy_checks(url):
     engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
@@ -280,6 +307,7 @@ def main():
     url = f"postgresql://tester@127.0.0.1:{arguments.port}/tributary"
     psycopg_checks(url)
     sqlalchemy_checks(url)
+    pgcli_completion_checks(url)
     asyncio.run(asyncpg_checks(url))
     asyncio.run(sqlalchemy_asyncpg_checks(url))
     print("ok")
