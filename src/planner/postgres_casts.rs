@@ -149,7 +149,9 @@ impl ScalarUDFImpl for PostgresTimeCast {
             ));
         };
         let is_scalar = matches!(argument, ColumnarValue::Scalar(_));
-        let values = argument.to_array(args.number_rows)?;
+        // One value is cast once; a call over no rows (a constant IN list is evaluated so)
+        // still has the value to cast.
+        let values = argument.to_array(if is_scalar { 1 } else { args.number_rows })?;
         let result = match self.target {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 cast(&time_to_text(&values)?, &self.target)?
