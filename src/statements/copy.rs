@@ -12,10 +12,10 @@ use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, cast};
 use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement};
 
-use crate::catalog::{Relation, RelationKind, without_constraints};
+use crate::catalog::{Relation, without_constraints};
 use crate::coordinator::TableChange;
 use crate::copy::{Format, Options, TextRows};
-use crate::error::{CatalogError, Error, ExecutionError, PlanError, Result};
+use crate::error::{Error, ExecutionError, PlanError, Result};
 use crate::session::{QueryResult, Session};
 use crate::statements::RowStream;
 
@@ -122,21 +122,7 @@ fn copy_from(session: &Session, source: &CopySource, options: Options) -> Result
     else {
         return Err(PlanError::Syntax("COPY FROM needs a table, not a query".into()).into());
     };
-    let name = crate::sql::relation_name(table_name)?;
-    let table = session
-        .pinned
-        .get()
-        .catalog
-        .get(&name)
-        .cloned()
-        .ok_or_else(|| PlanError::UndefinedTable(name.clone()))?;
-    if table.kind != RelationKind::Table {
-        return Err(CatalogError::WrongObjectType {
-            name,
-            expected: "table",
-        }
-        .into());
-    }
+    let table = super::table_named(session, &crate::sql::relation_name(table_name)?)?;
     let columns = column_positions(&table, columns)?;
     Ok(QueryResult::CopyIn(CopyIn {
         table,
@@ -181,16 +167,14 @@ async fn copy_to(session: &Session, source: &CopySource, options: Options) -> Re
             } else {
                 columns
                     .iter()
-                    .map(|column| quoted(&crate::sql::identifier(column)))
+                    .map(|column| super::quoted_identifier(&crate::sql::identifier(column)))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let sql = format!("SELECT {list} FROM {}", quoted(&name));
-            let mut statements = crate::sql::parse(&sql)?;
-            match statements.pop() {
-                Some(crate::sql::Statement::Standard(statement)) => statement,
-                _ => return Err(ExecutionError::Internal(format!("cannot plan {sql}")).into()),
-            }
+            super::standard_statement(&format!(
+                "SELECT {list} FROM {}",
+                super::quoted_identifier(&name)
+            ))?
         }
     };
     let (schema, batches) = match super::query::execute(session, &query, None).await? {
@@ -207,10 +191,6 @@ async fn copy_to(session: &Session, source: &CopySource, options: Options) -> Re
         options,
         batches,
     }))
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Reads the data of a COPY FROM STDIN and writes its rows to the table in one change; returns

@@ -72,16 +72,23 @@ pub(super) async fn execute(
                 crate::server::arrow_type_name(field.data_type())
             ))
         })?;
-        columns.push(format!("{} {sql_type}", quoted(&column)));
+        columns.push(format!("{} {sql_type}", super::quoted_identifier(&column)));
     }
-    let definition = format!("CREATE TABLE {} ({})", quoted(&name), columns.join(", "));
-    let Statement::CreateTable(plain) = only_statement(&definition)? else {
+    let definition = format!(
+        "CREATE TABLE {} ({})",
+        super::quoted_identifier(&name),
+        columns.join(", ")
+    );
+    let Statement::CreateTable(plain) = super::standard_statement(&definition)? else {
         return Err(ExecutionError::Internal(format!("cannot plan {definition}")).into());
     };
     super::create_table::execute(session, &plain, None).await?;
     // The INSERT plans against a snapshot that holds the new table.
     session.pinned.pin(session.coordinator.snapshot());
-    let insert = only_statement(&format!("INSERT INTO {} {query}", quoted(&name)))?;
+    let insert = super::standard_statement(&format!(
+        "INSERT INTO {} {query}",
+        super::quoted_identifier(&name)
+    ))?;
     let rows = match super::insert::execute(session, &insert, None).await {
         Ok(QueryResult::Command(tag)) => tag.rows.unwrap_or_default(),
         Ok(_) => 0,
@@ -97,16 +104,4 @@ pub(super) async fn execute(
         }
     };
     Ok(QueryResult::Command(CommandTag::with_rows("SELECT", rows)))
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The one standard statement `sql` holds.
-fn only_statement(sql: &str) -> Result<Statement> {
-    match crate::sql::parse(sql)?.pop() {
-        Some(crate::sql::Statement::Standard(statement)) => Ok(statement),
-        _ => Err(ExecutionError::Internal(format!("cannot plan {sql}")).into()),
-    }
 }

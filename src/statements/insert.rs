@@ -112,14 +112,14 @@ pub(super) async fn returning_rows(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("SELECT {list} FROM \"{}\"", table.name.replace('"', "\"\""));
+    let sql = format!(
+        "SELECT {list} FROM {}",
+        super::quoted_identifier(&table.name)
+    );
     let frame = context.sql(&sql).await?;
     let planned = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
-    let query = match crate::sql::parse(&sql)?.pop() {
-        Some(crate::sql::Statement::Standard(query)) => query,
-        _ => return Err(ExecutionError::Internal(format!("cannot plan {sql}")).into()),
-    };
+    let query = super::standard_statement(&sql)?;
     let schema = super::query::postgres_schema(&query, &planned);
     let batches = batches
         .into_iter()

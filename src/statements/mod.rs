@@ -544,19 +544,39 @@ pub(crate) async fn plan_dml(
         )
         .into());
     };
-    let name = dml.table_name.table().to_string();
-    let snapshot = session.pinned.get();
-    let relation = snapshot
+    let relation = table_named(session, dml.table_name.table())?;
+    Ok((relation, dml))
+}
+
+/// The table `name` in the pinned snapshot: 42P01 if nothing has the name, 42809 if what has
+/// it is not a table.
+pub(crate) fn table_named(session: &Session, name: &str) -> Result<Arc<Relation>> {
+    let relation = session
+        .pinned
+        .get()
         .catalog
-        .get(&name)
+        .get(name)
         .cloned()
-        .ok_or_else(|| PlanError::UndefinedTable(name.clone()))?;
+        .ok_or_else(|| PlanError::UndefinedTable(name.to_string()))?;
     if relation.kind != RelationKind::Table {
         return Err(CatalogError::WrongObjectType {
-            name,
+            name: name.to_string(),
             expected: "table",
         }
         .into());
     }
-    Ok((relation, dml))
+    Ok(relation)
+}
+
+/// A name quoted for SQL text the server writes itself: `"a ""b"""`.
+pub(crate) fn quoted_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The one standard statement in SQL text the server writes itself.
+pub(crate) fn standard_statement(sql: &str) -> Result<Statement> {
+    match crate::sql::parse(sql)?.pop() {
+        Some(crate::sql::Statement::Standard(statement)) => Ok(statement),
+        _ => Err(crate::error::ExecutionError::Internal(format!("cannot plan {sql}")).into()),
+    }
 }
