@@ -32,6 +32,16 @@ pub enum PlanError {
     AmbiguousColumn(String),
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
+    #[error("column \"{0}\" named in key does not exist")]
+    UndefinedKeyColumn(String),
+    #[error("column \"{column}\" appears twice in {constraint} constraint")]
+    DuplicateKeyColumn {
+        column: String,
+        constraint: &'static str,
+    },
+    /// A table definition Postgres refuses (two primary keys).
+    #[error("{0}")]
+    InvalidTableDefinition(String),
     /// DataFusion's own wording of a duplicate output name.
     #[error("{0}")]
     DuplicateAlias(String),
@@ -118,6 +128,9 @@ pub enum ExecutionError {
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )]
     NotNullViolation { column: String, relation: String },
+    /// A write that would give two rows one key; `detail` names the key (Postgres's DETAIL).
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String, detail: String },
     #[error("value too long for type character varying({0})")]
     StringTooLong(usize),
     #[error("materialized view \"{view}\" failed and must be recreated: {reason}")]
@@ -241,7 +254,11 @@ impl Error {
                 PlanError::UndefinedTable(_) => "42P01",
                 PlanError::UndefinedColumn(_) => "42703",
                 PlanError::AmbiguousColumn(_) => "42702",
-                PlanError::DuplicateColumn(_) | PlanError::DuplicateAlias(_) => "42701",
+                PlanError::DuplicateColumn(_)
+                | PlanError::DuplicateAlias(_)
+                | PlanError::DuplicateKeyColumn { .. } => "42701",
+                PlanError::UndefinedKeyColumn(_) => "42703",
+                PlanError::InvalidTableDefinition(_) => "42P16",
                 PlanError::UndefinedFunction(_) => "42883",
                 PlanError::DatatypeMismatch(_) => "42804",
                 PlanError::InvalidParameter(_) => "42P02",
@@ -295,6 +312,7 @@ impl ExecutionError {
             ExecutionError::CopyValue { source, .. } => source.sqlstate(),
             ExecutionError::CopyFailed(_) => "57014",
             ExecutionError::NotNullViolation { .. } => "23502",
+            ExecutionError::UniqueViolation { .. } => "23505",
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
             ExecutionError::InvalidParameterValue(_) => "22023",

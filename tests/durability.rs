@@ -124,7 +124,7 @@ async fn every_object_kind_survives_a_restart() {
     execute(
         &client,
         &format!(
-            "CREATE TABLE orders (id INT NOT NULL, product TEXT, amount NUMERIC(10, 2), at TIMESTAMP);
+            "CREATE TABLE orders (id INT PRIMARY KEY, product TEXT, amount NUMERIC(10, 2), at TIMESTAMP);
              INSERT INTO orders VALUES (1, 'apple', 1.50, '2026-01-01 10:00:00'), (2, 'pear', 2.25, NULL),
                                        (3, 'apple', 3.00, '2026-01-02 11:00:00'), (4, NULL, NULL, NULL);
              UPDATE orders SET amount = amount * 2 WHERE product = 'apple';
@@ -263,6 +263,22 @@ async fn every_object_kind_survives_a_restart() {
          DELETE FROM orders WHERE id = 1;",
     )
     .await;
+    // The primary key is enforced over the restored rows and what was written since.
+    for duplicate in [3, 5] {
+        let error = client
+            .batch_execute(&format!(
+                "INSERT INTO orders VALUES ({duplicate}, 'plum', 1.00, NULL)"
+            ))
+            .await
+            .expect_err("a duplicate primary key after a restart");
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+            "{error}"
+        );
+    }
+    execute(&client, "INSERT INTO orders VALUES (2, 'plum', 1.00, NULL)").await;
+    execute(&client, "DELETE FROM orders WHERE id = 2").await;
     assert_view_equals_query(
         &client,
         "per_product",

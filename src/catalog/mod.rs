@@ -74,6 +74,26 @@ pub struct Relation {
     /// The plan of the dataflow maintaining a materialized view, as JSON (a
     /// `dataflow::DataflowPlan`): what EXPLAIN shows and recovery renders again.
     pub plan: Option<Arc<str>>,
+    /// A table's PRIMARY KEY and UNIQUE constraints, the primary key first.
+    pub unique_keys: Vec<UniqueKey>,
+}
+
+impl Relation {
+    /// The table's primary key, if it has one.
+    pub fn primary_key(&self) -> Option<&UniqueKey> {
+        self.unique_keys.iter().find(|key| key.primary)
+    }
+}
+
+/// A PRIMARY KEY or UNIQUE constraint: no two rows of the table agree on all of `columns`. As in
+/// Postgres, a row with a NULL in one of them is exempt (a primary key's columns are NOT NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// The constraint's name, which is also its index's: `t_pkey`, `t_a_key` unless named.
+    pub name: String,
+    /// Indexes of the key's columns in the table's schema, in the order declared.
+    pub columns: Vec<usize>,
+    pub primary: bool,
 }
 
 /// `WATERMARK FOR column AS column - delay`: the column holding a row's event time, and how far

@@ -378,7 +378,7 @@ impl Engine {
             let mut rows = checkpoint.rows;
             for (&id, table) in self.tables.iter_mut() {
                 let schema = Arc::clone(table.schema());
-                let mut restored = TableData::new(Arc::clone(&schema));
+                let mut restored = table.empty_like();
                 let batches = rows.remove(&id).unwrap_or_default();
                 restored.append(
                     batches

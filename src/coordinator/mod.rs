@@ -60,6 +60,8 @@ pub struct NewRelation {
     pub recovered_id: Option<RelationId>,
     /// A table's or source's event time.
     pub watermark: Option<Watermark>,
+    /// A table's PRIMARY KEY and UNIQUE constraints.
+    pub unique_keys: Vec<crate::catalog::UniqueKey>,
 }
 
 /// A change to one table, computed by the coordinator against the table's current rows so that
@@ -927,6 +929,7 @@ impl Engine {
             sql,
             recovered_id: _,
             watermark,
+            unique_keys,
         } = relation;
         let maintained = match (kind, dataflow) {
             (RelationKind::MaterializedView, Some(mut dataflow)) => {
@@ -1020,6 +1023,7 @@ impl Engine {
             sql,
             watermark,
             plan: plan.map(Arc::from),
+            unique_keys: unique_keys.clone(),
         })?;
         debug_assert_eq!(added.id, id);
         if let Some((handle, status)) = source {
@@ -1031,7 +1035,10 @@ impl Engine {
         }
         match kind {
             RelationKind::Table => {
-                self.tables.insert(id, TableData::new(stored_schema));
+                self.tables.insert(
+                    id,
+                    TableData::with_unique_keys(stored_schema, &unique_keys)?,
+                );
             }
             RelationKind::MaterializedView => {
                 if let Some(view) = maintained {

@@ -467,9 +467,15 @@ fn error_info(error: &Error) -> ErrorInfo {
         error.sqlstate().to_owned(),
         error.to_string(),
     );
-    if let Error::Execution(ExecutionError::CopyValue { context, source }) = error {
-        info.message = source.to_string();
-        info.where_context = Some(format!("COPY {context}"));
+    match error {
+        Error::Execution(ExecutionError::CopyValue { context, source }) => {
+            info.message = source.to_string();
+            info.where_context = Some(format!("COPY {context}"));
+        }
+        Error::Execution(ExecutionError::UniqueViolation { detail, .. }) => {
+            info.detail = Some(detail.clone());
+        }
+        _ => {}
     }
     info
 }

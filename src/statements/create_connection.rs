@@ -38,6 +38,7 @@ pub(super) async fn execute(session: &Session, create: &CreateConnection) -> Res
         dataflow: None,
         connector: Some(ConnectorDefinition::Connection(endpoint)),
         watermark: None,
+        unique_keys: Vec::new(),
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE CONNECTION")))

@@ -92,6 +92,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSink) -> Result<Qu
         dataflow: None,
         connector: Some(ConnectorDefinition::Sink(Arc::new(definition))),
         watermark: None,
+        unique_keys: Vec::new(),
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SINK")))

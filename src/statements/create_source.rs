@@ -94,6 +94,7 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
         dataflow: None,
         connector: Some(ConnectorDefinition::Source(Arc::new(definition))),
         watermark,
+        unique_keys: Vec::new(),
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE SOURCE")))

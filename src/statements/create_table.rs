@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, CreateTable, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ColumnDef, ColumnOption, CreateTable, Expr, IndexColumn, Statement, TableConstraint,
+};
 
-use crate::catalog::{MAX_LENGTH_KEY, RelationKind, Watermark};
+use crate::catalog::{MAX_LENGTH_KEY, RelationKind, UniqueKey, Watermark};
 use crate::coordinator::NewRelation;
 use crate::error::{ExecutionError, PlanError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
@@ -26,13 +28,15 @@ pub(super) async fn execute(
             ExecutionError::Internal("CREATE TABLE ... AS goes to create_table_as".into()).into(),
         );
     }
-    if !create.constraints.is_empty() {
-        return Err(
-            PlanError::Unsupported("table constraints are not supported yet".into()).into(),
-        );
-    }
     let name = relation_name(&create.name)?;
-    let fields = fields(&create.columns)?;
+    let mut fields = fields(&create.columns)?;
+    let unique_keys = unique_keys(&name, create, &fields)?;
+    // A primary key's columns are NOT NULL, as if declared so.
+    for key in unique_keys.iter().filter(|key| key.primary) {
+        for &column in &key.columns {
+            fields[column] = fields[column].clone().with_nullable(false);
+        }
+    }
     let watermark = event_time
         .map(|(clause, _)| resolve_watermark(clause, &fields))
         .transpose()?;
@@ -51,6 +55,7 @@ pub(super) async fn execute(
         dataflow: None,
         connector: None,
         watermark,
+        unique_keys,
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new("CREATE TABLE")))
@@ -92,6 +97,8 @@ pub(super) fn fields(columns: &[ColumnDef]) -> Result<Vec<Field>> {
             match &option.option {
                 ColumnOption::NotNull => nullable = false,
                 ColumnOption::Null => nullable = true,
+                // Read by `unique_keys`.
+                ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) => {}
                 other => {
                     return Err(PlanError::Unsupported(format!(
                         "column option {other} is not supported yet"
@@ -110,4 +117,105 @@ pub(super) fn fields(columns: &[ColumnDef]) -> Result<Vec<Field>> {
         fields.push(field);
     }
     Ok(fields)
+}
+
+/// The table's PRIMARY KEY and UNIQUE constraints, from its column options and table
+/// constraints, named as Postgres names them (`t_pkey`, `t_a_b_key`); the primary key first.
+fn unique_keys(table: &str, create: &CreateTable, fields: &[Field]) -> Result<Vec<UniqueKey>> {
+    // (constraint name if given, columns, primary)
+    let mut declared: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
+    for column in &create.columns {
+        for option in &column.options {
+            let constraint_name = option.name.as_ref().map(identifier);
+            match &option.option {
+                ColumnOption::PrimaryKey(_) => {
+                    declared.push((constraint_name, vec![identifier(&column.name)], true))
+                }
+                ColumnOption::Unique(_) => {
+                    declared.push((constraint_name, vec![identifier(&column.name)], false))
+                }
+                _ => {}
+            }
+        }
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(key) => declared.push((
+                key.name.as_ref().map(identifier),
+                key_columns(&key.columns)?,
+                true,
+            )),
+            TableConstraint::Unique(key) => declared.push((
+                key.name.as_ref().map(identifier),
+                key_columns(&key.columns)?,
+                false,
+            )),
+            other => {
+                return Err(PlanError::Unsupported(format!(
+                    "table constraint {other} is not supported yet"
+                ))
+                .into());
+            }
+        }
+    }
+    if declared.iter().filter(|(_, _, primary)| *primary).count() > 1 {
+        return Err(PlanError::InvalidTableDefinition(format!(
+            "multiple primary keys for table \"{table}\" are not allowed"
+        ))
+        .into());
+    }
+    let mut keys: Vec<UniqueKey> = Vec::new();
+    for (constraint_name, names, primary) in declared {
+        let mut columns = Vec::with_capacity(names.len());
+        for name in &names {
+            let column = fields
+                .iter()
+                .position(|field| field.name() == name)
+                .ok_or_else(|| PlanError::UndefinedKeyColumn(name.clone()))?;
+            if columns.contains(&column) {
+                return Err(PlanError::DuplicateKeyColumn {
+                    column: name.clone(),
+                    constraint: if primary { "primary key" } else { "unique" },
+                }
+                .into());
+            }
+            columns.push(column);
+        }
+        // Postgres keeps one constraint where two declare the same key.
+        if keys.iter().any(|key| key.columns == columns) {
+            if primary {
+                keys.retain(|key| key.columns != columns);
+            } else {
+                continue;
+            }
+        }
+        let name = constraint_name.unwrap_or_else(|| {
+            if primary {
+                format!("{table}_pkey")
+            } else {
+                format!("{table}_{}_key", names.join("_"))
+            }
+        });
+        keys.push(UniqueKey {
+            name,
+            columns,
+            primary,
+        });
+    }
+    keys.sort_by_key(|key| !key.primary);
+    Ok(keys)
+}
+
+/// The column names of a key's column list, which may only name columns.
+fn key_columns(columns: &[IndexColumn]) -> Result<Vec<String>> {
+    columns
+        .iter()
+        .map(|column| match &column.column.expr {
+            Expr::Identifier(name) => Ok(identifier(name)),
+            other => Err(PlanError::Unsupported(format!(
+                "a key on an expression ({other}) is not supported"
+            ))
+            .into()),
+        })
+        .collect()
 }

@@ -95,6 +95,7 @@ pub(super) async fn execute(
         dataflow,
         connector: None,
         watermark: None,
+        unique_keys: Vec::new(),
     };
     super::create_relation(session, relation, create.if_not_exists).await?;
     Ok(QueryResult::Command(CommandTag::new(tag)))

@@ -9,7 +9,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, Rows};
 
-use super::change_batch::{ChangeBatch, row_converter_for};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::row::SortField;
+
+use super::change_batch::ChangeBatch;
 
 /// Runs whose merge holds at most this many rows are merged at once (see [`Arrangement`]).
 const EAGER_MERGE_ROWS: usize = 4096;
@@ -41,10 +44,89 @@ impl Run {
 ///
 /// Readers take a [`ArrangementSnapshot`] (an `Arc` per run, no copying) and consolidate on read,
 /// so publishing an epoch never copies a view and old runs drop with their last reader.
+///
+/// Rows are sorted by a [`RowOrder`]: a key's columns first, so that the rows agreeing on a key
+/// (a view's GROUP BY columns, a table's primary key) sit together and a lookup by key is a
+/// binary search in each run.
+#[derive(Clone)]
 pub struct Arrangement {
     schema: SchemaRef,
-    converter: RowConverter,
+    order: Arc<RowOrder>,
     runs: Vec<Arc<Run>>,
+}
+
+/// How an arrangement sorts its rows: by the `arrow-row` encoding of its columns taken in
+/// `columns` order, the key's first. A row's encoding is its columns' encodings one after the
+/// other, each self-delimiting, so the rows whose first columns equal a probe are exactly the
+/// rows whose encoding starts with the probe's encoding, and they are contiguous in a run.
+#[derive(Debug)]
+pub struct RowOrder {
+    converter: RowConverter,
+    /// Every column of the schema once, key columns first.
+    columns: Vec<usize>,
+    /// How many of `columns` are the key.
+    key_length: usize,
+}
+
+impl RowOrder {
+    /// An order over `schema` whose first columns are `key` (in that order).
+    pub fn new(schema: &SchemaRef, key: &[usize]) -> Result<Self, ArrowError> {
+        let mut columns: Vec<usize> = key.to_vec();
+        columns.extend((0..schema.fields().len()).filter(|column| !key.contains(column)));
+        let converter = RowConverter::new(
+            columns
+                .iter()
+                .map(|&column| SortField::new(schema.field(column).data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            converter,
+            columns,
+            key_length: key.len(),
+        })
+    }
+
+    /// The key's columns, as indexes into the schema.
+    pub fn key(&self) -> &[usize] {
+        &self.columns[..self.key_length]
+    }
+
+    /// Every row of `rows` in this order's encoding. A batch without columns (`SELECT FROM t`)
+    /// has one empty encoding per row.
+    pub fn encode(&self, rows: &RecordBatch) -> Result<Rows, ArrowError> {
+        if rows.num_columns() == 0 {
+            return super::change_batch::encode_rows(&self.converter, rows);
+        }
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&column| Arc::clone(rows.column(column)))
+            .collect();
+        self.converter.convert_columns(&columns)
+    }
+
+    /// The encodings of probe values for the first `columns.len()` columns of the order (one
+    /// array per column, one row per probe): what [`ArrangementSnapshot::lookup`] takes.
+    pub fn encode_prefix(&self, columns: &[ArrayRef]) -> Result<Rows, ArrowError> {
+        if columns.len() > self.columns.len() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a probe of {} columns into an order of {}",
+                columns.len(),
+                self.columns.len()
+            )));
+        }
+        let fields = self.columns[..columns.len()]
+            .iter()
+            .zip(columns)
+            .map(|(_, column)| SortField::new(column.data_type().clone()))
+            .collect();
+        RowConverter::new(fields)?.convert_columns(columns)
+    }
+
+    /// Which schema column is the order's `position`-th.
+    pub fn column_at(&self, position: usize) -> Option<usize> {
+        self.columns.get(position).copied()
+    }
 }
 
 impl std::fmt::Debug for Arrangement {
@@ -60,13 +142,35 @@ impl std::fmt::Debug for Arrangement {
 }
 
 impl Arrangement {
+    /// An empty arrangement sorted by its columns in schema order.
     pub fn new(schema: SchemaRef) -> Result<Self, ArrowError> {
-        let converter = row_converter_for(&schema)?;
+        Self::keyed(schema, &[])
+    }
+
+    /// An empty arrangement whose rows are sorted by the `key` columns first.
+    pub fn keyed(schema: SchemaRef, key: &[usize]) -> Result<Self, ArrowError> {
+        let order = Arc::new(RowOrder::new(&schema, key)?);
         Ok(Self {
             schema,
-            converter,
+            order,
             runs: Vec::new(),
         })
+    }
+
+    pub fn order(&self) -> &RowOrder {
+        &self.order
+    }
+
+    /// Whether any row's first order columns are the probe's (an encoding from
+    /// [`RowOrder::encode_prefix`]).
+    pub fn contains(&self, probe: &[u8]) -> bool {
+        let mut weight = 0;
+        for run in &self.runs {
+            for row in run.matching(probe) {
+                weight += run.changes.weights.value(row);
+            }
+        }
+        weight > 0
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -88,7 +192,8 @@ impl Arrangement {
             })
             .collect::<Result<_, _>>()?;
         let combined = ChangeBatch::concat(&self.schema, &batches)?;
-        let (consolidated, keys) = combined.consolidate(&self.converter)?;
+        let keys = self.order.encode(&combined.rows)?;
+        let (consolidated, keys) = combined.consolidate_encoded(keys, &self.order.converter)?;
         if consolidated.is_empty() {
             return Ok(());
         }
@@ -114,7 +219,7 @@ impl Arrangement {
             let (merged, picks) = merge_runs(&self.schema, &pair)?;
             if !merged.is_empty() {
                 // The merged rows' keys are the picked rows' keys: copied, not encoded again.
-                let mut keys = self.converter.empty_rows(picks.len(), 0);
+                let mut keys = self.order.converter.empty_rows(picks.len(), 0);
                 for &(run, row) in &picks {
                     keys.push(pair[run].keys.row(row));
                 }
@@ -130,8 +235,30 @@ impl Arrangement {
     pub fn snapshot(&self) -> ArrangementSnapshot {
         ArrangementSnapshot {
             schema: Arc::clone(&self.schema),
+            order: Some(Arc::clone(&self.order)),
             runs: Arc::new(self.runs.clone()),
         }
+    }
+}
+
+impl Run {
+    /// The rows of this run whose encoding starts with `probe`: binary search to the first, then
+    /// every neighbour that shares the prefix.
+    fn matching(&self, probe: &[u8]) -> std::ops::Range<usize> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.keys.row(middle).as_ref() < probe {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        let mut end = low;
+        while end < self.len() && self.keys.row(end).as_ref().starts_with(probe) {
+            end += 1;
+        }
+        low..end
     }
 }
 
@@ -139,21 +266,95 @@ impl Arrangement {
 #[derive(Debug, Clone)]
 pub struct ArrangementSnapshot {
     schema: SchemaRef,
+    /// How the runs are sorted; `None` only for a union of no arrangements, which has no runs.
+    order: Option<Arc<RowOrder>>,
     runs: Arc<Vec<Arc<Run>>>,
 }
 
 impl ArrangementSnapshot {
     /// One snapshot of several arrangements of `schema` taken at the same epoch (the shards of
     /// one view): their runs together, consolidated on read like any runs.
+    /// The parts must share one [`RowOrder`] (the shards of a view do).
     pub fn union(schema: SchemaRef, parts: impl IntoIterator<Item = ArrangementSnapshot>) -> Self {
         let mut runs = Vec::new();
+        let mut order = None;
         for part in parts {
             runs.extend(part.runs.iter().cloned());
+            order = order.or(part.order);
         }
         Self {
             schema,
+            order,
             runs: Arc::new(runs),
         }
+    }
+
+    /// How the rows are sorted: lookups probe a prefix of this order's columns.
+    pub fn order(&self) -> Option<&RowOrder> {
+        self.order.as_deref()
+    }
+
+    /// The rows whose first order columns equal one of the probes (encodings from
+    /// [`RowOrder::encode_prefix`]), consolidated across runs and expanded by multiplicity.
+    /// Costs a binary search per run and probe, whatever the size of the arrangement.
+    pub fn lookup(&self, probes: &Rows) -> Result<RecordBatch, ArrowError> {
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        for probe in probes.iter() {
+            for (run_index, run) in self.runs.iter().enumerate() {
+                picks.extend(run.matching(probe.as_ref()).map(|row| (run_index, row)));
+            }
+        }
+        if picks.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        // Equal rows from different runs (an insertion in one, its deletion in a newer one) are
+        // summed; the rows of one run are already unique.
+        let mut weights: Vec<i64> = Vec::with_capacity(picks.len());
+        let mut kept: Vec<(usize, usize)> = Vec::with_capacity(picks.len());
+        if self.runs.len() == 1 {
+            for &(run, row) in &picks {
+                weights.push(self.runs[run].changes.weights.value(row));
+                kept.push((run, row));
+            }
+        } else {
+            picks.sort_by(|&(run_a, row_a), &(run_b, row_b)| {
+                self.runs[run_a]
+                    .keys
+                    .row(row_a)
+                    .cmp(&self.runs[run_b].keys.row(row_b))
+            });
+            for &(run, row) in &picks {
+                let weight = self.runs[run].changes.weights.value(row);
+                match kept.last() {
+                    Some(&(last_run, last_row))
+                        if self.runs[last_run].keys.row(last_row)
+                            == self.runs[run].keys.row(row) =>
+                    {
+                        if let Some(last) = weights.last_mut() {
+                            *last += weight;
+                        }
+                    }
+                    _ => {
+                        kept.push((run, row));
+                        weights.push(weight);
+                    }
+                }
+            }
+        }
+        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(kept.len());
+        for (&pick, &weight) in kept.iter().zip(&weights) {
+            if weight < 0 {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "relation holds a row with negative multiplicity {weight}"
+                )));
+            }
+            indices.extend(std::iter::repeat_n(pick, weight as usize));
+        }
+        if indices.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        let sources: Vec<&RecordBatch> = self.runs.iter().map(|run| &run.changes.rows).collect();
+        interleave_record_batch(&sources, &indices)
     }
 
     pub fn schema(&self) -> &SchemaRef {

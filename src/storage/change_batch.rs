@@ -107,6 +107,16 @@ impl ChangeBatch {
     /// both.
     pub fn consolidate(&self, converter: &RowConverter) -> Result<(Self, Rows), ArrowError> {
         let keys = encode_rows(converter, &self.rows)?;
+        self.consolidate_encoded(keys, converter)
+    }
+
+    /// [`ChangeBatch::consolidate`] with the rows already encoded (`keys`, by `converter`), in
+    /// whatever column order the caller sorts by.
+    pub fn consolidate_encoded(
+        &self,
+        keys: Rows,
+        converter: &RowConverter,
+    ) -> Result<(Self, Rows), ArrowError> {
         let mut order: Vec<u32> = (0..self.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
         let mut indices = Vec::with_capacity(order.len());

@@ -10,7 +10,7 @@ pub mod secrets;
 pub mod table;
 pub mod wal;
 
-pub use arrangement::{Arrangement, ArrangementSnapshot};
+pub use arrangement::{Arrangement, ArrangementSnapshot, RowOrder};
 pub use change_batch::ChangeBatch;
 pub use table::TableData;
 

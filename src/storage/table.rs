@@ -2,10 +2,18 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use std::collections::HashSet;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, not};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::arrangement::{Arrangement, ArrangementSnapshot};
+use super::change_batch::ChangeBatch;
+use crate::catalog::UniqueKey;
+use crate::error::{Error, ExecutionError};
 
 /// Chunks smaller than this are merged with the next insert, so that many one-row INSERTs do not
 /// leave millions of one-row chunks behind.
@@ -15,10 +23,109 @@ const SMALL_CHUNK_ROWS: usize = 4096;
 /// clone of the (short) list of levels, so publishing an epoch never copies the table. Levels
 /// combine like a binary counter, so the list stays O(log chunks) long and an insert costs
 /// O(inserted rows) amortized, whatever the table's size.
+///
+/// A table with PRIMARY KEY or UNIQUE constraints also keeps an index per constraint, updated
+/// with every append and removal, which refuses duplicates and serves point reads.
 #[derive(Debug, Clone)]
 pub struct TableData {
     schema: SchemaRef,
     levels: Vec<Arc<[RecordBatch]>>,
+    indexes: Vec<UniqueIndex>,
+}
+
+/// The index of one PRIMARY KEY or UNIQUE constraint: an arrangement sorted by the key, so that
+/// finding a key is a binary search per run and a snapshot of it is as cheap as the table's.
+#[derive(Debug, Clone)]
+struct UniqueIndex {
+    key: UniqueKey,
+    /// The table's columns the index holds: all of them for the primary key, whose index serves
+    /// point reads, only the key's own for another UNIQUE constraint.
+    columns: Vec<usize>,
+    rows: Arrangement,
+}
+
+impl UniqueIndex {
+    fn new(schema: &SchemaRef, key: &UniqueKey) -> Result<Self, ArrowError> {
+        let columns: Vec<usize> = if key.primary {
+            (0..schema.fields().len()).collect()
+        } else {
+            key.columns.clone()
+        };
+        let projected = Arc::new(schema.project(&columns)?);
+        let key_positions: Vec<usize> = key
+            .columns
+            .iter()
+            .filter_map(|column| columns.iter().position(|held| held == column))
+            .collect();
+        Ok(Self {
+            key: key.clone(),
+            rows: Arrangement::keyed(projected, &key_positions)?,
+            columns,
+        })
+    }
+
+    fn project(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&column| Arc::clone(batch.column(column)))
+            .collect();
+        RecordBatch::try_new(Arc::clone(self.rows.schema()), columns)
+    }
+
+    /// Fails with 23505 if a row of `batches` has the key of a row already held or of another
+    /// row of `batches`.
+    fn check(&self, batches: &[RecordBatch]) -> Result<(), Error> {
+        let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+        for batch in batches {
+            let keys: Vec<ArrayRef> = self
+                .key
+                .columns
+                .iter()
+                .map(|&column| Arc::clone(batch.column(column)))
+                .collect();
+            let encoded = self.rows.order().encode_prefix(&keys)?;
+            for row in 0..batch.num_rows() {
+                if keys.iter().any(|key| key.is_null(row)) {
+                    continue;
+                }
+                let probe = encoded.row(row);
+                if self.rows.contains(probe.as_ref()) || !seen.insert(probe.as_ref().into()) {
+                    return Err(self.violation(batch, &keys, row));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Postgres's error for a duplicate key, with the key in the DETAIL line.
+    fn violation(&self, batch: &RecordBatch, keys: &[ArrayRef], row: usize) -> Error {
+        let schema = batch.schema();
+        let names: Vec<&str> = self
+            .key
+            .columns
+            .iter()
+            .map(|&column| schema.field(column).name().as_str())
+            .collect();
+        let options = FormatOptions::default().with_null("null");
+        let values: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                ArrayFormatter::try_new(key.as_ref(), &options)
+                    .map(|formatter| formatter.value(row).to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        ExecutionError::UniqueViolation {
+            constraint: self.key.name.clone(),
+            detail: format!(
+                "Key ({})=({}) already exists.",
+                names.join(", "),
+                values.join(", ")
+            ),
+        }
+        .into()
+    }
 }
 
 impl TableData {
@@ -26,7 +133,47 @@ impl TableData {
         Self {
             schema,
             levels: Vec::new(),
+            indexes: Vec::new(),
         }
+    }
+
+    /// An empty table whose `unique_keys` are enforced and indexed.
+    pub fn with_unique_keys(schema: SchemaRef, unique_keys: &[UniqueKey]) -> Result<Self, Error> {
+        let indexes = unique_keys
+            .iter()
+            .map(|key| UniqueIndex::new(&schema, key))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            schema,
+            levels: Vec::new(),
+            indexes,
+        })
+    }
+
+    /// An empty table with this one's schema and constraints.
+    pub fn empty_like(&self) -> Self {
+        let mut indexes = self.indexes.clone();
+        for index in &mut indexes {
+            if let Ok(empty) =
+                Arrangement::keyed(Arc::clone(index.rows.schema()), index.rows.order().key())
+            {
+                index.rows = empty;
+            }
+        }
+        Self {
+            schema: Arc::clone(&self.schema),
+            levels: Vec::new(),
+            indexes,
+        }
+    }
+
+    /// The primary key's index: every row, sorted by the key (see
+    /// [`ArrangementSnapshot::lookup`]).
+    pub fn primary_index(&self) -> Option<ArrangementSnapshot> {
+        self.indexes
+            .iter()
+            .find(|index| index.key.primary)
+            .map(|index| index.rows.snapshot())
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -37,8 +184,21 @@ impl TableData {
         self.levels.iter().flat_map(|level| level.iter())
     }
 
-    /// Appends rows (already in the table's schema).
-    pub fn append(&mut self, batches: Vec<RecordBatch>) -> Result<(), ArrowError> {
+    /// Appends rows (already in the table's schema). Rows that would break a PRIMARY KEY or
+    /// UNIQUE constraint fail the whole append (23505) and change nothing.
+    pub fn append(&mut self, batches: Vec<RecordBatch>) -> Result<(), Error> {
+        if !self.indexes.is_empty() {
+            for index in &self.indexes {
+                index.check(&batches)?;
+            }
+            for index in &mut self.indexes {
+                let changes = batches
+                    .iter()
+                    .map(|batch| index.project(batch).map(ChangeBatch::insertions))
+                    .collect::<Result<Vec<_>, _>>()?;
+                index.rows.apply(&changes)?;
+            }
+        }
         for batch in batches {
             if batch.num_rows() == 0 {
                 continue;
@@ -122,6 +282,13 @@ impl TableData {
             }
         }
         self.levels = new_levels;
+        for index in &mut self.indexes {
+            let changes = removed
+                .iter()
+                .map(|batch| index.project(batch).map(ChangeBatch::deletions))
+                .collect::<Result<Vec<_>, _>>()?;
+            index.rows.apply(&changes)?;
+        }
         Ok(removed)
     }
 
