@@ -629,3 +629,77 @@ async fn insert_returning() {
         .expect("count");
     assert_eq!(rows.get::<_, i64>(0), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_reads_by_parameter() {
+    let server = common::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE readings (sensor TEXT, k INT, v BIGINT);
+             INSERT INTO readings SELECT 's' || (n % 4), n % 100, n FROM generate_series(1, 1000) AS t(n);
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS total, count(*) AS n FROM readings GROUP BY k;
+             CREATE MATERIALIZED VIEW per_sensor_k AS SELECT sensor, k, max(v) AS highest FROM readings GROUP BY sensor, k;
+             CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner TEXT);
+             INSERT INTO accounts VALUES (1, 'ann'), (2, 'bob');",
+        )
+        .await
+        .expect("create");
+    let by_key = client
+        .prepare("SELECT k, total, n FROM per_k WHERE k = $1")
+        .await
+        .expect("prepare");
+    assert_eq!(by_key.params(), &[Type::INT4]);
+    for key in [0i32, 7, 99] {
+        let rows = client.query(&by_key, &[&key]).await.expect("point read");
+        assert_eq!(rows.len(), 1);
+        let expected: i64 = (1..=1000i64).filter(|n| n % 100 == i64::from(key)).sum();
+        assert_eq!(rows[0].get::<_, i32>(0), key);
+        assert_eq!(rows[0].get::<_, Decimal>(1), Decimal::from(expected));
+        assert_eq!(rows[0].get::<_, i64>(2), 10);
+    }
+    assert!(client.query(&by_key, &[&100i32]).await.expect("miss").is_empty());
+    assert!(
+        client
+            .query(&by_key, &[&None::<i32>])
+            .await
+            .expect("NULL")
+            .is_empty()
+    );
+    // A write between two executions of the prepared statement is seen by the second.
+    client
+        .execute("INSERT INTO readings VALUES ('s9', 7, 1000000)", &[])
+        .await
+        .expect("insert");
+    let rows = client.query(&by_key, &[&7i32]).await.expect("after write");
+    assert_eq!(rows[0].get::<_, i64>(2), 11);
+
+    let by_pair = client
+        .prepare("SELECT highest FROM per_sensor_k WHERE k = $2 AND sensor = $1")
+        .await
+        .expect("prepare pair");
+    let rows = client
+        .query(&by_pair, &[&"s3", &43i32])
+        .await
+        .expect("pair");
+    let expected: i64 = (1..=1000i64)
+        .filter(|n| n % 4 == 3 && n % 100 == 43)
+        .max()
+        .expect("some");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), expected);
+
+    let owner = client
+        .prepare("SELECT owner FROM accounts WHERE id = $1")
+        .await
+        .expect("prepare owner");
+    let rows = client.query(&owner, &[&2i64]).await.expect("owner");
+    assert_eq!(rows[0].get::<_, &str>(0), "bob");
+    // Binary results through the same path.
+    let rows = client
+        .query("SELECT id, owner FROM accounts WHERE id = $1", &[&1i64])
+        .await
+        .expect("binary");
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    assert_eq!(rows[0].get::<_, &str>(1), "ann");
+}

@@ -13,6 +13,7 @@ mod drop;
 mod drop_connector;
 mod flush;
 mod insert;
+mod point_read;
 mod query;
 mod set;
 mod show;
@@ -116,6 +117,9 @@ async fn execute_standard(
         Statement::Query(_) | Statement::Explain { .. } => {
             if let Some(create) = explained_materialized_view(statement) {
                 return create_view::explain(session, create).await;
+            }
+            if let Some(rows) = point_read::execute(session, statement, parameters.as_ref())? {
+                return Ok(rows);
             }
             query::execute(session, statement, parameters).await
         }
