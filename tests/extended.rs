@@ -658,7 +658,13 @@ async fn point_reads_by_parameter() {
         assert_eq!(rows[0].get::<_, Decimal>(1), Decimal::from(expected));
         assert_eq!(rows[0].get::<_, i64>(2), 10);
     }
-    assert!(client.query(&by_key, &[&100i32]).await.expect("miss").is_empty());
+    assert!(
+        client
+            .query(&by_key, &[&100i32])
+            .await
+            .expect("miss")
+            .is_empty()
+    );
     assert!(
         client
             .query(&by_key, &[&None::<i32>])

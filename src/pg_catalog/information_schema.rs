@@ -1,7 +1,7 @@
 //! information_schema as Postgres defines it: views over pg_catalog, planned when read, so that
 //! tools reading it (dbt's column lookups, Grafana, Metabase) see Postgres's type names,
 //! positions from 1, NOT NULL as `is_nullable`, numeric precision and scale, and the views
-//! Postgres has (constraints among them, empty: Tributary has no keys yet). Materialized views
+//! Postgres has (the constraint views list tables' PRIMARY KEY and UNIQUE constraints). Materialized views
 //! are listed with the views, as `VIEW`: they are what Tributary serves.
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -98,20 +98,21 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     (
         "table_constraints",
-        "SELECT CAST(NULL AS text) AS constraint_catalog, CAST(NULL AS text) AS constraint_schema, \
-         CAST(NULL AS text) AS constraint_name, CAST(NULL AS text) AS table_catalog, \
-         CAST(NULL AS text) AS table_schema, CAST(NULL AS text) AS table_name, \
-         CAST(NULL AS text) AS constraint_type, CAST(NULL AS text) AS is_deferrable, \
-         CAST(NULL AS text) AS initially_deferred, CAST(NULL AS text) AS enforced, \
-         CAST(NULL AS text) AS nulls_distinct WHERE false",
+        "SELECT DISTINCT current_database() AS constraint_catalog, \
+         'public' AS constraint_schema, k.constraint_name, \
+         current_database() AS table_catalog, 'public' AS table_schema, k.table_name, \
+         k.constraint_type, 'NO' AS is_deferrable, 'NO' AS initially_deferred, \
+         'YES' AS enforced, \
+         CASE WHEN k.constraint_type = 'UNIQUE' THEN 'YES' END AS nulls_distinct \
+         FROM tributary.key_columns k",
     ),
     (
         "key_column_usage",
-        "SELECT CAST(NULL AS text) AS constraint_catalog, CAST(NULL AS text) AS constraint_schema, \
-         CAST(NULL AS text) AS constraint_name, CAST(NULL AS text) AS table_catalog, \
-         CAST(NULL AS text) AS table_schema, CAST(NULL AS text) AS table_name, \
-         CAST(NULL AS text) AS column_name, CAST(NULL AS int) AS ordinal_position, \
-         CAST(NULL AS int) AS position_in_unique_constraint WHERE false",
+        "SELECT current_database() AS constraint_catalog, 'public' AS constraint_schema, \
+         k.constraint_name, current_database() AS table_catalog, 'public' AS table_schema, \
+         k.table_name, k.column_name, k.ordinal_position, \
+         CAST(NULL AS int) AS position_in_unique_constraint \
+         FROM tributary.key_columns k",
     ),
     (
         "referential_constraints",
@@ -123,10 +124,10 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     (
         "constraint_column_usage",
-        "SELECT CAST(NULL AS text) AS table_catalog, CAST(NULL AS text) AS table_schema, \
-         CAST(NULL AS text) AS table_name, CAST(NULL AS text) AS column_name, \
-         CAST(NULL AS text) AS constraint_catalog, CAST(NULL AS text) AS constraint_schema, \
-         CAST(NULL AS text) AS constraint_name WHERE false",
+        "SELECT current_database() AS table_catalog, 'public' AS table_schema, k.table_name, \
+         k.column_name, current_database() AS constraint_catalog, \
+         'public' AS constraint_schema, k.constraint_name \
+         FROM tributary.key_columns k",
     ),
     (
         "check_constraints",

@@ -38,15 +38,19 @@ enum SystemRelation {
     /// Per view emitting on window close and watermarked relation it reads: the rows kept out
     /// for arriving behind the watermark, and the watermark.
     LateRows,
+    /// Per column of a table's PRIMARY KEY or UNIQUE constraint: the table, the constraint, its
+    /// kind and the column's place in it (what information_schema's constraint views read).
+    KeyColumns,
 }
 
-const SYSTEM_RELATIONS: [(&str, SystemRelation); 6] = [
+const SYSTEM_RELATIONS: [(&str, SystemRelation); 7] = [
     ("relations", SystemRelation::Relations),
     ("source_progress", SystemRelation::SourceProgress),
     ("source_errors", SystemRelation::SourceErrors),
     ("sink_progress", SystemRelation::SinkProgress),
     ("checkpoints", SystemRelation::Checkpoints),
     ("late_rows", SystemRelation::LateRows),
+    ("key_columns", SystemRelation::KeyColumns),
 ];
 
 #[derive(Debug)]
@@ -169,6 +173,13 @@ fn schema(relation: SystemRelation) -> SchemaRef {
             bigint("bytes"),
             text("error"),
         ],
+        SystemRelation::KeyColumns => vec![
+            text("table_name"),
+            text("constraint_name"),
+            text("constraint_type"),
+            text("column_name"),
+            Field::new("ordinal_position", DataType::Int32, true),
+        ],
         SystemRelation::LateRows => vec![
             text("view"),
             text("relation"),
@@ -185,6 +196,30 @@ fn schema(relation: SystemRelation) -> SchemaRef {
 
 fn columns(relation: SystemRelation, snapshot: &Snapshot) -> Vec<ArrayRef> {
     match relation {
+        SystemRelation::KeyColumns => {
+            let mut rows: Vec<(String, String, &str, String, i32)> = Vec::new();
+            for relation in snapshot.catalog.relations() {
+                for key in &relation.unique_keys {
+                    let kind = if key.primary { "PRIMARY KEY" } else { "UNIQUE" };
+                    for (position, &column) in key.columns.iter().enumerate() {
+                        rows.push((
+                            relation.name.clone(),
+                            key.name.clone(),
+                            kind,
+                            relation.schema.field(column).name().clone(),
+                            position as i32 + 1,
+                        ));
+                    }
+                }
+            }
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.3))),
+                Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.4))),
+            ]
+        }
         SystemRelation::Relations => {
             let relations: Vec<_> = snapshot.catalog.relations().collect();
             vec![
