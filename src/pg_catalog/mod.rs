@@ -33,6 +33,7 @@ use crate::catalog::RelationKind;
 use crate::planner::context::{CATALOG, PUBLIC_SCHEMA, PinnedSnapshot};
 
 mod information_schema;
+mod keys;
 pub mod rewrite;
 
 pub use information_schema::InformationSchema;
@@ -57,8 +58,18 @@ pub fn install(context: &SessionContext, pinned: Arc<PinnedSnapshot>) -> DataFus
         Arc::clone(&static_tables),
         EmptyContextProvider,
     )?);
-    catalog.register_schema(PG_CATALOG_SCHEMA, Arc::new(PgCatalog { library, pinned }))?;
-    for function in library_functions().into_iter().chain(missing_functions()) {
+    catalog.register_schema(
+        PG_CATALOG_SCHEMA,
+        Arc::new(PgCatalog {
+            library,
+            pinned: Arc::clone(&pinned),
+        }),
+    )?;
+    for function in library_functions()
+        .into_iter()
+        .chain(missing_functions())
+        .chain(keys::functions(&pinned))
+    {
         context.register_udf(function);
     }
     context.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
@@ -256,8 +267,7 @@ fn missing_functions() -> Vec<ScalarUDF> {
             Volatility::Volatile,
             Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Null))),
         ),
-        // There are no indexes, constraints or triggers to describe.
-        constant("pg_get_indexdef", ScalarValue::Utf8(None)),
+        // There are no triggers or rules to describe.
         constant("pg_get_triggerdef", ScalarValue::Utf8(None)),
         constant("pg_get_ruledef", ScalarValue::Utf8(None)),
         // Rows live in memory, not in relation files: nothing on disk to measure.
@@ -265,19 +275,6 @@ fn missing_functions() -> Vec<ScalarUDF> {
         constant("pg_indexes_size", ScalarValue::Int64(Some(0))),
         constant("pg_database_size", ScalarValue::Int64(Some(0))),
         ScalarUDF::new_from_impl(SizePretty::default()),
-        // PgJDBC's getPrimaryKeys numbers index keys with information_schema._pg_expandarray
-        // (a record of the element and its position); there are no indexes to expand.
-        constant(
-            "_pg_expandarray",
-            ScalarValue::Struct(Arc::new(datafusion::arrow::array::StructArray::new_null(
-                vec![
-                    Field::new("x", DataType::Int16, true),
-                    Field::new("n", DataType::Int32, true),
-                ]
-                .into(),
-                1,
-            ))),
-        ),
     ]
 }
 
@@ -403,6 +400,8 @@ impl SchemaProvider for PgCatalog {
             "pg_matviews" => Patch::MaterializedViews,
             "pg_namespace" => Patch::SystemNamespaces,
             "pg_settings" => Patch::Settings,
+            "pg_index" => Patch::Indexes,
+            "pg_constraint" => Patch::Constraints,
             _ if CHAR_COLUMNS.iter().any(|(table, _)| *table == name) => Patch::CharColumnsOnly,
             _ => return Ok(Some(table)),
         };
@@ -437,6 +436,11 @@ enum Patch {
     Settings,
     /// Only the `"char"` columns marked (see [`CHAR_COLUMNS`]).
     CharColumnsOnly,
+    /// pg_index holds the system catalogs' indexes: the indexes of tables' PRIMARY KEY and
+    /// UNIQUE constraints are added (`keys`), and pg_class lists them too.
+    Indexes,
+    /// pg_constraint likewise, with the constraints themselves.
+    Constraints,
     /// pg_namespace lists only public: pg_catalog (oid 11, which every pg_type row names as
     /// its namespace) and information_schema are added, so that catalog queries joining types
     /// with their namespace (asyncpg's type introspection) find them.
@@ -529,18 +533,52 @@ impl TableProvider for PatchedTable {
     ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let batches = match self.patch {
-            Patch::MaterializedViewKinds => scan_all(self.library.as_ref(), state)
-                .await?
-                .iter()
-                .map(|batch| self.with_extra_columns(self.materialized_view_kinds(batch)?))
-                .collect::<DataFusionResult<Vec<_>>>()?,
+            Patch::MaterializedViewKinds => {
+                let library = scan_all(self.library.as_ref(), state).await?;
+                let (namespace, tables) = self.public_relations(state).await?;
+                let indexes = keys::class_rows(
+                    &self.library.schema(),
+                    &self.pinned.get(),
+                    &tables,
+                    namespace,
+                )?;
+                library
+                    .iter()
+                    .map(|batch| self.materialized_view_kinds(batch))
+                    .chain(std::iter::once(Ok(indexes)))
+                    .map(|batch| self.with_extra_columns(batch?))
+                    .collect::<DataFusionResult<Vec<_>>>()?
+            }
+            Patch::Indexes => {
+                let mut batches = scan_all(self.library.as_ref(), state).await?;
+                let (_, tables) = self.public_relations(state).await?;
+                batches.push(keys::index_rows(
+                    &self.library.schema(),
+                    &self.pinned.get(),
+                    &tables,
+                )?);
+                batches
+            }
+            Patch::Constraints => {
+                let mut batches = scan_all(self.library.as_ref(), state).await?;
+                let (namespace, tables) = self.public_relations(state).await?;
+                batches.push(keys::constraint_rows(
+                    &self.library.schema(),
+                    &self.pinned.get(),
+                    &tables,
+                    namespace,
+                )?);
+                batches
+            }
             Patch::SystemNamespaces => {
                 let mut batches = scan_all(self.library.as_ref(), state).await?;
                 batches.push(system_namespaces(&schema)?);
                 batches
             }
             Patch::ColumnConstraints => {
-                let public_relations = self.public_relation_oids(state).await?;
+                let (_, tables) = self.public_relations(state).await?;
+                let public_relations: HashMap<i64, String> =
+                    tables.into_iter().map(|(name, oid)| (oid, name)).collect();
                 scan_all(self.library.as_ref(), state)
                     .await?
                     .iter()
@@ -588,12 +626,12 @@ impl PatchedTable {
 }
 
 impl PatchedTable {
-    /// The relations of the public schema by pg_class oid, from the library's own tables (it
-    /// numbers them).
-    async fn public_relation_oids(
+    /// The public schema's oid, and its relations' pg_class oids by name, from the library's
+    /// own tables (it numbers them).
+    async fn public_relations(
         &self,
         state: &dyn Session,
-    ) -> DataFusionResult<HashMap<i64, String>> {
+    ) -> DataFusionResult<(i64, HashMap<String, i64>)> {
         let mut public_namespace = None;
         if let Some(namespaces) = self.library_schema.table("pg_namespace").await? {
             for batch in scan_all(namespaces.as_ref(), state).await? {
@@ -619,12 +657,12 @@ impl PatchedTable {
                     if let (Some(oid), Some(name), Some(namespace)) = (oid, name, namespace)
                         && namespace == public
                     {
-                        relations.insert(oid, name);
+                        relations.insert(name, oid);
                     }
                 }
             }
         }
-        Ok(relations)
+        Ok((public_namespace.unwrap_or(2200), relations))
     }
 
     /// attnotnull and atttypmod of the public relations' columns, as declared.

@@ -124,6 +124,7 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     apply(&mut statement, current_catalog);
     apply(&mut statement, information_schema_functions);
     apply(&mut statement, record_fields);
+    apply(&mut statement, expand_arrays);
     apply(&mut statement, function_names);
     apply(&mut statement, composite_type_attributes);
     apply(&mut statement, oid_parameters);
@@ -165,10 +166,10 @@ fn type_names(expression: &mut Expr) {
     }
 }
 
-/// `con.conkey[pos.n]`, `tmp.I_INDOPTION[k]` (PgJDBC's key and index lookups): the library holds these
-/// int2vector and array columns as text, which DataFusion cannot subscript. Over the empty
-/// pg_constraint and pg_index the element is NULL; the expression stays tied to the column and
-/// the subscript, as [`index_keys`] keeps its NULLs tied.
+/// `con.conkey[pos.n]`, `tmp.I_INDOPTION[k]` (PgJDBC's key and index lookups): the library holds
+/// these int2vector and array columns as text, which DataFusion cannot subscript; the element
+/// comes from the column's numbers (`pg_key_elements`). An int2vector or oidvector (`ind...`)
+/// counts from 0, an array (`con...`) from 1, as in Postgres.
 fn key_subscripts(expression: &mut Expr) {
     use datafusion::sql::sqlparser::ast::Subscript;
     let Expr::CompoundFieldAccess { root, access_chain } = expression else {
@@ -190,23 +191,33 @@ fn key_subscripts(expression: &mut Expr) {
     };
     let column = array.to_string().to_ascii_lowercase();
     let column = column.rsplit('.').next().unwrap_or_default();
-    let key_columns = [
-        "conkey",
-        "confkey",
-        "conpfeqop",
-        "indkey",
-        "indclass",
-        "indoption",
-        "indcollation",
-    ];
+    let vectors = ["indkey", "indclass", "indoption", "indcollation"];
+    let arrays = ["conkey", "confkey", "conpfeqop"];
     // PgJDBC's getIndexInfo subscripts `indoption` under the alias `I_INDOPTION`.
-    if !key_columns.iter().any(|key| column.ends_with(key)) {
+    let position = if vectors.iter().any(|key| column.ends_with(key)) {
+        format!("({index}) + 1")
+    } else if arrays.iter().any(|key| column.ends_with(key)) {
+        format!("({index})")
+    } else {
         return;
+    };
+    let replacement =
+        format!("CAST(array_element(pg_key_elements({array}), {position}) AS SMALLINT)");
+    if let Some(element) = parse_expr(&replacement) {
+        *expression = element;
     }
-    let length = format!("length(CAST({array} AS TEXT))");
-    let replacement = format!("CAST(NULLIF({length}, {length}) + 0 * ({index}) AS SMALLINT)");
-    if let Some(null) = parse_expr(&replacement) {
-        *expression = null;
+}
+
+/// `information_schema._pg_expandarray(i.indkey)` (PgJDBC's getPrimaryKeys and getIndexInfo),
+/// a set-returning function in a SELECT list, expands to a row per key column: the same as
+/// `unnest` of the records `pg_expandarray` makes (the schema is already gone, see
+/// [`information_schema_functions`]).
+fn expand_arrays(expression: &mut Expr) {
+    let Some(argument) = first_argument_of(expression, "_pg_expandarray") else {
+        return;
+    };
+    if let Some(call) = parse_expr(&format!("unnest(pg_expandarray({argument}))")) {
+        *expression = call;
     }
 }
 
@@ -549,35 +560,35 @@ fn aggregates(item: &SelectItem) -> bool {
     .any(|aggregate| text.contains(aggregate))
 }
 
-/// Tributary has no indexes or constraints (pg_index is empty), but SQLAlchemy lists their
-/// columns with `unnest(indkey)` (and indclass, conkey, ...) and `generate_subscripts(indkey,
-/// 1)` over an int2vector, and DataFusion has no generate_subscripts: over an empty pg_index
-/// both become NULLs. They stay tied to their argument (`NULLIF(n, n)` of its length): as
-/// constants, DataFusion 55's plan checker rejects the ORDER BY of the aggregate reading them.
+/// SQLAlchemy lists index and constraint columns with `unnest(indkey)` (and indclass, conkey,
+/// ...) and `generate_subscripts(indkey, 1)`, over int2vectors and arrays the library holds as
+/// text and DataFusion lacks generate_subscripts: both become `unnest` of the column's numbers
+/// (`pg_key_elements`) or their positions (`pg_key_subscripts`), which DataFusion expands side
+/// by side in one SELECT list as Postgres does.
 fn index_keys(expression: &mut Expr) {
-    let (result_type, argument) =
-        if let Some(argument) = first_argument_of(expression, "generate_subscripts") {
-            ("INT", argument)
-        } else if let Some(argument) = first_argument_of(expression, "unnest") {
-            let text = argument.to_string().to_ascii_lowercase();
-            let column = text.rsplit('.').next().unwrap_or_default();
-            if !(column.starts_with("ind") || column.starts_with("con")) {
-                return;
-            }
-            ("SMALLINT", argument)
-        } else {
-            return;
+    let replacement = if let Some(argument) = first_argument_of(expression, "generate_subscripts") {
+        // The dimension stays in the call: SQLAlchemy binds it as a parameter
+        // (`$1::INTEGER`), which must still be there to be described as an int.
+        let dimension = match argument_of(expression, "generate_subscripts", 1) {
+            Some(dimension) => format!(", {dimension}"),
+            None => String::new(),
         };
-    let length = format!("length(CAST({argument} AS TEXT))");
-    // generate_subscripts' dimension stays in the expression (times 0): SQLAlchemy binds it
-    // as a parameter (`$1::INTEGER`), which must still be there to be described as an int.
-    let dimension = match argument_of(expression, "generate_subscripts", 1) {
-        Some(dimension) => format!(" + 0 * ({dimension})"),
-        None => String::new(),
+        format!("unnest(pg_key_subscripts({argument}{dimension}))")
+    } else if let Some(argument) = first_argument_of(expression, "unnest") {
+        if !matches!(argument, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            return;
+        }
+        let text = argument.to_string().to_ascii_lowercase();
+        let column = text.rsplit('.').next().unwrap_or_default();
+        if !(column.starts_with("ind") || column.starts_with("con")) {
+            return;
+        }
+        format!("unnest(pg_key_elements({argument}))")
+    } else {
+        return;
     };
-    let replacement = format!("CAST(NULLIF({length}, {length}){dimension} AS {result_type})");
-    if let Some(null) = parse_expr(&replacement) {
-        *expression = null;
+    if let Some(call) = parse_expr(&replacement) {
+        *expression = call;
     }
 }
 

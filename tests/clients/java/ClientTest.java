@@ -56,6 +56,8 @@ public class ClientTest {
                 statement.execute("CREATE MATERIALIZED VIEW per_text AS "
                         + "SELECT t, count(*) AS n, sum(b) AS total FROM readings GROUP BY t");
                 statement.execute("CREATE VIEW positive AS SELECT i, d FROM readings WHERE d > 0");
+                statement.execute("CREATE TABLE accounts (region TEXT, id BIGINT, email TEXT "
+                        + "UNIQUE, PRIMARY KEY (region, id))");
             }
             OffsetDateTime utc = OffsetDateTime.of(2026, 1, 2, 3, 4, 5, 0, ZoneOffset.UTC);
             try (PreparedStatement insert = connection.prepareStatement(
@@ -135,7 +137,7 @@ public class ClientTest {
             check("schemas include public",
                     column(metadata.getSchemas(), "TABLE_SCHEM").contains("public"), true);
             check("tables", column(metadata.getTables(null, "public", "%", new String[] {"TABLE"}),
-                    "TABLE_NAME"), List.of("readings"));
+                    "TABLE_NAME"), List.of("accounts", "readings"));
             check("views", column(metadata.getTables(null, "public", "%", new String[] {"VIEW"}),
                     "TABLE_NAME"), List.of("positive"));
             check("materialized views", column(metadata.getTables(null, "public", "%",
@@ -150,6 +152,17 @@ public class ClientTest {
             check("primary keys",
                     column(metadata.getPrimaryKeys(null, "public", "readings"), "COLUMN_NAME"),
                     List.of());
+            check("primary key columns",
+                    column(metadata.getPrimaryKeys(null, "public", "accounts"), "COLUMN_NAME"),
+                    List.of("region", "id"));
+            check("primary key name",
+                    column(metadata.getPrimaryKeys(null, "public", "accounts"), "PK_NAME"),
+                    List.of("accounts_pkey", "accounts_pkey"));
+            check("unique indexes", column(metadata.getIndexInfo(null, "public", "accounts",
+                    true, true), "INDEX_NAME"),
+                    List.of("accounts_email_key", "accounts_pkey", "accounts_pkey"));
+            check("unique index columns", column(metadata.getIndexInfo(null, "public",
+                    "accounts", true, true), "COLUMN_NAME"), List.of("email", "region", "id"));
             // The rest of what DBeaver and Metabase read while they sync a schema.
             check("imported keys", column(metadata.getImportedKeys(null, "public", "readings"),
                     "FKCOLUMN_NAME"), List.of());

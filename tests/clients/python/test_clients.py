@@ -227,6 +227,48 @@ def sqlalchemy_checks(url):
         rows = connection.execute(query, {"low": 0}).all()
     check("Core query", [tuple(row) for row in rows], [("ada", 9_000_000_000), ("bob", 1)])
 
+    # Keys declared the way SQLAlchemy's DDL declares them, enforced and reflected as on Postgres.
+    metadata = sqlalchemy.MetaData()
+    accounts = sqlalchemy.Table(
+        "accounts",
+        metadata,
+        sqlalchemy.Column("region", sqlalchemy.Text, primary_key=True),
+        sqlalchemy.Column("id", sqlalchemy.BigInteger, primary_key=True, autoincrement=False),
+        sqlalchemy.Column("email", sqlalchemy.Text, unique=True),
+    )
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(accounts.insert(), [{"region": "eu", "id": 1, "email": "a@x"}])
+    try:
+        with engine.begin() as connection:
+            connection.execute(accounts.insert(), [{"region": "eu", "id": 1, "email": "b@x"}])
+        raise AssertionError("a duplicate primary key was accepted")
+    except sqlalchemy.exc.IntegrityError as error:
+        check("duplicate key SQLSTATE", error.orig.sqlstate, "23505")
+    inspector = inspect(engine)
+    check(
+        "primary key",
+        inspector.get_pk_constraint("accounts"),
+        {
+            "constrained_columns": ["region", "id"],
+            "name": "accounts_pkey",
+            "comment": None,
+            "dialect_options": {"postgresql_include": []},
+        },
+    )
+    check(
+        "unique constraints",
+        [(unique["name"], unique["column_names"]) for unique in inspector.get_unique_constraints("accounts")],
+        [("accounts_email_key", ["email"])],
+    )
+    check(
+        "indexes",
+        [(index["name"], index["column_names"], index["unique"]) for index in inspector.get_indexes("accounts")],
+        [("accounts_email_key", ["email"], True)],
+    )
+    reflected = sqlalchemy.Table("accounts", sqlalchemy.MetaData(), autoload_with=engine)
+    check("reflected primary key", [column.name for column in reflected.primary_key], ["region", "id"])
+
 
 async def sqlalchemy_asyncpg_checks(url):
     """SQLAlchemy 2 on asyncpg: connecting sets a json codec (asyncpg reads pg_type.typtype as
