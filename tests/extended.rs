@@ -618,16 +618,28 @@ async fn insert_returning() {
         .await
         .expect("count of an insert returning");
     assert_eq!(count, 1);
-    let error = client
-        .execute("DELETE FROM ledger WHERE id = 9 RETURNING id", &[])
+    let update = client
+        .prepare("UPDATE ledger SET amount = $1 WHERE id = $2 RETURNING id, amount")
         .await
-        .expect_err("delete returning");
-    assert_eq!(error.code().map(|code| code.code()), Some("0A000"));
+        .expect("prepare update returning");
+    assert_eq!(update.params(), &[Type::NUMERIC, Type::INT8]);
+    let rows = client
+        .query(&update, &[&Decimal::new(250, 2), &9i64])
+        .await
+        .expect("update returning");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, Decimal>(1), Decimal::new(250, 2));
+    let deleted = client
+        .query("DELETE FROM ledger WHERE id = 9 RETURNING id", &[])
+        .await
+        .expect("delete returning");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].get::<_, i64>(0), 9);
     let rows = client
         .query_one("SELECT count(*) FROM ledger", &[])
         .await
         .expect("count");
-    assert_eq!(rows.get::<_, i64>(0), 3);
+    assert_eq!(rows.get::<_, i64>(0), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

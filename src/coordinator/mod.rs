@@ -77,6 +77,15 @@ pub enum TableChange {
     },
 }
 
+/// What a table write did: how many rows it inserted, deleted or updated (the command tag's
+/// count), and the changes themselves (an update is each old row's deletion and its new
+/// version's insertion), which RETURNING reads.
+#[derive(Debug)]
+pub struct Written {
+    pub rows: u64,
+    pub changes: Vec<ChangeBatch>,
+}
+
 /// A request to the coordinator. Each carries the sending half of a oneshot channel; the session
 /// that sent the command awaits the receiving half and gets exactly one answer, sent once the
 /// command's epoch is published (or an error, if the command fails or panics).
@@ -96,7 +105,7 @@ enum Command {
     Write {
         table: RelationId,
         change: TableChange,
-        reply: oneshot::Sender<Result<u64>>,
+        reply: oneshot::Sender<Result<Written>>,
     },
     /// What a source decoded; applied in the next epoch. Sources do not wait for an answer.
     Ingest {
@@ -351,9 +360,8 @@ impl Coordinator {
         .await
     }
 
-    /// Applies a change to a table; returns the number of rows it touched once every view
-    /// reflects it.
-    pub async fn write(&self, table: RelationId, change: TableChange) -> Result<u64> {
+    /// Applies a change to a table; returns the rows it touched once every view reflects it.
+    pub async fn write(&self, table: RelationId, change: TableChange) -> Result<Written> {
         self.call(|reply| Command::Write {
             table,
             change,
@@ -644,7 +652,7 @@ impl Engine {
 
     fn write_epoch(
         &mut self,
-        writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<u64>>)>,
+        writes: Vec<(RelationId, TableChange, oneshot::Sender<Result<Written>>)>,
         ingested: Vec<(RelationId, IngestBatch)>,
     ) {
         let epoch = self.next_epoch();
@@ -690,6 +698,10 @@ impl Engine {
             let outcome = self
                 .apply_table_change(table, change)
                 .map(|(count, delta)| {
+                    let written = Written {
+                        rows: count,
+                        changes: delta.clone(),
+                    };
                     if !delta.is_empty() {
                         logged.push(LoggedRecord {
                             epoch,
@@ -700,7 +712,7 @@ impl Engine {
                         });
                     }
                     deltas.entry(table).or_default().extend(delta);
-                    count
+                    written
                 });
             replies.push((reply, outcome));
         }

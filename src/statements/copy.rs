@@ -238,6 +238,7 @@ pub(crate) async fn finish(session: &Session, copy: CopyIn, data: &[u8]) -> Resu
         .coordinator
         .write(table.id, TableChange::Insert(vec![batch]))
         .await
+        .map(|written| written.rows)
 }
 
 /// Casts each column of text to its type the way `'text'::type` does. A value its type refuses

@@ -6,17 +6,19 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 
 use super::plan_dml;
-use super::update::compile_predicate;
+use super::update::{compile_predicate, with_returning};
 use crate::coordinator::TableChange;
 use crate::error::{PlanError, Result};
 use crate::session::{CommandTag, QueryResult, Session};
 
+/// RETURNING computes its items over the deleted rows.
 pub(super) async fn execute(
     session: &Session,
     statement: &Statement,
     parameters: Option<ParamValues>,
 ) -> Result<QueryResult> {
-    let (table, dml) = plan_dml(session, statement, parameters).await?;
+    let (statement, returning) = super::insert::without_returning(statement);
+    let (table, dml) = plan_dml(session, &statement, parameters).await?;
     let predicate = match dml.input.as_ref() {
         LogicalPlan::TableScan(_) => None,
         LogicalPlan::Filter(filter) => Some(compile_predicate(filter)?),
@@ -28,9 +30,10 @@ pub(super) async fn execute(
             .into());
         }
     };
-    let rows = session
+    let written = session
         .coordinator
         .write(table.id, TableChange::Delete { predicate })
         .await?;
-    Ok(QueryResult::Command(CommandTag::with_rows("DELETE", rows)))
+    let tag = CommandTag::with_rows("DELETE", written.rows);
+    with_returning(&table, written, returning, tag, |weight| weight < 0).await
 }

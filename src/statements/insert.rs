@@ -54,7 +54,8 @@ pub(super) async fn execute(
     let rows = session
         .coordinator
         .write(table.id, TableChange::Insert(batches))
-        .await?;
+        .await?
+        .rows;
     let tag = CommandTag::with_rows("INSERT 0", rows);
     match (returning, inserted) {
         (Some(items), Some(inserted)) => {
@@ -69,7 +70,7 @@ pub(super) async fn execute(
     }
 }
 
-/// The statement without its RETURNING list, and the list.
+/// The statement (INSERT, UPDATE or DELETE) without its RETURNING list, and the list.
 pub(super) fn without_returning(
     statement: &Statement,
 ) -> (std::borrow::Cow<'_, Statement>, Option<Vec<SelectItem>>) {
@@ -79,6 +80,22 @@ pub(super) fn without_returning(
             let returning = stripped.returning.take();
             (
                 std::borrow::Cow::Owned(Statement::Insert(stripped)),
+                returning,
+            )
+        }
+        Statement::Update(update) if update.returning.is_some() => {
+            let mut stripped = update.clone();
+            let returning = stripped.returning.take();
+            (
+                std::borrow::Cow::Owned(Statement::Update(stripped)),
+                returning,
+            )
+        }
+        Statement::Delete(delete) if delete.returning.is_some() => {
+            let mut stripped = delete.clone();
+            let returning = stripped.returning.take();
+            (
+                std::borrow::Cow::Owned(Statement::Delete(stripped)),
                 returning,
             )
         }

@@ -125,9 +125,6 @@ async fn execute_standard(
         }
         Statement::Insert(_) => insert::execute(session, statement, parameters).await,
         Statement::Copy { .. } => copy::execute(session, statement).await,
-        Statement::Update(_) | Statement::Delete(_) if let Some(error) = returning(statement) => {
-            Err(error)
-        }
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
         Statement::CreateTable(create) => match &create.query {
@@ -284,9 +281,6 @@ pub(crate) async fn describe(
         Statement::Query(_) | Statement::Explain { .. } => {
             query::describe(session, statement).await
         }
-        Statement::Update(_) | Statement::Delete(_) if let Some(error) = returning(statement) => {
-            Err(error)
-        }
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
             let (statement, returning) = insert::without_returning(statement);
             let plan = cached_plan(session, &statement, PlanStage::Analyzed).await?;
@@ -312,22 +306,6 @@ pub(crate) async fn describe(
         }),
         _ => Ok(Description::default()),
     }
-}
-
-/// UPDATE or DELETE with RETURNING, refused: the coordinator applies them to the rows it holds
-/// and returns only how many changed.
-fn returning(statement: &Statement) -> Option<crate::error::Error> {
-    let kind = match statement {
-        Statement::Update(update) if update.returning.is_some() => "UPDATE",
-        Statement::Delete(delete) if delete.returning.is_some() => "DELETE",
-        _ => return None,
-    };
-    Some(
-        PlanError::Unsupported(format!(
-            "{kind} ... RETURNING is not supported yet (INSERT ... RETURNING is)"
-        ))
-        .into(),
-    )
 }
 
 fn first_words(sql: &str) -> String {
