@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -41,12 +42,39 @@ pub struct CheckedStream<S> {
     passing: usize,
     /// Why the stream failed: every later read reports it.
     failed: Option<String>,
+    /// While set, flushes are put off (see [`WriteCoalescing`]); the message loop and the
+    /// connection's handlers hold the other ends.
+    coalescing: Arc<WriteCoalescing>,
+    /// What was written and not yet sent to `inner`.
+    pending: BytesMut,
 }
+
+/// Answers to a client's pipelined messages (Bind, Execute, Sync sent together, as pgbench and
+/// most drivers do) go out in one write, as Postgres sends them, instead of one system call per
+/// message: while the message loop says more input is already waiting, flushes only keep what
+/// was written. The loop flushes for real before it waits for input, and anything that makes
+/// the client wait for more than a whole answer (COPY, SUBSCRIBE, rows streamed as they are
+/// made) stops the holding first.
+#[derive(Debug, Default)]
+pub struct WriteCoalescing(std::sync::atomic::AtomicBool);
+
+impl WriteCoalescing {
+    pub fn hold(&self, holding: bool) {
+        self.0.store(holding, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn holding(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Held writes are sent anyway past this many bytes, so holding never buffers a large result.
+const MAX_HELD_BYTES: usize = 64 * 1024;
 
 impl<S> CheckedStream<S> {
     /// Wraps `inner`, whose first bytes (`already_read`, what TLS negotiation read past) are
     /// checked like the rest; the next message is the startup packet.
-    pub fn new(inner: S, already_read: BytesMut) -> Self {
+    pub fn new(inner: S, already_read: BytesMut, coalescing: Arc<WriteCoalescing>) -> Self {
         Self {
             inner,
             unchecked: already_read,
@@ -55,7 +83,14 @@ impl<S> CheckedStream<S> {
             expect_sasl_initial: true,
             passing: 0,
             failed: None,
+            coalescing,
+            pending: BytesMut::new(),
         }
+    }
+
+    /// Whether bytes from the client are here that have not been read yet.
+    pub fn has_input(&self) -> bool {
+        !self.checked.is_empty() || !self.unchecked.is_empty()
     }
 
     /// Moves what can be checked from `unchecked` to `checked`: true when something moved,
@@ -284,21 +319,47 @@ impl<S: AsyncRead + Unpin> AsyncRead for CheckedStream<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> CheckedStream<S> {
+    /// Sends every pending byte to `inner`.
+    fn poll_send_pending(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let written = std::task::ready!(Pin::new(&mut self.inner).poll_write(context, &self.pending))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.advance(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for CheckedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(context, bytes)
+        let this = self.get_mut();
+        if this.pending.len() >= MAX_HELD_BYTES {
+            std::task::ready!(this.poll_send_pending(context))?;
+        }
+        this.pending.extend_from_slice(bytes);
+        Poll::Ready(Ok(bytes.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(context)
+        let this = self.get_mut();
+        if this.coalescing.holding() && this.pending.len() < MAX_HELD_BYTES {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(this.poll_send_pending(context))?;
+        Pin::new(&mut this.inner).poll_flush(context)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(context)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_send_pending(context))?;
+        Pin::new(&mut this.inner).poll_shutdown(context)
     }
 }
 
@@ -316,7 +377,7 @@ mod tests {
     /// What a stream that received `bytes` after a good startup lets through, or its error.
     fn checked(bytes: &[u8]) -> Result<Vec<u8>, String> {
         let startup = b"\0\0\0\x15\0\x03\0\0user\0tester\0\0";
-        let mut stream = CheckedStream::new((), BytesMut::from(&startup[..]));
+        let mut stream = CheckedStream::new((), BytesMut::from(&startup[..]), Arc::default());
         stream.unchecked.extend_from_slice(bytes);
         while stream.check_available()? {}
         let mut through = stream.checked.to_vec();
@@ -379,7 +440,7 @@ mod tests {
             &b"\0\0\0\x0f\0\x03\0\0user\0tes"[..],
             &b"\0\0\0\x0c\0\x03\0\0user"[..],
         ] {
-            let mut stream = CheckedStream::new((), BytesMut::from(startup));
+            let mut stream = CheckedStream::new((), BytesMut::from(startup), Arc::default());
             let mut outcome = Ok(true);
             while outcome == Ok(true) {
                 outcome = stream.check_available();
@@ -387,7 +448,7 @@ mod tests {
             assert!(outcome.is_err(), "{startup:?} was let through");
         }
         let cancel = b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\0\x01\0\0\0\x02";
-        let mut stream = CheckedStream::new((), BytesMut::from(&cancel[..]));
+        let mut stream = CheckedStream::new((), BytesMut::from(&cancel[..]), Arc::default());
         assert_eq!(stream.check_available(), Ok(true));
     }
 }

@@ -201,7 +201,10 @@ pub async fn serve(
                         }
                     };
                     let tls = security.tls.clone();
-                    if let Err(error) = socket::process_socket(socket, tls, handlers).await {
+                    let coalescing = Arc::clone(&handlers.handler.coalescing);
+                    if let Err(error) =
+                        socket::process_socket(socket, tls, handlers, coalescing).await
+                    {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });
@@ -240,6 +243,7 @@ impl Connection {
             connections: Arc::clone(&connections),
             cancel: OnceLock::new(),
             copy_in: std::sync::Mutex::new(None),
+            coalescing: Arc::default(),
         });
         Ok(Self {
             cancel: Arc::new(CancelRequests { connections }),
@@ -282,6 +286,9 @@ struct QueryHandler {
     /// the client's CopyDone or CopyFail. Only this connection's message loop takes it, one
     /// message at a time; never held across an await.
     copy_in: std::sync::Mutex<Option<copy::PendingCopy>>,
+    /// Whether the connection's answers are being held for the last of pipelined messages;
+    /// the message loop sets it, and a result that streams or waits for the client stops it.
+    coalescing: Arc<frames::WriteCoalescing>,
 }
 
 /// Answers cancel requests: each arrives on a connection of its own and names its target by
@@ -685,7 +692,19 @@ impl ExtendedQueryHandler for QueryHandler {
         let run = self
             .session
             .execute_interruptible(statement, parameters, cancel.requested());
-        match run.await {
+        let result = run.await;
+        // A result whose rows are made as they are sent, or that waits for the client's COPY
+        // data, goes out as it comes.
+        if matches!(
+            result,
+            Ok(QueryResult::Subscription { .. }
+                | QueryResult::CopyIn(_)
+                | QueryResult::CopyOut(_)
+                | QueryResult::Streamed(_))
+        ) {
+            self.coalescing.hold(false);
+        }
+        match result {
             Ok(QueryResult::Subscription { rows, copy }) => {
                 // Describe already sent the row description; Bind chose the formats.
                 let format = portal.result_column_format.clone();

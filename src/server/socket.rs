@@ -12,17 +12,19 @@ use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
-use super::frames::CheckedStream;
+use super::frames::{CheckedStream, WriteCoalescing};
 
 /// A client that has not finished its startup and authentication by then is dropped (as
 /// pgwire and Postgres's `authentication_timeout` do).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves one client until it leaves, breaks the protocol, or fails to start up in time.
+/// `coalescing` is shared with the connection's handlers, which stop it before they stream.
 pub async fn process_socket<H: PgWireServerHandlers>(
     socket: TcpStream,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     handlers: H,
+    coalescing: std::sync::Arc<WriteCoalescing>,
 ) -> std::io::Result<()> {
     let startup_deadline = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup_deadline);
@@ -36,7 +38,10 @@ pub async fn process_socket<H: PgWireServerHandlers>(
     };
     let parts = negotiated.into_parts();
     let mut checked_parts =
-        FramedParts::new(CheckedStream::new(parts.io, parts.read_buf), parts.codec);
+        FramedParts::new(
+        CheckedStream::new(parts.io, parts.read_buf, std::sync::Arc::clone(&coalescing)),
+        parts.codec,
+    );
     checked_parts.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(checked_parts);
 
@@ -60,6 +65,8 @@ pub async fn process_socket<H: PgWireServerHandlers>(
         } else {
             socket.next().await
         };
+        // What is held goes out with whatever comes next (an error, or nothing: the end).
+        coalescing.hold(false);
         let message = match next {
             None => break,
             Some(Ok(message)) => message,
@@ -84,6 +91,19 @@ pub async fn process_socket<H: PgWireServerHandlers>(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        // The answers to pipelined extended-protocol messages wait for the last of them.
+        let more_input = !socket.read_buffer().is_empty() || socket.get_ref().has_input();
+        coalescing.hold(
+            more_input
+                && matches!(
+                    message,
+                    PgWireFrontendMessage::Parse(_)
+                        | PgWireFrontendMessage::Bind(_)
+                        | PgWireFrontendMessage::Describe(_)
+                        | PgWireFrontendMessage::Execute(_)
+                        | PgWireFrontendMessage::Close(_)
+                ),
+        );
         if let Err(mut error) = process_message(
             message,
             &mut socket,
@@ -98,6 +118,14 @@ pub async fn process_socket<H: PgWireServerHandlers>(
             errors.on_error(&socket, &mut error);
             process_error(&mut socket, error, in_extended_query).await?;
         }
+        // Nothing more to answer before the client sends again: what was held goes out now.
+        if socket.read_buffer().is_empty() && !socket.get_ref().has_input() {
+            coalescing.hold(false);
+            socket.flush().await?;
+        }
     }
+    // Answers held for messages the client sent before it left.
+    coalescing.hold(false);
+    let _ = socket.flush().await;
     Ok(())
 }
