@@ -139,11 +139,12 @@ pub(super) fn class_rows(
     batch_by_name(schema, rows)
 }
 
-/// pg_index rows, one per constraint.
+/// pg_index rows, one per constraint (`_public_namespace`: an index row names none).
 pub(super) fn index_rows(
     schema: &SchemaRef,
     snapshot: &Snapshot,
     table_oids: &HashMap<String, i64>,
+    _public_namespace: i64,
 ) -> DataFusionResult<RecordBatch> {
     let rows = constraints(snapshot, table_oids)
         .into_iter()

@@ -549,20 +549,14 @@ impl TableProvider for PatchedTable {
                     .map(|batch| self.with_extra_columns(batch?))
                     .collect::<DataFusionResult<Vec<_>>>()?
             }
-            Patch::Indexes => {
-                let mut batches = scan_all(self.library.as_ref(), state).await?;
-                let (_, tables) = self.public_relations(state).await?;
-                batches.push(keys::index_rows(
-                    &self.library.schema(),
-                    &self.pinned.get(),
-                    &tables,
-                )?);
-                batches
-            }
-            Patch::Constraints => {
+            Patch::Indexes | Patch::Constraints => {
                 let mut batches = scan_all(self.library.as_ref(), state).await?;
                 let (namespace, tables) = self.public_relations(state).await?;
-                batches.push(keys::constraint_rows(
+                let rows = match self.patch {
+                    Patch::Indexes => keys::index_rows,
+                    _ => keys::constraint_rows,
+                };
+                batches.push(rows(
                     &self.library.schema(),
                     &self.pinned.get(),
                     &tables,

@@ -323,7 +323,8 @@ impl<S: AsyncWrite + Unpin> CheckedStream<S> {
     /// Sends every pending byte to `inner`.
     fn poll_send_pending(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
-            let written = std::task::ready!(Pin::new(&mut self.inner).poll_write(context, &self.pending))?;
+            let written =
+                std::task::ready!(Pin::new(&mut self.inner).poll_write(context, &self.pending))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

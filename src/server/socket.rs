@@ -37,8 +37,7 @@ pub async fn process_socket<H: PgWireServerHandlers>(
         return Ok(());
     };
     let parts = negotiated.into_parts();
-    let mut checked_parts =
-        FramedParts::new(
+    let mut checked_parts = FramedParts::new(
         CheckedStream::new(parts.io, parts.read_buf, std::sync::Arc::clone(&coalescing)),
         parts.codec,
     );

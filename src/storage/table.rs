@@ -73,6 +73,19 @@ impl UniqueIndex {
         RecordBatch::try_new(Arc::clone(self.rows.schema()), columns)
     }
 
+    /// Adds (`change` is insertions) or removes (deletions) the index's columns of `batches`.
+    fn apply(
+        &mut self,
+        batches: &[RecordBatch],
+        change: fn(RecordBatch) -> ChangeBatch,
+    ) -> Result<(), ArrowError> {
+        let changes = batches
+            .iter()
+            .map(|batch| self.project(batch).map(change))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.rows.apply(&changes)
+    }
+
     /// Fails with 23505 if a row of `batches` has the key of a row already held or of another
     /// row of `batches`.
     fn check(&self, batches: &[RecordBatch]) -> Result<(), Error> {
@@ -192,11 +205,7 @@ impl TableData {
                 index.check(&batches)?;
             }
             for index in &mut self.indexes {
-                let changes = batches
-                    .iter()
-                    .map(|batch| index.project(batch).map(ChangeBatch::insertions))
-                    .collect::<Result<Vec<_>, _>>()?;
-                index.rows.apply(&changes)?;
+                index.apply(&batches, ChangeBatch::insertions)?;
             }
         }
         for batch in batches {
@@ -283,11 +292,7 @@ impl TableData {
         }
         self.levels = new_levels;
         for index in &mut self.indexes {
-            let changes = removed
-                .iter()
-                .map(|batch| index.project(batch).map(ChangeBatch::deletions))
-                .collect::<Result<Vec<_>, _>>()?;
-            index.rows.apply(&changes)?;
+            index.apply(&removed, ChangeBatch::deletions)?;
         }
         Ok(removed)
     }
