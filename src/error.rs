@@ -128,6 +128,9 @@ pub enum ExecutionError {
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )]
     NotNullViolation { column: String, relation: String },
+    /// `nextval` of a sequence that does not exist (a sequence is a relation in Postgres).
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedSequence(String),
     /// A write that would give two rows one key; `detail` names the key (Postgres's DETAIL).
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation { constraint: String, detail: String },
@@ -313,6 +316,7 @@ impl ExecutionError {
             ExecutionError::CopyFailed(_) => "57014",
             ExecutionError::NotNullViolation { .. } => "23502",
             ExecutionError::UniqueViolation { .. } => "23505",
+            ExecutionError::UndefinedSequence(_) => "42P01",
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
             ExecutionError::InvalidParameterValue(_) => "22023",

@@ -130,6 +130,8 @@ async fn every_object_kind_survives_a_restart() {
              UPDATE orders SET amount = amount * 2 WHERE product = 'apple';
              DELETE FROM orders WHERE id = 2;
              CREATE VIEW apples AS SELECT * FROM orders WHERE product = 'apple';
+             CREATE TABLE tickets (id SERIAL PRIMARY KEY, title TEXT);
+             INSERT INTO tickets (title) VALUES ('a'), ('b'), ('c');
              CREATE MATERIALIZED VIEW per_product AS
                SELECT product, count(*) AS orders, sum(amount) AS total, avg(amount) AS average,
                       min(at) AS first, max(id) AS last_id
@@ -204,6 +206,7 @@ async fn every_object_kind_survives_a_restart() {
             "per_key materialized view",
             "per_key_out sink",
             "per_product materialized view",
+            "tickets table",
             "visits source",
         ]
     );
@@ -263,6 +266,15 @@ async fn every_object_kind_survives_a_restart() {
          DELETE FROM orders WHERE id = 1;",
     )
     .await;
+    // A serial column's sequence goes on after the greatest value the table held.
+    assert_eq!(
+        rows(
+            &client,
+            "INSERT INTO tickets (title) VALUES ('d') RETURNING id"
+        )
+        .await,
+        vec![vec![Some("4".into())]]
+    );
     // The primary key is enforced over the restored rows and what was written since.
     for duplicate in [3, 5] {
         let error = client

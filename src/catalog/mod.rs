@@ -12,6 +12,13 @@ use crate::error::CatalogError;
 /// Field metadata key holding the declared length of a VARCHAR(n) column, checked on writes.
 pub const MAX_LENGTH_KEY: &str = "tributary.max_length";
 
+/// Field metadata key naming the sequence a `serial` column takes its default from.
+pub const SEQUENCE_KEY: &str = "tributary.sequence";
+
+/// Field metadata key holding a column's constant DEFAULT as text, cast to the column's type
+/// where a write leaves the column out.
+pub const DEFAULT_KEY: &str = "tributary.default";
+
 /// Identifies a relation for its whole life; names can be dropped and reused, ids cannot.
 /// Ids grow with creation order, and a view can only read relations that existed before it, so
 /// ascending id order is a valid order to maintain views in.

@@ -480,12 +480,41 @@ impl Engine {
 
     /// Ends recovery: the epoch moves past everything logged, the log opens a new segment, the
     /// sources start from their checkpointed offsets, and a checkpoint makes the replay final.
+    /// Moves each serial column's sequence past the greatest value the recovered table holds.
+    fn resume_sequences(&self) -> Result<()> {
+        for (id, table) in &self.tables {
+            let Some(relation) = self.catalog.by_id(*id) else {
+                continue;
+            };
+            for (column, field) in relation.schema.fields().iter().enumerate() {
+                let Some(sequence) = field.metadata().get(crate::catalog::SEQUENCE_KEY) else {
+                    continue;
+                };
+                for chunk in table.chunks() {
+                    let values = datafusion::arrow::compute::cast(
+                        chunk.column(column),
+                        &datafusion::arrow::datatypes::DataType::Int64,
+                    )?;
+                    let greatest = values
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                        .and_then(datafusion::arrow::compute::max);
+                    if let Some(greatest) = greatest {
+                        self.sequences.advance_past(sequence, greatest);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn finish_recovery(&mut self, last_logged_epoch: Epoch) -> Result<()> {
         if self.recovery == Recovery::Off {
             return Err(ExecutionError::Internal("recovery already finished".into()).into());
         }
         self.recovery = Recovery::Off;
         self.epoch = self.epoch.max(last_logged_epoch);
+        self.resume_sequences()?;
         if let Some(durability) = self.durability.as_mut() {
             durability.log = Some(WriteAheadLog::open(
                 &durability.directory.log_directory(),

@@ -251,6 +251,7 @@ impl Coordinator {
             sink_outputs: HashMap::new(),
             catalog: Arc::new(Catalog::default()),
             tables: HashMap::new(),
+            sequences: Arc::default(),
             keyed_sources: HashMap::new(),
             views: BTreeMap::new(),
             sources: HashMap::new(),
@@ -457,6 +458,9 @@ struct Engine {
     catalog: Arc<Catalog>,
     /// Rows of tables (append-only sources keep none: see `source_range`).
     tables: HashMap<RelationId, TableData>,
+    /// The sequences of tables' serial columns; every published snapshot holds this one
+    /// instance, through which sessions' `nextval` calls count.
+    sequences: Arc<crate::storage::Sequences>,
     /// Rows of sources whose envelope updates and deletes (UPSERT, DEBEZIUM).
     keyed_sources: HashMap<RelationId, Arrangement>,
     /// Ordered by id, which is a topological order (a view only reads older relations).
@@ -907,6 +911,7 @@ impl Engine {
                 .as_ref()
                 .map(|durability| Arc::clone(&durability.reports)),
             late_rows,
+            sequences: Arc::clone(&self.sequences),
         };
         self.publisher.send_replace(Arc::new(snapshot));
     }
@@ -1047,6 +1052,9 @@ impl Engine {
         }
         match kind {
             RelationKind::Table => {
+                for sequence in sequences_of(&schema) {
+                    self.sequences.create(&sequence);
+                }
                 self.tables.insert(
                     id,
                     TableData::with_unique_keys(stored_schema, &unique_keys)?,
@@ -1260,6 +1268,11 @@ impl Engine {
     fn remove_relations(&mut self, ids: &[RelationId]) {
         self.catalog_version += 1;
         for &id in ids {
+            if let Some(relation) = self.catalog.by_id(id) {
+                for sequence in sequences_of(&relation.schema) {
+                    self.sequences.remove(&sequence);
+                }
+            }
             Arc::make_mut(&mut self.catalog).remove(id);
             self.tables.remove(&id);
             self.keyed_sources.remove(&id);
@@ -1284,6 +1297,14 @@ impl Engine {
         }
         self.publish();
     }
+}
+
+/// The sequences a table's serial columns take their values from.
+fn sequences_of(schema: &SchemaRef) -> impl Iterator<Item = String> + '_ {
+    schema
+        .fields()
+        .iter()
+        .filter_map(|field| field.metadata().get(crate::catalog::SEQUENCE_KEY).cloned())
 }
 
 fn evaluate_predicate(

@@ -41,6 +41,9 @@ pub struct Snapshot {
     /// Per view that emits on window close and relation it reads with a watermark: the rows
     /// kept out for arriving late, and the watermark.
     pub late_rows: Vec<(RelationId, crate::dataflow::watermark::LateRows)>,
+    /// The sequences behind serial columns: one instance shared by every snapshot, which
+    /// `nextval` advances whatever epoch the caller reads.
+    pub sequences: Arc<crate::storage::Sequences>,
 }
 
 impl Snapshot {

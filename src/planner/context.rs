@@ -119,6 +119,9 @@ pub fn session_context(
         context.register_udf(function);
     }
     context.register_udf(super::long_in_lists::marker_function());
+    context.register_udf(super::sequence_functions::next_value_function(Arc::clone(
+        &pinned,
+    )));
     context.register_udf(super::format_function::format_function());
     for function in super::interval_arithmetic::interval_functions() {
         context.register_udf(function);
@@ -203,10 +206,10 @@ impl SchemaProvider for UserSchema {
             // Sinks and connections share the namespace but have no rows.
             RelationKind::Sink | RelationKind::Connection => Ok(None),
             RelationKind::Table | RelationKind::MaterializedView | RelationKind::Source => {
-                Ok(Some(Arc::new(RelationProvider {
+                Ok(Some(Arc::new(RelationProvider::new(
                     relation,
-                    pinned: Arc::clone(&self.pinned),
-                })))
+                    Arc::clone(&self.pinned),
+                ))))
             }
             RelationKind::View => {
                 let context =
@@ -249,9 +252,32 @@ pub fn rename_columns(plan: LogicalPlan, schema: &SchemaRef) -> DataFusionResult
 pub struct RelationProvider {
     relation: Arc<Relation>,
     pinned: Arc<PinnedSnapshot>,
+    /// What a write that leaves a column out puts there: the next value of a serial column's
+    /// sequence, or a column's constant DEFAULT (as text, which the INSERT casts).
+    defaults: std::collections::HashMap<String, Expr>,
 }
 
 impl RelationProvider {
+    pub fn new(relation: Arc<Relation>, pinned: Arc<PinnedSnapshot>) -> Self {
+        let mut defaults = std::collections::HashMap::new();
+        for field in relation.schema.fields() {
+            let metadata = field.metadata();
+            let default = if let Some(sequence) = metadata.get(crate::catalog::SEQUENCE_KEY) {
+                super::sequence_functions::next_value_of(Arc::clone(&pinned), sequence)
+            } else if let Some(text) = metadata.get(crate::catalog::DEFAULT_KEY) {
+                datafusion::prelude::lit(text.clone())
+            } else {
+                continue;
+            };
+            defaults.insert(field.name().clone(), default);
+        }
+        Self {
+            relation,
+            pinned,
+            defaults,
+        }
+    }
+
     pub fn relation(&self) -> &Arc<Relation> {
         &self.relation
     }
@@ -265,6 +291,10 @@ impl RelationProvider {
 impl TableProvider for RelationProvider {
     fn schema(&self) -> SchemaRef {
         crate::catalog::without_constraints(&self.relation.schema)
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
     }
 
     fn table_type(&self) -> TableType {

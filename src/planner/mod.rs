@@ -17,6 +17,7 @@ pub mod postgres_avg;
 pub mod postgres_casts;
 pub mod postgres_formats;
 pub mod postgres_types;
+pub mod sequence_functions;
 pub mod session_functions;
 pub mod set_operations;
 pub mod subqueries;

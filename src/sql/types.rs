@@ -53,9 +53,9 @@ pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
         SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
             match name.to_string().to_lowercase().as_str() {
                 "timestamptz" => DataType::Timestamp(TIMESTAMP_UNIT, Some("+00:00".into())),
-                "int2" => DataType::Int16,
-                "int4" => DataType::Int32,
-                "int8" => DataType::Int64,
+                "int2" | "smallserial" | "serial2" => DataType::Int16,
+                "int4" | "serial" | "serial4" => DataType::Int32,
+                "int8" | "bigserial" | "serial8" => DataType::Int64,
                 "float4" => DataType::Float32,
                 "float8" => DataType::Float64,
                 other => {
@@ -71,6 +71,16 @@ pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
             )));
         }
     })
+}
+
+/// Whether a column type is `serial` (or `smallserial`, `bigserial`): an integer column whose
+/// default is the next value of a sequence of its own.
+pub fn is_serial(data_type: &SqlType) -> bool {
+    matches!(data_type, SqlType::Custom(name, modifiers) if modifiers.is_empty()
+    && matches!(
+        name.to_string().to_lowercase().as_str(),
+        "serial" | "serial2" | "serial4" | "serial8" | "smallserial" | "bigserial"
+    ))
 }
 
 /// The column type a table made from a query's result (`CREATE TABLE ... AS`) gives a column

@@ -220,7 +220,8 @@ pub(crate) async fn finish(session: &Session, copy: CopyIn, data: &[u8]) -> Resu
     if row_count == 0 {
         return Ok(0);
     }
-    // Columns the data leaves out are NULL (tables have no defaults).
+    // Columns the data leaves out take their defaults, as an INSERT's do.
+    let sequences = Arc::clone(&session.pinned.get().sequences);
     let full: Vec<ArrayRef> = table
         .schema
         .fields()
@@ -228,17 +229,48 @@ pub(crate) async fn finish(session: &Session, copy: CopyIn, data: &[u8]) -> Resu
         .enumerate()
         .map(
             |(position, field)| match columns.iter().position(|c| *c == position) {
-                Some(index) => Arc::clone(&arrays[index]),
-                None => new_null_array(field.data_type(), row_count),
+                Some(index) => Ok(Arc::clone(&arrays[index])),
+                None => column_default(field, row_count, &sequences),
             },
         )
-        .collect();
+        .collect::<Result<_>>()?;
     let batch = RecordBatch::try_new(without_constraints(&table.schema), full)?;
     session
         .coordinator
         .write(table.id, TableChange::Insert(vec![batch]))
         .await
         .map(|written| written.rows)
+}
+
+/// `rows` values of a column a COPY leaves out: its sequence's next values, its constant
+/// DEFAULT, or NULL.
+fn column_default(
+    field: &datafusion::arrow::datatypes::Field,
+    rows: usize,
+    sequences: &crate::storage::Sequences,
+) -> Result<ArrayRef> {
+    let metadata = field.metadata();
+    let values: ArrayRef = if let Some(sequence) = metadata.get(crate::catalog::SEQUENCE_KEY) {
+        let values = (0..rows)
+            .map(|_| {
+                sequences
+                    .next(sequence)
+                    .ok_or_else(|| ExecutionError::UndefinedSequence(sequence.clone()))
+            })
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        Arc::new(datafusion::arrow::array::Int64Array::from(values))
+    } else if let Some(text) = metadata.get(crate::catalog::DEFAULT_KEY) {
+        Arc::new(datafusion::arrow::array::StringArray::from(vec![
+            text.as_str();
+            rows
+        ]))
+    } else {
+        return Ok(new_null_array(field.data_type(), rows));
+    };
+    Ok(datafusion::arrow::compute::cast(
+        &values,
+        field.data_type(),
+    )?)
 }
 
 /// Casts each column of text to its type the way `'text'::type` does. A value its type refuses

@@ -30,6 +30,7 @@ pub(super) async fn execute(
     }
     let name = relation_name(&create.name)?;
     let mut fields = fields(&create.columns)?;
+    serial_columns(&name, &create.columns, &mut fields);
     let unique_keys = unique_keys(&name, create, &fields)?;
     // A primary key's columns are NOT NULL, as if declared so.
     for key in unique_keys.iter().filter(|key| key.primary) {
@@ -93,12 +94,18 @@ pub(super) fn fields(columns: &[ColumnDef]) -> Result<Vec<Field>> {
             return Err(PlanError::DuplicateColumn(column_name).into());
         }
         let mut nullable = true;
+        let mut metadata = HashMap::new();
         for option in &column.options {
             match &option.option {
                 ColumnOption::NotNull => nullable = false,
                 ColumnOption::Null => nullable = true,
                 // Read by `unique_keys`.
                 ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) => {}
+                ColumnOption::Default(value) => {
+                    if let Some(text) = constant_text(value)? {
+                        metadata.insert(crate::catalog::DEFAULT_KEY.to_string(), text);
+                    }
+                }
                 other => {
                     return Err(PlanError::Unsupported(format!(
                         "column option {other} is not supported yet"
@@ -107,16 +114,58 @@ pub(super) fn fields(columns: &[ColumnDef]) -> Result<Vec<Field>> {
                 }
             }
         }
-        let mut field = Field::new(column_name, types::arrow_type(&column.data_type)?, nullable);
         if let Some(length) = types::max_length(&column.data_type) {
-            field = field.with_metadata(HashMap::from([(
-                MAX_LENGTH_KEY.to_string(),
-                length.to_string(),
-            )]));
+            metadata.insert(MAX_LENGTH_KEY.to_string(), length.to_string());
         }
-        fields.push(field);
+        fields.push(
+            Field::new(column_name, types::arrow_type(&column.data_type)?, nullable)
+                .with_metadata(metadata),
+        );
     }
     Ok(fields)
+}
+
+/// `serial` columns of `table`: NOT NULL, with the sequence `table_column_seq` as default.
+fn serial_columns(table: &str, columns: &[ColumnDef], fields: &mut [Field]) {
+    for (column, field) in columns.iter().zip(fields.iter_mut()) {
+        if types::is_serial(&column.data_type) {
+            let mut metadata = field.metadata().clone();
+            metadata.insert(
+                crate::catalog::SEQUENCE_KEY.to_string(),
+                format!("{table}_{}_seq", field.name()),
+            );
+            *field = field.clone().with_nullable(false).with_metadata(metadata);
+        }
+    }
+}
+
+/// A DEFAULT's constant as text (`None` for NULL, which is every column's default anyway).
+fn constant_text(value: &Expr) -> Result<Option<String>> {
+    use datafusion::sql::sqlparser::ast::{UnaryOperator, Value};
+    Ok(match value {
+        Expr::Value(value) => match &value.value {
+            Value::Null => None,
+            Value::Number(digits, _) => Some(digits.clone()),
+            Value::SingleQuotedString(text) => Some(text.clone()),
+            Value::Boolean(truth) => Some(truth.to_string()),
+            _ => return Err(unsupported_default(value)),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } if matches!(expr.as_ref(), Expr::Value(_)) => {
+            constant_text(expr)?.map(|digits| format!("-{digits}"))
+        }
+        Expr::Nested(inner) => constant_text(inner)?,
+        other => return Err(unsupported_default(other)),
+    })
+}
+
+fn unsupported_default(value: &impl std::fmt::Display) -> crate::error::Error {
+    PlanError::Unsupported(format!(
+        "DEFAULT {value} is not supported yet: a column default must be a constant"
+    ))
+    .into()
 }
 
 /// The table's PRIMARY KEY and UNIQUE constraints, from its column options and table

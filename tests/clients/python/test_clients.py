@@ -236,7 +236,20 @@ def sqlalchemy_checks(url):
         sqlalchemy.Column("id", sqlalchemy.BigInteger, primary_key=True, autoincrement=False),
         sqlalchemy.Column("email", sqlalchemy.Text, unique=True),
     )
+    # An Integer primary key is SERIAL in SQLAlchemy's DDL; its ids come back by RETURNING.
+    notes = sqlalchemy.Table(
+        "notes",
+        metadata,
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("body", sqlalchemy.Text),
+    )
     metadata.create_all(engine)
+    with engine.begin() as connection:
+        ids = [
+            connection.execute(notes.insert().values(body=body)).inserted_primary_key[0]
+            for body in ("x", "y")
+        ]
+    check("serial ids", ids, [1, 2])
     with engine.begin() as connection:
         connection.execute(accounts.insert(), [{"region": "eu", "id": 1, "email": "a@x"}])
     try:
