@@ -120,6 +120,9 @@ pub struct Dataflow {
     inputs: Vec<RelationId>,
     /// What the nodes were rendered from.
     plan: Arc<DataflowPlan>,
+    /// The view's columns its kept contents are sorted by first (its GROUP BY key), so that
+    /// point reads by them are binary searches.
+    contents_key: Vec<usize>,
 }
 
 impl Dataflow {
@@ -173,6 +176,7 @@ impl Dataflow {
             stages,
             inputs,
             plan,
+            contents_key: Vec::new(),
         })
     }
 
@@ -181,11 +185,16 @@ impl Dataflow {
         &self.plan
     }
 
+    /// Sorts the contents kept from now on by `key` (columns of the view) first.
+    pub fn sort_contents_by(&mut self, key: Vec<usize>) {
+        self.contents_key = key;
+    }
+
     /// From now on every worker keeps its part of the view's contents, in `schema`: each epoch's
     /// output is consolidated where it was computed, side by side.
     pub fn keep_contents(&mut self, schema: &SchemaRef) -> Result<(), DataflowError> {
         for shard in &mut self.shards {
-            shard.contents = Some(Arrangement::new(Arc::clone(schema))?);
+            shard.contents = Some(Arrangement::keyed(Arc::clone(schema), &self.contents_key)?);
         }
         Ok(())
     }

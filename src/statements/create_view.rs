@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{CreateView, Statement};
 
@@ -19,6 +19,44 @@ use crate::planner::lower::{Emit, lower};
 use crate::planner::plan_functions::plan_functions;
 use crate::session::{CommandTag, QueryResult, Session};
 use crate::sql::{identifier, names, relation_name};
+
+/// The view's output columns that are its GROUP BY key, in the key's order, when the query's
+/// last aggregation passes them through unchanged: the view is kept sorted by them first, so
+/// `WHERE key = $1` is a point read whatever the columns' order.
+fn group_key_columns(plan: &LogicalPlan) -> Option<Vec<usize>> {
+    match plan {
+        LogicalPlan::Aggregate(aggregate) => {
+            if aggregate
+                .group_expr
+                .iter()
+                .any(|expression| matches!(expression, Expr::GroupingSet(_)))
+            {
+                return None;
+            }
+            Some((0..aggregate.group_expr.len()).collect())
+        }
+        LogicalPlan::Projection(projection) => {
+            let inner = group_key_columns(&projection.input)?;
+            let input = projection.input.schema();
+            inner
+                .iter()
+                .map(|&column| {
+                    let (qualifier, field) = input.qualified_field(column);
+                    projection.expr.iter().position(|expression| {
+                        matches!(expression.clone().unalias_nested().data,
+                            Expr::Column(ref reference)
+                                if reference.name == *field.name()
+                                    && reference.relation.as_ref() == qualifier)
+                    })
+                })
+                .collect()
+        }
+        LogicalPlan::SubqueryAlias(alias) => group_key_columns(&alias.input),
+        // HAVING keeps some groups, each still one row.
+        LogicalPlan::Filter(filter) => group_key_columns(&filter.input),
+        _ => None,
+    }
+}
 
 /// `window_close` is set for `EMIT ON WINDOW CLOSE`: the sizes of the view's windows, and the
 /// statement as written (which the catalog keeps: sqlparser cannot print the clause back).
@@ -77,7 +115,11 @@ pub(super) async fn execute(
                 Some(stored) => stored_plan(&name, &stored, &planned)?,
                 None => planned,
             };
-            Some(render(&plan, session.coordinator.workers(), &functions)?)
+            let mut dataflow = render(&plan, session.coordinator.workers(), &functions)?;
+            if let Some(key) = group_key_columns(&optimized) {
+                dataflow.sort_contents_by(key);
+            }
+            Some(dataflow)
         }
         _ => None,
     };
