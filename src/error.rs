@@ -143,6 +143,9 @@ pub enum ExecutionError {
     },
     #[error("{0}")]
     InvalidParameterValue(String),
+    /// Text that is not a jsonb value.
+    #[error(transparent)]
+    Jsonb(#[from] crate::sql::jsonb::JsonbError),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UndefinedParameter(String),
     #[error("canceling statement due to user request")]
@@ -320,6 +323,12 @@ impl ExecutionError {
             ExecutionError::StringTooLong(_) => "22001",
             ExecutionError::ViewFailed { reason, .. } => reason.sqlstate(),
             ExecutionError::InvalidParameterValue(_) => "22023",
+            ExecutionError::Jsonb(error) => match error {
+                crate::sql::jsonb::JsonbError::Syntax(_) => "22P02",
+                crate::sql::jsonb::JsonbError::NullCharacter => "22P05",
+                crate::sql::jsonb::JsonbError::NumberOutOfRange => "22003",
+                crate::sql::jsonb::JsonbError::TooDeep => "54001",
+            },
             ExecutionError::UndefinedParameter(_) => "42704",
             ExecutionError::QueryCanceled => "57014",
             ExecutionError::SubscriptionLagged { .. } => "53400",

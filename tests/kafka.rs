@@ -339,6 +339,121 @@ async fn malformed_messages_are_recorded_and_skipped() {
     assert_eq!(rows(&client, "SELECT n FROM named").await, table(&[&["4"]]));
 }
 
+/// A JSON source's jsonb columns take a field's value as it came (an object, an array, a
+/// string), in jsonb's canonical form; views read them with the jsonb operators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonb_columns_take_nested_values_as_they_came() {
+    let topic = kafka::unique_topic("jsonb");
+    let payloads: Vec<&[u8]> = vec![
+        br#"{"id": 1, "attrs": {"color": "red", "sizes": [1, 2]}, "tags": ["a", "b"]}"#,
+        br#"{"id": 2, "attrs": null, "tags": ["b"]}"#,
+        br#"{"id": 3}"#,
+        br#"{"id": 4, "attrs": "plain", "tags": []}"#,
+        br#"{"id": 5, "attrs": {"n": 1e999999999}}"#,
+        br#"{"id": 6, "attrs": {"deep": {"x": [{"y": 1.50}]}, "color": "red"}}"#,
+    ];
+    let records: Vec<Record> = payloads
+        .iter()
+        .map(|value| Record {
+            value: Some(*value),
+            partition: Some(0),
+            ..Default::default()
+        })
+        .collect();
+    let produced = topic.clone();
+    blocking(move || {
+        kafka::create_topic(&produced, 1);
+        kafka::produce(&produced, &records);
+    })
+    .await;
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    execute(
+        &client,
+        &format!(
+            "CREATE SOURCE items (id INT NOT NULL, attrs JSONB, tags JSONB)
+               FROM KAFKA (BROKER '{}', TOPIC '{topic}') FORMAT JSON;
+             CREATE MATERIALIZED VIEW colors AS
+               SELECT attrs ->> 'color' AS color, count(*) AS n FROM items
+               WHERE jsonb_typeof(attrs) = 'object' GROUP BY attrs ->> 'color';
+             CREATE MATERIALIZED VIEW tag_counts AS
+               SELECT jsonb_array_elements_text(tags) AS tag, count(*) AS n FROM items GROUP BY 1;
+             FLUSH;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT id, attrs::text, tags::text FROM items ORDER BY id"
+        )
+        .await,
+        table(&[
+            &["1", r#"{"color": "red", "sizes": [1, 2]}"#, r#"["a", "b"]"#],
+            &["2", "NULL", r#"["b"]"#],
+            &["3", "NULL", "NULL"],
+            &["4", r#""plain""#, "[]"],
+            &[
+                "6",
+                r#"{"deep": {"x": [{"y": 1.50}]}, "color": "red"}"#,
+                "NULL"
+            ],
+        ])
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT attrs #>> '{deep,x,0,y}' FROM items WHERE id = 6"
+        )
+        .await,
+        table(&[&["1.50"]])
+    );
+    assert_eq!(
+        rows(&client, "SELECT color, n FROM colors ORDER BY color").await,
+        table(&[&["red", "2"]])
+    );
+    assert_eq!(
+        rows(&client, "SELECT tag, n FROM tag_counts ORDER BY tag").await,
+        table(&[&["a", "1"], &["b", "2"]])
+    );
+    // The number jsonb cannot hold is an error of its message, not of the source.
+    let errors = rows(
+        &client,
+        "SELECT \"offset\", reason FROM tributary.source_errors",
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0][0], "4");
+    assert!(errors[0][1].contains("overflows numeric"), "{errors:?}");
+
+    // A sink writes jsonb columns as the JSON they hold, not as strings of it.
+    let output = format!("{topic}_out");
+    execute(
+        &client,
+        &format!(
+            "CREATE MATERIALIZED VIEW red AS SELECT id, attrs FROM items WHERE attrs @> '{{\"color\": \"red\"}}';
+             CREATE SINK red_out FROM red
+               INTO KAFKA (BROKER '{}', TOPIC '{output}') KEY (id) FORMAT JSON ENVELOPE UPSERT;",
+            kafka::bootstrap()
+        ),
+    )
+    .await;
+    let mut messages = blocking(move || kafka::read_all(&output, 2, Duration::from_secs(30))).await;
+    messages.sort();
+    let values: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|(_, value)| serde_json::from_str(value.as_deref().unwrap_or("null")).expect("JSON"))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            serde_json::json!({"id": 1, "attrs": {"color": "red", "sizes": [1, 2]}}),
+            serde_json::json!({"id": 6, "attrs": {"deep": {"x": [{"y": 1.50}]}, "color": "red"}}),
+        ]
+    );
+}
+
 /// The dead-letter topic Tributary creates takes any message the source's topic does (a 4 MB
 /// one here, where Kafka's default limit is 1 MB); a forward the topic refuses (one the user
 /// made with a small limit) is an error in `tributary.source_errors`, not only a log line.

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder,
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringBuilder,
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::concat_batches;
@@ -147,6 +147,11 @@ pub struct SourceDecoder {
     tombstones: bool,
     /// JSON only: the payload's integer fields (see [`integer_fields`]).
     integer_fields: HashMap<Vec<u8>, &'static str>,
+    /// JSON only: the places of the payload's jsonb columns, which take a field's value as it
+    /// came (an object, an array) and are read here rather than by arrow-json.
+    jsonb_fields: Vec<usize>,
+    /// What arrow-json decodes: the payload schema without the jsonb columns.
+    decoded_schema: SchemaRef,
 }
 
 /// A batch's payloads decoded, and what became of each message.
@@ -172,6 +177,29 @@ impl SourceDecoder {
         if matches!(format, Format::Json) {
             collect_integer_fields(payload_schema.fields(), &[], &mut integer_fields);
         }
+        let jsonb_fields: Vec<usize> = match format {
+            Format::Json => payload_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| *field.data_type() == crate::sql::jsonb::JSONB)
+                .map(|(place, _)| place)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let decoded_schema = if jsonb_fields.is_empty() {
+            Arc::clone(&payload_schema)
+        } else {
+            Arc::new(datafusion::arrow::datatypes::Schema::new(
+                payload_schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(place, _)| !jsonb_fields.contains(place))
+                    .map(|(_, field)| Arc::clone(field))
+                    .collect::<Fields>(),
+            ))
+        };
         Self {
             format,
             payload_schema,
@@ -179,6 +207,8 @@ impl SourceDecoder {
             schema,
             tombstones,
             integer_fields,
+            jsonb_fields,
+            decoded_schema,
         }
     }
 
@@ -214,10 +244,30 @@ impl SourceDecoder {
                 Some(_) => candidates.push(index),
             }
         }
+        let mut jsonb_values = HashMap::new();
+        if !self.jsonb_fields.is_empty() {
+            candidates.retain(|&index| {
+                match self.jsonb_columns(messages.payload(index).unwrap_or_default()) {
+                    Ok(values) => {
+                        jsonb_values.insert(index, values);
+                        true
+                    }
+                    Err(reason) => {
+                        refused.push(messages.refuse(index, reason));
+                        false
+                    }
+                }
+            });
+        }
         let (payload, kept) = match self.decode_all(messages, &candidates) {
             Ok(rows) => (rows, candidates),
             // Something in the batch is malformed: find it by decoding message by message.
             Err(_) => self.decode_one_by_one(messages, &candidates, &mut refused)?,
+        };
+        let payload = if self.jsonb_fields.is_empty() {
+            payload
+        } else {
+            self.with_jsonb_columns(payload, &kept, &jsonb_values)?
         };
         Ok(Decoded {
             payload,
@@ -239,6 +289,56 @@ impl SourceDecoder {
             columns.push(self.include_column(include.kind, messages, indexes));
         }
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
+    }
+
+    /// The values of the jsonb columns in one JSON message, as canonical jsonb text; a field
+    /// that is missing or JSON null is NULL, as for columns of other types.
+    fn jsonb_columns(&self, payload: &[u8]) -> Result<Vec<Option<String>>, String> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|error| format!("message is not valid UTF-8: {error}"))?;
+        let document = crate::sql::jsonb::Jsonb::parse(text).map_err(|error| error.to_string())?;
+        Ok(self
+            .jsonb_fields
+            .iter()
+            .map(|&place| {
+                document
+                    .field(self.payload_schema.field(place).name())
+                    .filter(|value| **value != crate::sql::jsonb::Jsonb::Null)
+                    .map(ToString::to_string)
+            })
+            .collect())
+    }
+
+    /// The payload rows with the jsonb columns put back in their places.
+    fn with_jsonb_columns(
+        &self,
+        decoded: RecordBatch,
+        kept: &[usize],
+        jsonb_values: &HashMap<usize, Vec<Option<String>>>,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut decoded_columns = decoded.columns().iter();
+        let mut columns = Vec::with_capacity(self.payload_schema.fields().len());
+        for place in 0..self.payload_schema.fields().len() {
+            match self.jsonb_fields.iter().position(|&jsonb| jsonb == place) {
+                Some(which) => {
+                    let values = kept.iter().map(|index| {
+                        jsonb_values
+                            .get(index)
+                            .and_then(|values| values[which].as_deref())
+                    });
+                    columns.push(Arc::new(values.collect::<LargeStringArray>()) as ArrayRef);
+                }
+                None => match decoded_columns.next() {
+                    Some(column) => columns.push(Arc::clone(column)),
+                    None => {
+                        return Err(ArrowError::SchemaError(
+                            "decoded payload lacks a column".into(),
+                        ));
+                    }
+                },
+            }
+        }
+        RecordBatch::try_new(Arc::clone(&self.payload_schema), columns)
     }
 
     fn is_header(&self, payload: &[u8]) -> bool {
@@ -270,7 +370,7 @@ impl SourceDecoder {
     ) -> Result<RecordBatch, ArrowError> {
         match &self.format {
             Format::Json => {
-                let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&self.payload_schema))
+                let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&self.decoded_schema))
                     .with_batch_size(indexes.len().max(1))
                     .build_decoder()?;
                 for &index in indexes {
@@ -288,7 +388,7 @@ impl SourceDecoder {
                 }
                 Ok(decoder
                     .flush()?
-                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.payload_schema))))
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.decoded_schema))))
             }
             Format::Csv { delimiter, .. } => {
                 let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(&self.payload_schema))
@@ -356,7 +456,7 @@ impl SourceDecoder {
                 Err(error) => refused.push(messages.refuse(index, describe(&error))),
             }
         }
-        let rows = concat_batches(&self.payload_schema, &batches)?;
+        let rows = concat_batches(&self.decoded_schema, &batches)?;
         Ok((rows, kept))
     }
 

@@ -606,6 +606,7 @@ fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
     let mut buffer = Vec::new();
     let mut writer = arrow_json::WriterBuilder::new()
         .with_explicit_nulls(true)
+        .with_encoder_factory(Arc::new(JsonbAsJson))
         .build::<_, arrow_json::writer::LineDelimited>(&mut buffer);
     writer.write(batch)?;
     writer.finish()?;
@@ -616,6 +617,37 @@ fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ArrowError> {
         .filter(|line| !line.is_empty())
         .map(<[u8]>::to_vec)
         .collect())
+}
+
+/// Writes jsonb columns as the JSON they hold (`{"tags": ["a"]}`), not as a string of it: their
+/// values are canonical jsonb text, which is JSON.
+#[derive(Debug)]
+struct JsonbAsJson;
+
+impl arrow_json::writer::EncoderFactory for JsonbAsJson {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a datafusion::arrow::datatypes::FieldRef,
+        array: &'a dyn datafusion::arrow::array::Array,
+        _options: &'a arrow_json::writer::EncoderOptions,
+    ) -> Result<Option<arrow_json::writer::NullableEncoder<'a>>, ArrowError> {
+        use datafusion::arrow::array::AsArray;
+        if *field.data_type() != crate::sql::jsonb::JSONB
+            || *array.data_type() != crate::sql::jsonb::JSONB
+        {
+            return Ok(None);
+        }
+        struct Raw<'a>(&'a datafusion::arrow::array::LargeStringArray);
+        impl arrow_json::writer::Encoder for Raw<'_> {
+            fn encode(&mut self, index: usize, out: &mut Vec<u8>) {
+                out.extend_from_slice(self.0.value(index).as_bytes());
+            }
+        }
+        Ok(Some(arrow_json::writer::NullableEncoder::new(
+            Box::new(Raw(array.as_string::<i64>())),
+            array.nulls().cloned(),
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -1327,9 +1327,23 @@ fn evaluate_predicate(
 }
 
 /// Builds a stored batch (schema `stored`) from columns of the table's types, enforcing the
-/// relation's NOT NULL and VARCHAR(n) constraints.
-fn conform(columns: Vec<ArrayRef>, relation: &Relation, stored: &SchemaRef) -> Result<RecordBatch> {
-    for (column, field) in columns.iter().zip(relation.schema.fields()) {
+/// relation's NOT NULL and VARCHAR(n) constraints and keeping jsonb columns canonical (however
+/// the value arrived: INSERT, UPDATE, COPY).
+fn conform(
+    mut columns: Vec<ArrayRef>,
+    relation: &Relation,
+    stored: &SchemaRef,
+) -> Result<RecordBatch> {
+    for (column, field) in columns.iter_mut().zip(relation.schema.fields()) {
+        if *field.data_type() == crate::sql::jsonb::JSONB {
+            *column = match crate::sql::jsonb::canonical_array(column.as_ref()) {
+                Ok(canonical) => canonical,
+                Err(crate::sql::jsonb::CanonicalError::Jsonb(error)) => {
+                    return Err(ExecutionError::Jsonb(error).into());
+                }
+                Err(crate::sql::jsonb::CanonicalError::Arrow(error)) => return Err(error.into()),
+            };
+        }
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(ExecutionError::NotNullViolation {
                 column: field.name().clone(),

@@ -146,6 +146,17 @@ pub fn value(raw: Option<&[u8]>, data_type: &DataType) -> Result<ScalarValue, Er
         DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(sized(raw)?))),
         DataType::Float64 => ScalarValue::Float64(Some(f64::from_be_bytes(sized(raw)?))),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            // jsonb's binary form starts with its version number, 1.
+            let raw = match (data_type, raw.split_first()) {
+                (&crate::sql::jsonb::JSONB, Some((1, text))) => text,
+                (&crate::sql::jsonb::JSONB, _) => {
+                    return Err(ExecutionError::InvalidBinaryRepresentation(
+                        "unsupported jsonb version number".into(),
+                    )
+                    .into());
+                }
+                _ => raw,
+            };
             let text = std::str::from_utf8(raw).map_err(|_| {
                 Error::from(ExecutionError::CharacterNotInRepertoire(
                     "invalid byte sequence for encoding \"UTF8\"".into(),

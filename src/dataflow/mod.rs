@@ -14,6 +14,7 @@ pub mod temporal_filter;
 mod testing;
 pub mod top_n;
 pub mod union;
+pub mod unnest;
 pub mod watermark;
 pub mod workers;
 

@@ -115,6 +115,14 @@ pub enum OperatorSpec {
     Aggregate(AggregateSpec),
     Join(JoinSpec),
     TopN(TopNSpec),
+    /// Expands list columns into a row per element (set-returning functions in the select
+    /// list). Output column i is input column `sources[i]`, expanded when it is in `lists`.
+    Unnest {
+        input: SchemaSpec,
+        sources: Vec<usize>,
+        lists: Vec<usize>,
+        output: SchemaSpec,
+    },
     /// Passes every input through: UNION ALL, or a view that is its input as it stands.
     Union {
         output: SchemaSpec,
@@ -350,6 +358,7 @@ impl OperatorSpec {
             (
                 OperatorSpec::Filter { input, .. }
                 | OperatorSpec::Project { input, .. }
+                | OperatorSpec::Unnest { input, .. }
                 | OperatorSpec::TemporalFilter { input, .. },
                 0,
             ) => Some(input),
@@ -386,6 +395,7 @@ impl OperatorSpec {
         match self {
             OperatorSpec::Filter { predicate, .. } => format!("Filter: {}", predicate.shown()),
             OperatorSpec::Project { expressions, .. } => format!("Project: {}", list(expressions)),
+            OperatorSpec::Unnest { lists, .. } => format!("Unnest: columns {lists:?}"),
             OperatorSpec::TemporalFilter { bounds, .. } => {
                 let bounds: Vec<String> = bounds
                     .iter()

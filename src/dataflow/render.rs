@@ -20,6 +20,7 @@ use super::project::Project;
 use super::temporal_filter::TemporalFilter;
 use super::top_n::{SortKey, TopN, TopNDefinition};
 use super::union::Union;
+use super::unnest::Unnest;
 use super::watermark::{LateRowFilter, WatermarkCell};
 use super::workers::{Node, Ownership, Port, Routing, Shard, Stream, runs_on};
 use super::{Dataflow, Operator};
@@ -156,6 +157,22 @@ fn factory(
             Box::new(move || {
                 Ok(Box::new(Project::new(
                     expressions.clone(),
+                    Arc::clone(&output),
+                )))
+            })
+        }
+        OperatorSpec::Unnest {
+            sources,
+            lists,
+            output,
+            ..
+        } => {
+            let output = output.arrow()?;
+            let (sources, lists) = (sources.clone(), lists.clone());
+            Box::new(move || {
+                Ok(Box::new(Unnest::new(
+                    sources.clone(),
+                    lists.clone(),
                     Arc::clone(&output),
                 )))
             })

@@ -78,13 +78,46 @@ pub fn install(context: &SessionContext, pinned: Arc<PinnedSnapshot>) -> DataFus
         let state = context.state_ref();
         let existing = state.read().clone();
         let with_oid_types = SessionStateBuilder::new_from_existing(existing)
-            .with_type_planner(Arc::new(PgOidTypePlanner))
+            .with_type_planner(Arc::new(PostgresTypePlanner))
             .build();
         *state.write() = with_oid_types;
     }
     // generate_series/range take int4 bounds (array_upper's) as Postgres does.
     CoerceIntArgsToBigInt::widen(context);
     Ok(())
+}
+
+/// Type names DataFusion's SQL planner does not know: `jsonb` and `json` (see
+/// [`crate::sql::jsonb`]), then datafusion-pg-catalog's oid aliases and `pg_catalog.` names.
+#[derive(Debug)]
+struct PostgresTypePlanner;
+
+impl datafusion::logical_expr::planner::TypePlanner for PostgresTypePlanner {
+    fn plan_type_field(
+        &self,
+        sql_type: &datafusion::sql::sqlparser::ast::DataType,
+    ) -> datafusion::error::Result<Option<Arc<datafusion::arrow::datatypes::Field>>> {
+        use datafusion::sql::sqlparser::ast::DataType as SqlType;
+        let is_json = match sql_type {
+            SqlType::JSON | SqlType::JSONB => true,
+            SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
+                let name = name.to_string().to_lowercase();
+                matches!(
+                    name.as_str(),
+                    "jsonb" | "json" | "pg_catalog.jsonb" | "pg_catalog.json"
+                )
+            }
+            _ => false,
+        };
+        if is_json {
+            return Ok(Some(Arc::new(datafusion::arrow::datatypes::Field::new(
+                "",
+                crate::sql::jsonb::JSONB,
+                true,
+            ))));
+        }
+        datafusion::logical_expr::planner::TypePlanner::plan_type_field(&PgOidTypePlanner, sql_type)
+    }
 }
 
 /// Whether `name` is a relation of pg_catalog, which an unqualified name also finds: a user's

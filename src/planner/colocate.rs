@@ -51,7 +51,8 @@ pub fn colocate(plan: &mut DataflowPlan) -> Result<()> {
                 let first = inputs.first().cloned().flatten();
                 first.filter(|first| inputs.iter().all(|input| input.as_ref() == Some(first)))
             }
-            OperatorSpec::LateRowFilter { .. } => None,
+            // (Its rows could keep the partitioning of the columns it copies; not worth it yet.)
+            OperatorSpec::LateRowFilter { .. } | OperatorSpec::Unnest { .. } => None,
             OperatorSpec::Aggregate(aggregate) => {
                 let positions = keyed(
                     &mut node.inputs[0],

@@ -68,6 +68,7 @@ pub fn session_context(
     rules.insert(0, Arc::new(super::postgres_types::PostgresAggregateTypes));
     rules.insert(1, Arc::new(super::postgres_arrays::NullsInArrays));
     rules.push(Arc::new(super::postgres_casts::PostgresTextCasts));
+    rules.push(Arc::new(super::postgres_types::TextStringAgg));
     // After type coercion: both operands then have the result's type.
     rules.push(Arc::new(
         super::checked_arithmetic::CheckedIntegerArithmetic,
@@ -83,6 +84,10 @@ pub fn session_context(
     datafusion::execution::FunctionRegistry::register_expr_planner(
         &mut state,
         Arc::new(super::interval_arithmetic::IntervalArithmetic),
+    )?;
+    datafusion::execution::FunctionRegistry::register_expr_planner(
+        &mut state,
+        Arc::new(super::jsonb_operators::JsonbOperators),
     )?;
     let context = Arc::new(SessionContext::new_with_state(state));
     // Postgres calls the sample variance `variance` too.
@@ -124,6 +129,9 @@ pub fn session_context(
     )));
     context.register_udf(super::format_function::format_function());
     for function in super::interval_arithmetic::interval_functions() {
+        context.register_udf(function);
+    }
+    for function in super::jsonb_functions::jsonb_functions() {
         context.register_udf(function);
     }
     // Postgres's templates, in place of DataFusion's strftime codes.

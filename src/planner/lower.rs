@@ -365,7 +365,28 @@ impl Builder<'_> {
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query without FROM"))
             }
-            LogicalPlan::Unnest(_) => Err(unsupported("UNNEST")),
+            LogicalPlan::Unnest(unnest) => {
+                if !unnest.struct_type_columns.is_empty()
+                    || unnest
+                        .list_type_columns
+                        .iter()
+                        .any(|(_, list)| list.depth != 1)
+                {
+                    return Err(unsupported("UNNEST of structs or nested lists"));
+                }
+                let input = self.lower_node(&unnest.input)?;
+                let operator = OperatorSpec::Unnest {
+                    input: schema_spec(unnest.input.schema())?,
+                    sources: unnest.dependency_indices.clone(),
+                    lists: unnest
+                        .list_type_columns
+                        .iter()
+                        .map(|(column, _)| *column)
+                        .collect(),
+                    output: schema_spec(&unnest.schema)?,
+                };
+                Ok(self.push(operator, vec![forward(input)]))
+            }
             LogicalPlan::RecursiveQuery(_) => Err(unsupported("WITH RECURSIVE")),
             LogicalPlan::Repartition(_) => Err(unsupported("repartitioning")),
             LogicalPlan::Extension(_) => Err(unsupported("extension plan nodes")),

@@ -8,6 +8,8 @@ pub mod correlated;
 pub mod datetime_template;
 pub mod format_function;
 pub mod interval_arithmetic;
+pub mod jsonb_functions;
+pub mod jsonb_operators;
 pub mod long_in_lists;
 pub mod lower;
 pub mod number_template;

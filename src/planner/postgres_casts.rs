@@ -72,6 +72,21 @@ fn rewrite_cast(
     let Ok(source) = inner.get_type(schema) else {
         return Ok(Transformed::no(expression));
     };
+    // Text becomes jsonb by parsing it (`'{"a": 1}'::jsonb`, and the casts coercion adds to a
+    // literal compared with jsonb); other values as `to_jsonb` makes them.
+    if target == crate::sql::jsonb::JSONB && source != target && source != DataType::Null {
+        let kind = if matches!(source, DataType::Utf8 | DataType::Utf8View) {
+            super::jsonb_functions::Kind::Input
+        } else {
+            super::jsonb_functions::Kind::ToJsonb
+        };
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(
+                super::jsonb_functions::function(kind),
+                vec![inner.as_ref().clone()],
+            ),
+        )));
+    }
     if matches!(
         target,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View

@@ -100,3 +100,71 @@ fn rewrite_aggregate(
     let rewritten = Expr::AggregateFunction(AggregateFunction { func, params });
     Ok(Some(rewritten.alias(name)))
 }
+
+/// Postgres's `string_agg` returns text; DataFusion's returns LargeUtf8, which is Tributary's
+/// jsonb. A projection over each aggregate computing `string_agg` casts its column to text,
+/// keeping the column's name, so the result is text to clients and to the plan above.
+#[derive(Debug)]
+pub struct TextStringAgg;
+
+impl AnalyzerRule for TextStringAgg {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DataFusionResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Aggregate(aggregate) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = Arc::clone(&aggregate.schema);
+            // The aggregates' columns come last, after the group columns.
+            let first_aggregate = schema.fields().len() - aggregate.aggr_expr.len();
+            let is_string_agg = |place: usize| {
+                place >= first_aggregate
+                    && matches!(
+                        aggregate.aggr_expr[place - first_aggregate].clone().unalias(),
+                        Expr::AggregateFunction(function) if function.func.name() == "string_agg"
+                    )
+            };
+            let casts: Vec<usize> = (0..schema.fields().len())
+                .filter(|&place| {
+                    *schema.field(place).data_type() == crate::sql::jsonb::JSONB
+                        && is_string_agg(place)
+                })
+                .collect();
+            if casts.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let expressions = schema
+                .iter()
+                .enumerate()
+                .map(|(place, (qualifier, field))| {
+                    let column = Expr::Column(datafusion::common::Column::from((qualifier, field)));
+                    if casts.contains(&place) {
+                        Expr::Cast(datafusion::logical_expr::Cast::new(
+                            Box::new(column),
+                            DataType::Utf8,
+                        ))
+                        .alias_qualified(qualifier.cloned(), field.name())
+                    } else {
+                        column
+                    }
+                })
+                .collect::<Vec<_>>();
+            Ok(Transformed::yes(LogicalPlan::Projection(
+                datafusion::logical_expr::Projection::try_new(expressions, Arc::new(node))?,
+            )))
+        })
+        .and_then(|transformed| {
+            if !transformed.transformed {
+                return Ok(transformed);
+            }
+            // Parents cached the column's old type; recompute them bottom-up.
+            transformed
+                .data
+                .transform_up_with_subqueries(|node| Ok(Transformed::yes(node.recompute_schema()?)))
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "text_string_agg"
+    }
+}

@@ -22,7 +22,20 @@ use crate::error::ExecutionError;
 use crate::statements::RowStream;
 
 pub fn fields(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+    let mut fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)?;
+    // jsonb is Tributary's use of LargeUtf8, which arrow-pg describes as text.
+    for (index, field) in schema.fields().iter().enumerate() {
+        if *field.data_type() == crate::sql::jsonb::JSONB {
+            fields[index] = FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                pgwire::api::Type::JSONB,
+                format.format_for(index),
+            );
+        }
+    }
+    Ok(fields)
 }
 
 /// A query response with every row encoded up front; results are materialized by DataFusion
@@ -190,6 +203,14 @@ fn encode_cell(
     } = *cell;
     if array.is_null(row) {
         return Encoder::encode_field(encoder, &None::<i8>, pg_field);
+    }
+    // jsonb's binary form: a version byte, then the text.
+    if pg_field.format() == FieldFormat::Binary && *array.data_type() == crate::sql::jsonb::JSONB {
+        let text = array.as_string::<i64>().value(row);
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.push(1u8);
+        bytes.extend_from_slice(text.as_bytes());
+        return Encoder::encode_field(encoder, &bytes, pg_field);
     }
     // Floats, timestamps and intervals in text format follow Postgres's output rules (shortest
     // exact digits; no zero fraction; '-1 days +02:00:00'), which arrow-pg does not; everything

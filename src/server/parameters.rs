@@ -58,6 +58,25 @@ fn decode_one(
             .into()
         })
     };
+    if *target == crate::sql::jsonb::JSONB {
+        // jsonb's binary form is a version byte (1) and the text; json's is the text.
+        let text = match portal.parameter_format.format_for(index) {
+            FieldFormat::Binary if *pg_type == Type::JSONB => match raw.split_first() {
+                Some((1, text)) => utf8(text)?,
+                _ => {
+                    return Err(ExecutionError::InvalidBinaryRepresentation(format!(
+                        "parameter ${}: unsupported jsonb version number",
+                        index + 1
+                    ))
+                    .into());
+                }
+            },
+            _ => utf8(raw)?,
+        };
+        let canonical =
+            crate::sql::jsonb::Jsonb::canonical(&text).map_err(ExecutionError::Jsonb)?;
+        return Ok(ScalarValue::LargeUtf8(Some(canonical)));
+    }
     if let DataType::List(element) = target {
         return match portal.parameter_format.format_for(index) {
             FieldFormat::Text => {

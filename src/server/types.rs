@@ -10,6 +10,10 @@ use crate::sql::types::TIMESTAMP_UNIT;
 pub fn arrow_to_pg_type(data_type: &DataType) -> Option<Type> {
     match data_type {
         DataType::UInt32 => Some(Type::OID),
+        DataType::LargeUtf8 => Some(Type::JSONB),
+        DataType::List(element) if element.data_type() == &DataType::LargeUtf8 => {
+            Some(Type::JSONB_ARRAY)
+        }
         DataType::List(element) if element.data_type() == &DataType::UInt32 => {
             Some(Type::OID_ARRAY)
         }
@@ -33,6 +37,7 @@ pub fn pg_type_to_arrow(pg_type: &Type) -> Option<DataType> {
         Type::TIMESTAMPTZ => DataType::Timestamp(TIMESTAMP_UNIT, Some("+00:00".into())),
         Type::INTERVAL => DataType::Interval(IntervalUnit::MonthDayNano),
         Type::BYTEA => DataType::Binary,
+        Type::JSON | Type::JSONB => crate::sql::jsonb::JSONB,
         Type::OID => DataType::UInt32,
         Type::OID_ARRAY => DataType::new_list(DataType::UInt32, true),
         Type::BOOL_ARRAY => DataType::new_list(DataType::Boolean, true),

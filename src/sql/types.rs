@@ -40,6 +40,7 @@ pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
         | SqlType::CharVarying(_)
         | SqlType::Char(_)
         | SqlType::Character(_) => DataType::Utf8,
+        SqlType::JSON | SqlType::JSONB => super::jsonb::JSONB,
         SqlType::Date => DataType::Date32,
         SqlType::Timestamp(_, timezone) => match timezone {
             TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => {
@@ -58,6 +59,7 @@ pub fn arrow_type(sql_type: &SqlType) -> Result<DataType, PlanError> {
                 "int8" | "bigserial" | "serial8" => DataType::Int64,
                 "float4" => DataType::Float32,
                 "float8" => DataType::Float64,
+                "jsonb" | "json" => super::jsonb::JSONB,
                 other => {
                     return Err(PlanError::UndefinedFunction(format!(
                         "type \"{other}\" does not exist"
@@ -99,7 +101,8 @@ pub fn sql_type_name(data_type: &DataType) -> Option<String> {
             format!("numeric({precision}, {scale})")
         }
         DataType::Decimal128(_, _) => "numeric".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => "text".into(),
+        DataType::Utf8 | DataType::Utf8View | DataType::Null => "text".into(),
+        DataType::LargeUtf8 => "jsonb".into(),
         DataType::Date32 => "date".into(),
         DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
         DataType::Timestamp(_, None) => "timestamp".into(),

@@ -103,6 +103,29 @@ pub(super) async fn execute(session: &Session, create: &CreateSource) -> Result<
 /// The columns a payload decodes into. TEXT and BYTES payloads are one column (`text` or
 /// `data` unless named).
 fn payload_fields(create: &CreateSource) -> Result<Vec<Field>> {
+    // A source's rows are what its topic holds: no defaults, keys or sequences of its own.
+    for column in &create.columns {
+        let refused = column.options.iter().find(|option| {
+            !matches!(
+                option.option,
+                datafusion::sql::sqlparser::ast::ColumnOption::NotNull
+                    | datafusion::sql::sqlparser::ast::ColumnOption::Null
+            )
+        });
+        if let Some(option) = refused {
+            return Err(PlanError::Unsupported(format!(
+                "column option {} is not supported on a source",
+                option.option
+            ))
+            .into());
+        }
+        if crate::sql::types::is_serial(&column.data_type) {
+            return Err(PlanError::Unsupported(
+                "serial columns are not supported on a source".into(),
+            )
+            .into());
+        }
+    }
     let declared = fields(&create.columns)?;
     let (default_name, data_type) = match create.format {
         Format::Json | Format::Csv { .. } => {

@@ -322,6 +322,7 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
                 None => query.as_ref().clone(),
             };
             crate::planner::set_operations::rewrite_all_set_operations(session, &mut query).await?;
+            crate::sql::set_returning::rewrite(&mut query);
             let is_scalar = |name: &str| {
                 !state.table_functions().contains_key(name)
                     && state.scalar_functions().contains_key(name)

@@ -88,6 +88,93 @@ def psycopg_checks(url):
     copy_checks(url)
 
 
+def jsonb_checks(url):
+    """jsonb as drivers use it: psycopg's Jsonb parameters and its parsing of jsonb results
+    (text and binary), SQLAlchemy's JSONB column type and its `->>` element access with a bound
+    key, asyncpg's jsonb codec, and a materialized view over a jsonb column."""
+    from psycopg.types.json import Jsonb
+
+    document = {"name": "ada", "tags": ["x", "y"], "score": 1.5, "nested": {"ok": True}}
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE events_jb (id INT, doc JSONB)")
+        connection.execute(
+            "CREATE MATERIALIZED VIEW tag_counts_jb AS "
+            "SELECT jsonb_array_elements_text(doc -> 'tags') AS tag, count(*) AS n "
+            "FROM events_jb GROUP BY 1"
+        )
+        connection.execute("INSERT INTO events_jb VALUES (%s, %s)", (1, Jsonb(document)))
+        connection.execute(
+            "INSERT INTO events_jb VALUES (%s, %s)", (2, Jsonb({"name": "bob", "tags": ["y"]}))
+        )
+        for binary in (False, True):
+            with connection.cursor(binary=binary) as cursor:
+                cursor.execute("SELECT doc FROM events_jb WHERE id = %s", (1,))
+                check(f"jsonb result (binary={binary})", cursor.fetchone(), (document,))
+                cursor.execute(
+                    "SELECT id FROM events_jb WHERE doc @> %s ORDER BY id",
+                    (Jsonb({"tags": ["y"]}),),
+                )
+                check(f"jsonb @> parameter (binary={binary})", cursor.fetchall(), [(1,), (2,)])
+                cursor.execute(
+                    "SELECT doc ->> %s FROM events_jb WHERE id = %s", ("name", 2)
+                )
+                check(f"->> with a bound key (binary={binary})", cursor.fetchone(), ("bob",))
+        rows = connection.execute("SELECT tag, n FROM tag_counts_jb ORDER BY tag").fetchall()
+        check("view over jsonb", rows, [("x", 1), ("y", 2)])
+
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        metadata = sqlalchemy.MetaData()
+        events = sqlalchemy.Table(
+            "events_jb",
+            metadata,
+            sqlalchemy.Column("id", sqlalchemy.Integer),
+            sqlalchemy.Column("doc", JSONB),
+        )
+        with engine.begin() as connection:
+            connection.execute(events.insert(), [{"id": 3, "doc": {"name": "cy", "tags": []}}])
+            names = connection.execute(
+                sqlalchemy.select(events.c.doc["name"].astext)
+                .where(events.c.doc["name"].astext != "ada")
+                .order_by(events.c.id)
+            ).scalars().all()
+            check("SQLAlchemy JSONB ->>", names, ["bob", "cy"])
+            found = connection.execute(
+                sqlalchemy.select(events.c.id).where(events.c.doc.contains({"name": "cy"}))
+            ).scalars().all()
+            check("SQLAlchemy JSONB contains", found, [3])
+    finally:
+        engine.dispose()
+
+
+async def asyncpg_jsonb_checks(url):
+    import json
+
+    connection = await asyncpg.connect(url)
+    try:
+        # Without a codec asyncpg gives jsonb as its text; with one, as Python values.
+        text = await connection.fetchval("SELECT doc FROM events_jb WHERE id = $1", 2)
+        check("asyncpg jsonb text", text, '{"name": "bob", "tags": ["y"]}')
+        await connection.set_type_codec(
+            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+        value = await connection.fetchval(
+            "SELECT doc -> 'tags' FROM events_jb WHERE doc ->> 'name' = $1", "ada"
+        )
+        check("asyncpg jsonb codec", value, ["x", "y"])
+        await connection.execute(
+            "INSERT INTO events_jb VALUES ($1, $2)", 4, {"name": "dee", "tags": ["x"]}
+        )
+        count = await connection.fetchval(
+            "SELECT n FROM tag_counts_jb WHERE tag = $1", "x"
+        )
+        check("asyncpg jsonb insert reaches the view", count, 2)
+    finally:
+        await connection.close()
+
+
 def server_side_cursor(url):
     """A named cursor is DECLARE ... CURSOR FOR with the parameters bound, then FETCH FORWARD."""
     with psycopg.connect(url) as connection:
@@ -365,6 +452,8 @@ def main():
     pgcli_completion_checks(url)
     asyncio.run(asyncpg_checks(url))
     asyncio.run(sqlalchemy_asyncpg_checks(url))
+    jsonb_checks(url)
+    asyncio.run(asyncpg_jsonb_checks(url))
     print("ok")
 
 
