@@ -97,7 +97,181 @@ pub fn rewrite(query: &mut Query) {
         }
         ControlFlow::<()>::Continue(())
     });
+    lateral_calls(query);
     rewrite_from(query.body.as_mut());
+}
+
+/// A call reading columns of the FROM item before it (`FROM t, jsonb_array_elements(t.tags) AS
+/// tag`, `t CROSS JOIN LATERAL ...`, `t JOIN LATERAL ... ON true`), which DataFusion cannot run
+/// as a lateral join, becomes `unnest` in the select list of that item: `FROM (SELECT t.*,
+/// unnest(jsonb_array_elements_list(t.tags)) AS value FROM t) AS t`, the call's alias in
+/// column references (`tag.value`) becoming the item's.
+fn lateral_calls(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for table in &mut select.from {
+        if let TableFactor::Derived { subquery, .. } = &mut table.relation {
+            lateral_calls(subquery);
+        }
+    }
+    let Some(call) = lateral_call(select) else {
+        return;
+    };
+    let LateralCall {
+        source,
+        source_alias,
+        list,
+        arguments,
+        call_alias,
+        column,
+    } = call;
+    let arguments = arguments
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql =
+        format!("SELECT {source_alias}.*, unnest({list}({arguments})) AS {column} FROM {source}");
+    let Ok(subquery) = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(&sql)
+    .and_then(|mut parser| parser.parse_query()) else {
+        return;
+    };
+    select.from = vec![datafusion::sql::sqlparser::ast::TableWithJoins {
+        relation: TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(TableAlias {
+                explicit: true,
+                name: source_alias.clone(),
+                columns: Vec::new(),
+                at: None,
+            }),
+            sample: None,
+        },
+        joins: Vec::new(),
+    }];
+    if let Some(call_alias) = call_alias {
+        let _ = visit_expressions_mut(query, |expression| {
+            match expression {
+                Expr::CompoundIdentifier(parts)
+                    if parts.len() == 2 && parts[0].value == call_alias.value =>
+                {
+                    parts[0] = source_alias.clone();
+                }
+                // The alias alone is the call's value, as Postgres reads a whole-row
+                // reference to a function of one column.
+                Expr::Identifier(name) if name.value == call_alias.value => {
+                    *expression =
+                        Expr::CompoundIdentifier(vec![source_alias.clone(), column.clone()]);
+                }
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+struct LateralCall {
+    /// The FROM item the call reads, as written (with its alias).
+    source: TableFactor,
+    /// The name its columns are qualified with.
+    source_alias: Ident,
+    list: &'static str,
+    arguments: Vec<datafusion::sql::sqlparser::ast::FunctionArg>,
+    call_alias: Option<Ident>,
+    /// The name of the call's one column.
+    column: Ident,
+}
+
+/// Takes a set-returning call that reads the FROM item before it out of `select`'s FROM, if
+/// FROM is that item and the call alone.
+fn lateral_call(select: &mut datafusion::sql::sqlparser::ast::Select) -> Option<LateralCall> {
+    use datafusion::sql::sqlparser::ast::{JoinConstraint, JoinOperator, Value};
+    let (source, call) = match select.from.as_slice() {
+        [first, second] if first.joins.is_empty() && second.joins.is_empty() => {
+            (&first.relation, &second.relation)
+        }
+        [only] if only.joins.len() == 1 => {
+            let always = |constraint: &JoinConstraint| match constraint {
+                JoinConstraint::None => true,
+                JoinConstraint::On(Expr::Value(value)) => {
+                    matches!(value.value, Value::Boolean(true))
+                }
+                _ => false,
+            };
+            match &only.joins[0].join_operator {
+                JoinOperator::CrossJoin(constraint)
+                | JoinOperator::Join(constraint)
+                | JoinOperator::Inner(constraint)
+                    if always(constraint) => {}
+                _ => return None,
+            }
+            (&only.relation, &only.joins[0].relation)
+        }
+        _ => return None,
+    };
+    let source_alias = match source {
+        TableFactor::Table {
+            alias: Some(alias), ..
+        }
+        | TableFactor::Derived {
+            alias: Some(alias), ..
+        } => alias.name.clone(),
+        TableFactor::Table {
+            name, alias: None, ..
+        } => name.0.last()?.as_ident()?.clone(),
+        _ => return None,
+    };
+    let (name, arguments, alias) = match call {
+        TableFactor::Table {
+            name,
+            args: Some(TableFunctionArgs { args, .. }),
+            alias,
+            ..
+        } => (name, args, alias),
+        TableFactor::Function {
+            name, args, alias, ..
+        } => (name, args, alias),
+        _ => return None,
+    };
+    let function = function_name(name)?;
+    let (list, column) = list_function(&function)?;
+    // A call of constants is an UNNEST of its own (see `rewrite_factor`).
+    let mut reads_columns = false;
+    for argument in arguments {
+        let mut argument = argument.clone();
+        let _ = visit_expressions_mut(&mut argument, |expression| {
+            if matches!(
+                expression,
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+            ) {
+                reads_columns = true;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    if !reads_columns {
+        return None;
+    }
+    let column = match (column, alias) {
+        (_, Some(alias)) if !alias.columns.is_empty() => alias.columns[0].name.clone(),
+        (Some(column), _) => Ident::new(column),
+        (None, Some(alias)) => alias.name.clone(),
+        (None, None) => Ident::new(function.clone()),
+    };
+    let lateral = LateralCall {
+        source: source.clone(),
+        source_alias,
+        list,
+        arguments: arguments.clone(),
+        call_alias: alias.as_ref().map(|alias| alias.name.clone()),
+        column,
+    };
+    Some(lateral)
 }
 
 fn name_select_items(body: &mut SetExpr) {
