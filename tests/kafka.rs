@@ -62,6 +62,24 @@ async fn error_code(client: &Client, sql: &str) -> String {
 }
 
 /// What the seed's producer wrote for messages 0..count: per key, (count, sum of values).
+/// Creates `topic` with one partition and produces each payload to it, in order.
+async fn produce_to_new_topic(topic: &str, payloads: Vec<&'static [u8]>) {
+    let topic = topic.to_string();
+    blocking(move || {
+        let records: Vec<Record> = payloads
+            .into_iter()
+            .map(|value| Record {
+                value: Some(value),
+                partition: Some(0),
+                ..Default::default()
+            })
+            .collect();
+        kafka::create_topic(&topic, 1);
+        kafka::produce(&topic, &records);
+    })
+    .await;
+}
+
 fn expected_per_key(count: u64, keys: u64) -> HashMap<i64, (i64, i64)> {
     let mut expected: HashMap<i64, (i64, i64)> = HashMap::new();
     for i in 0..count {
@@ -352,20 +370,7 @@ async fn jsonb_columns_take_nested_values_as_they_came() {
         br#"{"id": 5, "attrs": {"n": 1e999999999}}"#,
         br#"{"id": 6, "attrs": {"deep": {"x": [{"y": 1.50}]}, "color": "red"}}"#,
     ];
-    let records: Vec<Record> = payloads
-        .iter()
-        .map(|value| Record {
-            value: Some(*value),
-            partition: Some(0),
-            ..Default::default()
-        })
-        .collect();
-    let produced = topic.clone();
-    blocking(move || {
-        kafka::create_topic(&produced, 1);
-        kafka::produce(&produced, &records);
-    })
-    .await;
+    produce_to_new_topic(&topic, payloads).await;
     let server = TestServer::start().await;
     let client = server.connect().await;
     execute(
@@ -555,20 +560,7 @@ async fn fractional_and_out_of_range_numbers_for_integer_columns_are_refused() {
         br#"{"note": "a "quoted" 9.5", "n": -7.25}"#,
         br#"{"n": 5, "price": 2.5}"#,
     ];
-    let records: Vec<Record> = payloads
-        .iter()
-        .map(|value| Record {
-            value: Some(value),
-            partition: Some(0),
-            ..Default::default()
-        })
-        .collect();
-    let produced = topic.clone();
-    blocking(move || {
-        kafka::create_topic(&produced, 1);
-        kafka::produce(&produced, &records);
-    })
-    .await;
+    produce_to_new_topic(&topic, payloads.to_vec()).await;
     let server = TestServer::start().await;
     let client = server.connect().await;
     execute(

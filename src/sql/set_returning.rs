@@ -57,6 +57,17 @@ fn function_name(name: &ObjectName) -> Option<String> {
     }
 }
 
+/// The name of a call's one column: the alias's column list, else the function's own column
+/// name (`value`), else the alias, else the function's name.
+fn call_column(column: Option<&str>, alias: Option<&TableAlias>, function: &str) -> Ident {
+    match (column, alias) {
+        (_, Some(alias)) if !alias.columns.is_empty() => alias.columns[0].name.clone(),
+        (Some(column), _) => Ident::new(column),
+        (None, Some(alias)) => alias.name.clone(),
+        (None, None) => Ident::new(function),
+    }
+}
+
 fn call(name: &str, args: FunctionArguments) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
@@ -257,12 +268,7 @@ fn lateral_call(select: &mut datafusion::sql::sqlparser::ast::Select) -> Option<
     if !reads_columns {
         return None;
     }
-    let column = match (column, alias) {
-        (_, Some(alias)) if !alias.columns.is_empty() => alias.columns[0].name.clone(),
-        (Some(column), _) => Ident::new(column),
-        (None, Some(alias)) => alias.name.clone(),
-        (None, None) => Ident::new(function.clone()),
-    };
+    let column = call_column(column, alias.as_ref(), &function);
     let lateral = LateralCall {
         source: source.clone(),
         source_alias,
@@ -343,12 +349,7 @@ fn rewrite_factor(factor: &mut TableFactor) {
             let Some((list, column)) = list_function(&function) else {
                 return;
             };
-            let column = match (column, &alias) {
-                (_, Some(alias)) if !alias.columns.is_empty() => alias.columns[0].name.clone(),
-                (Some(column), _) => Ident::new(column),
-                (None, Some(alias)) => alias.name.clone(),
-                (None, None) => Ident::new(function.clone()),
-            };
+            let column = call_column(column, alias.as_ref(), &function);
             let arguments = FunctionArguments::List(FunctionArgumentList {
                 duplicate_treatment: None,
                 args: args.clone(),

@@ -26,6 +26,7 @@ import java.util.Properties;
 
 import org.postgresql.PGConnection;
 import org.postgresql.util.PGInterval;
+import org.postgresql.util.PGobject;
 
 public class ClientTest {
     static void check(String what, Object actual, Object expected) {
@@ -117,6 +118,42 @@ public class ClientTest {
                 }
             }
 
+            // jsonb: bound as a PGobject of type jsonb (and as text cast to jsonb), read back as
+            // a PGobject holding the canonical text, described as jsonb to metadata readers.
+            try (Statement statement = connection.createStatement()) {
+                statement.execute("CREATE TABLE documents (id INT, doc JSONB)");
+            }
+            try (PreparedStatement insert = connection.prepareStatement(
+                    "INSERT INTO documents VALUES (?, ?)")) {
+                PGobject document = new PGobject();
+                document.setType("jsonb");
+                document.setValue("{\"tags\": [\"a\"], \"id\": 1}");
+                insert.setInt(1, 1);
+                insert.setObject(2, document);
+                check("jsonb insert", insert.executeUpdate(), 1);
+            }
+            try (PreparedStatement insert = connection.prepareStatement(
+                    "INSERT INTO documents VALUES (?, ?::jsonb)")) {
+                insert.setInt(1, 2);
+                insert.setString(2, "{\"tags\": []}");
+                check("jsonb insert from text", insert.executeUpdate(), 1);
+            }
+            try (PreparedStatement select = connection.prepareStatement(
+                    "SELECT doc, doc ->> 'id' FROM documents WHERE doc @> ?::jsonb ORDER BY id")) {
+                for (int round = 0; round < 4; round++) {
+                    select.setString(1, "{\"tags\": [\"a\"]}");
+                    try (ResultSet rows = select.executeQuery()) {
+                        check("jsonb type name", rows.getMetaData().getColumnTypeName(1), "jsonb");
+                        check("jsonb row", rows.next(), true);
+                        PGobject read = (PGobject) rows.getObject(1);
+                        check("jsonb object type", read.getType(), "jsonb");
+                        check("jsonb value", read.getValue(), "{\"id\": 1, \"tags\": [\"a\"]}");
+                        check("jsonb ->>", rows.getString(2), "1");
+                        check("one jsonb row", rows.next(), false);
+                    }
+                }
+            }
+
             // setArray: the driver binds the array as _int8 (binary once the statement is
             // prepared on the server) and _text.
             try (PreparedStatement any = connection.prepareStatement(
@@ -137,7 +174,7 @@ public class ClientTest {
             check("schemas include public",
                     column(metadata.getSchemas(), "TABLE_SCHEM").contains("public"), true);
             check("tables", column(metadata.getTables(null, "public", "%", new String[] {"TABLE"}),
-                    "TABLE_NAME"), List.of("accounts", "readings"));
+                    "TABLE_NAME"), List.of("accounts", "documents", "readings"));
             check("views", column(metadata.getTables(null, "public", "%", new String[] {"VIEW"}),
                     "TABLE_NAME"), List.of("positive"));
             check("materialized views", column(metadata.getTables(null, "public", "%",
