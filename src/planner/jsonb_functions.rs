@@ -262,7 +262,14 @@ impl ScalarUDFImpl for JsonbFunction {
         let arrays = arrays
             .into_iter()
             .map(|array| {
-                if array.len() == rows {
+                if *array.data_type() == DataType::Null {
+                    // The NULL literal's column has no null buffer: one that has, made once,
+                    // lets each row ask `is_null` without rebuilding the logical nulls.
+                    Ok(datafusion::arrow::array::new_null_array(
+                        &DataType::Utf8,
+                        rows,
+                    ))
+                } else if array.len() == rows {
                     Ok(array)
                 } else {
                     // A constant argument beside columns.
@@ -276,13 +283,6 @@ impl ScalarUDFImpl for JsonbFunction {
     }
 }
 
-/// Whether a value is NULL, the NULL literal's column (which has no null buffer) included.
-fn is_null_at(array: &ArrayRef, row: usize) -> bool {
-    array
-        .logical_nulls()
-        .is_some_and(|nulls| nulls.is_null(row))
-}
-
 fn failed(error: impl Into<ExecutionError>) -> DataFusionError {
     DataFusionError::External(Box::new(error.into()))
 }
@@ -293,7 +293,7 @@ fn invalid_parameter(message: &str) -> DataFusionError {
 
 /// The results of `kind` over `rows` rows of `arguments`.
 fn evaluate(kind: Kind, arguments: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
-    let null_at = |row: usize| kind.is_strict() && arguments.iter().any(|a| is_null_at(a, row));
+    let null_at = |row: usize| kind.is_strict() && arguments.iter().any(|a| a.is_null(row));
     match kind.return_type() {
         DataType::Boolean => {
             let mut builder = BooleanBuilder::with_capacity(rows);
@@ -446,7 +446,7 @@ fn jsonb_result(kind: Kind, arguments: &[ArrayRef], row: usize) -> Result<Option
         Kind::BuildObject => {
             let mut pairs = Vec::with_capacity(arguments.len() / 2);
             for pair in arguments.chunks(2) {
-                if is_null_at(&pair[0], row) {
+                if pair[0].is_null(row) {
                     return Err(invalid_parameter("argument 1: key must not be null"));
                 }
                 let key = match to_jsonb(&pair[0], row)? {
@@ -574,7 +574,7 @@ fn path_at(arguments: &[ArrayRef], row: usize) -> Result<Vec<Option<String>>> {
         steps => steps
             .iter()
             .map(|step| {
-                Ok(if is_null_at(step, row) {
+                Ok(if step.is_null(row) {
                     None
                 } else {
                     Some(text_at(step, row)?)
@@ -587,7 +587,7 @@ fn path_at(arguments: &[ArrayRef], row: usize) -> Result<Vec<Option<String>>> {
 /// A SQL value as jsonb, as `to_jsonb` makes it: numbers and booleans as themselves, jsonb as
 /// it is, lists as arrays, times in ISO 8601, everything else as a string of its text.
 fn to_jsonb(array: &ArrayRef, row: usize) -> Result<Jsonb> {
-    if is_null_at(array, row) {
+    if array.is_null(row) {
         return Ok(Jsonb::Null);
     }
     let data_type = array.data_type();
