@@ -88,6 +88,9 @@ pub enum CatalogError {
         name: String,
         expected: &'static str,
     },
+    /// Another statement changed the relations this one read before it could apply its change.
+    #[error("{0} changed while the statement ran; run it again")]
+    ChangedMeanwhile(String),
 }
 
 /// Errors while evaluating data: in a query, a DML statement or a view's dataflow.
@@ -280,6 +283,7 @@ impl Error {
                 CatalogError::ReservedName(_) => "42939",
                 CatalogError::DependentObjects { .. } => "2BP01",
                 CatalogError::WrongObjectType { .. } => "42809",
+                CatalogError::ChangedMeanwhile(_) => "40001",
             },
             Error::Execution(error) => error.sqlstate(),
             Error::Dataflow(error) => match error {

@@ -62,7 +62,9 @@ pub async fn recover(
                 recreate(&session, &relation).await?;
                 relations += 1;
             }
-            LogRecord::Drop(_) | LogRecord::Write { .. } => coordinator.replay(record).await?,
+            LogRecord::Drop(_) | LogRecord::Write { .. } | LogRecord::Redefine(_) => {
+                coordinator.replay(record).await?
+            }
         }
     }
     coordinator.finish_recovery(last_logged_epoch).await?;

@@ -868,3 +868,96 @@ async fn an_exactly_once_sink_commits_when_its_input_pauses_not_at_the_next_inte
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
+    let directory = data_directory("renames");
+    let without_checkpoints = Config {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..config(&directory)
+    };
+    let server = TestServer::start_with(without_checkpoints.clone())
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "CREATE TABLE orders (id INT PRIMARY KEY, customer TEXT, amount INT);
+         INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 20);
+         CREATE MATERIALIZED VIEW totals AS
+           SELECT customer, sum(amount) AS total FROM orders GROUP BY customer;
+         CREATE VIEW large AS SELECT orders.id FROM orders WHERE orders.amount > 15;
+         ALTER TABLE orders RENAME TO purchases;
+         ALTER MATERIALIZED VIEW totals RENAME TO sums;
+         INSERT INTO purchases VALUES (3, 'ann', 30);
+         CREATE MATERIALIZED VIEW biggest AS SELECT max(total) AS most FROM sums;
+         ALTER VIEW large RENAME TO over_fifteen;",
+    )
+    .await;
+    let expected = [
+        (
+            "SELECT * FROM purchases ORDER BY id",
+            "1 ann 10|2 bob 20|3 ann 30",
+        ),
+        ("SELECT * FROM sums ORDER BY customer", "ann 40|bob 20"),
+        ("SELECT * FROM over_fifteen ORDER BY id", "2|3"),
+        ("SELECT * FROM biggest", "40"),
+    ];
+    let check = |client: tokio_postgres::Client, what: &'static str| async move {
+        for (query, rows_expected) in expected {
+            let found: Vec<String> = rows(&client, query)
+                .await
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|value| value.unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            assert_eq!(found.join("|"), rows_expected, "{what}: {query}");
+        }
+        for gone in ["orders", "totals", "large"] {
+            let error = client
+                .simple_query(&format!("SELECT * FROM {gone}"))
+                .await
+                .expect_err("the old name is gone");
+            assert_eq!(
+                error.code(),
+                Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
+                "{what}: {gone}"
+            );
+        }
+        // The views still follow the renamed table.
+        execute(&client, "INSERT INTO purchases VALUES (100, 'cat', 1)").await;
+        let most = rows(&client, "SELECT most FROM biggest").await;
+        assert_eq!(most, vec![vec![Some("40".to_string())]], "{what}");
+        execute(&client, "DELETE FROM purchases WHERE id = 100").await;
+        client
+    };
+    let client = check(client, "before any restart").await;
+
+    let crashed = data_directory("renames-crashed");
+    std::fs::create_dir_all(&crashed).expect("copy");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", directory.display()))
+        .arg(&crashed)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copy the data directory");
+    drop(client);
+    server.stop().await;
+
+    for (what, path) in [
+        ("after the log", &crashed),
+        ("after a checkpoint", &directory),
+    ] {
+        let (server, client) = start(path, what).await;
+        let client = check(client, what).await;
+        drop(client);
+        server.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&crashed);
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -61,7 +61,7 @@ impl RelationKind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Relation {
     pub id: RelationId,
     pub name: String,
@@ -214,6 +214,36 @@ impl Catalog {
             index += 1;
         }
         Ok(doomed)
+    }
+
+    /// Gives relation `id` a new name and statement (a rename, or a view reading what was
+    /// renamed). The caller checked that the name is free.
+    pub fn redefine(
+        &mut self,
+        id: RelationId,
+        name: &str,
+        sql: &str,
+        definition: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        let Some(relation) = self.by_id(id) else {
+            return Err(CatalogError::UndefinedObject {
+                kind: "relation",
+                name: format!("with id {id}"),
+            });
+        };
+        if relation.name != name && self.by_name.contains_key(name) {
+            return Err(CatalogError::DuplicateObject(name.to_string()));
+        }
+        let relation = Relation {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            definition: definition.map(str::to_string),
+            ..relation.as_ref().clone()
+        };
+        self.remove(id);
+        self.by_name
+            .insert(relation.name.clone(), Arc::new(relation));
+        Ok(())
     }
 
     pub fn remove(&mut self, id: RelationId) {

@@ -464,6 +464,10 @@ impl Engine {
                 self.remove_relations(&existing);
                 Ok(())
             }
+            LogRecord::Redefine(redefinitions) => {
+                self.epoch = self.epoch.max(logged.epoch);
+                self.apply_redefinitions(&redefinitions)
+            }
             LogRecord::Write { table, changes } => {
                 self.epoch = self.epoch.max(logged.epoch.saturating_sub(1));
                 let epoch = self.next_epoch();

@@ -24,7 +24,7 @@ use crate::error::{
 use crate::storage::checkpoint::Checkpoint;
 pub use crate::storage::checkpoint::{CheckpointReport, CheckpointReports};
 use crate::storage::secrets::SecretStore;
-use crate::storage::wal::{LogRecord, LoggedRecord, RelationRecord};
+use crate::storage::wal::{LogRecord, LoggedRecord, Redefinition, RelationRecord};
 use crate::storage::{Arrangement, TableData};
 pub use durability::Durability;
 use durability::Recovery;
@@ -102,6 +102,13 @@ enum Command {
         cascade: bool,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// A rename: new names and statements, computed against catalog version `seen`.
+    Redefine {
+        renamed: RelationId,
+        redefinitions: Vec<Redefinition>,
+        seen: u64,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Write {
         table: RelationId,
         change: TableChange,
@@ -146,6 +153,7 @@ impl Command {
             Command::Write { .. } | Command::Ingest { .. } | Command::Sync { .. } => true,
             Command::Create { .. }
             | Command::Drop { .. }
+            | Command::Redefine { .. }
             | Command::Subscribe { .. }
             | Command::Restore { .. }
             | Command::Replay { .. }
@@ -356,6 +364,23 @@ impl Coordinator {
             names,
             if_exists,
             cascade,
+            reply,
+        })
+        .await
+    }
+
+    /// Renames relation `renamed`: `redefinitions` are its new name and statement and the
+    /// rewritten statements of the views reading it, made from catalog version `seen`.
+    pub async fn redefine(
+        &self,
+        renamed: RelationId,
+        redefinitions: Vec<Redefinition>,
+        seen: u64,
+    ) -> Result<()> {
+        self.call(|reply| Command::Redefine {
+            renamed,
+            redefinitions,
+            seen,
             reply,
         })
         .await
@@ -581,6 +606,14 @@ impl Engine {
                     reply,
                 } => {
                     let _ = reply.send(self.drop_relations(kind, &names, if_exists, cascade));
+                }
+                Command::Redefine {
+                    renamed,
+                    redefinitions,
+                    seen,
+                    reply,
+                } => {
+                    let _ = reply.send(self.redefine(renamed, redefinitions, seen));
                 }
                 Command::Write {
                     table,
@@ -1261,6 +1294,63 @@ impl Engine {
             record: LogRecord::Drop(ids.clone()),
         }])?;
         self.remove_relations(&ids);
+        Ok(())
+    }
+
+    fn redefine(
+        &mut self,
+        renamed: RelationId,
+        redefinitions: Vec<Redefinition>,
+        seen: u64,
+    ) -> Result<()> {
+        // A DROP or rename since the statement looked (the version moved), or a view created
+        // meanwhile that reads the renamed relation, would be missed by what it computed.
+        let covered = |id: RelationId| {
+            redefinitions
+                .iter()
+                .any(|redefinition| redefinition.id == id)
+        };
+        if seen != self.catalog_version
+            || !covered(renamed)
+            || self
+                .catalog
+                .dependents(renamed)
+                .iter()
+                .any(|dependent| !covered(dependent.id))
+        {
+            return Err(CatalogError::ChangedMeanwhile("the catalog".into()).into());
+        }
+        for redefinition in &redefinitions {
+            if let Some(existing) = self.catalog.get(&redefinition.name)
+                && existing.id != redefinition.id
+            {
+                return Err(CatalogError::DuplicateObject(redefinition.name.clone()).into());
+            }
+        }
+        let epoch = self.next_epoch();
+        self.log(&[LoggedRecord {
+            epoch,
+            record: LogRecord::Redefine(redefinitions.clone()),
+        }])?;
+        self.apply_redefinitions(&redefinitions)
+    }
+
+    /// Gives relations (checked and logged) their new names and statements.
+    fn apply_redefinitions(&mut self, redefinitions: &[Redefinition]) -> Result<()> {
+        self.catalog_version += 1;
+        let catalog = Arc::make_mut(&mut self.catalog);
+        for redefinition in redefinitions {
+            catalog.redefine(
+                redefinition.id,
+                &redefinition.name,
+                &redefinition.sql,
+                redefinition.definition.as_deref(),
+            )?;
+            if let Some(view) = self.views.get_mut(&redefinition.id) {
+                view.name.clone_from(&redefinition.name);
+            }
+        }
+        self.publish();
         Ok(())
     }
 

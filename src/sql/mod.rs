@@ -225,7 +225,8 @@ fn bound_streaming(statement: &mut StreamingStatement) -> Result<(), ParseError>
         | StreamingStatement::Fetch(_)
         | StreamingStatement::Close(_)
         | StreamingStatement::ExplainView(_)
-        | StreamingStatement::RefreshView(_) => Ok(()),
+        | StreamingStatement::RefreshView(_)
+        | StreamingStatement::Rename(_) => Ok(()),
     }
 }
 

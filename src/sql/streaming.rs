@@ -62,6 +62,27 @@ pub enum StreamingStatement {
     /// `REFRESH MATERIALIZED VIEW name`: accepted for tools that send it; every view is always
     /// up to date.
     RefreshView(String),
+    /// `ALTER VIEW` / `ALTER MATERIALIZED VIEW ... RENAME TO`, which sqlparser does not parse
+    /// (ALTER TABLE's RENAME comes from sqlparser and becomes the same statement).
+    Rename(Rename),
+}
+
+/// `ALTER TABLE | VIEW | MATERIALIZED VIEW [IF EXISTS] name RENAME TO new_name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rename {
+    pub target: RenameTarget,
+    pub if_exists: bool,
+    pub name: String,
+    pub new_name: String,
+}
+
+/// The kind of relation an ALTER statement names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameTarget {
+    /// ALTER TABLE, which Postgres lets rename views and materialized views too.
+    Table,
+    View,
+    MaterializedView,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,7 +267,8 @@ impl StreamingStatement {
             | StreamingStatement::Fetch(_)
             | StreamingStatement::Close(_)
             | StreamingStatement::ExplainView(_)
-            | StreamingStatement::RefreshView(_) => None,
+            | StreamingStatement::RefreshView(_)
+            | StreamingStatement::Rename(_) => None,
         };
         options
             .into_iter()
@@ -269,7 +291,8 @@ impl StreamingStatement {
             | StreamingStatement::Fetch(_)
             | StreamingStatement::Close(_)
             | StreamingStatement::ExplainView(_)
-            | StreamingStatement::RefreshView(_) => {}
+            | StreamingStatement::RefreshView(_)
+            | StreamingStatement::Rename(_) => {}
         }
     }
 }
@@ -286,6 +309,7 @@ pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
             parser.peek_nth_token(1).token == Token::LParen && word(2).as_str() == "SUBSCRIBE"
         }
         "EXPLAIN" | "REFRESH" => word(1) == "MATERIALIZED" && word(2) == "VIEW",
+        "ALTER" => word(1) == "VIEW" || (word(1) == "MATERIALIZED" && word(2) == "VIEW"),
         "CREATE" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "DROP" => matches!(word(1).as_str(), "SOURCE" | "SINK" | "CONNECTION"),
         "SHOW" => matches!(word(1).as_str(), "SOURCES" | "SINKS" | "CONNECTIONS"),
@@ -315,6 +339,27 @@ pub(super) fn parse_streaming_statement(
             expect_word(parser, "DATA")?;
         }
         return Ok(StreamingStatement::RefreshView(name));
+    }
+    if word(parser, "ALTER") {
+        let target = if words(parser, &["MATERIALIZED", "VIEW"]) {
+            RenameTarget::MaterializedView
+        } else {
+            expect_word(parser, "VIEW")?;
+            RenameTarget::View
+        };
+        let if_exists = words(parser, &["IF", "EXISTS"]);
+        let name = name_from(parser)?;
+        // Postgres's other ALTER VIEW forms (owner, schema, column defaults, options) have no
+        // meaning here.
+        expect_word(parser, "RENAME")?;
+        expect_word(parser, "TO")?;
+        let new_name = identifier(&parser.parse_identifier()?);
+        return Ok(StreamingStatement::Rename(Rename {
+            target,
+            if_exists,
+            name,
+            new_name,
+        }));
     }
     if word(parser, "SHOW") {
         let kind = if word(parser, "SOURCES") {

@@ -15,6 +15,7 @@ mod flush;
 mod insert;
 mod point_read;
 mod query;
+mod rename;
 mod set;
 mod show;
 mod show_connectors;
@@ -95,6 +96,7 @@ async fn execute_streaming(
         StreamingStatement::Close(name) => cursor::close(session, name.as_deref()).await,
         StreamingStatement::ExplainView(name) => create_view::explain_existing(session, name).await,
         StreamingStatement::RefreshView(name) => create_view::refresh(session, name),
+        StreamingStatement::Rename(rename) => rename::execute(session, rename).await,
     }
 }
 
@@ -145,6 +147,21 @@ async fn execute_standard(
         Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
             show::execute(session, statement)
         }
+        Statement::AlterTable(alter) => match rename::of_alter_table(alter)? {
+            Some(rename) => rename::execute(session, &rename).await,
+            None => Err(PlanError::Unsupported(format!(
+                "ALTER TABLE {} is not supported (RENAME TO is)",
+                first_words(
+                    &alter
+                        .operations
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            ))
+            .into()),
+        },
         Statement::ShowVariable { .. }
         | Statement::Set(_)
         | Statement::Reset(_)
@@ -193,7 +210,8 @@ pub(crate) fn only_reads(statement: &crate::sql::Statement) -> bool {
             | StreamingStatement::Subscribe { .. }
             | StreamingStatement::Close(_)
             | StreamingStatement::ExplainView(_)
-            | StreamingStatement::RefreshView(_) => false,
+            | StreamingStatement::RefreshView(_)
+            | StreamingStatement::Rename(_) => false,
         },
     }
 }

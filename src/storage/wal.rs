@@ -39,10 +39,23 @@ pub struct RelationRecord {
     pub plan: Option<String>,
 }
 
+/// A relation's new name and statement after a rename: the renamed relation's own, or a view's
+/// that reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redefinition {
+    pub id: RelationId,
+    pub name: String,
+    pub sql: String,
+    /// A view's defining query.
+    pub definition: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum LogRecord {
     Create(RelationRecord),
     Drop(Vec<RelationId>),
+    /// One rename: every relation whose name or statement it changed.
+    Redefine(Vec<Redefinition>),
     /// The changes one statement made to one table, as computed when it ran.
     Write {
         table: RelationId,
@@ -225,6 +238,7 @@ fn read_segment(path: &Path, bytes: &[u8]) -> Result<Vec<LoggedRecord>, StorageE
 const CREATE: u8 = 1;
 const DROP: u8 = 2;
 const WRITE: u8 = 3;
+const REDEFINE: u8 = 4;
 
 fn encode_record(logged: &LoggedRecord) -> Result<Vec<u8>, String> {
     let mut encoder = Encoder::default();
@@ -243,6 +257,19 @@ fn encode_record(logged: &LoggedRecord) -> Result<Vec<u8>, String> {
         LogRecord::Write { table, changes } => {
             encoder.u8(WRITE).u64(*table);
             encoder.bytes(&encode_changes(changes)?);
+        }
+        LogRecord::Redefine(redefinitions) => {
+            encoder.u8(REDEFINE).u64(redefinitions.len() as u64);
+            for redefinition in redefinitions {
+                encoder
+                    .u64(redefinition.id)
+                    .string(&redefinition.name)
+                    .string(&redefinition.sql);
+                match &redefinition.definition {
+                    Some(definition) => encoder.u8(1).string(definition),
+                    None => encoder.u8(0),
+                };
+            }
         }
     }
     Ok(encoder.finish())
@@ -265,6 +292,22 @@ fn decode_record(payload: &[u8]) -> Result<LoggedRecord, DecodeError> {
             table: decoder.u64()?,
             changes: decode_changes(decoder.bytes()?)?,
         },
+        REDEFINE => {
+            let count = decoder.count()?;
+            let mut redefinitions = Vec::with_capacity(count);
+            for _ in 0..count {
+                redefinitions.push(Redefinition {
+                    id: decoder.u64()?,
+                    name: decoder.string()?,
+                    sql: decoder.string()?,
+                    definition: match decoder.u8()? {
+                        1 => Some(decoder.string()?),
+                        _ => None,
+                    },
+                });
+            }
+            LogRecord::Redefine(redefinitions)
+        }
         other => return Err(format!("unknown log record kind {other}")),
     };
     Ok(LoggedRecord { epoch, record })
@@ -427,6 +470,23 @@ mod tests {
                     changes: changes(),
                 },
             },
+            LoggedRecord {
+                epoch: 2,
+                record: LogRecord::Redefine(vec![
+                    Redefinition {
+                        id: 1,
+                        name: "u".into(),
+                        sql: "CREATE TABLE \"u\" (k INT, v TEXT)".into(),
+                        definition: None,
+                    },
+                    Redefinition {
+                        id: 2,
+                        name: "v".into(),
+                        sql: "CREATE VIEW v AS SELECT k FROM \"u\" AS \"t\"".into(),
+                        definition: Some("SELECT k FROM \"u\" AS \"t\"".into()),
+                    },
+                ]),
+            },
         ];
         log.append(&records).expect("append");
         log.append(&[LoggedRecord {
@@ -435,8 +495,12 @@ mod tests {
         }])
         .expect("append");
         let read = read_after(&directory, 0).expect("read");
-        assert_eq!(read.len(), 3);
+        assert_eq!(read.len(), 4);
         assert!(matches!(&read[0].record, LogRecord::Create(r) if r.start_offsets[1] == (1, 17)));
+        match (&read[2].record, &records[2].record) {
+            (LogRecord::Redefine(read), LogRecord::Redefine(written)) => assert_eq!(read, written),
+            other => panic!("unexpected {other:?}"),
+        }
         match &read[1].record {
             LogRecord::Write { changes: read, .. } => {
                 assert_eq!(read[0].rows, changes()[0].rows);
@@ -445,12 +509,12 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(read_after(&directory, 2).expect("read").len(), 1);
-        // Tear the last record: the two before it remain.
+        // Tear the last record: the three before it remain.
         let path = directory.join(numbered_name(1, SEGMENT_SUFFIX));
         let length = std::fs::metadata(&path).expect("metadata").len();
         let file = OpenOptions::new().write(true).open(&path).expect("open");
         file.set_len(length - 3).expect("truncate");
-        assert_eq!(read_after(&directory, 0).expect("read").len(), 2);
+        assert_eq!(read_after(&directory, 0).expect("read").len(), 3);
         // A later segment is still read after a torn one.
         let mut log = WriteAheadLog::open(&directory, 4).expect("open");
         log.append(&[LoggedRecord {
@@ -458,7 +522,7 @@ mod tests {
             record: LogRecord::Drop(vec![2]),
         }])
         .expect("append");
-        assert_eq!(read_after(&directory, 0).expect("read").len(), 3);
+        assert_eq!(read_after(&directory, 0).expect("read").len(), 4);
         remove_through(&directory, 3).expect("remove");
         assert_eq!(read_after(&directory, 0).expect("read").len(), 1);
         let _ = std::fs::remove_dir_all(&directory);
