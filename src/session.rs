@@ -10,6 +10,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 
+use crate::catalog::RelationId;
 use crate::coordinator::Coordinator;
 use crate::error::{ExecutionError, Result, lock};
 use crate::planner::context::{PinnedSnapshot, session_context};
@@ -135,6 +136,10 @@ pub struct Session {
     pub(crate) cursors: tokio::sync::Mutex<HashMap<String, crate::statements::Cursor>>,
     /// Whether a transaction block is open (BEGIN until COMMIT or ROLLBACK).
     in_transaction: std::sync::atomic::AtomicBool,
+    /// Tables this session made with CREATE TEMPORARY TABLE, by id and name: dropped when the
+    /// connection ends. Only this session's statements and its connection's end take the lock,
+    /// never across an await.
+    temporary_tables: Mutex<Vec<(RelationId, String)>>,
 }
 
 /// Parameters every session starts with, as Postgres 16 reports them: (name, value, what it is).
@@ -261,7 +266,43 @@ impl Session {
             recovering: Mutex::new(None),
             cursors: tokio::sync::Mutex::new(HashMap::new()),
             in_transaction: std::sync::atomic::AtomicBool::new(false),
+            temporary_tables: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Notes that this session created table `name` as TEMPORARY.
+    pub(crate) fn remember_temporary_table(&self, name: &str) {
+        if let Some(table) = self.coordinator.snapshot().catalog.get(name) {
+            lock(&self.temporary_tables).push((table.id, name.to_string()));
+        }
+    }
+
+    /// Drops the temporary tables this session made that still exist under the name it gave
+    /// them, as Postgres does when the session ends. (They are ordinary tables meanwhile,
+    /// visible to every session, and a crash leaves them behind.)
+    pub async fn drop_temporary_tables(&self) {
+        let tables = std::mem::take(&mut *lock(&self.temporary_tables));
+        let snapshot = self.coordinator.snapshot();
+        let names: Vec<String> = tables
+            .into_iter()
+            .filter(|(id, name)| {
+                snapshot
+                    .catalog
+                    .get(name)
+                    .is_some_and(|table| table.id == *id)
+            })
+            .map(|(_, name)| name)
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .coordinator
+            .drop_relations(crate::catalog::RelationKind::Table, names, true, true)
+            .await
+        {
+            tracing::warn!(%error, "could not drop a session's temporary tables");
+        }
     }
 
     /// The relation recovery is recreating with the statement running now, if any.

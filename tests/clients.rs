@@ -68,6 +68,22 @@ async fn python_psycopg_and_sqlalchemy() {
     .await;
 }
 
+/// dbt-postgres builds a project three times (tests/clients/dbt/test_dbt.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_dbt() {
+    let python = tokio::task::spawn_blocking(|| setup_with("scripts/python-env", &["dbt"]))
+        .await
+        .expect("python");
+    run_client("tests/clients/dbt/test_dbt.py", move |port| {
+        let mut command = Command::new(python);
+        command
+            .arg(root().join("tests/clients/dbt/test_dbt.py"))
+            .args(["--port", &port.to_string()]);
+        command
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_pgjdbc() {
     java_client(None).await;

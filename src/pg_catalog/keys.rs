@@ -241,7 +241,7 @@ pub(super) fn constraint_rows(
 /// A batch of `schema` from rows given by column name; a column a row does not name is NULL
 /// (its type's zero where the library's column takes no NULL), and each value is cast to its
 /// column's type.
-fn batch_by_name(
+pub(super) fn batch_by_name(
     schema: &SchemaRef,
     rows: Vec<HashMap<&str, ScalarValue>>,
 ) -> DataFusionResult<RecordBatch> {

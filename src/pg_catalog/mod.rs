@@ -32,6 +32,7 @@ use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStatic
 use crate::catalog::RelationKind;
 use crate::planner::context::{CATALOG, PUBLIC_SCHEMA, PinnedSnapshot};
 
+mod dependencies;
 mod information_schema;
 mod keys;
 pub mod rewrite;
@@ -435,6 +436,8 @@ impl SchemaProvider for PgCatalog {
             "pg_settings" => Patch::Settings,
             "pg_index" => Patch::Indexes,
             "pg_constraint" => Patch::Constraints,
+            "pg_rewrite" => Patch::Rules,
+            "pg_depend" => Patch::Dependencies,
             _ if CHAR_COLUMNS.iter().any(|(table, _)| *table == name) => Patch::CharColumnsOnly,
             _ => return Ok(Some(table)),
         };
@@ -474,6 +477,11 @@ enum Patch {
     Indexes,
     /// pg_constraint likewise, with the constraints themselves.
     Constraints,
+    /// pg_rewrite holds the system views' rules: each view's and materialized view's
+    /// `_RETURN` rule is added (`dependencies`).
+    Rules,
+    /// pg_depend likewise, with what each of those rules reads.
+    Dependencies,
     /// pg_namespace lists only public: pg_catalog (oid 11, which every pg_type row names as
     /// its namespace) and information_schema are added, so that catalog queries joining types
     /// with their namespace (asyncpg's type introspection) find them.
@@ -581,6 +589,20 @@ impl TableProvider for PatchedTable {
                     .chain(std::iter::once(Ok(indexes)))
                     .map(|batch| self.with_extra_columns(batch?))
                     .collect::<DataFusionResult<Vec<_>>>()?
+            }
+            Patch::Rules | Patch::Dependencies => {
+                let mut batches = scan_all(self.library.as_ref(), state).await?;
+                let (_, relations) = self.public_relations(state).await?;
+                let rows = match self.patch {
+                    Patch::Rules => dependencies::rule_rows,
+                    _ => dependencies::dependency_rows,
+                };
+                batches.push(rows(
+                    &self.library.schema(),
+                    &self.pinned.get(),
+                    &relations,
+                )?);
+                batches
             }
             Patch::Indexes | Patch::Constraints => {
                 let mut batches = scan_all(self.library.as_ref(), state).await?;

@@ -83,6 +83,8 @@ pub fn for_catalog_queries(text: &str, mut statement: Statement) -> Statement {
     if !matches!(statement, Statement::Query(_)) {
         return statement;
     }
+    let with_catalog_oids = system_catalog_casts(text);
+    let text = with_catalog_oids.as_deref().unwrap_or(text);
     apply(&mut statement, like_escapes);
     apply(&mut statement, current_catalog);
     if !reads_catalog(&statement) {
@@ -469,6 +471,92 @@ fn name_to_oid(expression: &mut Expr) {
             break;
         }
     }
+}
+
+/// The oids Postgres gives its system catalogs, fixed in its headers. Catalog queries name them
+/// with `'pg_rewrite'::regclass` (dbt's view dependencies, pg_depend's `classid`), and pg_class
+/// here lists only the user's relations.
+const SYSTEM_CATALOG_OIDS: &[(&str, i64)] = &[
+    ("pg_aggregate", 2600),
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_attribute", 1249),
+    ("pg_authid", 1260),
+    ("pg_cast", 2605),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_database", 1262),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_enum", 3501),
+    ("pg_extension", 3079),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_language", 2612),
+    ("pg_namespace", 2615),
+    ("pg_opclass", 2616),
+    ("pg_operator", 2617),
+    ("pg_proc", 1255),
+    ("pg_range", 3541),
+    ("pg_rewrite", 2618),
+    ("pg_sequence", 2224),
+    ("pg_shdescription", 2396),
+    ("pg_statistic", 2619),
+    ("pg_tablespace", 1213),
+    ("pg_trigger", 2620),
+    ("pg_type", 1247),
+];
+
+/// `text` with each `'pg_class'::regclass` (or `'pg_catalog.pg_class'::pg_catalog.regclass`)
+/// naming a system catalog replaced by the catalog's oid; `None` when there is none. Done on
+/// the text, which the library parses again, before its rule turns the cast into a lookup in
+/// pg_class.
+fn system_catalog_casts(text: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let mut tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .ok()?;
+    let word_is = |token: Option<&Token>, expected: &str| matches!(token, Some(Token::Word(word)) if word.value.eq_ignore_ascii_case(expected));
+    let mut replaced = false;
+    let mut index = 0;
+    while index < tokens.len() {
+        let oid = match &tokens[index] {
+            Token::SingleQuotedString(name) => {
+                let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+                SYSTEM_CATALOG_OIDS
+                    .iter()
+                    .find(|(catalog, _)| *catalog == name)
+                    .map(|(_, oid)| *oid)
+            }
+            _ => None,
+        };
+        let Some(oid) = oid else {
+            index += 1;
+            continue;
+        };
+        // `::regclass` or `::pg_catalog.regclass` right after the literal.
+        let cast_length = match (tokens.get(index + 1), tokens.get(index + 2)) {
+            (Some(Token::DoubleColon), next) if word_is(next, "regclass") => 2,
+            (Some(Token::DoubleColon), next)
+                if word_is(next, "pg_catalog")
+                    && tokens.get(index + 3) == Some(&Token::Period)
+                    && word_is(tokens.get(index + 4), "regclass") =>
+            {
+                4
+            }
+            _ => 0,
+        };
+        if cast_length > 0 {
+            tokens.splice(
+                index..=index + cast_length,
+                [Token::Number(oid.to_string(), false)],
+            );
+            replaced = true;
+        }
+        index += 1;
+    }
+    replaced.then(|| tokens.iter().map(ToString::to_string).collect())
 }
 
 /// `x LIKE pattern ESCAPE 'c'` (SQLAlchemy escapes with '/'): DataFusion knows only the

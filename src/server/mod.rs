@@ -202,11 +202,13 @@ pub async fn serve(
                     };
                     let tls = security.tls.clone();
                     let coalescing = Arc::clone(&handlers.handler.coalescing);
+                    let session = Arc::clone(&handlers.handler.session);
                     if let Err(error) =
                         socket::process_socket(socket, tls, handlers, coalescing).await
                     {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
+                    session.drop_temporary_tables().await;
                 });
             }
             _ = shutdown.changed() => {

@@ -21,7 +21,7 @@ pub(super) async fn execute(
     let (table, dml) = plan_dml(session, &statement, parameters).await?;
     let predicate = match dml.input.as_ref() {
         LogicalPlan::TableScan(_) => None,
-        LogicalPlan::Filter(filter) => Some(compile_predicate(filter)?),
+        LogicalPlan::Filter(filter) => Some(compile_predicate(session, filter).await?),
         other => {
             return Err(PlanError::Unsupported(format!(
                 "DELETE with {} is not supported",

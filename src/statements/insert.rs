@@ -147,7 +147,7 @@ pub(super) async fn returning_rows(
 
 /// Runs an INSERT's source query. A fresh state: optimizing folds now() with the time the state
 /// was taken.
-async fn run(session: &Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+pub(super) async fn run(session: &Session, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
     let state = session.context.state();
     let physical = state.create_physical_plan(plan).await?;
     Ok(collect(physical, state.task_ctx()).await?)

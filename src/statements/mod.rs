@@ -20,6 +20,7 @@ mod set;
 mod show;
 mod show_connectors;
 mod subscribe;
+mod truncate;
 mod update;
 
 use std::sync::Arc;
@@ -129,13 +130,20 @@ async fn execute_standard(
         Statement::Copy { .. } => copy::execute(session, statement).await,
         Statement::Update(_) => update::execute(session, statement, parameters).await,
         Statement::Delete(_) => delete::execute(session, statement, parameters).await,
-        Statement::CreateTable(create) => match &create.query {
-            Some(query) => {
-                let table = create_table_as::NewTable::of(create);
-                create_table_as::execute(session, table, query).await
+        Statement::Truncate(truncate) => truncate::execute(session, truncate).await,
+        Statement::CreateTable(create) => {
+            let created = match &create.query {
+                Some(query) => {
+                    let table = create_table_as::NewTable::of(create);
+                    create_table_as::execute(session, table, query).await
+                }
+                None => create_table::execute(session, create, None).await,
+            }?;
+            if create.temporary {
+                session.remember_temporary_table(&crate::sql::relation_name(&create.name)?);
             }
-            None => create_table::execute(session, create, None).await,
-        },
+            Ok(created)
+        }
         Statement::CreateView(create) => create_view::execute(session, create, None).await,
         Statement::Drop {
             object_type,
