@@ -72,6 +72,21 @@ async fn execute(client: &tokio_postgres::Client, sql: &str) {
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
 }
 
+/// A copy of a running server's data directory, named `name`: what a crash at this moment
+/// would leave.
+fn crash_copy(directory: &Path, name: &str) -> PathBuf {
+    let crashed = data_directory(name);
+    std::fs::create_dir_all(&crashed).expect("copy");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", directory.display()))
+        .arg(&crashed)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copy the data directory");
+    crashed
+}
+
 /// A view's rows must equal its defining query run over the base data.
 async fn assert_view_equals_query(client: &tokio_postgres::Client, view: &str, query: &str) {
     let maintained = rows(client, &format!("SELECT * FROM {view} ORDER BY 1")).await;
@@ -773,15 +788,7 @@ async fn views_come_back_from_their_stored_plans() {
 
     // A copy of the directory as it stands is what a crash would leave: the log holds every
     // CREATE and write, no checkpoint holds them.
-    let crashed = data_directory("plans-crashed");
-    std::fs::create_dir_all(&crashed).expect("copy");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", directory.display()))
-        .arg(&crashed)
-        .status()
-        .expect("cp");
-    assert!(copied.success(), "copy the data directory");
+    let crashed = crash_copy(&directory, "plans-crashed");
     drop(client);
     server.stop().await;
 
@@ -937,15 +944,7 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     };
     let client = check(client, "before any restart").await;
 
-    let crashed = data_directory("renames-crashed");
-    std::fs::create_dir_all(&crashed).expect("copy");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", directory.display()))
-        .arg(&crashed)
-        .status()
-        .expect("cp");
-    assert!(copied.success(), "copy the data directory");
+    let crashed = crash_copy(&directory, "renames-crashed");
     drop(client);
     server.stop().await;
 
@@ -959,5 +958,50 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
         server.stop().await;
     }
     let _ = std::fs::remove_dir_all(&crashed);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A sink keeps writing a view it reads after the view is renamed, and comes back after a
+/// restart with its statement rewritten to the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_follows_a_renamed_view_across_a_restart() {
+    let directory = data_directory("renamed-sink");
+    let broker = kafka::bootstrap();
+    let output = kafka::unique_topic("renamed-sink-out");
+    let (server, client) = start(&directory, "first start").await;
+    execute(
+        &client,
+        &format!(
+            "CREATE TABLE sales (product TEXT, amount INT);
+             CREATE MATERIALIZED VIEW totals AS
+               SELECT product, sum(amount) AS total FROM sales GROUP BY product;
+             CREATE SINK totals_out FROM public.totals
+               INTO KAFKA (BROKER '{broker}', TOPIC '{output}') KEY (product) FORMAT JSON ENVELOPE UPSERT;
+             INSERT INTO sales VALUES ('apple', 3);
+             ALTER MATERIALIZED VIEW totals RENAME TO sums;
+             INSERT INTO sales VALUES ('apple', 4);"
+        ),
+    )
+    .await;
+    drop(client);
+    server.stop().await;
+    let (server, client) = start(&directory, "after the rename").await;
+    execute(&client, "INSERT INTO sales VALUES ('pear', 5)").await;
+    let expected: std::collections::HashMap<String, String> = [
+        (r#"{"product":"apple"}"#, r#"{"product":"apple","total":7}"#),
+        (r#"{"product":"pear"}"#, r#"{"product":"pear","total":5}"#),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect();
+    let want = expected.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        kafka::read_table(&output, Duration::from_secs(30), |table| table == &want)
+    })
+    .await
+    .expect("read the sink's topic");
+    assert_eq!(written, expected);
+    drop(client);
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&directory);
 }

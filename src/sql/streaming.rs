@@ -297,6 +297,51 @@ impl StreamingStatement {
     }
 }
 
+/// A `CREATE SINK ... FROM relation ...` statement as written, reading `new_relation` instead:
+/// the name after its first FROM is replaced, every other token kept as it was (secrets
+/// included). `None` when the text is not such a statement.
+pub fn sink_reading(sql: &str, new_relation: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Tokenizer, Word};
+    // sqlparser prints a quoted word without escaping quotes inside it.
+    if new_relation.contains('"') {
+        return None;
+    }
+    let mut tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is_word = |token: &Token, expected: &str| matches!(token, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(expected));
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&index| !matches!(tokens[index], Token::Whitespace(_)))
+        .collect();
+    if !(is_word(&tokens[*significant.first()?], "CREATE")
+        && is_word(&tokens[*significant.get(1)?], "SINK"))
+    {
+        return None;
+    }
+    let from = significant
+        .iter()
+        .position(|&index| is_word(&tokens[index], "FROM"))?;
+    // The relation's name: words joined by periods (`public.totals`), with nothing between.
+    let first = *significant.get(from + 1)?;
+    if !matches!(tokens[first], Token::Word(_)) {
+        return None;
+    }
+    let mut last = first;
+    while matches!(tokens.get(last + 1), Some(Token::Period))
+        && matches!(tokens.get(last + 2), Some(Token::Word(_)))
+    {
+        last += 2;
+    }
+    tokens.splice(
+        first..=last,
+        [Token::Word(Word {
+            value: new_relation.to_string(),
+            quote_style: Some('"'),
+            keyword: datafusion::sql::sqlparser::keywords::Keyword::NoKeyword,
+        })],
+    );
+    Some(tokens.iter().map(ToString::to_string).collect())
+}
+
 /// Whether the parser stands at the start of one of Tributary's statements.
 pub(super) fn starts_streaming_statement(parser: &Parser) -> bool {
     let word = |n: usize| match parser.peek_nth_token(n).token {

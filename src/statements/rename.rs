@@ -127,7 +127,7 @@ fn renamed(relation: &Relation, new_name: &str) -> Result<Redefinition> {
     })
 }
 
-/// A view reading `renamed`, its statement rewritten to read it under `new_name`.
+/// A view or sink reading `renamed`, its statement rewritten to read it under `new_name`.
 fn reading_renamed(
     dependent: &Relation,
     renamed: &Relation,
@@ -142,6 +142,16 @@ fn reading_renamed(
             dependent.name
         ))
     };
+    if dependent.kind == RelationKind::Sink {
+        let sql = crate::sql::streaming::sink_reading(&dependent.sql, new_name)
+            .ok_or_else(unsupported)?;
+        return Ok(Redefinition {
+            id: dependent.id,
+            name: dependent.name.clone(),
+            sql,
+            definition: dependent.definition.clone(),
+        });
+    }
     let Ok(Statement::CreateView(mut create)) = standard_statement_of(dependent) else {
         return Err(unsupported().into());
     };
