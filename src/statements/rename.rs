@@ -175,10 +175,7 @@ fn reading_renamed(
 /// The relation's statement, when it is standard SQL (not one Tributary keeps as written: a
 /// table with a WATERMARK, a view that emits on window close, a connector).
 fn standard_statement_of(relation: &Relation) -> Result<Statement> {
-    match crate::sql::parse(&relation.sql)?.pop() {
-        Some(crate::sql::Statement::Standard(statement)) => Ok(statement),
-        _ => Err(kept_as_written(relation)),
-    }
+    super::standard_statement(&relation.sql).map_err(|_| kept_as_written(relation))
 }
 
 fn kept_as_written(relation: &Relation) -> crate::error::Error {
