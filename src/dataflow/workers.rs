@@ -268,6 +268,24 @@ impl Dataflow {
             .map(ChangeBatch::len)
             .sum();
         let parallel = count > 1 && input_rows >= PARALLEL_ROWS;
+        if !parallel {
+            return self.run_stages(deltas, epoch, false);
+        }
+        // The whole epoch runs on a worker of the pool, not only its stages: the work between
+        // stages (routing rows to their owners, collecting outputs) then runs on a thread the
+        // pool knows is busy, while the calling thread sleeps, rather than on a third thread
+        // competing for the cores with workers that spin while they wait for the next stage.
+        rayon::scope(|_| self.run_stages(deltas, epoch, true))
+    }
+
+    /// The stages of one epoch, in order, their shards side by side when `parallel`.
+    fn run_stages(
+        &mut self,
+        deltas: &HashMap<RelationId, Vec<ChangeBatch>>,
+        epoch: Epoch,
+        parallel: bool,
+    ) -> Result<Vec<ChangeBatch>, DataflowError> {
+        let count = self.shards.len();
         // The changes of relations read where they are, split among the workers once.
         let mut split: HashMap<RelationId, Vec<Vec<ChangeBatch>>> = HashMap::new();
         for node in &self.nodes {
