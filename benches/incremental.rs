@@ -4,8 +4,11 @@
 //! - the latency of a one-row INSERT until the view shows it, for a GROUP BY view (1,000 groups,
 //!   sum and count) over a table of 100,000 rows and of 10,000,000 rows;
 //! - the time to recompute the same query over the whole table, for comparison;
-//! - rows/s of a bulk INSERT ... SELECT into a table with three views on it.
+//! - rows/s of a bulk INSERT ... SELECT into a table with three views on it;
+//! - the latency of a one-row INSERT at the end of one window partition (ROW_NUMBER, LAG and a
+//!   running sum over it) of 10,000 and of 1,000,000 rows.
 //!
+//! `TRIBUTARY_BENCH_ONLY=window` runs only the last.
 //! `TRIBUTARY_BENCH_LARGE` overrides the large table size (default 10,000,000).
 
 mod common;
@@ -131,6 +134,72 @@ async fn bulk_insert(client: &Client) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The median latency of a one-row INSERT at the end of a window view's only partition of
+/// `rows` rows, and the time the view took to build over them.
+async fn window_insert_latency(client: &Client, rows: u64) -> (Duration, Duration) {
+    let table = format!("w{rows}");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (t BIGINT, v BIGINT);
+             INSERT INTO {table} SELECT i, i % 7 FROM generate_series(1, {rows}) AS s(i);"
+        ))
+        .await
+        .expect("create");
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW {table}_window AS SELECT t, v,
+                 row_number() OVER (ORDER BY t) AS n,
+                 lag(v) OVER (ORDER BY t) AS previous,
+                 sum(v) OVER (ORDER BY t) AS running
+             FROM {table}"
+        ))
+        .await
+        .expect("create view");
+    let build = started.elapsed();
+    let insert = client
+        .prepare(&format!("INSERT INTO {table} VALUES ($1, 1)"))
+        .await
+        .expect("prepare");
+    let mut samples = Vec::new();
+    for round in 1..=200i64 {
+        let started = Instant::now();
+        client
+            .execute(&insert, &[&(rows as i64 + round)])
+            .await
+            .expect("insert");
+        samples.push(started.elapsed());
+    }
+    let number: i64 = client
+        .query_one(
+            &format!("SELECT n FROM {table}_window WHERE t = $1"),
+            &[&(rows as i64 + 200)],
+        )
+        .await
+        .expect("read")
+        .get(0);
+    assert_eq!(number, rows as i64 + 200, "the last row's number");
+    (percentile(&mut samples, 0.5), build)
+}
+
+async fn window_figures(client: &Client) {
+    println!("one-row INSERT at the end of a window partition (row_number, lag, running sum):");
+    let mut medians = Vec::new();
+    for rows in [10_000u64, 1_000_000] {
+        let (median, build) = window_insert_latency(client, rows).await;
+        println!(
+            "  partition of {rows} rows: INSERT median {:.3} ms (view built in {:.2} s)",
+            median.as_secs_f64() * 1e3,
+            build.as_secs_f64()
+        );
+        medians.push(median);
+    }
+    println!(
+        "  1,000,000/10,000 median ratio: {:.2}",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|argument| argument == "--list") {
@@ -141,6 +210,10 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000_000);
     let (client, _shutdown) = start_server().await;
+    if std::env::var("TRIBUTARY_BENCH_ONLY").as_deref() == Ok("window") {
+        window_figures(&client).await;
+        return;
+    }
     println!("one-row INSERT into a table with a GROUP BY view (1,000 groups, sum + count):");
     let mut medians = Vec::new();
     for rows in [100_000u64, large] {
@@ -171,4 +244,5 @@ async fn main() {
     );
     let rate = bulk_insert(&client).await;
     println!("bulk INSERT ... SELECT into a table with three views: {rate:.0} rows/s");
+    window_figures(&client).await;
 }

@@ -22,7 +22,7 @@
 //!    each as a change batch (a Z-set over Arrow rows, [`dataflow::ChangeBatch`]).
 //! 5. Each materialized view is a [`dataflow`]. [`planner::lower`] turns DataFusion's optimized
 //!    logical plan into a [`dataflow::DataflowPlan`], a value: filter, project, aggregate, join,
-//!    union and top-N operators with stable ids, and edges saying how rows move between workers
+//!    union, top-N and window-function operators with stable ids, and edges saying how rows move between workers
 //!    (forward, hash by key, already partitioned by that key, gather; [`planner::colocate`]
 //!    keeps rows where an earlier hash put them; [`planner::two_phase`] splits an aggregate
 //!    over few groups into a partial one per worker and a final one per group). EXPLAIN prints it, the catalog, log and

@@ -284,3 +284,8 @@ async fn views_on_views_match_postgres() -> Result<()> {
 async fn time_windows_match_postgres() -> Result<()> {
     run_family(Family::TimeWindows, 47000000).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_functions_match_postgres() -> Result<()> {
+    run_family(Family::WindowFunctions, 47000000).await
+}

@@ -279,6 +279,11 @@ async fn time_windows_equal_recomputation() -> Result<()> {
     run_family(Family::TimeWindows, 35000000).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_functions_equal_recomputation() -> Result<()> {
+    run_family(Family::WindowFunctions, 36000000).await
+}
+
 /// Event times in the event-time cases: seconds after 2026-11-28 10:00:00.
 fn event_time(seconds: i64) -> String {
     format!(

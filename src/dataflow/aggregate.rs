@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    IntervalMonthDayNanoArray, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Float64Type, Int64Type, IntervalMonthDayNano,
+    IntervalMonthDayNanoType, IntervalUnit, SchemaRef,
+};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 // Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
@@ -191,6 +195,7 @@ enum AggregateValue {
     Encoded(Box<[u8]>),
     /// array_agg's values in order, `arrow-row` encoded.
     Sequence(Vec<Box<[u8]>>),
+    Interval(IntervalMonthDayNano),
 }
 
 /// Each value (`arrow-row` bytes) with its multiplicity.
@@ -254,6 +259,9 @@ enum Sums {
     Moments(Vec<(f64, f64)>),
     /// string_agg/array_agg: (order key, value) → multiplicity, with the converters of both.
     Ordered(Vec<OrderedRows>, RowConverter, RowConverter),
+    /// sum over intervals: months, days and nanoseconds, each summed apart as Postgres does
+    /// (an interval's fields do not convert into each other exactly).
+    Intervals(Vec<[i128; 3]>),
     CountOnly,
 }
 
@@ -837,6 +845,7 @@ impl CallState {
                 ref float if float.is_floating() => Sums::Float(Vec::new()),
                 ref integer if integer.is_integer() => Sums::Integer(IntegerSums::default()),
                 DataType::Decimal128(_, _) => Sums::Integer(IntegerSums::default()),
+                DataType::Interval(_) if call.function == Sum => Sums::Intervals(Vec::new()),
                 ref other => {
                     return Err(ExecutionError::Internal(format!(
                         "{:?} over {other} is not maintained incrementally",
@@ -885,6 +894,10 @@ impl CallState {
                 for ((order, value), count) in &values[slot] {
                     encoder.bytes(order).bytes(value).i64(*count);
                 }
+            }
+            Sums::Intervals(sums) => {
+                let [months, days, nanoseconds] = sums[slot];
+                encoder.i128(months).i128(days).i128(nanoseconds);
             }
             Sums::CountOnly => {}
         }
@@ -951,6 +964,14 @@ impl CallState {
                     );
                 }
             }
+            Sums::Intervals(sums) => {
+                for field in 0..3 {
+                    let value = decoder.i128().map_err(corrupted)?;
+                    if keep_sums {
+                        sums[slot][field] += value;
+                    }
+                }
+            }
             Sums::CountOnly => {}
         }
         if let Some((distinct, _)) = &mut self.distinct {
@@ -974,6 +995,7 @@ impl CallState {
                 Sums::Trues(trues) => trues[slot] != 0,
                 Sums::Moments(moments) => moments[slot] != (0.0, 0.0),
                 Sums::Ordered(values, _, _) => !values[slot].is_empty(),
+                Sums::Intervals(sums) => sums[slot] != [0; 3],
             }
     }
 
@@ -991,7 +1013,8 @@ impl CallState {
     fn partial_state(&self, slot: usize) -> Vec<AggregateValue> {
         let mut state = vec![AggregateValue::Integer(i128::from(self.non_null[slot]))];
         match &self.sums {
-            Sums::CountOnly | Sums::Ordered(..) => {}
+            // Their calls are never split in two (`partial_state_types` is None).
+            Sums::CountOnly | Sums::Ordered(..) | Sums::Intervals(_) => {}
             Sums::Integer(sums) => state.push(AggregateValue::Integer(sums.get(slot))),
             Sums::Float(sums) => state.push(AggregateValue::Float(sums[slot])),
             Sums::Extremes(multisets, _) => {
@@ -1057,7 +1080,7 @@ impl CallState {
         }
         let rows = slots.iter().zip(weights.iter()).enumerate();
         match &mut self.sums {
-            Sums::CountOnly | Sums::Ordered(..) => {}
+            Sums::CountOnly | Sums::Ordered(..) | Sums::Intervals(_) => {}
             Sums::Integer(sums) => {
                 let values = integer_values(column(1)?)?;
                 for (row, (&slot, &weight)) in rows {
@@ -1117,6 +1140,7 @@ impl CallState {
             Sums::Trues(trues) => trues.push(0),
             Sums::Moments(moments) => moments.push((0.0, 0.0)),
             Sums::Ordered(values, _, _) => values.push(BTreeMap::new()),
+            Sums::Intervals(sums) => sums.push([0; 3]),
             Sums::CountOnly => {}
         }
         if let Some((distinct, _)) = &mut self.distinct {
@@ -1133,6 +1157,7 @@ impl CallState {
             Sums::Trues(trues) => trues[slot] = 0,
             Sums::Moments(moments) => moments[slot] = (0.0, 0.0),
             Sums::Ordered(values, _, _) => values[slot].clear(),
+            Sums::Intervals(sums) => sums[slot] = [0; 3],
             Sums::CountOnly => {}
         }
         if let Some((distinct, _)) = &mut self.distinct {
@@ -1198,6 +1223,22 @@ impl CallState {
         let rows = slots.iter().zip(weights.iter()).enumerate();
         match &mut self.sums {
             Sums::CountOnly => {}
+            Sums::Intervals(sums) => {
+                let values = cast(
+                    &argument,
+                    &DataType::Interval(IntervalUnit::MonthDayNano),
+                )?;
+                let values = values.as_primitive::<IntervalMonthDayNanoType>();
+                for (row, (&slot, &weight)) in rows {
+                    if values.is_valid(row) {
+                        let value = values.value(row);
+                        let weight = i128::from(weight);
+                        sums[slot][0] += i128::from(value.months) * weight;
+                        sums[slot][1] += i128::from(value.days) * weight;
+                        sums[slot][2] += i128::from(value.nanoseconds) * weight;
+                    }
+                }
+            }
             Sums::Integer(sums) => {
                 let values = integer_values(&argument)?;
                 for (row, (&slot, &weight)) in rows {
@@ -1293,6 +1334,24 @@ impl CallState {
             (_, _) if non_null == 0 => AggregateValue::Null,
             (Sum, Sums::Integer(sums)) => AggregateValue::Integer(sums.get(slot)),
             (Sum, Sums::Float(sums)) => AggregateValue::Float(sums[slot]),
+            (Sum, Sums::Intervals(sums)) => {
+                let [months, days, nanoseconds] = sums[slot];
+                match (
+                    i32::try_from(months),
+                    i32::try_from(days),
+                    i64::try_from(nanoseconds),
+                ) {
+                    (Ok(months), Ok(days), Ok(nanoseconds)) => AggregateValue::Interval(
+                        IntervalMonthDayNano::new(months, days, nanoseconds),
+                    ),
+                    _ => {
+                        return Err(
+                            ExecutionError::DatetimeFieldOverflow("interval out of range".into())
+                                .into(),
+                        );
+                    }
+                }
+            }
             (Avg, Sums::Float(sums)) => AggregateValue::Float(sums[slot] / non_null as f64),
             (Avg, Sums::Integer(sums)) => {
                 match (&self.call.input_type, &self.call.output_type) {
@@ -1443,6 +1502,16 @@ fn plain_column(
                 .validate_decimal_precision(*precision)
                 .map_err(|_| ExecutionError::NumericOutOfRange("numeric field overflow".into()))?;
             Arc::new(array)
+        }
+        DataType::Interval(_) => {
+            let array: IntervalMonthDayNanoArray = values
+                .iter()
+                .map(|value| match value {
+                    AggregateValue::Interval(value) => Some(*value),
+                    _ => None,
+                })
+                .collect();
+            cast(&array, data_type)?
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let array: Float64Array = values

@@ -16,6 +16,7 @@ pub mod top_n;
 pub mod union;
 pub mod unnest;
 pub mod watermark;
+pub mod window;
 pub mod workers;
 
 use crate::error::{DataflowError, ExecutionError};

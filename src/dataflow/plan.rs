@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::aggregate::{AggregateFunction, AggregatePhase};
 use super::join::JoinKind;
 use super::temporal_filter::{Bound, BoundKind};
+use super::window::{Frame, WindowFunctionKind};
 use crate::catalog::RelationId;
 use crate::error::{DataflowError, ExecutionError};
 
@@ -115,6 +116,7 @@ pub enum OperatorSpec {
     Aggregate(AggregateSpec),
     Join(JoinSpec),
     TopN(TopNSpec),
+    Window(WindowSpec),
     /// Expands list columns into a row per element (set-returning functions in the select
     /// list). Output column i is input column `sources[i]`, expanded when it is in `lists`.
     Unnest {
@@ -192,6 +194,31 @@ pub struct TopNSpec {
     pub limit: Option<usize>,
     pub row_number: bool,
     pub output: SchemaSpec,
+}
+
+/// Window functions sharing one PARTITION BY and ORDER BY; the output is the input's columns,
+/// then one per call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    pub input: SchemaSpec,
+    pub partition_by: Vec<ScalarExpression>,
+    pub partition_types: Vec<TypeSpec>,
+    pub order_by: Vec<SortKeySpec>,
+    pub calls: Vec<WindowCallSpec>,
+    pub output: SchemaSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowCallSpec {
+    pub kind: WindowFunctionKind,
+    /// The value argument, if any, then LAG/LEAD's default.
+    pub arguments: Vec<ScalarExpression>,
+    /// LAG/LEAD's distance.
+    pub offset: usize,
+    pub frame: Frame,
+    pub output_type: TypeSpec,
+    /// The call as the query planned it, for EXPLAIN.
+    pub shown: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,6 +391,7 @@ impl OperatorSpec {
             ) => Some(input),
             (OperatorSpec::Aggregate(aggregate), 0) => Some(&aggregate.input),
             (OperatorSpec::TopN(top_n), 0) => Some(&top_n.input),
+            (OperatorSpec::Window(window), 0) => Some(&window.input),
             (OperatorSpec::Join(join), 0) => Some(&join.left),
             (OperatorSpec::Join(join), 1) => Some(&join.right),
             _ => None,
@@ -472,6 +500,21 @@ impl OperatorSpec {
                 }
                 if top_n.offset > 0 {
                     let _ = write!(line, " offset {}", top_n.offset);
+                }
+                line
+            }
+            OperatorSpec::Window(window) => {
+                let calls: Vec<&str> = window
+                    .calls
+                    .iter()
+                    .map(|call| call.shown.as_str())
+                    .collect();
+                let mut line = format!("Window: {}", calls.join(", "));
+                if !window.partition_by.is_empty() {
+                    let _ = write!(line, " partition by [{}]", list(&window.partition_by));
+                }
+                if !window.order_by.is_empty() {
+                    let _ = write!(line, " order by [{}]", sort(&window.order_by));
                 }
                 line
             }

@@ -14,7 +14,7 @@ use super::filter::Filter;
 use super::join::{Join, JoinDefinition};
 use super::plan::{
     AggregateSpec, DataflowPlan, Functions, Input, JoinSpec, OperatorId, OperatorSpec, Route,
-    ScalarExpression, SortKeySpec, TopNSpec, TypeSpec,
+    ScalarExpression, SortKeySpec, TopNSpec, TypeSpec, WindowSpec,
 };
 use super::project::Project;
 use super::temporal_filter::TemporalFilter;
@@ -22,6 +22,7 @@ use super::top_n::{SortKey, TopN, TopNDefinition};
 use super::union::Union;
 use super::unnest::Unnest;
 use super::watermark::{LateRowFilter, WatermarkCell};
+use super::window::{Window, WindowCall, WindowDefinition};
 use super::workers::{Node, Ownership, Port, Routing, Shard, Stream, runs_on};
 use super::{Dataflow, Operator};
 use crate::error::{DataflowError, ExecutionError};
@@ -120,6 +121,7 @@ fn ownership(node: &super::plan::PlanNode) -> Result<Ownership, DataflowError> {
         OperatorSpec::Aggregate(aggregate) => &aggregate.group_types,
         OperatorSpec::Join(join) => &join.key_types,
         OperatorSpec::TopN(top_n) => &top_n.partition_types,
+        OperatorSpec::Window(window) => &window.partition_types,
         _ => {
             return Err(internal(format!(
                 "operator {} is hashed but keeps no keyed state",
@@ -221,6 +223,10 @@ fn factory(
         OperatorSpec::TopN(top_n) => {
             let definition = top_n_definition(top_n, functions)?;
             Box::new(move || Ok(Box::new(TopN::new(definition.clone())?)))
+        }
+        OperatorSpec::Window(window) => {
+            let definition = window_definition(window, functions)?;
+            Box::new(move || Ok(Box::new(Window::new(definition.clone())?)))
         }
         OperatorSpec::Union { output } => {
             let output = output.arrow()?;
@@ -331,6 +337,34 @@ fn top_n_definition(
         row_number: top_n.row_number,
         input_schema: top_n.input.arrow()?,
         output_schema: top_n.output.arrow()?,
+    })
+}
+
+fn window_definition(
+    window: &WindowSpec,
+    functions: &Functions,
+) -> Result<WindowDefinition, DataflowError> {
+    let schema = window.input.decode()?;
+    let calls = window
+        .calls
+        .iter()
+        .map(|call| {
+            Ok(WindowCall {
+                kind: call.kind,
+                arguments: compile_all(&call.arguments, &schema, functions)?,
+                offset: call.offset,
+                frame: call.frame,
+                output_type: call.output_type.decode()?,
+            })
+        })
+        .collect::<Result<Vec<_>, DataflowError>>()?;
+    Ok(WindowDefinition {
+        partition_by: compile_all(&window.partition_by, &schema, functions)?,
+        partition_types: types(&window.partition_types)?,
+        order_by: sort_keys(&window.order_by, &schema, functions)?,
+        calls,
+        input_schema: window.input.arrow()?,
+        output_schema: window.output.arrow()?,
     })
 }
 

@@ -80,6 +80,18 @@ pub fn colocate(plan: &mut DataflowPlan) -> Result<()> {
                     columns_of(&top_n.partition_by, &top_n.partition_types, &positions, 0)
                 })
             }
+            OperatorSpec::Window(window) => {
+                let positions = keyed(
+                    &mut node.inputs[0],
+                    inputs[0].as_ref(),
+                    &window.partition_by,
+                    &window.partition_types,
+                );
+                // The input's columns come first in the output, where they were.
+                positions.and_then(|positions| {
+                    columns_of(&window.partition_by, &window.partition_types, &positions, 0)
+                })
+            }
             OperatorSpec::Join(join) => {
                 let Some(positions) = colocate_join(
                     &mut node.inputs,

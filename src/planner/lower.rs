@@ -16,8 +16,9 @@ use crate::dataflow::join::JoinKind;
 use crate::dataflow::plan::{
     AggregateCallSpec, AggregateSpec, DataflowPlan, Edge, Functions, Input, JoinSpec, OperatorId,
     OperatorSpec, PartitionKeySpec, PlanNode, Route, ScalarExpression, SchemaSpec, SortKeySpec,
-    TopNSpec, TypeSpec, WindowClosingSpec,
+    TopNSpec, TypeSpec, WindowCallSpec, WindowClosingSpec, WindowSpec,
 };
+use crate::dataflow::window::{Frame, WindowFunctionKind};
 use crate::error::{Error, PlanError, Result};
 
 /// When a materialized view emits its changes.
@@ -233,8 +234,11 @@ impl Builder<'_> {
                 Ok(self.push(operator, vec![forward(input)]))
             }
             LogicalPlan::Filter(filter) => {
-                if let Some((window, projections)) = window_below(&filter.input) {
-                    return self.lower_row_number_filter(filter, window, &projections);
+                if let Some((window, projections)) = window_below(&filter.input)
+                    && let Some(stream) =
+                        self.lower_row_number_filter(filter, window, &projections)?
+                {
+                    return Ok(stream);
                 }
                 let mut stream = self.lower_node(&filter.input)?;
                 let schema = filter.input.schema();
@@ -360,7 +364,7 @@ impl Builder<'_> {
                 }
             }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
-            LogicalPlan::Window(window) => self.lower_row_number(window, None, &[], None),
+            LogicalPlan::Window(window) => self.lower_window(window),
             LogicalPlan::Subquery(_) => Err(unsupported("subqueries")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query without FROM"))
@@ -576,13 +580,22 @@ impl Builder<'_> {
     }
 
     /// `WHERE rn <= n` over `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) AS rn`: top-N per
-    /// partition. The other conditions of the WHERE apply to its output.
+    /// partition. The other conditions of the WHERE apply to its output. `None` when the
+    /// filter does not bound a lone ROW_NUMBER(): the window and the filter are then lowered
+    /// as they are.
     fn lower_row_number_filter(
         &mut self,
         filter: &datafusion::logical_expr::Filter,
         window: &datafusion::logical_expr::Window,
         projections: &[&datafusion::logical_expr::Projection],
-    ) -> Result<Input> {
+    ) -> Result<Option<Input>> {
+        let lone_row_number = match window.window_expr.as_slice() {
+            [Expr::WindowFunction(function)] => function.fun.name() == "row_number",
+            _ => false,
+        };
+        if !lone_row_number {
+            return Ok(None);
+        }
         if super::temporal::reads_clock(&filter.predicate) {
             return Err(unsupported("now() in a filter over ROW_NUMBER()"));
         }
@@ -601,11 +614,11 @@ impl Builder<'_> {
             }
         }
         if limit.is_none() {
-            // Filtered on something else: every row keeps its number, then the filter applies.
-            rest = vec![filter.predicate.clone()];
+            return Ok(None);
         }
         let remaining = conjunction(rest).map(|predicate| (predicate, filter.input.schema()));
         self.lower_row_number(window, limit, projections, remaining)
+            .map(Some)
     }
 
     /// ROW_NUMBER() OVER (PARTITION BY ... [ORDER BY ...]): a top-N per partition that keeps the
@@ -655,6 +668,153 @@ impl Builder<'_> {
         Ok(stream)
     }
 
+    /// Window functions (OVER) sharing one PARTITION BY and ORDER BY: a window operator per
+    /// partition key, which keeps each partition's rows in order.
+    fn lower_window(&mut self, window: &datafusion::logical_expr::Window) -> Result<Input> {
+        let input_schema = window.input.schema();
+        let functions: Vec<&datafusion::logical_expr::expr::WindowFunction> = window
+            .window_expr
+            .iter()
+            .map(|expression| match expression {
+                Expr::WindowFunction(function) => Ok(function.as_ref()),
+                Expr::Alias(alias) => match alias.expr.as_ref() {
+                    Expr::WindowFunction(function) => Ok(function.as_ref()),
+                    other => Err(unsupported(&format!("window expression {other}"))),
+                },
+                other => Err(unsupported(&format!("window expression {other}"))),
+            })
+            .collect::<Result<_>>()?;
+        let Some(first) = functions.first() else {
+            return self.lower_node(&window.input);
+        };
+        let (partition_by, order_by) = (&first.params.partition_by, &first.params.order_by);
+        if functions.iter().any(|function| {
+            function.params.partition_by != *partition_by || function.params.order_by != *order_by
+        }) {
+            return Err(unsupported(
+                "window functions with different PARTITION BY or ORDER BY in one window",
+            ));
+        }
+        let first_output = input_schema.fields().len();
+        let calls = functions
+            .iter()
+            .enumerate()
+            .map(|(place, function)| {
+                let output_type = window.schema.field(first_output + place).data_type();
+                self.window_call(function, input_schema, output_type)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input = self.lower_node(&window.input)?;
+        let partition_by_expressions = self.expressions(partition_by, input_schema)?;
+        let partition_types = types(partition_by, input_schema)?;
+        let edge = by_key(input, &partition_by_expressions, &partition_types);
+        let operator = OperatorSpec::Window(WindowSpec {
+            input: schema_spec(input_schema)?,
+            partition_by: partition_by_expressions,
+            partition_types,
+            order_by: self.sort_keys(order_by, input_schema)?,
+            calls,
+            output: schema_spec(&window.schema)?,
+        });
+        Ok(self.push(operator, vec![edge]))
+    }
+
+    fn window_call(
+        &self,
+        function: &datafusion::logical_expr::expr::WindowFunction,
+        schema: &DFSchema,
+        output_type: &DataType,
+    ) -> Result<WindowCallSpec> {
+        use WindowFunctionKind::*;
+        use datafusion::logical_expr::WindowFunctionDefinition;
+        let name = function.fun.name().to_lowercase();
+        let params = &function.params;
+        let shown = function.fun.to_string();
+        let kind = match (&function.fun, name.as_str()) {
+            (WindowFunctionDefinition::WindowUDF(_), "row_number") => RowNumber,
+            (WindowFunctionDefinition::WindowUDF(_), "rank") => Rank,
+            (WindowFunctionDefinition::WindowUDF(_), "dense_rank") => DenseRank,
+            (WindowFunctionDefinition::WindowUDF(_), "lag") => Lag,
+            (WindowFunctionDefinition::WindowUDF(_), "lead") => Lead,
+            (WindowFunctionDefinition::WindowUDF(_), "first_value") => FirstValue,
+            (WindowFunctionDefinition::WindowUDF(_), "last_value") => LastValue,
+            (WindowFunctionDefinition::AggregateUDF(_), "count") => Count,
+            (WindowFunctionDefinition::AggregateUDF(_), "sum") => Sum,
+            (WindowFunctionDefinition::AggregateUDF(_), "avg") => Avg,
+            (WindowFunctionDefinition::AggregateUDF(_), "min") => Min,
+            (WindowFunctionDefinition::AggregateUDF(_), "max") => Max,
+            _ => return Err(unsupported(&format!("window function {name}"))),
+        };
+        if params.distinct || params.filter.is_some() {
+            return Err(unsupported(&format!(
+                "DISTINCT or FILTER in window function {name}"
+            )));
+        }
+        if params.null_treatment == Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
+        {
+            return Err(unsupported(&format!("{name}(...) IGNORE NULLS")));
+        }
+        if kind == Sum
+            && !(output_type.is_integer()
+                || output_type.is_floating()
+                || matches!(output_type, DataType::Decimal128(_, _)))
+        {
+            return Err(unsupported(&format!(
+                "window function sum over {output_type}"
+            )));
+        }
+        if kind == Avg && !matches!(output_type, DataType::Float64 | DataType::Decimal128(_, _)) {
+            return Err(unsupported(&format!(
+                "window function avg over {output_type}"
+            )));
+        }
+        let (mut kind, mut offset) = (kind, 0usize);
+        let arguments: Vec<&Expr> = match kind {
+            RowNumber | Rank | DenseRank => Vec::new(),
+            Lag | Lead => {
+                let [value, rest @ ..] = params.args.as_slice() else {
+                    return Err(unsupported(&format!("{name} without an argument")));
+                };
+                let distance = match rest.first() {
+                    None => 1,
+                    Some(Expr::Literal(distance, _)) => match distance.cast_to(&DataType::Int64) {
+                        Ok(datafusion::common::ScalarValue::Int64(Some(distance))) => distance,
+                        _ => {
+                            return Err(unsupported(&format!(
+                                "{name} with an offset that is not an integer"
+                            )));
+                        }
+                    },
+                    Some(_) => {
+                        return Err(unsupported(&format!(
+                            "{name} with an offset that is not a constant"
+                        )));
+                    }
+                };
+                if distance < 0 {
+                    kind = if kind == Lag { Lead } else { Lag };
+                }
+                offset = usize::try_from(distance.unsigned_abs())
+                    .map_err(|_| unsupported(&format!("{name} with an offset this large")))?;
+                std::iter::once(value).chain(rest.get(1)).collect()
+            }
+            _ => params.args.iter().take(1).collect(),
+        };
+        let arguments = arguments
+            .into_iter()
+            .map(|argument| self.expression(argument, schema))
+            .collect::<Result<Vec<_>>>()?;
+        let frame = window_frame(&params.window_frame, !params.order_by.is_empty())?;
+        Ok(WindowCallSpec {
+            kind,
+            arguments,
+            offset,
+            frame,
+            output_type: type_spec(output_type)?,
+            shown,
+        })
+    }
+
     fn projection(
         &self,
         projection: &datafusion::logical_expr::Projection,
@@ -684,6 +844,46 @@ impl Builder<'_> {
             })
             .collect()
     }
+}
+
+/// The frame a window function reads, as the window operator maintains it.
+fn window_frame(frame: &datafusion::logical_expr::WindowFrame, ordered: bool) -> Result<Frame> {
+    use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+    let offset = |value: &datafusion::common::ScalarValue| -> Option<i64> {
+        match value.cast_to(&DataType::Int64) {
+            Ok(datafusion::common::ScalarValue::Int64(Some(offset))) => Some(offset),
+            _ => None,
+        }
+    };
+    let unbounded = |bound: &WindowFrameBound| match bound {
+        WindowFrameBound::Preceding(value) | WindowFrameBound::Following(value) => value.is_null(),
+        WindowFrameBound::CurrentRow => false,
+    };
+    let rows_offset = |bound: &WindowFrameBound| match bound {
+        WindowFrameBound::CurrentRow => Some(0),
+        WindowFrameBound::Preceding(value) => offset(value).map(|offset| -offset),
+        WindowFrameBound::Following(value) => offset(value),
+    };
+    let start_unbounded = matches!(&frame.start_bound, WindowFrameBound::Preceding(_))
+        && unbounded(&frame.start_bound);
+    let end_unbounded =
+        matches!(&frame.end_bound, WindowFrameBound::Following(_)) && unbounded(&frame.end_bound);
+    let frame = match (frame.units, &frame.end_bound) {
+        _ if start_unbounded && end_unbounded => Frame::Partition,
+        (_, WindowFrameBound::CurrentRow) if start_unbounded && !ordered => Frame::Partition,
+        (WindowFrameUnits::Rows, WindowFrameBound::CurrentRow) if start_unbounded => {
+            Frame::ThroughRow
+        }
+        (_, WindowFrameBound::CurrentRow) if start_unbounded => Frame::ThroughPeers,
+        (WindowFrameUnits::Rows, end) if !start_unbounded && !unbounded(end) => {
+            match (rows_offset(&frame.start_bound), rows_offset(end)) {
+                (Some(start), Some(end)) => Frame::Rows { start, end },
+                _ => return Err(unsupported(&format!("window frame {frame}"))),
+            }
+        }
+        _ => return Err(unsupported(&format!("window frame {frame}"))),
+    };
+    Ok(frame)
 }
 
 /// The window node under `plan`, seen through column-only projections (outermost first),
@@ -806,10 +1006,13 @@ fn aggregate_call(
         }
     };
     let argument_type = argument.get_type(input_schema)?;
+    let interval_sum =
+        aggregate_function == Sum && matches!(argument_type, DataType::Interval(_));
     if matches!(aggregate_function, Sum | Avg)
         && !(argument_type.is_integer()
             || argument_type.is_floating()
-            || matches!(argument_type, DataType::Decimal128(_, _)))
+            || matches!(argument_type, DataType::Decimal128(_, _))
+            || interval_sum)
     {
         // Their states are exact integer, decimal or float sums (dataflow::aggregate).
         let type_name = match argument_type {

@@ -61,6 +61,7 @@ pub enum Family {
     TopN,
     ViewsOnViews,
     TimeWindows,
+    WindowFunctions,
 }
 
 fn random_aggregate_query(rng: &mut StdRng) -> String {
@@ -252,6 +253,66 @@ fn random_top_n_query(rng: &mut StdRng) -> String {
     }
 }
 
+/// Window functions (OVER) in every frame the window operator keeps. Each ORDER BY ends in every
+/// column of `t` (or the functions read only what peers share), so the answer is the same
+/// whichever way ties are broken.
+fn random_window_function_query(rng: &mut StdRng) -> String {
+    const ALL: &str = "v NULLS FIRST, k2 NULLS LAST, f NULLS LAST, d NULLS LAST, ts NULLS LAST, k1";
+    let partition = ["PARTITION BY k1 ", "PARTITION BY k2 ", ""]
+        .choose(rng)
+        .copied()
+        .unwrap_or("");
+    let n = rng.random_range(1..=3);
+    match rng.random_range(0..9) {
+        0 => format!(
+            "SELECT k1, k2, v, lag(v) OVER ({partition}ORDER BY {ALL}) AS p, \
+             lead(v, {n}, 0) OVER ({partition}ORDER BY {ALL}) AS n FROM t"
+        ),
+        1 => format!(
+            "SELECT k2, v, rank() OVER ({partition}ORDER BY v NULLS FIRST) AS r, \
+             dense_rank() OVER ({partition}ORDER BY v NULLS FIRST) AS dr FROM t"
+        ),
+        2 => format!(
+            "SELECT k1, v, sum(v) OVER ({partition}ORDER BY v NULLS FIRST) AS s, \
+             count(*) OVER ({partition}ORDER BY v NULLS FIRST) AS c, \
+             max(d) OVER ({partition}ORDER BY v NULLS FIRST) AS m FROM t"
+        ),
+        3 => format!(
+            "SELECT k1, k2, v, f, sum(f) OVER ({partition}ORDER BY {ALL} \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS s, \
+             min(v) OVER ({partition}ORDER BY {ALL} ROWS UNBOUNDED PRECEDING) AS m, \
+             row_number() OVER ({partition}ORDER BY {ALL}) AS rn FROM t"
+        ),
+        4 => format!(
+            "SELECT k1, v, d, sum(d) OVER ({partition}ORDER BY {ALL} \
+             ROWS BETWEEN {n} PRECEDING AND 1 FOLLOWING) AS s, \
+             count(v) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN 1 PRECEDING AND {n} FOLLOWING) \
+             AS c, avg(f) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN {n} PRECEDING AND CURRENT ROW) \
+             AS a FROM t"
+        ),
+        5 => format!(
+            "SELECT k1, k2, v, first_value(v) OVER ({partition}ORDER BY {ALL}) AS fv, \
+             last_value(k2) OVER ({partition}ORDER BY {ALL}) AS lv, \
+             first_value(d) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN {n} PRECEDING AND CURRENT ROW) \
+             AS fd FROM t"
+        ),
+        6 => {
+            "SELECT k1, v, sum(v) OVER (PARTITION BY k1) AS total, count(*) OVER () AS everything, \
+              last_value(v) OVER (PARTITION BY k1 ORDER BY v NULLS FIRST \
+              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS top FROM t"
+                .to_string()
+        }
+        7 => "SELECT k1, s, lag(s) OVER (ORDER BY k1 NULLS FIRST) AS p, \
+              sum(s) OVER (ORDER BY k1 NULLS FIRST) AS running \
+              FROM (SELECT k1, sum(v) AS s FROM t GROUP BY k1) AS g"
+            .to_string(),
+        _ => format!(
+            "SELECT * FROM (SELECT k1, v, lag(v) OVER ({partition}ORDER BY {ALL}) AS p FROM t) AS x \
+             WHERE p > v"
+        ),
+    }
+}
+
 /// Statements creating the views a views-on-views case reads (plain and materialized).
 pub const BASE_VIEWS: &[&str] = &[
     "CREATE MATERIALIZED VIEW base_sums AS SELECT k1, sum(v) AS s, count(*) AS n FROM t GROUP BY k1",
@@ -323,6 +384,7 @@ pub fn random_query(family: Family, rng: &mut StdRng) -> String {
         Family::TopN => random_top_n_query(rng),
         Family::ViewsOnViews => random_view_on_view_query(rng),
         Family::TimeWindows => random_window_query(rng),
+        Family::WindowFunctions => random_window_function_query(rng),
     }
 }
 
