@@ -965,10 +965,10 @@ impl CallState {
                 }
             }
             Sums::Intervals(sums) => {
-                for field in 0..3 {
+                for field in sums[slot].iter_mut() {
                     let value = decoder.i128().map_err(corrupted)?;
                     if keep_sums {
-                        sums[slot][field] += value;
+                        *field += value;
                     }
                 }
             }
@@ -1224,10 +1224,7 @@ impl CallState {
         match &mut self.sums {
             Sums::CountOnly => {}
             Sums::Intervals(sums) => {
-                let values = cast(
-                    &argument,
-                    &DataType::Interval(IntervalUnit::MonthDayNano),
-                )?;
+                let values = cast(&argument, &DataType::Interval(IntervalUnit::MonthDayNano))?;
                 let values = values.as_primitive::<IntervalMonthDayNanoType>();
                 for (row, (&slot, &weight)) in rows {
                     if values.is_valid(row) {
@@ -1345,10 +1342,10 @@ impl CallState {
                         IntervalMonthDayNano::new(months, days, nanoseconds),
                     ),
                     _ => {
-                        return Err(
-                            ExecutionError::DatetimeFieldOverflow("interval out of range".into())
-                                .into(),
-                        );
+                        return Err(ExecutionError::DatetimeFieldOverflow(
+                            "interval out of range".into(),
+                        )
+                        .into());
                     }
                 }
             }

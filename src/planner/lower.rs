@@ -1006,8 +1006,7 @@ fn aggregate_call(
         }
     };
     let argument_type = argument.get_type(input_schema)?;
-    let interval_sum =
-        aggregate_function == Sum && matches!(argument_type, DataType::Interval(_));
+    let interval_sum = aggregate_function == Sum && matches!(argument_type, DataType::Interval(_));
     if matches!(aggregate_function, Sum | Avg)
         && !(argument_type.is_integer()
             || argument_type.is_floating()

@@ -5,6 +5,7 @@ pub mod checked_arithmetic;
 pub mod colocate;
 pub mod context;
 pub mod correlated;
+pub mod correlated_not_in;
 pub mod datetime_template;
 pub mod format_function;
 pub mod interval_arithmetic;

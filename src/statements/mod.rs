@@ -362,6 +362,7 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
     let plan = state
         .statement_to_plan(DataFusionStatement::Statement(Box::new(statement)))
         .await?;
+    let plan = crate::planner::correlated_not_in::correlated_not_in_as_not_exists(plan)?;
     crate::planner::correlated::correlated_scalar_subqueries_as_joins(plan)
 }
 
