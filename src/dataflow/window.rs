@@ -105,7 +105,8 @@ struct RowState {
 }
 
 /// What a row's outputs continue from the row before: its 1-based position, its peer group's
-/// number and first position (RANK), and each running aggregate through this row.
+/// number and first position (RANK), and each running aggregate through this row (one per
+/// call with a running frame, in the calls' order: see `Window::running_slots`).
 #[derive(Clone, PartialEq)]
 struct Carry {
     position: u64,
@@ -165,6 +166,8 @@ pub struct Window {
     retracted: Vec<OutputRow>,
     /// Where each call's arguments start in an entry's `arguments`.
     argument_starts: Vec<usize>,
+    /// Each call's place in a carry's `running`, for aggregates over a running frame.
+    running_slots: Vec<Option<usize>>,
     reach: Reach,
     /// Rows the barriers have recomputed, for tests of how far a change's work reaches.
     recomputed: std::cell::Cell<u64>,
@@ -238,6 +241,19 @@ impl Window {
                 }
             }
         }
+        let mut running_calls = 0;
+        let running_slots = definition
+            .calls
+            .iter()
+            .map(|call| {
+                let running = call.kind.is_aggregate()
+                    && matches!(call.frame, Frame::ThroughPeers | Frame::ThroughRow);
+                running.then(|| {
+                    running_calls += 1;
+                    running_calls - 1
+                })
+            })
+            .collect();
         Ok(Self {
             definition,
             partition_converter,
@@ -247,6 +263,7 @@ impl Window {
             touched: Vec::new(),
             retracted: Vec::new(),
             argument_starts,
+            running_slots,
             reach,
             recomputed: std::cell::Cell::new(0),
         })
@@ -258,7 +275,7 @@ impl Window {
             position: 0,
             peer_group: 0,
             peer_group_start: 0,
-            running: vec![Accumulator::empty(); self.definition.calls.len()],
+            running: vec![Accumulator::empty(); self.running_slots.iter().flatten().count()],
         }
     }
 
@@ -269,10 +286,6 @@ impl Window {
                 || (new.position == old.position
                     && new.peer_group == old.peer_group
                     && new.peer_group_start == old.peer_group_start))
-    }
-
-    fn running(call: &WindowCall) -> bool {
-        call.kind.is_aggregate() && matches!(call.frame, Frame::ThroughPeers | Frame::ThroughRow)
     }
 
     /// Call `index`'s first argument in `arguments`, NULL when it takes none.
@@ -526,12 +539,13 @@ impl Window {
                 carry.position += 1;
                 carry.peer_group = peer_group;
                 carry.peer_group_start = group_start;
-                for (index, call) in calls.iter().enumerate() {
-                    if Self::running(call) {
-                        let mut accumulator =
-                            std::mem::replace(&mut carry.running[index], Accumulator::empty());
-                        self.fold(index, &mut accumulator, self.argument(arguments, index))?;
-                        carry.running[index] = accumulator;
+                for (index, slot) in self.running_slots.iter().enumerate() {
+                    if let Some(slot) = *slot {
+                        self.fold(
+                            index,
+                            &mut carry.running[slot],
+                            self.argument(arguments, index),
+                        )?;
                     }
                 }
                 carries.push(carry.clone());
@@ -574,8 +588,18 @@ impl Window {
                         (LastValue, Frame::ThroughPeers) => value_of(group_arguments.as_ref()),
                         (LastValue, Frame::ThroughRow) => value_of(Some(arguments)),
                         (LastValue, Frame::Partition) => value_of(last_row.as_ref()),
-                        (_, Frame::ThroughRow) => self.finish(index, &row_carry.running[index])?,
-                        (_, Frame::ThroughPeers) => self.finish(index, &carry.running[index])?,
+                        (_, Frame::ThroughRow | Frame::ThroughPeers) => {
+                            let Some(slot) = self.running_slots[index] else {
+                                return Err(internal("a running aggregate has no slot"));
+                            };
+                            // Through the row itself, or through its last peer.
+                            let through = if call.frame == Frame::ThroughRow {
+                                row_carry
+                            } else {
+                                &carry
+                            };
+                            self.finish(index, &through.running[slot])?
+                        }
                         (_, Frame::Partition) => self.finish(index, &totals[index])?,
                         (_, Frame::Rows { start, end }) => {
                             let mut accumulator = Accumulator::empty();
