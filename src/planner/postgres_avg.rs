@@ -152,6 +152,29 @@ impl Accumulator for AverageAccumulator {
         Ok(ScalarValue::Decimal128(Some(average), precision, scale))
     }
 
+    /// Rows leaving a sliding window frame.
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
+        if self.distinct_values.is_some() {
+            return Err(DataFusionError::NotImplemented(
+                "avg(DISTINCT ...) over a sliding window frame".into(),
+            ));
+        }
+        let mut sum: i128 = 0;
+        let mut count = 0;
+        for value in values.as_primitive::<Decimal128Type>().iter().flatten() {
+            sum = sum.checked_add(value).ok_or_else(overflow)?;
+            count += 1;
+        }
+        self.add(-sum, -count)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        self.distinct_values.is_none()
+    }
+
     fn size(&self) -> usize {
         size_of::<Self>()
             + self

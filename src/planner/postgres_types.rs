@@ -1,4 +1,4 @@
-//! Postgres result types for aggregates, applied to every plan (ad-hoc queries and views alike).
+//! Postgres result types for aggregates and aggregate window functions, applied to every plan (ad-hoc queries and views alike).
 
 use std::sync::Arc;
 
@@ -7,7 +7,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::error::Result as DataFusionResult;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, AggregateUDF, Expr, ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::{
+    Aggregate, AggregateUDF, Expr, ExprSchemable, LogicalPlan, Window, WindowFunctionDefinition,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// Postgres returns NUMERIC for `sum(bigint)` and for `avg` of any integer; DataFusion returns
@@ -15,6 +17,7 @@ use datafusion::optimizer::AnalyzerRule;
 /// type rules then produce a decimal result: `sum(bigint)` becomes DECIMAL(38, 0), `avg(int)`
 /// and `avg(numeric(p, s))` become DECIMAL(38, 16) — Postgres shows 16 fractional digits for
 /// typical averages.
+/// The same holds for `sum` and `avg` as window functions (`OVER (...)`).
 /// The rewritten aggregate keeps its original name, so the rest of the plan still finds it.
 #[derive(Debug)]
 pub struct PostgresAggregateTypes;
@@ -25,8 +28,10 @@ const AVG_ARGUMENT_SCALE: i8 = 12;
 impl AnalyzerRule for PostgresAggregateTypes {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DataFusionResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
-            let LogicalPlan::Aggregate(aggregate) = node else {
-                return Ok(Transformed::no(node));
+            let aggregate = match node {
+                LogicalPlan::Aggregate(aggregate) => aggregate,
+                LogicalPlan::Window(window) => return rewrite_window(window),
+                other => return Ok(Transformed::no(other)),
             };
             let input_schema = Arc::clone(aggregate.input.schema());
             let mut changed = false;
@@ -63,6 +68,74 @@ impl AnalyzerRule for PostgresAggregateTypes {
     }
 }
 
+/// A window node with its `sum` and `avg` calls rewritten as [`rewrite_aggregate`] does.
+fn rewrite_window(window: Window) -> DataFusionResult<Transformed<LogicalPlan>> {
+    let input_schema = Arc::clone(window.input.schema());
+    let mut changed = false;
+    let expressions = window
+        .window_expr
+        .iter()
+        .map(|expression| {
+            let (inner, alias) = match expression {
+                Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias.name.clone())),
+                other => (other, None),
+            };
+            let Expr::WindowFunction(function) = inner else {
+                return Ok(expression.clone());
+            };
+            let WindowFunctionDefinition::AggregateUDF(udf) = &function.fun else {
+                return Ok(expression.clone());
+            };
+            let [argument] = function.params.args.as_slice() else {
+                return Ok(expression.clone());
+            };
+            let Some((target, replacement)) =
+                postgres_argument_type(udf, &argument.get_type(input_schema.as_ref())?)
+            else {
+                return Ok(expression.clone());
+            };
+            changed = true;
+            let mut rewritten = function.as_ref().clone();
+            rewritten.params.args = vec![argument.clone().cast_to(&target, input_schema.as_ref())?];
+            rewritten.fun = WindowFunctionDefinition::AggregateUDF(replacement);
+            let name = alias.unwrap_or_else(|| expression.schema_name().to_string());
+            Ok(Expr::WindowFunction(Box::new(rewritten)).alias(name))
+        })
+        .collect::<DataFusionResult<Vec<_>>>()?;
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Window(window)));
+    }
+    Ok(Transformed::yes(LogicalPlan::Window(Window::try_new(
+        expressions,
+        window.input,
+    )?)))
+}
+
+/// The type Postgres's rule wants `function`'s argument of type `argument` cast to, and the
+/// function to call on it (Tributary's rounding avg for avg); `None` when it stays as it is.
+fn postgres_argument_type(
+    function: &Arc<AggregateUDF>,
+    argument: &DataType,
+) -> Option<(DataType, Arc<AggregateUDF>)> {
+    let target = match (function.name(), argument) {
+        ("sum", DataType::Int64 | DataType::UInt64) => DataType::Decimal128(38, 0),
+        ("avg", integer) if integer.is_integer() => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
+        ("avg", DataType::Decimal128(_, scale)) if *scale < AVG_ARGUMENT_SCALE => {
+            DataType::Decimal128(38, AVG_ARGUMENT_SCALE)
+        }
+        _ => return None,
+    };
+    // Postgres rounds an average's last digit; DataFusion's decimal average truncates it.
+    let function = if function.name() == "avg" {
+        Arc::new(AggregateUDF::from(
+            super::postgres_avg::PostgresAvg::default(),
+        ))
+    } else {
+        Arc::clone(function)
+    };
+    Some((target, function))
+}
+
 fn rewrite_aggregate(
     expression: &Expr,
     input_schema: &datafusion::common::DFSchemaRef,
@@ -78,25 +151,12 @@ fn rewrite_aggregate(
         return Ok(None);
     };
     let argument_type = argument.get_type(input_schema.as_ref())?;
-    let target = match (function.func.name(), &argument_type) {
-        ("sum", DataType::Int64 | DataType::UInt64) => DataType::Decimal128(38, 0),
-        ("avg", integer) if integer.is_integer() => DataType::Decimal128(38, AVG_ARGUMENT_SCALE),
-        ("avg", DataType::Decimal128(_, scale)) if *scale < AVG_ARGUMENT_SCALE => {
-            DataType::Decimal128(38, AVG_ARGUMENT_SCALE)
-        }
-        _ => return Ok(None),
+    let Some((target, func)) = postgres_argument_type(&function.func, &argument_type) else {
+        return Ok(None);
     };
     let name = alias.unwrap_or_else(|| expression.schema_name().to_string());
     let mut params = function.params.clone();
     params.args = vec![argument.clone().cast_to(&target, input_schema.as_ref())?];
-    // Postgres rounds an average's last digit; DataFusion's decimal average truncates it.
-    let func = if function.func.name() == "avg" {
-        Arc::new(AggregateUDF::from(
-            super::postgres_avg::PostgresAvg::default(),
-        ))
-    } else {
-        Arc::clone(&function.func)
-    };
     let rewritten = Expr::AggregateFunction(AggregateFunction { func, params });
     Ok(Some(rewritten.alias(name)))
 }

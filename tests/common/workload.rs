@@ -288,7 +288,8 @@ fn random_window_function_query(rng: &mut StdRng) -> String {
              ROWS BETWEEN {n} PRECEDING AND 1 FOLLOWING) AS s, \
              count(v) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN 1 PRECEDING AND {n} FOLLOWING) \
              AS c, avg(f) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN {n} PRECEDING AND CURRENT ROW) \
-             AS a FROM t"
+             AS a, avg(v) OVER ({partition}ORDER BY {ALL} ROWS BETWEEN 1 PRECEDING AND {n} FOLLOWING) \
+             AS av FROM t"
         ),
         5 => format!(
             "SELECT k1, k2, v, first_value(v) OVER ({partition}ORDER BY {ALL}) AS fv, \
