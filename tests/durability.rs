@@ -961,6 +961,86 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
+/// A view replaced by CREATE OR REPLACE comes back with its new definition, and the views on
+/// it keep following it, whether recovery replays the log or starts from a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_views_survive_a_restart_from_the_log_and_from_a_checkpoint() {
+    let directory = data_directory("replaced");
+    let without_checkpoints = Config {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..config(&directory)
+    };
+    let server = TestServer::start_with(without_checkpoints.clone())
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    execute(
+        &client,
+        "CREATE TABLE orders (id INT, customer TEXT, amount INT);
+         INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 20), (3, 'ann', 30);
+         CREATE MATERIALIZED VIEW big AS SELECT id, customer, amount FROM orders WHERE amount > 15;
+         CREATE MATERIALIZED VIEW per_customer AS SELECT customer, count(*) AS n FROM big GROUP BY customer;
+         CREATE OR REPLACE MATERIALIZED VIEW big AS SELECT id, customer, amount FROM orders WHERE amount > 5;
+         INSERT INTO orders VALUES (4, 'cid', 8);
+         CREATE MATERIALIZED VIEW customers AS SELECT DISTINCT customer FROM orders;
+         CREATE OR REPLACE MATERIALIZED VIEW customers AS
+           SELECT customer, sum(amount) AS total FROM orders GROUP BY customer;",
+    )
+    .await;
+    let expected = [
+        (
+            "SELECT * FROM big ORDER BY id",
+            "1 ann 10|2 bob 20|3 ann 30|4 cid 8",
+        ),
+        (
+            "SELECT * FROM per_customer ORDER BY customer",
+            "ann 2|bob 1|cid 1",
+        ),
+        (
+            "SELECT * FROM customers ORDER BY customer",
+            "ann 40|bob 20|cid 8",
+        ),
+    ];
+    let check = |client: tokio_postgres::Client, what: &'static str| async move {
+        for (query, rows_expected) in expected {
+            let found: Vec<String> = rows(&client, query)
+                .await
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|value| value.unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            assert_eq!(found.join("|"), rows_expected, "{what}: {query}");
+        }
+        // The new definition keeps a row of 6, which the old one would not have.
+        execute(&client, "INSERT INTO orders VALUES (100, 'bob', 6)").await;
+        let bob = rows(&client, "SELECT n FROM per_customer WHERE customer = 'bob'").await;
+        assert_eq!(bob, vec![vec![Some("2".to_string())]], "{what}");
+        execute(&client, "DELETE FROM orders WHERE id = 100").await;
+        client
+    };
+    let client = check(client, "before any restart").await;
+
+    let crashed = crash_copy(&directory, "replaced-crashed");
+    drop(client);
+    server.stop().await;
+
+    for (what, path) in [
+        ("after the log", &crashed),
+        ("after a checkpoint", &directory),
+    ] {
+        let (server, client) = start(path, what).await;
+        let client = check(client, what).await;
+        drop(client);
+        server.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&crashed);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 /// A sink keeps writing a view it reads after the view is renamed, and comes back after a
 /// restart with its statement rewritten to the new name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

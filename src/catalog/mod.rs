@@ -162,6 +162,18 @@ impl Catalog {
         Ok(relation)
     }
 
+    /// Puts `relation` in the place of the relation with its id and name: CREATE OR REPLACE.
+    pub fn replace(&mut self, relation: Relation) -> Result<Arc<Relation>, CatalogError> {
+        match self.by_name.get(&relation.name) {
+            Some(existing) if existing.id == relation.id => {}
+            _ => return Err(CatalogError::ChangedMeanwhile(relation.name)),
+        }
+        let relation = Arc::new(relation);
+        self.by_name
+            .insert(relation.name.clone(), Arc::clone(&relation));
+        Ok(relation)
+    }
+
     /// Relations that read `id` directly.
     pub fn dependents(&self, id: RelationId) -> Vec<&Arc<Relation>> {
         self.by_name

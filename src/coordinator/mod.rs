@@ -95,6 +95,11 @@ enum Command {
         if_not_exists: bool,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// CREATE OR REPLACE MATERIALIZED VIEW of an existing view.
+    Replace {
+        relation: Box<NewRelation>,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Drop {
         kind: RelationKind,
         names: Vec<String>,
@@ -152,6 +157,7 @@ impl Command {
         match self {
             Command::Write { .. } | Command::Ingest { .. } | Command::Sync { .. } => true,
             Command::Create { .. }
+            | Command::Replace { .. }
             | Command::Drop { .. }
             | Command::Redefine { .. }
             | Command::Subscribe { .. }
@@ -347,6 +353,16 @@ impl Coordinator {
         self.call(|reply| Command::Create {
             relation: Box::new(relation),
             if_not_exists,
+            reply,
+        })
+        .await
+    }
+
+    /// Gives the materialized view `relation.name` names a new definition; its readers keep
+    /// running and receive the difference (see [`Coordinator::replace`]).
+    pub async fn replace(&self, relation: NewRelation) -> Result<()> {
+        self.call(|reply| Command::Replace {
+            relation: Box::new(relation),
             reply,
         })
         .await
@@ -597,6 +613,9 @@ impl Engine {
                     reply,
                 } => {
                     let _ = reply.send(self.create(*relation, if_not_exists));
+                }
+                Command::Replace { relation, reply } => {
+                    let _ = reply.send(self.replace(*relation));
                 }
                 Command::Drop {
                     kind,
@@ -1121,6 +1140,126 @@ impl Engine {
         Ok(true)
     }
 
+    /// CREATE OR REPLACE MATERIALIZED VIEW: the new dataflow is built over its inputs' current
+    /// rows, takes the old one's place under the same id, and the view's readers (views on it,
+    /// sinks, subscribers) receive the difference between the old rows and the new as one
+    /// epoch's changes: they keep running, and a sink writes only what changed. With readers the
+    /// columns must stay as they were. Logged as a CREATE of its statement, which recovery plans
+    /// again (as a replacement when the view exists by then, as a creation when a checkpoint
+    /// recreates it); so that a checkpoint can recreate relations in id order, the new query
+    /// may read only relations older than the view, which also rules out cycles.
+    fn replace(&mut self, relation: NewRelation) -> Result<()> {
+        let Some(existing) = self.catalog.get(&relation.name).cloned() else {
+            return Err(PlanError::UndefinedTable(relation.name).into());
+        };
+        if existing.kind != RelationKind::MaterializedView {
+            return Err(CatalogError::WrongObjectType {
+                name: relation.name,
+                expected: "materialized view",
+            }
+            .into());
+        }
+        let id = existing.id;
+        if let Some(newer) = relation.depends_on.iter().find(|input| **input >= id) {
+            let newer = self
+                .catalog
+                .by_id(*newer)
+                .map_or_else(|| format!("relation {newer}"), |input| input.name.clone());
+            return Err(PlanError::Unsupported(format!(
+                "CREATE OR REPLACE MATERIALIZED VIEW {} reading {newer}, which is newer than the view (or the view itself), is not supported yet",
+                relation.name
+            ))
+            .into());
+        }
+        let same_columns = existing.schema.fields().len() == relation.schema.fields().len()
+            && existing
+                .schema
+                .fields()
+                .iter()
+                .zip(relation.schema.fields())
+                .all(|(old, new)| old.name() == new.name() && old.data_type() == new.data_type());
+        let mut readers: Vec<String> = self
+            .catalog
+            .dependents(id)
+            .iter()
+            .map(|reader| reader.name.clone())
+            .collect();
+        if self
+            .subscribers
+            .iter()
+            .any(|subscriber| subscriber.reads(id))
+        {
+            readers.push("a SUBSCRIBE".to_string());
+        }
+        if !same_columns && !readers.is_empty() {
+            return Err(PlanError::InvalidTableDefinition(format!(
+                "cannot change the columns of materialized view {} while {} read it",
+                relation.name,
+                readers.join(", ")
+            ))
+            .into());
+        }
+        let Some(mut dataflow) = relation.dataflow else {
+            return Err(
+                ExecutionError::Internal("materialized view without a dataflow".into()).into(),
+            );
+        };
+        let epoch = self.next_epoch();
+        let mut inputs = HashMap::new();
+        for &input in dataflow.inputs() {
+            inputs.insert(input, self.current_rows(input)?);
+        }
+        dataflow.keep_contents(&relation.schema)?;
+        dataflow.step(&inputs, epoch).map_err(Error::from)?;
+        let plan = dataflow.plan().to_json().map_err(Error::from)?;
+        // What the readers saw: the old rows, even if the old dataflow had failed since.
+        let before = match self.views.get(&id) {
+            Some(view) => view.contents().to_batches()?,
+            None => Vec::new(),
+        };
+        self.log(&[LoggedRecord {
+            epoch,
+            record: LogRecord::Create(RelationRecord {
+                id,
+                sql: relation.sql.clone(),
+                start_offsets: Vec::new(),
+                plan: Some(plan.clone()),
+            }),
+        }])?;
+        tracing::info!(view = %relation.name, dataflow = ?dataflow.describe(), "replaced materialized view");
+        self.catalog_version += 1;
+        Arc::make_mut(&mut self.catalog).replace(Relation {
+            id,
+            name: relation.name.clone(),
+            kind: RelationKind::MaterializedView,
+            schema: Arc::clone(&relation.schema),
+            definition: relation.definition,
+            depends_on: relation.depends_on,
+            connector: None,
+            sql: relation.sql,
+            watermark: None,
+            plan: Some(Arc::from(plan)),
+            unique_keys: Vec::new(),
+        })?;
+        let view = MaintainedView {
+            name: relation.name,
+            dataflow,
+            schema: Arc::clone(&relation.schema),
+            failed: None,
+        };
+        let after = view.contents().to_batches()?;
+        self.views.insert(id, view);
+        if same_columns {
+            let mut changes: Vec<ChangeBatch> =
+                before.into_iter().map(ChangeBatch::deletions).collect();
+            changes.extend(after.into_iter().map(ChangeBatch::insertions));
+            let difference = consolidated(&relation.schema, changes)?;
+            self.propagate(HashMap::from([(id, difference)]), epoch);
+        }
+        self.publish();
+        Ok(())
+    }
+
     /// Starts a source's thread reading from `offsets` (raw, per partition); the caller
     /// registers the handle.
     fn start_source(
@@ -1387,6 +1526,32 @@ impl Engine {
         }
         self.publish();
     }
+}
+
+/// `changes` (rows of `schema`) with each row's weights summed, and rows whose weights cancel
+/// left out: a replaced view's readers get only what changed.
+fn consolidated(schema: &SchemaRef, changes: Vec<ChangeBatch>) -> Result<Vec<ChangeBatch>> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let schema = crate::catalog::without_constraints(schema);
+    let changes: Vec<ChangeBatch> = changes
+        .into_iter()
+        .map(|batch| {
+            Ok(ChangeBatch::new(
+                crate::storage::change_batch::with_schema(&batch.rows, &schema)?,
+                batch.weights,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let all = ChangeBatch::concat(&schema, &changes)?;
+    let converter = crate::storage::change_batch::row_converter_for(&schema)?;
+    let (consolidated, _) = all.consolidate(&converter)?;
+    Ok(if consolidated.is_empty() {
+        Vec::new()
+    } else {
+        vec![consolidated]
+    })
 }
 
 /// The sequences a table's serial columns take their values from.

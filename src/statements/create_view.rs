@@ -65,7 +65,7 @@ pub(super) async fn execute(
     create: &CreateView,
     window_close: Option<(&[i128], &str)>,
 ) -> Result<QueryResult> {
-    if create.or_replace || create.or_alter {
+    if create.or_alter || (create.or_replace && !create.materialized) {
         return Err(
             PlanError::Unsupported("CREATE OR REPLACE VIEW is not supported yet".into()).into(),
         );
@@ -79,12 +79,25 @@ pub(super) async fn execute(
     } else {
         (RelationKind::View, "CREATE VIEW")
     };
-    if session.pinned.get().catalog.get(&name).is_some() {
-        if create.if_not_exists {
+    // CREATE OR REPLACE of an existing materialized view replaces it; of a name that is free,
+    // it creates one.
+    let replacing = match session.pinned.get().catalog.get(&name) {
+        Some(existing) if create.or_replace => {
+            if existing.kind != RelationKind::MaterializedView {
+                return Err(CatalogError::WrongObjectType {
+                    name,
+                    expected: "materialized view",
+                }
+                .into());
+            }
+            true
+        }
+        Some(_) if create.if_not_exists => {
             return Ok(QueryResult::Command(CommandTag::new(tag)));
         }
-        return Err(CatalogError::DuplicateObject(name).into());
-    }
+        Some(_) => return Err(CatalogError::DuplicateObject(name).into()),
+        None => false,
+    };
     let query_statement = Statement::Query(create.query.clone());
     let logical = plan(session, &query_statement).await?;
     if !logical.get_parameter_types()?.is_empty() {
@@ -139,7 +152,11 @@ pub(super) async fn execute(
         watermark: None,
         unique_keys: Vec::new(),
     };
-    super::create_relation(session, relation, create.if_not_exists).await?;
+    if replacing {
+        session.coordinator.replace(relation).await?;
+    } else {
+        super::create_relation(session, relation, create.if_not_exists).await?;
+    }
     Ok(QueryResult::Command(CommandTag::new(tag)))
 }
 
