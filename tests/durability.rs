@@ -65,6 +65,21 @@ async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<St
         .collect()
 }
 
+/// Rows of a query as one line: values joined by spaces, rows by `|` (NULL as empty).
+async fn rows_as_text(client: &tokio_postgres::Client, query: &str) -> String {
+    rows(client, query)
+        .await
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| value.unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 async fn execute(client: &tokio_postgres::Client, sql: &str) {
     client
         .batch_execute(sql)
@@ -912,17 +927,11 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     ];
     let check = |client: tokio_postgres::Client, what: &'static str| async move {
         for (query, rows_expected) in expected {
-            let found: Vec<String> = rows(&client, query)
-                .await
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .map(|value| value.unwrap_or_default())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            assert_eq!(found.join("|"), rows_expected, "{what}: {query}");
+            assert_eq!(
+                rows_as_text(&client, query).await,
+                rows_expected,
+                "{what}: {query}"
+            );
         }
         for gone in ["orders", "totals", "large"] {
             let error = client
@@ -1003,17 +1012,11 @@ async fn replaced_views_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     ];
     let check = |client: tokio_postgres::Client, what: &'static str| async move {
         for (query, rows_expected) in expected {
-            let found: Vec<String> = rows(&client, query)
-                .await
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .map(|value| value.unwrap_or_default())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            assert_eq!(found.join("|"), rows_expected, "{what}: {query}");
+            assert_eq!(
+                rows_as_text(&client, query).await,
+                rows_expected,
+                "{what}: {query}"
+            );
         }
         // The new definition keeps a row of 6, which the old one would not have.
         execute(&client, "INSERT INTO orders VALUES (100, 'bob', 6)").await;

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 // Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
 use hashbrown::HashMap;
@@ -69,6 +70,31 @@ pub struct TopN {
 struct WindowRow {
     row: Box<[u8]>,
     number: u64,
+}
+
+/// Each expression evaluated over `rows`.
+pub fn evaluate_columns<'a>(
+    expressions: impl IntoIterator<Item = &'a Arc<dyn PhysicalExpr>>,
+    rows: &RecordBatch,
+) -> Result<Vec<ArrayRef>, DataflowError> {
+    Ok(expressions
+        .into_iter()
+        .map(|expression| expression.evaluate(rows)?.into_array(rows.num_rows()))
+        .collect::<Result<Vec<ArrayRef>, _>>()?)
+}
+
+/// The keys of `expressions` over `rows` in `converter`'s encoding (a PARTITION BY's or an
+/// ORDER BY's); `None` without a converter, when every row's key is empty.
+pub fn encoded_keys<'a>(
+    converter: Option<&RowConverter>,
+    expressions: impl IntoIterator<Item = &'a Arc<dyn PhysicalExpr>>,
+    rows: &RecordBatch,
+) -> Result<Option<Rows>, DataflowError> {
+    let Some(converter) = converter else {
+        return Ok(None);
+    };
+    let columns = evaluate_columns(expressions, rows)?;
+    Ok(Some(converter.convert_columns(&columns)?))
 }
 
 /// A row converter whose byte order is the ORDER BY's: directions and NULL placement included.
@@ -168,25 +194,14 @@ impl Operator for TopN {
         input: ChangeBatch,
     ) -> Result<Vec<ChangeBatch>, DataflowError> {
         let row_count = input.len();
-        let evaluate = |expressions: Vec<&Arc<dyn PhysicalExpr>>| {
-            expressions
-                .into_iter()
-                .map(|expression| expression.evaluate(&input.rows)?.into_array(row_count))
-                .collect::<Result<Vec<ArrayRef>, _>>()
-        };
-        let partition_keys = match &self.partition_converter {
-            Some(converter) => {
-                let columns = evaluate(self.definition.partition_by.iter().collect())?;
-                Some(converter.convert_columns(&columns)?)
-            }
-            None => None,
-        };
-        let order_columns = evaluate(
-            self.definition
-                .order_by
-                .iter()
-                .map(|key| &key.expression)
-                .collect(),
+        let partition_keys = encoded_keys(
+            self.partition_converter.as_ref(),
+            &self.definition.partition_by,
+            &input.rows,
+        )?;
+        let order_columns = evaluate_columns(
+            self.definition.order_by.iter().map(|key| &key.expression),
+            &input.rows,
         )?;
         // Without ORDER BY every row has the same (empty) order key: ties broken by the row.
         let order_keys = if order_columns.is_empty() {

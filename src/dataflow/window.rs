@@ -15,7 +15,7 @@ use hashbrown::HashMap;
 
 use super::aggregate::rounded_average;
 use super::change_batch::{changes_in_schema, encode_rows, row_converter_for};
-use super::top_n::{SortKey, order_converter};
+use super::top_n::{SortKey, encoded_keys, evaluate_columns, order_converter};
 use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -702,38 +702,22 @@ impl Operator for Window {
         input: ChangeBatch,
     ) -> Result<Vec<ChangeBatch>, DataflowError> {
         let row_count = input.len();
-        let evaluate = |expressions: Vec<&Arc<dyn PhysicalExpr>>| {
-            expressions
-                .into_iter()
-                .map(|expression| expression.evaluate(&input.rows)?.into_array(row_count))
-                .collect::<Result<Vec<ArrayRef>, _>>()
-        };
-        let partition_keys = match &self.partition_converter {
-            Some(converter) => {
-                let columns = evaluate(self.definition.partition_by.iter().collect())?;
-                Some(converter.convert_columns(&columns)?)
-            }
-            None => None,
-        };
-        let order_keys = match &self.order_converter {
-            Some(converter) => {
-                let columns = evaluate(
-                    self.definition
-                        .order_by
-                        .iter()
-                        .map(|key| &key.expression)
-                        .collect(),
-                )?;
-                Some(converter.convert_columns(&columns)?)
-            }
-            None => None,
-        };
-        let argument_columns = evaluate(
+        let partition_keys = encoded_keys(
+            self.partition_converter.as_ref(),
+            &self.definition.partition_by,
+            &input.rows,
+        )?;
+        let order_keys = encoded_keys(
+            self.order_converter.as_ref(),
+            self.definition.order_by.iter().map(|key| &key.expression),
+            &input.rows,
+        )?;
+        let argument_columns = evaluate_columns(
             self.definition
                 .calls
                 .iter()
-                .flat_map(|call| &call.arguments)
-                .collect(),
+                .flat_map(|call| &call.arguments),
+            &input.rows,
         )?;
         let rows = encode_rows(&self.row_converter, &input.rows)?;
         for row in 0..row_count {
