@@ -102,6 +102,35 @@ fn crash_copy(directory: &Path, name: &str) -> PathBuf {
     crashed
 }
 
+/// Copies `directory` as a crash of `server` would leave it, stops the server (which leaves a
+/// checkpoint), and runs `check` on a server recovered from each: the copy by replaying the
+/// log, the directory from its checkpoint. Both directories are removed after.
+async fn check_both_recoveries<Check, Checked>(
+    server: TestServer,
+    client: tokio_postgres::Client,
+    directory: &Path,
+    name: &str,
+    check: Check,
+) where
+    Check: Fn(tokio_postgres::Client, &'static str) -> Checked,
+    Checked: std::future::Future<Output = tokio_postgres::Client>,
+{
+    let crashed = crash_copy(directory, &format!("{name}-crashed"));
+    drop(client);
+    server.stop().await;
+    for (what, path) in [
+        ("after the log", crashed.as_path()),
+        ("after a checkpoint", directory),
+    ] {
+        let (server, client) = start(path, what).await;
+        let client = check(client, what).await;
+        drop(client);
+        server.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&crashed);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
 /// A view's rows must equal its defining query run over the base data.
 async fn assert_view_equals_query(client: &tokio_postgres::Client, view: &str, query: &str) {
     let maintained = rows(client, &format!("SELECT * FROM {view} ORDER BY 1")).await;
@@ -953,21 +982,7 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     };
     let client = check(client, "before any restart").await;
 
-    let crashed = crash_copy(&directory, "renames-crashed");
-    drop(client);
-    server.stop().await;
-
-    for (what, path) in [
-        ("after the log", &crashed),
-        ("after a checkpoint", &directory),
-    ] {
-        let (server, client) = start(path, what).await;
-        let client = check(client, what).await;
-        drop(client);
-        server.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&crashed);
-    let _ = std::fs::remove_dir_all(&directory);
+    check_both_recoveries(server, client, &directory, "renames", check).await;
 }
 
 /// A view replaced by CREATE OR REPLACE comes back with its new definition, and the views on
@@ -1027,21 +1042,7 @@ async fn replaced_views_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     };
     let client = check(client, "before any restart").await;
 
-    let crashed = crash_copy(&directory, "replaced-crashed");
-    drop(client);
-    server.stop().await;
-
-    for (what, path) in [
-        ("after the log", &crashed),
-        ("after a checkpoint", &directory),
-    ] {
-        let (server, client) = start(path, what).await;
-        let client = check(client, what).await;
-        drop(client);
-        server.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&crashed);
-    let _ = std::fs::remove_dir_all(&directory);
+    check_both_recoveries(server, client, &directory, "replaced", check).await;
 }
 
 /// A sink keeps writing a view it reads after the view is renamed, and comes back after a

@@ -97,6 +97,20 @@ pub fn encoded_keys<'a>(
     Ok(Some(converter.convert_columns(&columns)?))
 }
 
+/// The converter of PARTITION BY keys of these types; `None` without PARTITION BY.
+pub fn partition_converter(types: &[DataType]) -> Result<Option<RowConverter>, ArrowError> {
+    if types.is_empty() {
+        return Ok(None);
+    }
+    RowConverter::new(
+        types
+            .iter()
+            .map(|data_type| SortField::new(data_type.clone()))
+            .collect(),
+    )
+    .map(Some)
+}
+
 /// A row converter whose byte order is the ORDER BY's: directions and NULL placement included.
 pub fn order_converter(keys: &[SortKey]) -> Result<RowConverter, ArrowError> {
     RowConverter::new(
@@ -116,17 +130,7 @@ pub fn order_converter(keys: &[SortKey]) -> Result<RowConverter, ArrowError> {
 
 impl TopN {
     pub fn new(definition: TopNDefinition) -> Result<Self, DataflowError> {
-        let partition_converter = if definition.partition_by.is_empty() {
-            None
-        } else {
-            Some(RowConverter::new(
-                definition
-                    .partition_types
-                    .iter()
-                    .map(|data_type| SortField::new(data_type.clone()))
-                    .collect(),
-            )?)
-        };
+        let partition_converter = partition_converter(&definition.partition_types)?;
         let order_converter = order_converter(&definition.order_by)?;
         let row_converter = row_converter_for(&definition.input_schema)?;
         Ok(Self {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 // Faster than std's SipHash on the short byte keys these maps hold; still seeded per map.
@@ -15,7 +15,7 @@ use hashbrown::HashMap;
 
 use super::aggregate::rounded_average;
 use super::change_batch::{changes_in_schema, encode_rows, row_converter_for};
-use super::top_n::{SortKey, encoded_keys, evaluate_columns, order_converter};
+use super::top_n::{SortKey, encoded_keys, evaluate_columns, order_converter, partition_converter};
 use super::{ChangeBatch, Epoch, Operator, Owned};
 use crate::error::{DataflowError, ExecutionError};
 use crate::storage::codec::{DecodeError, Decoder, Encoder};
@@ -189,17 +189,7 @@ struct Reach {
 
 impl Window {
     pub fn new(definition: WindowDefinition) -> Result<Self, DataflowError> {
-        let partition_converter = if definition.partition_by.is_empty() {
-            None
-        } else {
-            Some(RowConverter::new(
-                definition
-                    .partition_types
-                    .iter()
-                    .map(|data_type| SortField::new(data_type.clone()))
-                    .collect(),
-            )?)
-        };
+        let partition_converter = partition_converter(&definition.partition_types)?;
         let order_converter = if definition.order_by.is_empty() {
             None
         } else {
