@@ -899,11 +899,17 @@ fn window_below(
     loop {
         match node {
             LogicalPlan::Window(window) => return Some((window, projections)),
+            // Columns only, or a column cast and named as it was (the row number as BIGINT,
+            // planner::postgres_types).
             LogicalPlan::Projection(projection)
-                if projection
-                    .expr
-                    .iter()
-                    .all(|expression| matches!(expression, Expr::Column(_))) =>
+                if projection.expr.iter().all(|expression| match expression {
+                    Expr::Column(_) => true,
+                    Expr::Alias(alias) => matches!(
+                        alias.expr.as_ref(),
+                        Expr::Cast(cast) if matches!(cast.expr.as_ref(), Expr::Column(_))
+                    ),
+                    _ => false,
+                }) =>
             {
                 projections.push(projection);
                 node = &projection.input;

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Column;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::error::Result as DataFusionResult;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
-    Aggregate, AggregateUDF, Expr, ExprSchemable, LogicalPlan, Window, WindowFunctionDefinition,
+    Aggregate, AggregateUDF, Expr, ExprSchemable, LogicalPlan, Projection, Window,
+    WindowFunctionDefinition,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -68,8 +70,42 @@ impl AnalyzerRule for PostgresAggregateTypes {
     }
 }
 
-/// A window node with its `sum` and `avg` calls rewritten as [`rewrite_aggregate`] does.
+/// A window node with its `sum` and `avg` calls rewritten as [`rewrite_aggregate`] does, and its
+/// ROW_NUMBER, RANK and DENSE_RANK (UInt64 in DataFusion, which clients would see as NUMERIC)
+/// cast to BIGINT by a projection above it that keeps every column's name.
 fn rewrite_window(window: Window) -> DataFusionResult<Transformed<LogicalPlan>> {
+    let rewritten = rewrite_window_aggregates(window)?;
+    let LogicalPlan::Window(window) = &rewritten.data else {
+        return Ok(rewritten);
+    };
+    let schema = Arc::clone(&window.schema);
+    let first_output = window.input.schema().fields().len();
+    let unsigned = |place: usize| {
+        place >= first_output && *schema.field(place).data_type() == DataType::UInt64
+    };
+    if !(first_output..schema.fields().len()).any(unsigned) {
+        return Ok(rewritten);
+    }
+    let expressions = schema
+        .iter()
+        .enumerate()
+        .map(|(place, (qualifier, field))| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            if unsigned(place) {
+                column
+                    .cast_to(&DataType::Int64, schema.as_ref())
+                    .map(|cast| cast.alias_qualified(qualifier.cloned(), field.name()))
+            } else {
+                Ok(column)
+            }
+        })
+        .collect::<DataFusionResult<Vec<_>>>()?;
+    let projection = Projection::try_new(expressions, Arc::new(rewritten.data))?;
+    Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+}
+
+/// A window node with its `sum` and `avg` calls rewritten as [`rewrite_aggregate`] does.
+fn rewrite_window_aggregates(window: Window) -> DataFusionResult<Transformed<LogicalPlan>> {
     let input_schema = Arc::clone(window.input.schema());
     let mut changed = false;
     let expressions = window
