@@ -192,18 +192,10 @@ impl Generator {
                 );
             }
             1 => {
-                return format!(
-                    "coalesce({}, {})",
-                    self.expression(scope, kind, next),
-                    self.expression(scope, kind, next)
-                );
+                return self.two(scope, kind, next, ["coalesce(", ", ", ")"]);
             }
             2 if kind != Type::Bool => {
-                return format!(
-                    "nullif({}, {})",
-                    self.expression(scope, kind, next),
-                    self.expression(scope, kind, next)
-                );
+                return self.two(scope, kind, next, ["nullif(", ", ", ")"]);
             }
             3 if self.subquery_depth == 0 && !self.in_aggregate && kind != Type::Bool => {
                 return self.scalar_subquery(scope, kind);
@@ -214,8 +206,8 @@ impl Generator {
             Type::Int | Type::Big => {
                 let operand = |generator: &mut Generator| generator.expression(scope, kind, next);
                 match self.rng.random_range(0..8) {
-                    0 => format!("({} + {})", operand(self), operand(self)),
-                    1 => format!("({} - {})", operand(self), operand(self)),
+                    0 => self.two(scope, kind, next, ["(", " + ", ")"]),
+                    1 => self.two(scope, kind, next, ["(", " - ", ")"]),
                     2 => format!("({} * {})", operand(self), self.literal(kind)),
                     3 => format!("abs({})", operand(self)),
                     4 => format!("({} % {})", operand(self), self.rng.random_range(1..=4)),
@@ -235,11 +227,7 @@ impl Generator {
                 }
             }
             Type::Float => match self.rng.random_range(0..6) {
-                0 => format!(
-                    "({} + {})",
-                    self.expression(scope, kind, next),
-                    self.expression(scope, kind, next)
-                ),
+                0 => self.two(scope, kind, next, ["(", " + ", ")"]),
                 1 => format!(
                     "({} * {})",
                     self.expression(scope, kind, next),
@@ -254,11 +242,7 @@ impl Generator {
                 _ => format!("(- {})", self.expression(scope, kind, next)),
             },
             Type::Numeric => match self.rng.random_range(0..5) {
-                0 => format!(
-                    "({} + {})",
-                    self.expression(scope, kind, next),
-                    self.expression(scope, kind, next)
-                ),
+                0 => self.two(scope, kind, next, ["(", " + ", ")"]),
                 1 => format!(
                     "({} * {})",
                     self.expression(scope, kind, next),
@@ -272,11 +256,7 @@ impl Generator {
                 _ => format!("(- {})", self.expression(scope, kind, next)),
             },
             Type::Text => match self.rng.random_range(0..6) {
-                0 => format!(
-                    "({} || {})",
-                    self.expression(scope, kind, next),
-                    self.expression(scope, kind, next)
-                ),
+                0 => self.two(scope, kind, next, ["(", " || ", ")"]),
                 1 => format!("upper({})", self.expression(scope, kind, next)),
                 2 => format!("lower({})", self.expression(scope, kind, next)),
                 3 => format!("substr({}, 1, 1)", self.expression(scope, kind, next)),
@@ -291,6 +271,14 @@ impl Generator {
             },
             Type::Bool => self.predicate(scope, next),
         }
+    }
+
+    /// Two expressions of type `kind` inside `parts`: `parts[0]`, the first, `parts[1]`, the
+    /// second, `parts[2]` (`(a + b)`, `nullif(a, b)`).
+    fn two(&mut self, scope: &Scope, kind: Type, depth: usize, parts: [&str; 3]) -> String {
+        let first = self.expression(scope, kind, depth);
+        let second = self.expression(scope, kind, depth);
+        format!("{}{first}{}{second}{}", parts[0], parts[1], parts[2])
     }
 
     fn predicate(&mut self, scope: &Scope, depth: usize) -> String {

@@ -47,6 +47,20 @@ async fn start(directory: &Path, what: &str) -> (TestServer, tokio_postgres::Cli
     (server, client)
 }
 
+/// A server on `directory` that checkpoints only when it stops, so that what it does before is
+/// recovered from the log; and a client of it.
+async fn start_without_checkpoints(directory: &Path) -> (TestServer, tokio_postgres::Client) {
+    let without_checkpoints = Config {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..config(directory)
+    };
+    let server = TestServer::start_with(without_checkpoints)
+        .await
+        .expect("start");
+    let client = server.connect().await;
+    (server, client)
+}
+
 /// Rows of a query as text, in the query's order.
 async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<String>>> {
     client
@@ -784,14 +798,7 @@ async fn views_come_back_from_their_stored_plans() {
     // Checkpoints only at shutdown: views created after the start are recovered from the log,
     // where their CREATE records carry their plans.
     let directory = data_directory("plans");
-    let without_checkpoints = Config {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..config(&directory)
-    };
-    let server = TestServer::start_with(without_checkpoints.clone())
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start_without_checkpoints(&directory).await;
     execute(
         &client,
         "CREATE TABLE orders (id INT, product TEXT, amount INT, at TIMESTAMP);
@@ -923,14 +930,7 @@ async fn an_exactly_once_sink_commits_when_its_input_pauses_not_at_the_next_inte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     let directory = data_directory("renames");
-    let without_checkpoints = Config {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..config(&directory)
-    };
-    let server = TestServer::start_with(without_checkpoints.clone())
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start_without_checkpoints(&directory).await;
     execute(
         &client,
         "CREATE TABLE orders (id INT PRIMARY KEY, customer TEXT, amount INT);
@@ -990,14 +990,7 @@ async fn renames_survive_a_restart_from_the_log_and_from_a_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_views_survive_a_restart_from_the_log_and_from_a_checkpoint() {
     let directory = data_directory("replaced");
-    let without_checkpoints = Config {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..config(&directory)
-    };
-    let server = TestServer::start_with(without_checkpoints.clone())
-        .await
-        .expect("start");
-    let client = server.connect().await;
+    let (server, client) = start_without_checkpoints(&directory).await;
     execute(
         &client,
         "CREATE TABLE orders (id INT, customer TEXT, amount INT);

@@ -36,6 +36,18 @@ fn fields(line: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The next line of a `COPY (SUBSCRIBE ...)` stream, split into its fields; fails the test if
+/// none comes within PATIENCE or the stream ends.
+async fn next_line(
+    stream: &mut std::pin::Pin<&mut tokio_postgres::CopyOutStream>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("a change arrives")
+        .expect("the stream goes on")
+        .map(|bytes| fields(&bytes))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_subscribe_streams_rows_then_changes_until_canceled() {
     let server = TestServer::start().await;
@@ -49,15 +61,8 @@ async fn copy_subscribe_streams_rows_then_changes_until_canceled() {
         .await
         .expect("subscribe");
     futures::pin_mut!(stream);
-    let mut next_line = async || {
-        tokio::time::timeout(PATIENCE, stream.next())
-            .await
-            .expect("a change arrives")
-            .expect("the stream goes on")
-            .map(|bytes| fields(&bytes))
-    };
-    let first = next_line().await.expect("first row");
-    let second = next_line().await.expect("second row");
+    let first = next_line(&mut stream).await.expect("first row");
+    let second = next_line(&mut stream).await.expect("second row");
     let snapshot_epoch = first[0].clone();
     assert_eq!(second[0], snapshot_epoch, "the snapshot is one epoch");
     assert_eq!(
@@ -68,8 +73,8 @@ async fn copy_subscribe_streams_rows_then_changes_until_canceled() {
         .batch_execute("INSERT INTO t VALUES ('b', 10)")
         .await
         .expect("insert");
-    let retracted = next_line().await.expect("retraction");
-    let inserted = next_line().await.expect("insertion");
+    let retracted = next_line(&mut stream).await.expect("retraction");
+    let inserted = next_line(&mut stream).await.expect("insertion");
     assert_eq!(retracted[1..], ["-1", "b", "2"]);
     assert_eq!(inserted[1..], ["1", "b", "12"]);
     assert_eq!(retracted[0], inserted[0], "one epoch's changes share it");
@@ -82,7 +87,7 @@ async fn copy_subscribe_streams_rows_then_changes_until_canceled() {
         .await
         .expect("insert");
     assert_eq!(
-        next_line().await.expect("escaped row")[1..],
+        next_line(&mut stream).await.expect("escaped row")[1..],
         ["1", "tab\\there\\\\", "\\N"]
     );
     cancel
@@ -298,14 +303,7 @@ async fn a_subscriber_sees_only_what_a_replacement_changed() {
         .await
         .expect("subscribe");
     futures::pin_mut!(stream);
-    let mut next_line = async || {
-        tokio::time::timeout(PATIENCE, stream.next())
-            .await
-            .expect("a change arrives")
-            .expect("the stream goes on")
-            .map(|bytes| fields(&bytes))
-    };
-    let snapshot = [next_line().await, next_line().await];
+    let snapshot = [next_line(&mut stream).await, next_line(&mut stream).await];
     assert_eq!(snapshot.len(), 2);
     // 'a' (1 + 3) and 'c' keep their totals; 'b' (2) drops out.
     writer
@@ -316,17 +314,19 @@ async fn a_subscriber_sees_only_what_a_replacement_changed() {
         )
         .await
         .expect("insert and replace");
-    let inserted = next_line().await.expect("the insert's change");
+    let inserted = next_line(&mut stream).await.expect("the insert's change");
     assert_eq!(inserted[1..], ["1", "c", "7"]);
-    let replaced = next_line().await.expect("the replacement's change");
+    let replaced = next_line(&mut stream)
+        .await
+        .expect("the replacement's change");
     assert_eq!(replaced[1..], ["-1", "b", "2"]);
     // Nothing else came ('a' and 'c' are as they were): the next change is the next write's.
     writer
         .batch_execute("INSERT INTO t VALUES ('a', 10)")
         .await
         .expect("insert");
-    let retracted = next_line().await.expect("retraction");
-    let added = next_line().await.expect("insertion");
+    let retracted = next_line(&mut stream).await.expect("retraction");
+    let added = next_line(&mut stream).await.expect("insertion");
     assert_eq!(retracted[1..], ["-1", "a", "4"]);
     assert_eq!(added[1..], ["1", "a", "14"]);
 }

@@ -243,7 +243,7 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use crate::dataflow::testing::column;
+    use crate::dataflow::testing::{column, epoch};
 
     const SECOND: i64 = 1_000_000_000;
 
@@ -293,12 +293,6 @@ mod tests {
             }
         }
         ids.into_iter().filter(|(_, weight)| *weight != 0).collect()
-    }
-
-    fn epoch(filter: &mut TemporalFilter, input: ChangeBatch) -> Vec<ChangeBatch> {
-        let mut output = filter.process(0, input).expect("process");
-        output.extend(filter.barrier(1).expect("barrier"));
-        output
     }
 
     #[test]

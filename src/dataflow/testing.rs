@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
-use super::ChangeBatch;
+use super::{ChangeBatch, Operator};
 
 /// A schema of nullable BIGINT columns with these names.
 pub fn integers(names: &[&str]) -> SchemaRef {
@@ -35,6 +35,13 @@ pub fn changes(schema: &SchemaRef, rows: &[(&[Option<i64>], i64)]) -> ChangeBatc
         batch,
         Int64Array::from_iter_values(rows.iter().map(|(_, weight)| *weight)),
     )
+}
+
+/// One epoch of a unary operator: `input` on port 0, then the barrier; everything it emitted.
+pub fn epoch(operator: &mut dyn Operator, input: ChangeBatch) -> Vec<ChangeBatch> {
+    let mut output = operator.process(0, input).expect("process");
+    output.extend(operator.barrier(1).expect("barrier"));
+    output
 }
 
 /// Column `index` of its input.

@@ -349,7 +349,7 @@ impl Operator for TopN {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataflow::testing::{changes, column, expected, integers, summed};
+    use crate::dataflow::testing::{changes, column, epoch, expected, integers, summed};
 
     /// Rows `(g, id, v)`: the two largest `v` (ties by smaller id), overall or per `g`.
     fn top_two(per_group: bool) -> (TopN, SchemaRef) {
@@ -380,12 +380,6 @@ mod tests {
         })
         .expect("top-n");
         (top_n, schema)
-    }
-
-    fn epoch(top_n: &mut TopN, input: ChangeBatch) -> Vec<ChangeBatch> {
-        let mut output = top_n.process(0, input).expect("process");
-        output.extend(top_n.barrier(1).expect("barrier"));
-        output
     }
 
     fn row(g: i64, id: i64, v: i64) -> [Option<i64>; 3] {

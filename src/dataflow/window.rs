@@ -302,7 +302,7 @@ impl Window {
         use WindowFunctionKind::*;
         match call.kind {
             Sum | Avg => {
-                let value = value.cast_to(&sum_type(call, value))?;
+                let value = in_type(value.clone(), &sum_type(call, value))?;
                 accumulator.value = if accumulator.value.is_null() {
                     value
                 } else {
@@ -330,7 +330,7 @@ impl Window {
         Ok(())
     }
 
-    /// An aggregate's value, in the call's output type.
+    /// An aggregate's value (cast to the call's output type with the other outputs).
     fn finish(
         &self,
         index: usize,
@@ -361,7 +361,7 @@ impl Window {
             _ if accumulator.count == 0 => ScalarValue::Null,
             _ => accumulator.value.clone(),
         };
-        Ok(value.cast_to(&call.output_type)?)
+        Ok(value)
     }
 
     /// The arguments of the row `offset` rows from `key` (negative: before), if there is one.
@@ -603,7 +603,7 @@ impl Window {
                             self.finish(index, &accumulator)?
                         }
                     };
-                    outputs.push(value.cast_to(&call.output_type)?);
+                    outputs.push(in_type(value, &call.output_type)?);
                 }
                 let state = RowState {
                     carry: row_carry.clone(),
@@ -679,6 +679,15 @@ fn sum_type(call: &WindowCall, value: &ScalarValue) -> DataType {
         (WindowFunctionKind::Avg, _) => DataType::Float64,
         (_, output) => output.clone(),
     }
+}
+
+/// `value` as `data_type`. Casting a scalar goes through a one-row array, so values already of
+/// the type (most, on the per-row path) skip it.
+fn in_type(value: ScalarValue, data_type: &DataType) -> Result<ScalarValue, DataflowError> {
+    if value.data_type() == *data_type {
+        return Ok(value);
+    }
+    Ok(value.cast_to(data_type)?)
 }
 
 fn internal(message: &str) -> DataflowError {
@@ -890,66 +899,63 @@ impl Operator for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataflow::testing::{changes, column, integers, summed};
+    use crate::dataflow::testing::{changes, column, epoch, integers, summed};
 
-    /// Over rows `(g, t, v)` partitioned by g, ordered by t: row_number, lag(v), a running
-    /// sum of v (ROWS), and the sum of v over the partition.
-    fn window() -> (Window, SchemaRef) {
-        let input = integers(&["g", "t", "v"]);
-        let output = integers(&["g", "t", "v", "rn", "previous", "running", "total"]);
-        let call = |kind, arguments: Vec<Arc<dyn PhysicalExpr>>, offset, frame| WindowCall {
+    /// A call reading column v (or nothing), BIGINT out.
+    fn call(kind: WindowFunctionKind, reads_v: bool, offset: usize, frame: Frame) -> WindowCall {
+        WindowCall {
             kind,
-            arguments,
+            arguments: if reads_v {
+                vec![column("v", 2)]
+            } else {
+                Vec::new()
+            },
             offset,
             frame,
             output_type: DataType::Int64,
-        };
-        let window = Window::new(WindowDefinition {
-            partition_by: vec![column("g", 0)],
-            partition_types: vec![DataType::Int64],
+        }
+    }
+
+    /// `calls` over rows `(g, t, v)` ordered by t, partitioned by g or not at all; the output
+    /// columns are the input's, then `outputs`.
+    fn window_over_t(partitioned: bool, calls: Vec<WindowCall>, outputs: &[&str]) -> Window {
+        let input = integers(&["g", "t", "v"]);
+        let output = integers(&[&["g", "t", "v"], outputs].concat());
+        Window::new(WindowDefinition {
+            partition_by: if partitioned {
+                vec![column("g", 0)]
+            } else {
+                Vec::new()
+            },
+            partition_types: if partitioned {
+                vec![DataType::Int64]
+            } else {
+                Vec::new()
+            },
             order_by: vec![SortKey {
                 expression: column("t", 1),
                 data_type: DataType::Int64,
                 descending: false,
                 nulls_first: false,
             }],
-            calls: vec![
-                call(
-                    WindowFunctionKind::RowNumber,
-                    Vec::new(),
-                    0,
-                    Frame::ThroughRow,
-                ),
-                call(
-                    WindowFunctionKind::Lag,
-                    vec![column("v", 2)],
-                    1,
-                    Frame::ThroughRow,
-                ),
-                call(
-                    WindowFunctionKind::Sum,
-                    vec![column("v", 2)],
-                    0,
-                    Frame::ThroughRow,
-                ),
-                call(
-                    WindowFunctionKind::Sum,
-                    vec![column("v", 2)],
-                    0,
-                    Frame::Partition,
-                ),
-            ],
-            input_schema: Arc::clone(&input),
+            calls,
+            input_schema: input,
             output_schema: output,
         })
-        .expect("window");
-        (window, input)
+        .expect("window")
     }
 
-    fn epoch(window: &mut Window, input: ChangeBatch) -> Vec<ChangeBatch> {
-        let mut output = window.process(0, input).expect("process");
-        output.extend(window.barrier(1).expect("barrier"));
-        output
+    /// Over rows `(g, t, v)` partitioned by g, ordered by t: row_number, lag(v), a running
+    /// sum of v (ROWS), and the sum of v over the partition.
+    fn window() -> (Window, SchemaRef) {
+        let calls = vec![
+            call(WindowFunctionKind::RowNumber, false, 0, Frame::ThroughRow),
+            call(WindowFunctionKind::Lag, true, 1, Frame::ThroughRow),
+            call(WindowFunctionKind::Sum, true, 0, Frame::ThroughRow),
+            call(WindowFunctionKind::Sum, true, 0, Frame::Partition),
+        ];
+        let window = window_over_t(true, calls, &["rn", "previous", "running", "total"]);
+        (window, integers(&["g", "t", "v"]))
     }
 
     fn row(g: i64, t: i64, v: i64) -> [Option<i64>; 3] {
@@ -1011,32 +1017,12 @@ mod tests {
     #[test]
     fn an_insert_at_the_end_of_a_large_partition_recomputes_only_its_neighbourhood() {
         let input = integers(&["g", "t", "v"]);
-        let output = integers(&["g", "t", "v", "rn", "previous", "running"]);
-        let call = |kind, arguments: Vec<Arc<dyn PhysicalExpr>>, offset| WindowCall {
-            kind,
-            arguments,
-            offset,
-            frame: Frame::ThroughPeers,
-            output_type: DataType::Int64,
-        };
-        let mut window = Window::new(WindowDefinition {
-            partition_by: Vec::new(),
-            partition_types: Vec::new(),
-            order_by: vec![SortKey {
-                expression: column("t", 1),
-                data_type: DataType::Int64,
-                descending: false,
-                nulls_first: false,
-            }],
-            calls: vec![
-                call(WindowFunctionKind::RowNumber, Vec::new(), 0),
-                call(WindowFunctionKind::Lag, vec![column("v", 2)], 1),
-                call(WindowFunctionKind::Sum, vec![column("v", 2)], 0),
-            ],
-            input_schema: Arc::clone(&input),
-            output_schema: output,
-        })
-        .expect("window");
+        let calls = vec![
+            call(WindowFunctionKind::RowNumber, false, 0, Frame::ThroughPeers),
+            call(WindowFunctionKind::Lag, true, 1, Frame::ThroughPeers),
+            call(WindowFunctionKind::Sum, true, 0, Frame::ThroughPeers),
+        ];
+        let mut window = window_over_t(false, calls, &["rn", "previous", "running"]);
         let rows: Vec<[Option<i64>; 3]> = (0..20_000).map(|t| row(0, t, 1)).collect();
         let batch: Vec<(&[Option<i64>], i64)> = rows.iter().map(|row| (&row[..], 1)).collect();
         epoch(&mut window, changes(&input, &batch));

@@ -589,11 +589,10 @@ impl Builder<'_> {
         window: &datafusion::logical_expr::Window,
         projections: &[&datafusion::logical_expr::Projection],
     ) -> Result<Option<Input>> {
-        let lone_row_number = match window.window_expr.as_slice() {
-            [Expr::WindowFunction(function)] => function.fun.name() == "row_number",
-            _ => false,
+        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
+            return Ok(None);
         };
-        if !lone_row_number {
+        if function.fun.name() != "row_number" {
             return Ok(None);
         }
         if super::temporal::reads_clock(&filter.predicate) {
@@ -613,31 +612,25 @@ impl Builder<'_> {
                 _ => rest.push(conjunct.clone()),
             }
         }
-        if limit.is_none() {
+        let Some(limit) = limit else {
             return Ok(None);
-        }
+        };
         let remaining = conjunction(rest).map(|predicate| (predicate, filter.input.schema()));
-        self.lower_row_number(window, limit, projections, remaining)
+        self.lower_row_number(window, function, limit, projections, remaining)
             .map(Some)
     }
 
-    /// ROW_NUMBER() OVER (PARTITION BY ... [ORDER BY ...]): a top-N per partition that keeps the
-    /// first `limit` rows (all of them when `None`), numbered; then the column-only `projections`
-    /// above the window and the `remaining` filter (over the schema it names).
+    /// `function`, the window's ROW_NUMBER() OVER (PARTITION BY ... [ORDER BY ...]): a top-N per
+    /// partition that keeps the first `limit` rows, numbered; then the `projections` above the
+    /// window and the `remaining` filter (over the schema it names).
     fn lower_row_number(
         &mut self,
         window: &datafusion::logical_expr::Window,
-        limit: Option<usize>,
+        function: &datafusion::logical_expr::expr::WindowFunction,
+        limit: usize,
         projections: &[&datafusion::logical_expr::Projection],
         remaining: Option<(Expr, &datafusion::common::DFSchemaRef)>,
     ) -> Result<Input> {
-        let not_supported = || unsupported("a window function (OVER) other than ROW_NUMBER()");
-        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
-            return Err(not_supported());
-        };
-        if function.fun.name() != "row_number" {
-            return Err(not_supported());
-        }
         let input = self.lower_node(&window.input)?;
         let input_schema = window.input.schema();
         let partition_by = self.expressions(&function.params.partition_by, input_schema)?;
@@ -649,7 +642,7 @@ impl Builder<'_> {
             partition_types,
             order_by: self.sort_keys(&function.params.order_by, input_schema)?,
             offset: 0,
-            limit,
+            limit: Some(limit),
             row_number: true,
             output: schema_spec(&window.schema)?,
         });
